@@ -1,0 +1,17 @@
+"""pixring's reference renderer: an aiohttp + Pillow image server for imgix-style URLs.
+
+The balancer treats it as an opaque HTTP backend; it exists so the whole tier runs end to
+end on one machine. It must never import ``balancer``; parameters come from
+``pixring.schema``, the schema the balancer's normalizer reads too.
+
+    geometry   pure box arithmetic of the fit modes
+    params     query -> RenderSpec (through pixring.schema)
+    pipeline   bytes in, bytes out: Pillow decode, transform, encode (runs in workers)
+    origin     the local-directory origin and its path fence
+    cache      byte-bounded LRU of finished renders
+    singleflight  one render for concurrent identical requests
+    workers    the process pool with a bounded queue
+    app        the aiohttp app: make_app(settings)
+    cli        `pixring renderer`
+    samples    deterministic sample images for `make run` and the tests
+"""

@@ -1,0 +1,225 @@
+"""``pixring renderer``: flags -> RendererSettings -> the app served on uvloop until a signal.
+
+Rules: every flag's help says what it does and its default. A bad value is a message on
+stderr and exit code 2 (argparse's own convention); a listen address already in use is a
+message and exit code 1. When the port is bound and the workers are up, exactly one line
+goes to stdout, ``pixring renderer listening on http://HOST:PORT`` (the real port when
+``:0`` was asked), so supervisors and tests can wait for it. SIGTERM or SIGINT stops
+accepting connections, lets in-flight requests and renders finish (up to
+``--shutdown-timeout``), shuts the worker pool down and returns 0. Logs are JSON lines on
+stderr (``renderer.logs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from renderer.settings import (
+    DEFAULT_CACHE_BYTES,
+    DEFAULT_CACHE_CONTROL,
+    DEFAULT_MAX_SOURCE_BYTES,
+    DEFAULT_MAX_SOURCE_PIXELS,
+    RendererSettings,
+)
+from renderer.workers import DEFAULT_QUEUE_PER_WORKER, default_workers
+
+__all__ = ["DEFAULT_LISTEN", "DEFAULT_ORIGIN", "add_arguments", "run"]
+
+DEFAULT_LISTEN = ("127.0.0.1", 9000)
+DEFAULT_ORIGIN = Path("var/samples")
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``pixring renderer`` flags."""
+    parser.add_argument(
+        "--listen", type=_listen, default=DEFAULT_LISTEN, metavar="HOST:PORT",
+        help="address to serve HTTP on; port 0 picks a free port, printed on the ready line "
+        "(default: 127.0.0.1:9000)",
+    )
+    parser.add_argument(
+        "--origin", type=Path, default=None, metavar="DIR",
+        help="directory of source images; a request path names a file below it "
+        f"(default: {DEFAULT_ORIGIN}/, with the sample images generated there on first use)",
+    )
+    parser.add_argument(
+        "--samples", action="store_true",
+        help="generate the sample images into the origin before serving (skips files already "
+        "generated; implied when --origin is not given)",
+    )
+    parser.add_argument(
+        "--render-workers", type=_positive_int, default=None, metavar="N",
+        help=f"render worker processes, the CPU-bound part (default: one per core, {default_workers()} here)",
+    )
+    parser.add_argument(
+        "--render-queue", type=_non_negative_int, default=None, metavar="N",
+        help="renders allowed to wait for a busy worker; beyond that a request gets 503 + Retry-After "
+        f"(default: {DEFAULT_QUEUE_PER_WORKER} per worker)",
+    )
+    parser.add_argument(
+        "--cache-bytes", type=_size, default=DEFAULT_CACHE_BYTES, metavar="SIZE",
+        help="memory for the in-process cache of rendered images, e.g. 512M or 2G; 0 disables it "
+        f"(default: {_human(DEFAULT_CACHE_BYTES)})",
+    )
+    parser.add_argument(
+        "--cache-control", default=DEFAULT_CACHE_CONTROL, metavar="VALUE",
+        help=f"Cache-Control header of every rendered image (default: {DEFAULT_CACHE_CONTROL!r})",
+    )
+    parser.add_argument(
+        "--max-source-pixels", type=_positive_int, default=DEFAULT_MAX_SOURCE_PIXELS, metavar="N",
+        help="largest source image, in pixels, read from its header before decoding; larger is 413 "
+        f"(default: {DEFAULT_MAX_SOURCE_PIXELS}, i.e. {DEFAULT_MAX_SOURCE_PIXELS // 1_000_000} MP)",
+    )
+    parser.add_argument(
+        "--max-source-bytes", type=_size, default=DEFAULT_MAX_SOURCE_BYTES, metavar="SIZE",
+        help=f"largest source file, e.g. 64M; larger is 413 (default: {_human(DEFAULT_MAX_SOURCE_BYTES)})",
+    )
+    parser.add_argument(
+        "--shutdown-timeout", type=_positive_float, default=DEFAULT_SHUTDOWN_TIMEOUT, metavar="SECONDS",
+        help="on SIGTERM/SIGINT, how long in-flight requests may take to finish "
+        f"(default: {DEFAULT_SHUTDOWN_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--no-access-log", dest="access_log", action="store_false",
+        help="do not write a JSON access-log line per request to stderr (default: write them)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 if it cannot listen, 2 for bad options."""
+    origin = args.origin if args.origin is not None else DEFAULT_ORIGIN
+    try:
+        if args.samples or args.origin is None:
+            from renderer.samples import ensure_samples
+
+            ensure_samples(origin)
+        if not origin.is_dir():
+            raise ValueError(f"--origin {origin}: not a directory")
+        settings = RendererSettings(
+            origin=origin,
+            render_workers=args.render_workers,
+            render_queue=args.render_queue,
+            cache_bytes=args.cache_bytes,
+            cache_control=args.cache_control,
+            max_source_pixels=args.max_source_pixels,
+            max_source_bytes=args.max_source_bytes,
+            access_log=args.access_log,
+        )
+    except (ValueError, OSError) as exc:
+        print(f"pixring renderer: {exc}", file=sys.stderr)
+        return 2
+    host, port = args.listen
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_serve(settings, host, port, args.shutdown_timeout))
+
+
+async def _serve(settings: RendererSettings, host: str, port: int, shutdown_timeout: float) -> int:
+    from renderer.app import make_app
+    from renderer.logs import JsonAccessLogger, log_event
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    app = make_app(settings)
+    options: dict[str, object] = {"access_log_class": JsonAccessLogger}
+    if not settings.access_log:
+        options["access_log"] = None
+    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, **options)  # type: ignore[arg-type]
+    await runner.setup()  # starts and warms the worker pool
+    try:
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+            print(f"pixring renderer: cannot listen on {_format(host, port)}: {reason}", file=sys.stderr)
+            return 1
+        bound_host, bound_port = runner.addresses[0][:2]
+        log_event("start", listen=_format(bound_host, bound_port), origin=str(settings.origin))
+        print(f"pixring renderer listening on http://{_format(bound_host, bound_port)}", flush=True)
+        await stop.wait()
+        log_event("stopping")
+    finally:
+        # Stops accepting, waits for in-flight requests, then the pool (cleanup context).
+        await runner.cleanup()
+    log_event("stopped")
+    return 0
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: the port must be 0-65535")
+    return host, int(port)
+
+
+def _format(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def _size(text: str) -> int:
+    """Bytes, with an optional binary K/M/G suffix (``64M`` = 64 MiB); a trailing B is fine."""
+    cleaned = text.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = cleaned[-1:] if cleaned[-1:] in _UNITS else ""
+    number = cleaned[: len(cleaned) - len(unit)]
+    try:
+        value = int(float(number) * _UNITS[unit]) if number else -1
+    except (ValueError, OverflowError):
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size in bytes (e.g. 1048576, 512K, 64M, 2G)")
+    return value
+
+
+def _human(size: int) -> str:
+    for unit, factor in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)

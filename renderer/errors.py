@@ -1,0 +1,67 @@
+"""The renderer's failures, each carrying the HTTP status it answers with.
+
+Rules: every way a request can fail on purpose is one of these classes, so the app maps
+errors to responses in one place and never answers a client's mistake with a 500. They
+cross the render-worker process boundary, so each keeps ``args == (message, param, expected)`` and
+pickles as a plain exception.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RenderError",
+    "BadParam",
+    "BadPath",
+    "SourceNotFound",
+    "SourceTooLarge",
+    "UndecodableSource",
+    "Overloaded",
+    "WorkerLost",
+]
+
+
+class RenderError(Exception):
+    """A request that cannot be served; ``status`` is the HTTP answer."""
+
+    status = 500
+
+    def __init__(self, message: str, param: str | None = None, expected: str | None = None) -> None:
+        super().__init__(message, param, expected)
+        self.message = message
+        self.param = param  # the image parameter at fault, if one is
+        self.expected = expected  # the form that parameter accepts, in words
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BadParam(RenderError):
+    status = 400
+
+
+class BadPath(RenderError):
+    status = 400
+
+
+class SourceNotFound(RenderError):
+    status = 404
+
+
+class SourceTooLarge(RenderError):
+    status = 413
+
+
+class UndecodableSource(RenderError):
+    status = 422
+
+
+class Overloaded(RenderError):
+    """Every render worker is busy and the wait queue is full; the client should retry."""
+
+    status = 503
+
+
+class WorkerLost(RenderError):
+    """A render worker process died mid-render (killed, out of memory); the pool was rebuilt."""
+
+    status = 503

@@ -1,0 +1,46 @@
+"""JSON-lines logs on stderr: one object per line, the only log format of the renderer.
+
+Rules: every line has ``ts`` (Unix seconds) and ``event``; fields are plain JSON values;
+a line is written whole (one ``write`` of a line-buffered text stream), so lines from
+concurrent requests never interleave. Kept minimal: one access line per request, plus
+start-up, shutdown and unexpected errors.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+import orjson
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web import BaseRequest, StreamResponse
+
+__all__ = ["JsonAccessLogger", "log_event"]
+
+_MAX_LOGGED_TARGET = 512  # a log line is not the place for a 64 KB URL
+
+
+def log_event(event: str, stream: TextIO | None = None, **fields: Any) -> None:
+    record = {"ts": round(time.time(), 3), "event": event, **fields}
+    out = stream if stream is not None else sys.stderr
+    out.write(orjson.dumps(record, default=str).decode() + "\n")
+
+
+class JsonAccessLogger(AbstractAccessLogger):
+    """aiohttp access logger writing one JSON line per request to stderr."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        target = request.raw_path
+        if len(target) > _MAX_LOGGED_TARGET:
+            target = target[:_MAX_LOGGED_TARGET] + "..."
+        log_event(
+            "access",
+            method=request.method,
+            target=target,
+            status=response.status,
+            bytes_sent=response.body_length,  # headers included
+            ms=round(time * 1000, 2),
+            cache=response.headers.get("X-Render-Cache"),
+            remote=request.remote,
+        )

@@ -1,0 +1,280 @@
+"""Bytes in, bytes out: decode a source with Pillow, apply a RenderSpec, encode.
+
+No I/O and no asyncio: this runs inside a render worker process, so everything it
+takes and returns pickles. Rules:
+
+- Only the decoders in ``INPUT_FORMATS`` are ever tried (a small attack surface: no TIFF,
+  PSD, EPS...). Anything else, and any decode failure, is ``UndecodableSource`` (422).
+- The pixel limit is checked from the header, before a single pixel is decoded
+  (``Image.open`` is lazy); Pillow's own decompression-bomb guard is a second fence
+  (https://pillow.readthedocs.io/en/stable/reference/Image.html#PIL.Image.open).
+- JPEG sources are decoded with ``Image.draft`` at the smallest DCT scale that still
+  leaves ``DRAFT_HEADROOM`` times the output resolution, which is what makes large
+  downscales cheap (https://pillow.readthedocs.io/en/stable/reference/Image.html#PIL.Image.Image.draft).
+- EXIF orientation is applied (``ImageOps.exif_transpose``) before any geometry, so
+  w/h/rect/crop mean what the viewer sees; the output carries no EXIF. An ICC profile is
+  kept when it still describes the output's colour space.
+- Transparency survives when the output format has it. ``bg``
+  (https://docs.imgix.com/apis/rendering/fill/background-color) paints behind transparent
+  pixels and the padding of fill/fillmax; without ``bg`` both stay transparent, or become
+  the schema's default background colour for formats without alpha (JPEG).
+- ``fm`` absent keeps the source's format, as imgix does for the formats it can write
+  (https://docs.imgix.com/apis/rendering/format/output-format).
+- Animated sources render their first frame.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, replace
+
+from PIL import Image, ImageOps
+
+from pixring import schema
+
+from renderer import geometry
+from renderer.errors import BadParam, SourceTooLarge, UndecodableSource
+from renderer.params import OUTPUT_FORMATS, RenderSpec
+
+__all__ = ["DEFAULT_MAX_SOURCE_PIXELS", "INPUT_FORMATS", "Rendered", "configure_worker", "render"]
+
+DEFAULT_MAX_SOURCE_PIXELS = 50_000_000
+# Pillow format name -> the fm that keeps it when fm is absent.
+INPUT_FORMATS: dict[str, str] = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "AVIF": "avif"}
+# Decode at >= 2x the output resolution before the final resample: the same margin
+# Pillow's own thumbnail() uses (reducing_gap=2.0) to keep draft mode free of aliasing.
+DRAFT_HEADROOM = 2.0
+# AVIF encoder speed 0 (slowest, smallest) .. 10; 8 keeps a render in the tens of ms.
+AVIF_SPEED = 8
+# imgix's documented background (catalogue: bg default "fff"), for formats without alpha.
+_DEFAULT_BACKGROUND = schema.rgba(schema.default("bg"))  # type: ignore[arg-type]
+_ORIENTATION_TAG = 0x0112
+_SWAPS_AXES = frozenset({5, 6, 7, 8})  # EXIF orientations that rotate by 90 degrees
+_ENTROPY_SIDE = 256
+_ENTROPY_STEPS = 9
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    body: bytes
+    media_type: str
+    fm: str
+    width: int
+    height: int
+
+
+def render(data: bytes, spec: RenderSpec, max_pixels: int = DEFAULT_MAX_SOURCE_PIXELS) -> Rendered:
+    """Render ``spec`` from the encoded source ``data``."""
+    image = _open(data, max_pixels)
+    source_format = image.format or ""
+    fm = spec.fm or INPUT_FORMATS.get(source_format, "jpg")
+    pil_format, media_type = OUTPUT_FORMATS[fm]
+
+    orientation = _orientation(image)
+    stored = geometry.Size(image.width, image.height)
+    upright = geometry.Size(stored.height, stored.width) if orientation in _SWAPS_AXES else stored
+    request = spec.request()
+    try:
+        layout = geometry.plan(upright, request)
+    except ValueError as exc:
+        raise BadParam(str(exc), "rect") from None
+
+    try:
+        if source_format == "JPEG":
+            _draft(image, layout, upright, orientation)
+        image.load()
+        icc = image.info.get("icc_profile")
+        image = ImageOps.exif_transpose(image) or image
+        image = _working_mode(image)
+    except Image.DecompressionBombError as exc:
+        raise SourceTooLarge(str(exc)) from None
+    except _DECODE_ERRORS as exc:
+        raise UndecodableSource(f"the source image cannot be decoded: {exc}") from None
+
+    # draft() may have decoded at 1/2, 1/4 or 1/8 scale: map the layout's box onto it.
+    sx, sy = image.width / upright.width, image.height / upright.height
+    if "entropy" in spec.crop and "focalpoint" not in spec.crop and spec.fit in ("crop", "min"):
+        area = geometry.region(upright, request.rect)
+        anchor = _entropy_anchor(image, layout.box, area, sx, sy)
+        layout = geometry.plan(upright, replace(request, anchor=anchor))  # same size, new place
+    box = layout.box
+    scaled_box = (box.left * sx, box.top * sy, box.right * sx, box.bottom * sy)
+    target = (layout.scaled.width, layout.scaled.height)
+    if target != image.size or scaled_box != (0, 0, image.width, image.height):
+        # reducing_gap: a cheap integer box reduction first, then Lanczos over the last >= 3x,
+        # which Pillow documents as indistinguishable from Lanczos all the way.
+        image = image.resize(target, Image.Resampling.LANCZOS, box=scaled_box, reducing_gap=3.0)
+
+    keeps_alpha = fm not in ("jpg", "pjpg")
+    if layout.padded:
+        image = _pad(image, layout, spec.fit)
+    image = _background(image, spec.bg, keeps_alpha)
+    body = _encode(image, fm, pil_format, spec, icc)
+    return Rendered(body, media_type, fm, image.width, image.height)
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data), formats=tuple(INPUT_FORMATS))
+    except Image.DecompressionBombError as exc:
+        raise SourceTooLarge(str(exc)) from None
+    except Image.UnidentifiedImageError:
+        raise UndecodableSource(
+            "the source is not an image in a supported format (" + ", ".join(INPUT_FORMATS) + ")"
+        ) from None
+    except _DECODE_ERRORS as exc:
+        raise UndecodableSource(f"the source image header cannot be read: {exc}") from None
+    pixels = image.width * image.height
+    if pixels > max_pixels:
+        raise SourceTooLarge(
+            f"the source is {image.width}x{image.height} ({pixels / 1e6:.1f} MP); "
+            f"the limit is {max_pixels / 1e6:.1f} MP"
+        )
+    if pixels == 0:
+        raise UndecodableSource("the source image has no pixels")
+    return image
+
+
+def _entropy_anchor(
+    image: Image.Image, window: geometry.Box, area: geometry.Box, sx: float, sy: float
+) -> tuple[float, float]:
+    """imgix's crop=entropy: slide the window along its free axis, keep the busiest place.
+
+    Shannon entropy of the greyscale histogram (``Image.entropy``) measures detail; it is
+    ranked on a copy at most ``_ENTROPY_SIDE`` pixels long, which is plenty to compare
+    ``_ENTROPY_STEPS`` positions. Ties keep the position nearest the centre.
+    https://docs.imgix.com/apis/rendering/size/crop-mode
+    """
+    slack_x, slack_y = area.width - window.width, area.height - window.height
+    if max(slack_x, slack_y) < 1:
+        return (0.5, 0.5)
+    shrink = min(1.0, _ENTROPY_SIDE / max(area.width * sx, area.height * sy))
+    fx, fy = sx * shrink, sy * shrink
+    thumb = image.crop((round(area.left * sx), round(area.top * sy), round(area.right * sx), round(area.bottom * sy)))
+    thumb = thumb.convert("L").resize((max(1, round(area.width * fx)), max(1, round(area.height * fy))))
+    along_x = slack_x >= slack_y
+    steps = sorted(range(_ENTROPY_STEPS), key=lambda i: abs(i - (_ENTROPY_STEPS - 1) / 2))
+    best_offset, best_entropy = None, -1.0
+    for step in steps:
+        t = step / (_ENTROPY_STEPS - 1)
+        left = slack_x * t if along_x else slack_x / 2
+        top = slack_y / 2 if along_x else slack_y * t
+        box = (left * fx, top * fy, (left + window.width) * fx, (top + window.height) * fy)
+        entropy = thumb.crop(tuple(round(v) for v in box)).entropy()
+        if entropy > best_entropy:
+            best_offset, best_entropy = (left, top), entropy
+    left, top = best_offset  # type: ignore[misc]
+    return ((left + window.width / 2) / area.width, (top + window.height / 2) / area.height)
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(_ORIENTATION_TAG, 1))
+    except _DECODE_ERRORS:
+        return 1  # a broken EXIF block does not make the pixels unusable
+
+
+def _draft(image: Image.Image, layout: geometry.Layout, upright: geometry.Size, orientation: int) -> None:
+    # The resolution the final resample needs, expressed as a size of the whole image.
+    need_w = upright.width * layout.scaled.width / layout.box.width * DRAFT_HEADROOM
+    need_h = upright.height * layout.scaled.height / layout.box.height * DRAFT_HEADROOM
+    if orientation in _SWAPS_AXES:
+        need_w, need_h = need_h, need_w
+    if need_w < image.width or need_h < image.height:
+        image.draft(image.mode, (math.ceil(need_w), math.ceil(need_h)))
+
+
+def _working_mode(image: Image.Image) -> Image.Image:
+    """Modes that resample correctly: RGB(A) and L(A); palette and odd modes are converted."""
+    if image.mode in ("RGBA", "LA"):
+        return image
+    if image.mode in ("RGB", "L"):
+        # A tRNS chunk (PNG) makes one colour transparent: keep that as real alpha.
+        return image.convert(image.mode + "A") if "transparency" in image.info else image
+    if image.mode in ("I", "I;16", "I;16B", "I;16L"):
+        # 16-bit greyscale PNG: scale to 8 bits rather than clipping everything to white.
+        return image.convert("I").point(lambda v: v / 256).convert("L")
+    if image.mode == "1":
+        return image.convert("L")
+    return image.convert("RGBA" if image.has_transparency_data else "RGB")
+
+
+def _pad(image: Image.Image, layout: geometry.Layout, fit: str) -> Image.Image:
+    """Place the image on its canvas; the padding is transparent until ``_background``."""
+    canvas_size = (layout.canvas.width, layout.canvas.height)
+    if fit == "clamp":
+        return _clamp_edges(image, canvas_size, layout.offset)
+    canvas = Image.new("RGBA", canvas_size, (0, 0, 0, 0))
+    canvas.paste(image.convert("RGBA"), layout.offset)
+    return canvas
+
+
+def _clamp_edges(image: Image.Image, canvas_size: tuple[int, int], offset: tuple[int, int]) -> Image.Image:
+    """imgix's fit=clamp: the padding repeats the outermost row/column of the image."""
+    cw, ch = canvas_size
+    ox, oy = offset
+    iw, ih = image.size
+    canvas = Image.new(image.mode, canvas_size)
+    canvas.paste(image, offset)
+    if ox > 0:
+        canvas.paste(image.crop((0, 0, 1, ih)).resize((ox, ih)), (0, oy))
+    if cw - ox - iw > 0:
+        canvas.paste(image.crop((iw - 1, 0, iw, ih)).resize((cw - ox - iw, ih)), (ox + iw, oy))
+    if oy > 0:
+        canvas.paste(canvas.crop((0, oy, cw, oy + 1)).resize((cw, oy)), (0, 0))
+    if ch - oy - ih > 0:
+        row = canvas.crop((0, oy + ih - 1, cw, oy + ih))
+        canvas.paste(row.resize((cw, ch - oy - ih)), (0, oy + ih))
+    return canvas
+
+
+def _background(image: Image.Image, bg: str | None, keeps_alpha: bool) -> Image.Image:
+    """``bg`` behind transparent pixels; formats without alpha get the default behind that."""
+    if image.mode not in ("RGBA", "LA"):
+        return image
+    if bg is not None:
+        image = Image.alpha_composite(Image.new("RGBA", image.size, schema.rgba(bg)), image.convert("RGBA"))
+    if keeps_alpha:
+        return image
+    backdrop = Image.new("RGBA", image.size, _DEFAULT_BACKGROUND)
+    return Image.alpha_composite(backdrop, image.convert("RGBA")).convert("RGB")
+
+
+def _encode(image: Image.Image, fm: str, pil_format: str, spec: RenderSpec, icc: bytes | None) -> bytes:
+    options: dict[str, object] = {}
+    if fm in ("jpg", "pjpg") and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    if icc and fm != "gif" and _icc_fits(icc, image.mode):
+        options["icc_profile"] = icc
+    if fm in ("jpg", "pjpg"):
+        options.update(quality=_quality(spec.q), progressive=fm == "pjpg")
+    elif fm == "webp":
+        options.update(quality=_quality(spec.q), lossless=spec.lossless)
+    elif fm == "avif":
+        options.update(quality=_quality(spec.q), speed=AVIF_SPEED)
+    out = io.BytesIO()
+    image.save(out, pil_format, **options)
+    return out.getvalue()
+
+
+def _icc_fits(icc: bytes, mode: str) -> bool:
+    """A colour profile is kept only for pixels in its colour space (ICC.1 header, bytes
+    16-19): a CMYK source's profile on RGB output would make browsers shift every colour."""
+    space = icc[16:20]
+    return (space == b"RGB " and mode in ("RGB", "RGBA")) or (space == b"GRAY" and mode in ("L", "LA"))
+
+
+def _quality(q: int) -> int:
+    return max(0, min(100, int(q)))
+
+
+def configure_worker(max_pixels: int) -> None:
+    """Render-worker initializer: line Pillow's decompression-bomb guard up with our limit.
+
+    Pillow warns above ``MAX_IMAGE_PIXELS`` and refuses above twice that; ``_open`` refuses
+    above ``max_pixels`` itself, so this only keeps Pillow from refusing a source the
+    operator allowed (a limit above Pillow's 89 MP default).
+    """
+    Image.MAX_IMAGE_PIXELS = max(max_pixels, Image.MAX_IMAGE_PIXELS or 0)

@@ -1,0 +1,165 @@
+"""The renderer as a real process: ready line, real worker pool, signals, exit codes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from renderer.samples import Sample, generate
+
+pytestmark = pytest.mark.e2e
+
+LAUNCH = (
+    "import argparse, renderer.cli as c; p = argparse.ArgumentParser(); c.add_arguments(p); "
+    "raise SystemExit(c.run(p.parse_args()))"
+)
+START_TIMEOUT_S = 30
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Path:
+    root = tmp_path / "origin"
+    root.mkdir()
+    (root / "photo.jpg").write_bytes(generate(Sample("photo.jpg", 300, 200, seed=41)))
+    (root / "square.jpg").write_bytes(generate(Sample("square.jpg", 1000, 1000, seed=42)))
+    return root
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def ready_url(proc: subprocess.Popen[str]) -> str:
+    """The base URL from the ready line; fails if the process exits or stays silent."""
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(START_TIMEOUT_S)
+    assert lines and lines[0], f"no ready line; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"  # type: ignore[union-attr]
+    prefix = "pixring renderer listening on "
+    assert lines[0].startswith(prefix), lines[0]
+    return lines[0][len(prefix):].strip()
+
+
+@pytest.fixture
+def renderer(origin: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    proc = start("--listen", "127.0.0.1:0", "--origin", str(origin), "--render-workers", "1")
+    try:
+        yield proc, ready_url(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def get(url: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_serves_and_stops_cleanly_on_sigterm(renderer: tuple[subprocess.Popen[str], str]) -> None:
+    proc, base = renderer
+    status, headers, body = get(f"{base}/photo.jpg?w=100&h=100&fit=crop&fm=webp")
+    assert (status, headers["Content-Type"], body[8:12]) == (200, "image/webp", b"WEBP")
+    assert get(f"{base}/healthz")[0] == 200
+
+    # A slow render (AVIF, 2000 px) is in flight when SIGTERM arrives: it still completes.
+    result: dict[str, tuple[int, dict[str, str], bytes]] = {}
+    slow = threading.Thread(target=lambda: result.setdefault("r", get(f"{base}/square.jpg?w=2000&fm=avif")))
+    slow.start()
+    while "r" not in result:
+        metrics = get(f"{base}/metrics")[2].decode()
+        if "pixring_renderer_pool_pending 1.0" in metrics:
+            break
+        time.sleep(0.02)
+    else:
+        pytest.skip("the render finished before it could be seen in flight")
+    proc.send_signal(signal.SIGTERM)
+    slow.join(60)
+    assert result["r"][0] == 200 and result["r"][1]["Content-Type"] == "image/avif"
+    assert proc.wait(30) == 0
+    events = [json.loads(line)["event"] for line in proc.stderr.read().splitlines() if line.startswith("{")]  # type: ignore[union-attr]
+    assert events[0] == "start" and events[-1] == "stopped" and "access" in events
+
+
+def test_port_in_use_exits_1(origin: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        proc = start("--listen", f"127.0.0.1:{port}", "--origin", str(origin), "--render-workers", "1")
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "already in use" in err and f"127.0.0.1:{port}" in err
+    assert "listening" not in out
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--render-workers", "0"], "at least 1"),
+        (["--listen", "nowhere"], "HOST:PORT"),
+        (["--cache-bytes", "lots"], "size in bytes"),
+        (["--origin", "/nonexistent/pixring-origin"], "not a directory"),
+    ],
+)
+def test_bad_options_exit_2(args: list[str], message: str) -> None:
+    proc = start(*args)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert message in err
+
+
+def descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        parent = stack.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                if child not in found:
+                    found.add(child)
+                    stack.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_do_not_outlive_a_killed_renderer(origin: Path) -> None:
+    proc = start("--listen", "127.0.0.1:0", "--origin", str(origin), "--render-workers", "2")
+    try:
+        ready_url(proc)
+        family = descendants(proc.pid)
+        assert len(family) >= 3  # fork server, resource tracker, workers
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 30  # a hang guard, not a performance bound
+    while any(alive(pid) for pid in family) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in family if alive(pid)]
