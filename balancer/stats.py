@@ -1,0 +1,123 @@
+"""Per-worker traffic counters, kept as plain numbers and merged across workers.
+
+The request path only increments integers in dicts it already holds: no locks, no
+metric objects, no per-request allocation beyond a dict slot on the first request
+of a (node, method, class) combination. Once a second the worker writes a
+``snapshot()`` for the supervisor, which ``merge``s the snapshots of all workers
+(and the last snapshot of workers that have exited, so counters never go
+backwards when a worker is replaced) into the numbers that ``/metrics`` and
+``/status`` report. This is the same idea as prometheus-client's multiprocess mode,
+with the aggregation done on plain data so the hot path stays cheap.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import defaultdict
+from typing import Any, Iterable
+
+__all__ = ["LATENCY_BUCKETS", "Histogram", "WorkerStats", "merge_snapshots"]
+
+# Seconds. Renders are tens to hundreds of milliseconds; cache hits on a node are
+# around a millisecond; the top buckets catch slow origins and timeouts.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)
+
+
+class Histogram:
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last slot is +Inf
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"counts": list(self.counts), "sum": self.total}
+
+
+def status_class(status: int) -> str:
+    return ("1xx", "2xx", "3xx", "4xx", "5xx")[min(max(status // 100, 1), 5) - 1]
+
+
+class WorkerStats:
+    """One worker's counters since it started."""
+
+    def __init__(self) -> None:
+        self.requests: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        self.upstream_errors: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.attempts: defaultdict[str, int] = defaultdict(int)
+        self.inflight: defaultdict[str, int] = defaultdict(int)
+        self.bytes_out: defaultdict[str, int] = defaultdict(int)
+        self.request_latency = Histogram()
+        self.upstream_latency: defaultdict[str, Histogram] = defaultdict(Histogram)
+        self.connections_open = 0
+        self.connections_total = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "requests": [[*key, n] for key, n in self.requests.items()],
+            "upstream_errors": [[*key, n] for key, n in self.upstream_errors.items()],
+            "attempts": dict(self.attempts),
+            "inflight": {node: n for node, n in self.inflight.items() if n},
+            "bytes_out": dict(self.bytes_out),
+            "request_latency": self.request_latency.snapshot(),
+            "upstream_latency": {node: h.snapshot() for node, h in self.upstream_latency.items()},
+            "connections_open": self.connections_open,
+            "connections_total": self.connections_total,
+        }
+
+
+def _add_histogram(into: dict[str, Any], snap: dict[str, Any]) -> None:
+    if not into:
+        into["counts"] = [0] * (len(LATENCY_BUCKETS) + 1)
+        into["sum"] = 0.0
+    for i, n in enumerate(snap["counts"]):
+        into["counts"][i] += n
+    into["sum"] += snap["sum"]
+
+
+def merge_snapshots(live: Iterable[dict[str, Any]], exited: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+    """Sum worker snapshots. Exited workers contribute counters, never gauges."""
+    requests: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+    errors: defaultdict[tuple[str, str], int] = defaultdict(int)
+    attempts: defaultdict[str, int] = defaultdict(int)
+    inflight: defaultdict[str, int] = defaultdict(int)
+    bytes_out: defaultdict[str, int] = defaultdict(int)
+    latency: dict[str, Any] = {}
+    upstream: defaultdict[str, dict[str, Any]] = defaultdict(dict)
+    connections_open = 0
+    connections_total = 0
+    for is_live, snaps in ((True, live), (False, exited)):
+        for snap in snaps:
+            for node, method, cls, n in snap["requests"]:
+                requests[(node, method, cls)] += n
+            for node, kind, n in snap["upstream_errors"]:
+                errors[(node, kind)] += n
+            for node, n in snap["attempts"].items():
+                attempts[node] += n
+            for node, n in snap["bytes_out"].items():
+                bytes_out[node] += n
+            _add_histogram(latency, snap["request_latency"])
+            for node, hist in snap["upstream_latency"].items():
+                _add_histogram(upstream[node], hist)
+            connections_total += snap["connections_total"]
+            if is_live:
+                for node, n in snap["inflight"].items():
+                    inflight[node] += n
+                connections_open += snap["connections_open"]
+    return {
+        "requests": dict(requests),
+        "upstream_errors": dict(errors),
+        "attempts": dict(attempts),
+        "inflight": dict(inflight),
+        "bytes_out": dict(bytes_out),
+        "request_latency": latency or Histogram().snapshot(),
+        "upstream_latency": dict(upstream),
+        "connections_open": connections_open,
+        "connections_total": connections_total,
+    }

@@ -1,0 +1,303 @@
+"""pixring's own keep-alive connection pool to render nodes.
+
+Why not aiohttp's client: on the hot path its per-request Task, stream objects
+and header multidicts cost about three times the CPU of the whole proxy (see the
+README's design notes). Here a pooled connection is an ``asyncio.Protocol`` whose
+httptools response parser calls straight into a ``ResponseSink`` (the client
+connection's exchange), so a response is forwarded from callbacks without any Task.
+
+The pool keeps a LIFO stack of idle connections per node: the most recently used
+connection is reused first and the oldest ones age out after ``idle_timeout``,
+which should be shorter than the nodes' own keep-alive timeout so that pixring,
+not the node, closes an idle connection. A node can still close one first (a race
+no pool can avoid); a request that finds its reused connection closed before any
+response byte arrived is retried once on a fresh connection by the front
+(``UpstreamError.stale``), as RFC 9112 section 9.3.1 allows for idempotent methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Protocol
+
+import httptools
+
+from balancer.membership import Member
+
+__all__ = ["ResponseSink", "UpstreamConnection", "UpstreamError", "UpstreamPool"]
+
+
+class UpstreamError(Exception):
+    """A failed exchange with a node. ``kind`` is the metric label."""
+
+    def __init__(self, kind: str, detail: str, *, stale: bool = False) -> None:
+        super().__init__(detail)
+        self.kind = kind  # "connect", "connect_timeout", "timeout", "reset", "protocol"
+        self.stale = stale  # a reused connection died before answering: safe to retry once
+
+
+class ResponseSink(Protocol):
+    """Where a connection delivers the response it reads."""
+
+    def on_response_head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None: ...
+
+    def on_response_body(self, data: bytes) -> None: ...
+
+    def on_response_complete(self) -> None: ...
+
+    def on_upstream_error(self, error: UpstreamError) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection to a node, carrying one exchange at a time."""
+
+    __slots__ = (
+        "pool", "member", "transport", "parser", "sink", "headers", "head_request",
+        "received_any", "reused", "closed", "last_read", "timer", "read_timeout", "idle_since",
+        "keep_alive", "until_close",
+    )
+
+    def __init__(self, pool: "UpstreamPool", member: Member) -> None:
+        self.pool = pool
+        self.member = member
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.sink: ResponseSink | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_request = False
+        self.received_any = False
+        self.reused = False
+        self.closed = False
+        self.last_read = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.read_timeout = pool.read_timeout
+        self.idle_since = 0.0
+        self.keep_alive = True
+        self.until_close = False
+
+    # -- asyncio.Protocol -------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def data_received(self, data: bytes) -> None:
+        if self.sink is None:
+            # Bytes on an idle connection: the node broke the protocol; never reuse it.
+            self.close()
+            return
+        self.received_any = True
+        self.last_read = self.pool.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamError("protocol", f"bad response from {self.member.id}: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool._forget(self)
+        if self.sink is not None:
+            if self.until_close:
+                # A body delimited by the close itself (RFC 9112 section 6.3, rule 8) is complete now.
+                self._finish()
+                return
+            stale = self.reused and not self.received_any
+            self._fail(UpstreamError("reset", f"{self.member.id} closed the connection", stale=stale))
+
+    def pause_writing(self) -> None:  # we only write small request heads
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- httptools callbacks ----------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        sink = self.sink
+        if sink is None:
+            return
+        self.keep_alive = self.parser.should_keep_alive()
+        status = self.parser.get_status_code()
+        headers, self.headers = self.headers, []
+        if not self.head_request and status >= 200 and status not in (204, 304):
+            self.until_close = not any(
+                name.lower() in (b"content-length", b"transfer-encoding") for name, _ in headers
+            )
+        sink.on_response_head(status, headers, self.keep_alive)
+        if self.head_request and self.sink is not None:
+            # A response to HEAD has no body whatever its headers say (RFC 9110
+            # section 9.3.2); the parser cannot be told so, so finish here and
+            # give the connection a fresh parser for its next exchange.
+            self.parser = httptools.HttpResponseParser(self)
+            self._finish()
+
+    def on_body(self, body: bytes) -> None:
+        if self.sink is not None:
+            self.sink.on_response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.sink is not None and not self.head_request:
+            self._finish()
+
+    # -- used by the front --------------------------------------------------
+    def send(self, head: bytes, sink: ResponseSink, *, head_request: bool) -> None:
+        self.sink = sink
+        self.head_request = head_request
+        self.received_any = False
+        self.until_close = False
+        self.headers = []
+        self.last_read = self.pool.loop.time()
+        self.transport.write(head)  # type: ignore[union-attr]
+        self.timer = self.pool.loop.call_later(self.read_timeout, self._check_timeout)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        """The client went away mid-response: this connection's state is unknown, drop it."""
+        self.sink = None
+        self._cancel_timer()
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+        self.pool._forget(self)
+
+    # -- internals ----------------------------------------------------------
+    def _check_timeout(self) -> None:
+        self.timer = None
+        if self.sink is None:
+            return
+        idle = self.pool.loop.time() - self.last_read
+        if idle >= self.read_timeout:
+            what = "response body" if self.received_any else "response"
+            self._fail(UpstreamError("timeout", f"{self.member.id}: no {what} within {self.read_timeout:g}s"))
+            self.close()
+        else:
+            # Reading resets the clock without rescheduling per chunk: re-arm for the rest.
+            self.timer = self.pool.loop.call_later(self.read_timeout - idle, self._check_timeout)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _finish(self) -> None:
+        sink, self.sink = self.sink, None
+        self._cancel_timer()
+        reusable = self.keep_alive and not self.closed
+        if reusable:
+            self.pool.release(self)
+        else:
+            self.close()
+        sink.on_response_complete()  # type: ignore[union-attr]
+
+    def _fail(self, error: UpstreamError) -> None:
+        sink, self.sink = self.sink, None
+        self._cancel_timer()
+        if not self.closed:
+            self.close()
+        if sink is not None:
+            sink.on_upstream_error(error)
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per node, for one worker's event loop."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        max_idle: int,
+        idle_timeout: float,
+    ) -> None:
+        self.loop = loop
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.max_idle = max_idle
+        self.idle_timeout = idle_timeout
+        self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.connects = 0
+
+    def start(self) -> None:
+        self._schedule_sweep()
+
+    def take_idle(self, member: Member) -> UpstreamConnection | None:
+        stack = self._idle.get((member.host, member.port))
+        while stack:
+            conn = stack.pop()
+            if not conn.closed:
+                conn.reused = True
+                return conn
+        return None
+
+    async def connect(self, member: Member) -> UpstreamConnection:
+        self.connects += 1
+        try:
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(lambda: UpstreamConnection(self, member), member.host, member.port),
+                self.connect_timeout,
+            )
+        except asyncio.TimeoutError:
+            raise UpstreamError("connect_timeout", f"connect to {member.id} ({member.address}) timed out after {self.connect_timeout:g}s") from None
+        except OSError as exc:
+            raise UpstreamError("connect", f"connect to {member.id} ({member.address}) failed: {exc.strerror or exc}") from None
+        return conn
+
+    def release(self, conn: UpstreamConnection) -> None:
+        stack = self._idle.setdefault((conn.member.host, conn.member.port), [])
+        if len(stack) >= self.max_idle:
+            conn.close()
+            return
+        conn.idle_since = self.loop.time()
+        stack.append(conn)
+
+    def close_member(self, member: Member) -> None:
+        """A member left the membership (or moved): close its idle connections."""
+        for conn in self._idle.pop((member.host, member.port), []):
+            conn.close()
+
+    def close_all(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for stack in list(self._idle.values()):
+            for conn in list(stack):
+                conn.close()
+        self._idle.clear()
+
+    def idle_count(self) -> int:
+        return sum(len(stack) for stack in self._idle.values())
+
+    def _forget(self, conn: UpstreamConnection) -> None:
+        stack = self._idle.get((conn.member.host, conn.member.port))
+        if stack and conn in stack:
+            stack.remove(conn)
+
+    def _schedule_sweep(self) -> None:
+        self._sweeper = self.loop.call_later(min(self.idle_timeout, 5.0), self._sweep)
+
+    def _sweep(self) -> None:
+        deadline = self.loop.time() - self.idle_timeout
+        for stack in self._idle.values():
+            # Oldest first: the bottom of each LIFO stack ages out first.
+            while stack and stack[0].idle_since <= deadline:
+                stack.pop(0).close()
+        self._schedule_sweep()

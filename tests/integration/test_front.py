@@ -1,0 +1,398 @@
+"""The protocol-level front and the upstream pool, over real sockets.
+
+A real aiohttp server plays the render node; raw sockets play the client, so the
+tests see exactly the bytes pixring writes (pipelining, framing, limits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httptools
+import pytest
+from aiohttp import web
+
+from balancer.accesslog import AccessLog
+from balancer.front import ClientConnection, FrontContext, FrontLimits
+from balancer.membership import Member, Membership
+from balancer.normalize import make_normalizer
+from balancer.routing import RoutingTable
+from balancer.stats import WorkerStats
+from balancer.upstream import UpstreamPool
+
+BIG = 16 * 1024 * 1024
+
+
+def backend_app() -> web.Application:
+    async def echo(request: web.Request) -> web.Response:
+        body = json.dumps(
+            {"path": request.path_qs, "headers": {k.lower(): v for k, v in request.headers.items()}}
+        ).encode()
+        return web.Response(body=body, content_type="application/json", headers={"ETag": '"e1"'})
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for i in range(5):
+            await response.write(f"part{i};".encode())
+        await response.write_eof()
+        return response
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query.get("s", "5")))
+        return web.Response(text="late")
+
+    async def big(request: web.Request) -> web.Response:
+        return web.Response(body=b"x" * BIG, content_type="application/octet-stream")
+
+    async def not_modified(request: web.Request) -> web.Response:
+        if request.headers.get("If-None-Match") == '"v1"':
+            return web.Response(status=304, headers={"ETag": '"v1"'})
+        return web.Response(text="fresh", headers={"ETag": '"v1"'})
+
+    app = web.Application()
+    app.router.add_get("/chunked.jpg", chunked)
+    app.router.add_get("/slow.jpg", slow)
+    app.router.add_get("/big.jpg", big)
+    app.router.add_get("/cond.jpg", not_modified)
+    app.router.add_get("/{tail:.*}", echo)
+    return app
+
+
+class Harness:
+    def __init__(self, ctx: FrontContext, port: int) -> None:
+        self.ctx = ctx
+        self.port = port
+
+    async def connect(self):
+        return await asyncio.open_connection("127.0.0.1", self.port)
+
+
+async def start_front(members: list[Member], *, profile: str = "generic", **limits) -> Harness:
+    loop = asyncio.get_running_loop()
+    ctx = FrontContext(
+        loop=loop,
+        normalize=make_normalizer(profile),
+        pool=UpstreamPool(loop, connect_timeout=1.0, read_timeout=limits.pop("read_timeout", 2.0), max_idle=8, idle_timeout=30.0),
+        stats=WorkerStats(),
+        access_log=AccessLog("off"),
+        limits=FrontLimits(
+            max_request_line=limits.get("max_request_line", 8192),
+            max_header_bytes=limits.get("max_header_bytes", 16384),
+            header_timeout=limits.get("header_timeout", 10.0),
+            idle_timeout=limits.get("idle_timeout", 60.0),
+        ),
+        node_header="X-Pixring-Node",
+        via="pixring",
+    )
+    ctx.table = RoutingTable.build(Membership.of(members))
+    ctx.start()
+    ctx.pool.start()
+    server = await loop.create_server(lambda: ClientConnection(ctx), "127.0.0.1", 0)
+    return Harness(ctx, server.sockets[0].getsockname()[1])
+
+
+@pytest.fixture
+async def backend(aiohttp_server):
+    return await aiohttp_server(backend_app())
+
+
+@pytest.fixture
+async def front(backend):
+    return await start_front([Member("n1", "127.0.0.1", backend.port)])
+
+
+class Response:
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.body = b""
+        self.complete = False
+
+    def on_header(self, name, value):
+        self.headers[name.decode().lower()] = value.decode()
+
+    def on_body(self, body):
+        self.body += body
+
+    def on_message_complete(self):
+        self.complete = True
+
+
+class _Stream:
+    """Collects every response on one connection; one parser handles pipelined messages."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.done: list[Response] = []
+        self.current: Response | None = None
+
+    def on_message_begin(self):
+        self.current = Response()
+
+    def on_header(self, name, value):
+        self.current.on_header(name, value)
+
+    def on_headers_complete(self):
+        self.current.status = self.parser.get_status_code()
+
+    def on_body(self, body):
+        self.current.body += body
+
+    def on_message_complete(self):
+        self.current.complete = True
+        self.done.append(self.current)
+
+
+async def read_responses(reader, count: int, *, head: bool = False, timeout: float = 5.0) -> list[Response]:
+    """Parse ``count`` responses off a raw stream (HEAD responses have no body)."""
+    if head:
+        # httptools cannot be told a response answers HEAD: parse the head by hand.
+        buffer = b""
+        while b"\r\n\r\n" not in buffer:
+            chunk = await asyncio.wait_for(reader.read(65536), timeout)
+            if not chunk:
+                raise ConnectionError("closed")
+            buffer += chunk
+        lines = buffer.partition(b"\r\n\r\n")[0].split(b"\r\n")
+        response = Response()
+        response.status = int(lines[0].split()[1])
+        for line in lines[1:]:
+            name, _, value = line.partition(b": ")
+            response.on_header(name, value)
+        return [response]
+    stream = _Stream()
+    while len(stream.done) < count:
+        chunk = await asyncio.wait_for(reader.read(65536), timeout)
+        if not chunk:
+            break
+        stream.parser.feed_data(chunk)
+    return stream.done
+
+
+async def request(harness: Harness, raw: bytes, *, head: bool = False) -> Response:
+    reader, writer = await harness.connect()
+    writer.write(raw)
+    try:
+        return (await read_responses(reader, 1, head=head))[0]
+    finally:
+        writer.close()
+
+
+async def test_forwards_normalized_request_with_forwarding_headers(backend):
+    harness = await start_front([Member("n1", "127.0.0.1", backend.port)], profile="imgix")
+    response = await request(
+        harness,
+        b"GET /photos/cat.jpg?W=400.0&fm=jpeg&utm_source=news HTTP/1.1\r\nHost: evil.example\r\n"
+        b"Accept: image/webp\r\nX-Request-Id: client-id-1\r\n\r\n",
+    )
+    assert response.status == 200
+    seen = json.loads(response.body)
+    assert seen["path"] == "/photos/cat.jpg?fm=jpg&w=400"
+    assert seen["headers"]["host"] == f"127.0.0.1:{backend.port}"  # the client's Host chooses nothing
+    assert seen["headers"]["accept"] == "image/webp"
+    assert seen["headers"]["x-request-id"] == "client-id-1"
+    assert seen["headers"]["x-forwarded-for"] == "127.0.0.1"
+    assert seen["headers"]["via"] == "1.1 pixring"
+    assert response.headers["x-pixring-node"] == "n1"
+    assert response.headers["x-request-id"] == "client-id-1"
+    assert response.headers["etag"] == '"e1"'
+    assert response.headers["via"] == "1.1 pixring"
+
+
+async def test_generated_request_id_reaches_node_and_client(front):
+    response = await request(front, b"GET /a.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    seen = json.loads(response.body)
+    assert response.headers["x-request-id"] == seen["headers"]["x-request-id"]
+    assert len(response.headers["x-request-id"]) >= 8
+
+
+async def test_keep_alive_reuses_one_upstream_connection(front):
+    reader, writer = await front.connect()
+    for i in range(3):
+        writer.write(f"GET /k{i}.jpg HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        (response,) = await read_responses(reader, 1)
+        assert json.loads(response.body)["path"] == f"/k{i}.jpg"
+    writer.close()
+    assert front.ctx.pool.connects == 1
+
+
+async def test_pipelined_requests_are_answered_in_order(front):
+    reader, writer = await front.connect()
+    writer.write(b"".join(f"GET /p{i}.jpg HTTP/1.1\r\nHost: x\r\n\r\n".encode() for i in range(4)))
+    responses = await read_responses(reader, 4)
+    assert [json.loads(r.body)["path"] for r in responses] == ["/p0.jpg", "/p1.jpg", "/p2.jpg", "/p3.jpg"]
+    writer.close()
+
+
+async def test_head_has_no_body_but_keeps_length(front):
+    reader, writer = await front.connect()
+    writer.write(b"HEAD /h.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    (response,) = await read_responses(reader, 1, head=True)
+    assert response.status == 200
+    assert int(response.headers["content-length"]) > 0
+    # The connection is still usable: the next response starts right after the head.
+    writer.write(b"GET /after-head.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    (after,) = await read_responses(reader, 1)
+    assert json.loads(after.body)["path"] == "/after-head.jpg"
+    writer.close()
+
+
+async def test_conditional_request_passes_304(front):
+    response = await request(front, b'GET /cond.jpg HTTP/1.1\r\nHost: x\r\nIf-None-Match: "v1"\r\n\r\n', head=True)
+    assert response.status == 304
+    assert response.headers["etag"] == '"v1"'
+
+
+async def test_chunked_upstream_is_rechunked_for_http11_and_closed_for_http10(front):
+    response = await request(front, b"GET /chunked.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert response.headers["transfer-encoding"] == "chunked"
+    assert response.body == b"part0;part1;part2;part3;part4;"
+
+    reader, writer = await front.connect()
+    writer.write(b"GET /chunked.jpg HTTP/1.0\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(), 5)  # EOF delimits the body
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200")
+    assert b"Connection: close" in head
+    assert body == b"part0;part1;part2;part3;part4;"
+
+
+@pytest.mark.parametrize(
+    "raw, status, closes",
+    [
+        (b"GARBAGE\r\n\r\n", 400, True),
+        (b"GET /x.jpg HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400, True),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, True),
+        (b"GET /x.jpg HTTP/1.1\r\nHost: x\r\n" + b"X-Fill: " + b"f" * 17000 + b"\r\n\r\n", 431, True),
+        (b"GET http://evil.example/x.jpg HTTP/1.1\r\nHost: evil.example\r\n\r\n", 400, False),
+        (b"GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", 400, False),
+        (b"GET /x.jpg HTTP/1.1\r\n\r\n", 400, False),  # HTTP/1.1 without Host
+        (b"GET /x.jpg HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, False),
+        (b"POST /x.jpg HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi", 405, False),
+    ],
+)
+async def test_bad_requests_get_a_clear_4xx(front, raw, status, closes):
+    reader, writer = await front.connect()
+    writer.write(raw)
+    (response,) = await read_responses(reader, 1)
+    assert response.status == status
+    body = json.loads(response.body)
+    assert body["status"] == status and body["error"]
+    if closes:
+        # A request we could not parse leaves the stream in an unknown state: closed.
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+    else:
+        # A well-formed request we refuse leaves the connection usable.
+        writer.write(b"GET /next.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        (after,) = await read_responses(reader, 1)
+        assert after.status == 200
+    writer.close()
+
+
+async def test_healthz_on_the_public_port(front):
+    response = await request(front, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert response.status == 200 and json.loads(response.body) == {"status": "ok"}
+
+
+async def test_no_members_is_503_with_retry_after():
+    harness = await start_front([])
+    response = await request(harness, b"GET /a.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert response.status == 503
+    assert response.headers["retry-after"] == "1"
+    assert "no render node" in json.loads(response.body)["error"]
+
+
+async def test_connect_failure_is_502_and_fast():
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead_port = sock.getsockname()[1]
+    harness = await start_front([Member("dead", "127.0.0.1", dead_port)])
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    response = await request(harness, b"GET /a.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    elapsed = loop.time() - started
+    print(f"502 after {elapsed * 1000:.1f} ms")
+    assert response.status == 502
+    assert response.headers["x-pixring-node"] == "dead"
+    assert "connect to dead" in json.loads(response.body)["error"]
+    assert harness.ctx.stats.upstream_errors[("dead", "connect")] == 1
+    assert elapsed < 1.0  # connection refused needs no timeout; generous bound
+
+
+async def test_upstream_timeout_is_504(backend):
+    harness = await start_front([Member("n1", "127.0.0.1", backend.port)], read_timeout=0.3)
+    response = await request(harness, b"GET /slow.jpg?s=3 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert response.status == 504
+    assert harness.ctx.stats.upstream_errors[("n1", "timeout")] == 1
+
+
+async def test_partial_head_times_out_with_408(backend):
+    harness = await start_front([Member("n1", "127.0.0.1", backend.port)], header_timeout=0.3)
+    reader, writer = await harness.connect()
+    writer.write(b"GET /a.jpg HTTP/1.1\r\nHost: x\r\n")  # never finished
+    data = await asyncio.wait_for(reader.read(), 5)
+    assert data.startswith(b"HTTP/1.1 408")
+    writer.close()
+
+
+async def test_idle_keep_alive_connection_is_closed(backend):
+    harness = await start_front([Member("n1", "127.0.0.1", backend.port)], idle_timeout=0.3)
+    reader, writer = await harness.connect()
+    writer.write(b"GET /a.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    await read_responses(reader, 1)
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by pixring, without a response
+    writer.close()
+
+
+async def test_slow_client_does_not_make_pixring_buffer_the_whole_body(front):
+    reader, writer = await front.connect()
+    writer.write(b"GET /big.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.wait_for(reader.read(1024), 5)  # the response has started
+    await asyncio.sleep(0.5)  # the client stops reading for a while
+    (conn,) = front.ctx.connections
+    buffered = conn.transport.get_write_buffer_size()
+    print(f"buffered while the client stalls: {buffered} bytes of {BIG}")
+    assert conn.writing_paused
+    assert buffered < BIG // 4
+    received = 1024
+    while received < BIG:
+        chunk = await asyncio.wait_for(reader.read(1 << 20), 5)
+        assert chunk
+        received += len(chunk)
+    writer.close()
+
+
+async def test_stale_pooled_connection_is_retried_once():
+    """A node that closes a kept-alive connection without answering: one fresh retry."""
+    loop = asyncio.get_running_loop()
+    served: list[int] = []
+
+    class FlakyNode(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+            self.count = 0
+
+        def data_received(self, data):
+            self.count += 1
+            if self.count == 1:
+                served.append(1)
+                self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            else:
+                self.transport.close()  # as if its keep-alive timer fired just now
+
+    server = await loop.create_server(FlakyNode, "127.0.0.1", 0)
+    harness = await start_front([Member("flaky", "127.0.0.1", server.sockets[0].getsockname()[1])])
+    reader, writer = await harness.connect()
+    for _ in range(2):
+        writer.write(b"GET /a.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        (response,) = await read_responses(reader, 1)
+        assert response.status == 200 and response.body == b"ok"
+    writer.close()
+    assert len(served) == 2 and harness.ctx.pool.connects == 2
+    assert harness.ctx.stats.upstream_errors[("flaky", "reset")] == 1
+    server.close()
