@@ -1,0 +1,343 @@
+"""The balancer's one typed configuration, loaded once at start-up.
+
+Three layers, later ones winning: a TOML file (``--config``), then ``PIXRING_*``
+environment variables, then command-line flags. Every field has one name that is
+spelled three ways: ``connect_timeout`` in TOML, ``PIXRING_CONNECT_TIMEOUT`` in the
+environment, ``--connect-timeout`` on the command line. The field table below is
+the single source of truth for names, types, defaults and help text: ``--help``,
+``--print-config`` and the README's reference are all read from it.
+
+Validation happens here, once, and a bad value raises ``ConfigError`` naming the
+field and the layer it came from; the CLI turns that into exit code 2. Nothing
+outside this module parses configuration text.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+from balancer.membership import Member, MembershipError
+from balancer.normalize import DEFAULT_DENYLIST, PROFILES
+
+__all__ = [
+    "Address",
+    "BalancerConfig",
+    "ConfigError",
+    "FIELDS",
+    "Field",
+    "load_config",
+    "parse_address",
+    "parse_node",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_address(text: str) -> Address:
+    """``HOST:PORT`` (IPv6 as ``[::1]:8080``); port 0 means "any free port"."""
+    text = text.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+        raise ValueError(f"{text!r}: port must be 0-65535")
+    return Address(host, int(port_text))
+
+
+def parse_node(text: str) -> Member:
+    """``[ID=]http://HOST:PORT[;weight=W]`` -> Member.
+
+    Without an explicit ID the member is named after its address: stable as long
+    as the address is, which is what a static list can offer. Consul members are
+    always named by their service ID instead.
+    """
+    text = text.strip()
+    spec, _, options = text.partition(";")
+    node_id, eq, url = spec.partition("=")
+    if not eq:
+        node_id, url = "", spec
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        raise ValueError(f"node {text!r}: only http:// render nodes are supported")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"node {text!r}: give the node's base URL without a path or query")
+    try:
+        port = parts.port or 80
+    except ValueError:
+        raise ValueError(f"node {text!r}: bad port") from None
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"node {text!r}: missing host")
+    weight = 1.0
+    for option in filter(None, options.split(";")):
+        key, _, value = option.partition("=")
+        if key.strip() != "weight":
+            raise ValueError(f"node {text!r}: unknown option {key.strip()!r} (only weight=W)")
+        try:
+            weight = float(value)
+        except ValueError:
+            raise ValueError(f"node {text!r}: weight {value!r} is not a number") from None
+    node_id = node_id.strip() or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    try:
+        return Member(id=node_id, host=host, port=port, weight=weight)
+    except MembershipError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def parse(value: Any) -> Any:
+        number = kind(value)
+        if number <= 0:
+            raise ValueError(f"{value!r} must be > 0")
+        return number
+
+    return parse
+
+
+def _non_negative_int(value: Any) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"{value!r} must be >= 0")
+    return number
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not a boolean (true/false)")
+
+
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in allowed:
+            raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
+        return text
+
+    return parse
+
+
+def _string_list(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _nodes(value: Any) -> tuple[Member, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    members = []
+    for item in items:
+        if isinstance(item, Mapping):
+            unknown = set(item) - {"id", "url", "weight"}
+            if unknown:
+                raise ValueError(f"node table has unknown keys {sorted(unknown)}")
+            text = f"{item.get('id', '')}={item['url']}" if item.get("id") else str(item["url"])
+            if "weight" in item:
+                text += f";weight={item['weight']}"
+            item = text
+        if str(item).strip():
+            members.append(parse_node(str(item)))
+    seen: set[str] = set()
+    for member in members:
+        if member.id in seen:
+            raise ValueError(f"duplicate node id {member.id!r}")
+        seen.add(member.id)
+    return tuple(members)
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    metavar: str = ""
+    repeatable: bool = False  # a flag that may be given several times (--node)
+    secret: bool = False  # never printed by --print-config or /status
+    flag: str = ""  # the command-line spelling when it is not --<name>
+
+
+# The defaults are chosen for a render fleet behind pixring on a LAN: renders take
+# tens to hundreds of milliseconds, so the upstream read timeout is generous, while
+# a connect to a healthy node on a LAN takes well under a millisecond.
+FIELDS: tuple[Field, ...] = (
+    Field("listen", parse_address, Address("0.0.0.0", 8080), "public HTTP listener", "HOST:PORT"),
+    Field("admin", parse_address, Address("127.0.0.1", 8081),
+          "admin listener (/healthz /readyz /status /metrics); keep it private", "HOST:PORT"),
+    Field("workers", _non_negative_int, 0,
+          "worker processes sharing the public port with SO_REUSEPORT; 0 = one per CPU", "N"),
+    Field("nodes", _nodes, (),
+          "a static render node, [ID=]http://HOST:PORT[;weight=W]; repeat the flag for more. "
+          "Without ID the node is named by its address", "[ID=]URL", repeatable=True, flag="--node"),
+    Field("profile", _choice(*PROFILES), "imgix",
+          "URL normalization profile: imgix (canonical imgix parameters, forwarded as the key) or "
+          "generic (opaque backends: sorted query minus the denylist chooses the node, the raw URL "
+          "is forwarded)", "NAME"),
+    Field("denylist", _string_list, DEFAULT_DENYLIST,
+          "generic profile: query parameters left out of the key (a trailing * matches a prefix)",
+          "P1,P2"),
+    Field("connect_timeout", _positive(float), 1.0, "seconds to open a connection to a node", "S"),
+    Field("upstream_timeout", _positive(float), 30.0,
+          "seconds to wait for a node's response head, and between body reads", "S"),
+    Field("client_header_timeout", _positive(float), 10.0,
+          "seconds a client may take to send a request's head", "S"),
+    Field("client_idle_timeout", _positive(float), 60.0,
+          "seconds an idle client keep-alive connection is kept open", "S"),
+    Field("drain_timeout", _positive(float), 10.0,
+          "on SIGTERM, seconds to let in-flight requests finish before exiting", "S"),
+    Field("max_request_line", _positive(int), 8192, "longest accepted request line, bytes (414 beyond)", "BYTES"),
+    Field("max_header_bytes", _positive(int), 16384, "largest accepted request head, bytes (431 beyond)", "BYTES"),
+    Field("pool_max_idle", _non_negative_int, 64,
+          "idle keep-alive connections kept per node per worker", "N"),
+    Field("pool_idle_timeout", _positive(float), 30.0,
+          "seconds an idle pooled connection is kept; keep it below the nodes' keep-alive timeout", "S"),
+    Field("access_log", str, "-",
+          "where JSON access log lines go: - (stdout), a file path, or off", "PATH"),
+    Field("node_header", str, "X-Pixring-Node",
+          "response header naming the node that served the request; empty to leave it out", "NAME"),
+    Field("via", str, "pixring", "pseudonym used in the Via header", "NAME"),
+)
+
+_BY_NAME = {field.name: field for field in FIELDS}
+
+
+@dataclass(frozen=True, slots=True)
+class BalancerConfig:
+    listen: Address
+    admin: Address
+    workers: int
+    nodes: tuple[Member, ...]
+    profile: str
+    denylist: tuple[str, ...]
+    connect_timeout: float
+    upstream_timeout: float
+    client_header_timeout: float
+    client_idle_timeout: float
+    drain_timeout: float
+    max_request_line: int
+    max_header_bytes: int
+    pool_max_idle: int
+    pool_idle_timeout: float
+    access_log: str
+    node_header: str
+    via: str
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or _cpu_count()
+
+    def summary(self) -> dict[str, Any]:
+        """The effective config as plain data, secrets left out (for /status, --print-config)."""
+        out: dict[str, Any] = {}
+        for field in FIELDS:
+            if field.secret:
+                continue
+            value = getattr(self, field.name)
+            if isinstance(value, Address):
+                value = str(value)
+            elif field.name == "nodes":
+                value = [f"{m.id}=http://{m.address};weight={m.weight:g}" for m in value]
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[field.name] = value
+        out["workers_effective"] = self.worker_count
+        return out
+
+
+assert [f.name for f in fields(BalancerConfig)] == [f.name for f in FIELDS], "FIELDS and BalancerConfig drifted"
+
+
+def env_name(field: Field) -> str:
+    return "PIXRING_" + field.name.upper()
+
+
+def flag_name(field: Field) -> str:
+    return field.flag or "--" + field.name.replace("_", "-")
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path}: not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(_BY_NAME))
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown field {unknown[0]!r} (known: {', '.join(sorted(_BY_NAME))})"
+        )
+    return data
+
+
+def load_config(
+    *,
+    config_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> BalancerConfig:
+    """Merge the three layers and validate every field once.
+
+    ``flags`` holds only the fields given on the command line (argparse defaults of
+    ``None`` are left out by the caller), so an unset flag never hides the file or
+    the environment.
+    """
+    environ = os.environ if environ is None else environ
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if config_file:
+        layers.append((f"config file {config_file}", _read_toml(config_file)))
+    layers.append(("environment", {f.name: environ[env_name(f)] for f in FIELDS if env_name(f) in environ}))
+    layers.append(("command line", {k: v for k, v in (flags or {}).items() if v is not None}))
+
+    values: dict[str, Any] = {f.name: f.default for f in FIELDS}
+    for origin, layer in layers:
+        for name, raw in layer.items():
+            field = _BY_NAME.get(name)
+            if field is None:
+                raise ConfigError(f"{origin}: unknown field {name!r}")
+            values[name] = _parse_field(field, raw, origin)
+    return BalancerConfig(**values)
+
+
+def _parse_field(field: Field, raw: Any, origin: str) -> Any:
+    where = {
+        "environment": env_name(field),
+        "command line": flag_name(field),
+    }.get(origin, field.name)
+    try:
+        return field.parse(raw)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"{origin}: {where}: {exc}") from None
+

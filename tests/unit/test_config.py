@@ -1,0 +1,78 @@
+"""Configuration layering and validation (balancer/config.py)."""
+
+import pytest
+
+from balancer.config import Address, ConfigError, load_config, parse_address, parse_node
+
+
+def test_layers_file_then_environment_then_flags(tmp_path):
+    path = tmp_path / "pixring.toml"
+    path.write_text(
+        'listen = "127.0.0.1:9999"\nconnect_timeout = 2.5\nworkers = 3\n'
+        'nodes = [{id = "a", url = "http://10.0.0.1:9000", weight = 2}, "b=http://10.0.0.2:9000"]\n'
+    )
+    config = load_config(
+        config_file=str(path),
+        environ={"PIXRING_CONNECT_TIMEOUT": "0.75", "PIXRING_WORKERS": "4"},
+        flags={"workers": "5"},
+    )
+    assert config.listen == Address("127.0.0.1", 9999)  # file
+    assert config.connect_timeout == 0.75  # environment beats file
+    assert config.workers == 5  # flag beats environment
+    assert [(m.id, m.host, m.port, m.weight) for m in config.nodes] == [
+        ("a", "10.0.0.1", 9000, 2.0),
+        ("b", "10.0.0.2", 9000, 1.0),
+    ]
+
+
+def test_unset_flags_do_not_hide_lower_layers():
+    config = load_config(environ={"PIXRING_PROFILE": "generic"}, flags={"profile": None})
+    assert config.profile == "generic"
+
+
+@pytest.mark.parametrize(
+    "layer, value, message",
+    [
+        ("env", {"PIXRING_CONNECT_TIMEOUT": "-1"}, "PIXRING_CONNECT_TIMEOUT"),
+        ("env", {"PIXRING_PROFILE": "fancy"}, "PIXRING_PROFILE"),
+        ("flag", {"listen": "nonsense"}, "--listen"),
+        ("flag", {"nodes": ["a=http://h:1", "a=http://h:2"]}, "duplicate node id"),
+        ("flag", {"nodes": ["https://h:1"]}, "only http://"),
+        ("flag", {"nodes": ["a=http://h:1/path"]}, "without a path"),
+        ("flag", {"nodes": ["a=http://h:1;weight=x"]}, "weight"),
+        ("flag", {"workers": "0.5"}, "--workers"),
+    ],
+)
+def test_bad_values_name_the_field(layer, value, message):
+    kwargs = {"environ": value} if layer == "env" else {"environ": {}, "flags": value}
+    with pytest.raises(ConfigError, match=message):
+        load_config(**kwargs)
+
+
+def test_unknown_file_field_and_bad_toml_are_errors(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("listen_port = 80\n")
+    with pytest.raises(ConfigError, match="unknown field 'listen_port'"):
+        load_config(config_file=str(path), environ={})
+    path.write_text("listen = \n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(config_file=str(path), environ={})
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(config_file=str(tmp_path / "missing.toml"), environ={})
+
+
+def test_addresses_and_nodes():
+    assert parse_address("[::1]:8080") == Address("::1", 8080)
+    assert parse_address("0.0.0.0:0").port == 0
+    with pytest.raises(ValueError):
+        parse_address("host:99999")
+    node = parse_node("10.0.0.5:9000")
+    assert (node.id, node.host, node.port) == ("10.0.0.5:9000", "10.0.0.5", 9000)
+    assert parse_node("r1=http://render-1.lan:9000;weight=2.5").weight == 2.5
+
+
+def test_summary_round_trips_through_load_config():
+    config = load_config(environ={}, flags={"nodes": ["a=http://h:1;weight=2", "h2:2"], "denylist": "x,y*"})
+    summary = config.summary()
+    summary.pop("workers_effective")
+    assert load_config(environ={}, flags=summary) == config
