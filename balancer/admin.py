@@ -1,0 +1,194 @@
+"""The admin listener: /healthz, /readyz, /status and /metrics for operators.
+
+Served by the supervisor on aiohttp (not the hot path) from the state files the
+workers write once a second, so every answer describes the whole balancer. Keep
+this listener private (the default binds 127.0.0.1): ``/status`` shows the fleet.
+
+- ``/healthz``: the process is alive (200 while it runs).
+- ``/readyz``: 200 when every worker reports, knows its membership and has at
+  least one routable member; otherwise 503 with the reason, so an upstream load
+  balancer stops sending here. Also 503 while draining.
+- ``/status``: JSON (orjson) of members, ring, workers, discovery and config.
+- ``/metrics``: Prometheus text, see ``balancer.metrics``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from balancer.config import BalancerConfig
+from balancer.metrics import BalancerCollector
+from balancer.stats import merge_snapshots
+
+__all__ = ["AdminState", "make_admin_app"]
+
+# A worker that has not written its state for this long is reported as stuck.
+_STALE_WORKER_S = 5.0
+
+
+class AdminState:
+    def __init__(self, config: BalancerConfig, state_dir: Path, *, live_pids: Callable[[], set[int]]) -> None:
+        self.config = config
+        self.state_dir = state_dir
+        self.live_pids = live_pids
+        self.started = time.time()
+        self.draining = False
+        self._exited: list[dict[str, Any]] = []
+
+    def workers(self) -> list[dict[str, Any]]:
+        live = self.live_pids()
+        states = []
+        for path in sorted(self.state_dir.glob("worker-*.json")):
+            try:
+                state = orjson.loads(path.read_bytes())
+            except (OSError, ValueError):
+                continue
+            if state.get("pid") in live:
+                states.append(state)
+        return states
+
+    def worker_exited(self, index: int, pid: int) -> None:
+        """Keep a dead worker's last counters so totals never go backwards."""
+        try:
+            state = orjson.loads((self.state_dir / f"worker-{index}.json").read_bytes())
+        except (OSError, ValueError):
+            return
+        if state.get("pid") == pid:
+            self._exited.append(state["stats"])
+
+    def readiness(self, workers: list[dict[str, Any]]) -> tuple[bool, str]:
+        if self.draining:
+            return False, "draining: shutting down"
+        expected = self.config.worker_count
+        if len(workers) < expected:
+            return False, f"{len(workers)} of {expected} workers running"
+        now = time.time()
+        for worker in workers:
+            if worker["draining"]:
+                return False, f"worker {worker['index']} is draining"
+            if now - worker["time"] > _STALE_WORKER_S:
+                return False, f"worker {worker['index']} has not reported for {now - worker['time']:.1f}s"
+            if not worker["discovery"]["ready"]:
+                return False, f"worker {worker['index']}: membership not known yet ({worker['discovery']['kind']})"
+            if worker["ring"]["members"] == 0:
+                return False, f"worker {worker['index']}: no routable member"
+        return True, "ok"
+
+    def metrics_view(self) -> dict[str, Any]:
+        workers = self.workers()
+        ready, _ = self.readiness(workers)
+        return {
+            "stats": merge_snapshots((w["stats"] for w in workers), self._exited),
+            "workers": workers,
+            "ready": ready,
+        }
+
+    def status(self) -> dict[str, Any]:
+        from pixring import __version__
+
+        workers = self.workers()
+        ready, reason = self.readiness(workers)
+        stats = merge_snapshots((w["stats"] for w in workers), self._exited)
+        newest = max(workers, key=lambda w: w["time"], default=None)
+        members = []
+        ring_members: set[str] = set()
+        if newest is not None:
+            ring_members = {m["id"] for m in newest["membership"]["members"] if m["weight"] > 0}
+            for member in newest["membership"]["members"]:
+                node = member["id"]
+                requests = _codes_for(stats["requests"], node)
+                members.append(
+                    {
+                        **member,
+                        "state": "up" if node in ring_members else "no-weight",
+                        "inflight": stats["inflight"].get(node, 0),
+                        "requests": requests,
+                        "requests_total": sum(requests.values()),
+                        "attempts": stats["attempts"].get(node, 0),
+                        "errors": {kind: n for (n_node, kind), n in stats["upstream_errors"].items() if n_node == node},
+                        "bytes_out": stats["bytes_out"].get(node, 0),
+                    }
+                )
+        versions = sorted({w["ring"]["version"] for w in workers})
+        return {
+            "pixring": __version__,
+            "uptime_s": round(time.time() - self.started, 3),
+            "ready": ready,
+            "reason": reason,
+            "draining": self.draining,
+            "ring": {
+                **(newest["ring"] if newest else {"algorithm": None, "version": None, "size": 0, "members": 0}),
+                "workers_agree": len(versions) <= 1,
+                "versions": versions,
+            },
+            "discovery": newest["discovery"] if newest else None,
+            "members": members,
+            "totals": {
+                "requests": sum(stats["requests"].values()),
+                "local_responses": sum(n for (node, _, _), n in stats["requests"].items() if node == "-"),
+                "inflight": sum(stats["inflight"].values()),
+                "connections_open": stats["connections_open"],
+                "connections_total": stats["connections_total"],
+            },
+            "workers": [
+                {
+                    "index": w["index"],
+                    "pid": w["pid"],
+                    "ring_version": w["ring"]["version"],
+                    "members": w["ring"]["members"],
+                    "report_age_s": round(time.time() - w["time"], 3),
+                    "draining": w["draining"],
+                    "pool_idle": w["pool_idle"],
+                }
+                for w in workers
+            ],
+            "config": self.config.summary(),
+        }
+
+
+def _codes_for(requests: dict[tuple[str, str, str], int], node: str) -> dict[str, int]:
+    codes: dict[str, int] = {}
+    for (n_node, _, code), n in requests.items():
+        if n_node == node:
+            codes[code] = codes.get(code, 0) + n
+    return codes
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n",
+        status=status,
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def make_admin_app(state: AdminState) -> web.Application:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BalancerCollector(state.metrics_view))
+
+    async def healthz(request: web.Request) -> web.Response:
+        return _json({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        ready, reason = state.readiness(state.workers())
+        return _json({"ready": ready, "reason": reason}, 200 if ready else 503)
+
+    async def status(request: web.Request) -> web.Response:
+        return _json(state.status())
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/status", status)
+    app.router.add_get("/metrics", metrics)
+    return app

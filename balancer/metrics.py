@@ -1,0 +1,133 @@
+"""Prometheus exposition of the whole balancer, from the workers' merged state.
+
+Every metric is named ``pixring_*``; the README's metrics reference lists them and
+is a contract for alert rules and dashboards: rename nothing without a deprecation.
+The numbers come from ``stats.merge_snapshots`` over all workers, so a scrape
+describes the balancer, not one worker. Worker state is written once a second, so
+a scrape may lag the traffic by up to a second.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from balancer.stats import LATENCY_BUCKETS
+
+__all__ = ["BalancerCollector", "METRIC_HELP"]
+
+# name -> (type, help). The README's metrics reference is generated from this table.
+METRIC_HELP: dict[str, tuple[str, str]] = {
+    "pixring_requests_total": ("counter", "Requests answered, by node (- when pixring answered itself), method and status class."),
+    "pixring_request_duration_seconds": ("histogram", "Time from a request's first byte read to its last byte written."),
+    "pixring_upstream_duration_seconds": ("histogram", "Time from sending a request to a node to the end of its response, by node."),
+    "pixring_upstream_errors_total": ("counter", "Failed exchanges with nodes, by node and kind (connect, connect_timeout, timeout, reset, protocol)."),
+    "pixring_upstream_attempts_total": ("counter", "Requests sent to each node, retries included."),
+    "pixring_response_bytes_total": ("counter", "Response body bytes forwarded from each node."),
+    "pixring_inflight_requests": ("gauge", "Requests being answered by each node right now."),
+    "pixring_connections_open": ("gauge", "Client connections open now."),
+    "pixring_connections_total": ("counter", "Client connections accepted."),
+    "pixring_ring_members": ("gauge", "Members in the ring (the largest count among workers)."),
+    "pixring_ring_size": ("gauge", "Points or table entries in the ring."),
+    "pixring_ring_info": ("gauge", "1 for each ring version a worker routes with, labelled by algorithm and version; more than one series means the workers disagree."),
+    "pixring_ring_versions": ("gauge", "Distinct ring versions among the workers: 1 when they agree."),
+    "pixring_workers": ("gauge", "Worker processes reporting."),
+    "pixring_ready": ("gauge", "1 when /readyz answers 200."),
+    "pixring_discovery_stale": ("gauge", "1 when a worker routes with a last known membership because discovery is failing."),
+    "pixring_discovery_last_success_age_seconds": ("gauge", "Seconds since discovery last answered well (the oldest among workers)."),
+    "pixring_build_info": ("gauge", "1, labelled with the pixring version."),
+}
+
+
+def _histogram(name: str, labels: list[str]) -> HistogramMetricFamily:
+    return HistogramMetricFamily(name, METRIC_HELP[name][1], labels=labels)
+
+
+def _buckets(snapshot: dict[str, Any]) -> tuple[list[tuple[str, float]], float]:
+    cumulative = 0
+    buckets = []
+    for bound, count in zip((*LATENCY_BUCKETS, float("inf")), snapshot["counts"]):
+        cumulative += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+    return buckets, snapshot["sum"]
+
+
+class BalancerCollector(Collector):
+    """Reads a fresh merged view on every scrape."""
+
+    def __init__(self, view) -> None:
+        self._view = view  # () -> dict with "stats", "workers", "ready" (AdminState.metrics_view)
+
+    def collect(self) -> Iterable[Metric]:
+        from pixring import __version__
+
+        view = self._view()
+        stats = view["stats"]
+        workers = view["workers"]
+
+        def family(cls, name, labels=()):
+            return cls(name, METRIC_HELP[name][1], labels=list(labels))
+
+        requests = family(CounterMetricFamily, "pixring_requests_total", ("node", "method", "code"))
+        for (node, method, code), n in sorted(stats["requests"].items()):
+            requests.add_metric([node, method, code], n)
+        yield requests
+
+        latency = _histogram("pixring_request_duration_seconds", [])
+        buckets, total = _buckets(stats["request_latency"])
+        latency.add_metric([], buckets, total)
+        yield latency
+
+        upstream = _histogram("pixring_upstream_duration_seconds", ["node"])
+        for node, snap in sorted(stats["upstream_latency"].items()):
+            buckets, total = _buckets(snap)
+            upstream.add_metric([node], buckets, total)
+        yield upstream
+
+        errors = family(CounterMetricFamily, "pixring_upstream_errors_total", ("node", "kind"))
+        for (node, kind), n in sorted(stats["upstream_errors"].items()):
+            errors.add_metric([node, kind], n)
+        yield errors
+
+        for name, key, cls in (
+            ("pixring_upstream_attempts_total", "attempts", CounterMetricFamily),
+            ("pixring_response_bytes_total", "bytes_out", CounterMetricFamily),
+            ("pixring_inflight_requests", "inflight", GaugeMetricFamily),
+        ):
+            metric = family(cls, name, ("node",))
+            for node, n in sorted(stats[key].items()):
+                metric.add_metric([node], n)
+            yield metric
+
+        yield GaugeMetricFamily("pixring_connections_open", METRIC_HELP["pixring_connections_open"][1], value=stats["connections_open"])
+        yield CounterMetricFamily("pixring_connections_total", METRIC_HELP["pixring_connections_total"][1], value=stats["connections_total"])
+
+        rings = [w["ring"] for w in workers]
+        yield GaugeMetricFamily("pixring_ring_members", METRIC_HELP["pixring_ring_members"][1], value=max((r["members"] for r in rings), default=0))
+        yield GaugeMetricFamily("pixring_ring_size", METRIC_HELP["pixring_ring_size"][1], value=max((r["size"] for r in rings), default=0))
+        info = family(GaugeMetricFamily, "pixring_ring_info", ("algorithm", "version"))
+        versions = sorted({(r["algorithm"], r["version"]) for r in rings})
+        for algorithm, version in versions:
+            info.add_metric([algorithm, version], 1)
+        yield info
+        yield GaugeMetricFamily("pixring_ring_versions", METRIC_HELP["pixring_ring_versions"][1], value=len(versions))
+        yield GaugeMetricFamily("pixring_workers", METRIC_HELP["pixring_workers"][1], value=len(workers))
+        yield GaugeMetricFamily("pixring_ready", METRIC_HELP["pixring_ready"][1], value=1 if view["ready"] else 0)
+        discovery = [w["discovery"] for w in workers]
+        yield GaugeMetricFamily("pixring_discovery_stale", METRIC_HELP["pixring_discovery_stale"][1], value=1 if any(d["stale"] for d in discovery) else 0)
+        ages = [d["last_success_age_s"] for d in discovery if d["last_success_age_s"] is not None]
+        yield GaugeMetricFamily(
+            "pixring_discovery_last_success_age_seconds",
+            METRIC_HELP["pixring_discovery_last_success_age_seconds"][1],
+            value=max(ages, default=0.0),
+        )
+        build = family(GaugeMetricFamily, "pixring_build_info", ("version",))
+        build.add_metric([__version__], 1)
+        yield build

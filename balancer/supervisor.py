@@ -1,0 +1,182 @@
+"""The balancer's parent process: starts the workers, keeps them running, serves admin.
+
+The supervisor never touches client traffic. It checks that the public port can be
+bound (and reserves it, so ``--listen HOST:0`` gives every worker the same port),
+starts ``--workers`` worker processes, restarts one that dies (with backoff), and
+serves the admin listener from the state files the workers write. One admin
+listener for the whole balancer means ``/status`` and ``/metrics`` describe every
+worker, not whichever one the kernel picked.
+
+Shutdown (SIGTERM/SIGINT): ``/readyz`` turns 503 first, then the workers drain
+(each stops accepting and finishes its in-flight requests, up to the drain
+timeout), then the admin listener closes and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+from balancer.admin import AdminState, make_admin_app
+from balancer.config import BalancerConfig
+from balancer.worker import CONFIG_ENV, bind_reuseport, die_with_parent
+
+__all__ = ["Supervisor", "run_balancer"]
+
+_RESTART_BACKOFF_MAX_S = 30.0
+_READY_TIMEOUT_S = 30.0
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+class Supervisor:
+    def __init__(self, config: BalancerConfig, *, log=print) -> None:
+        self.config = config
+        self.log = log
+        self.state_dir = Path(tempfile.mkdtemp(prefix="pixring-"))
+        self.stopping = False
+        self.procs: dict[int, asyncio.subprocess.Process] = {}
+        self.listen_port = config.listen.port
+        self.admin_state = AdminState(config, self.state_dir, live_pids=self.live_pids)
+
+    def live_pids(self) -> set[int]:
+        return {p.pid for p in self.procs.values() if p.returncode is None}
+
+    async def _spawn(self, index: int) -> asyncio.subprocess.Process:
+        env = dict(os.environ)
+        summary = self.config.summary()
+        summary.pop("workers_effective")
+        env[CONFIG_ENV] = orjson.dumps(summary).decode()
+        env["PIXRING_WORKER_INDEX"] = str(index)
+        env["PIXRING_STATE_DIR"] = str(self.state_dir)
+        env["PIXRING_LISTEN_PORT"] = str(self.listen_port)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "balancer.worker", env=env, preexec_fn=die_with_parent
+        )
+        self.procs[index] = proc
+        return proc
+
+    async def _wait_ready(self, index: int, proc: asyncio.subprocess.Process) -> None:
+        path = self.state_dir / f"worker-{index}.json"
+        deadline = time.monotonic() + _READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.returncode is not None:
+                raise StartupError(f"worker {index} exited with code {proc.returncode} during start-up")
+            try:
+                if orjson.loads(path.read_bytes())["pid"] == proc.pid:
+                    return
+            except (OSError, ValueError, KeyError):
+                pass
+            await asyncio.sleep(0.02)
+        raise StartupError(f"worker {index} did not start within {_READY_TIMEOUT_S:g}s")
+
+    async def _keep_running(self, index: int) -> None:
+        backoff = 0.5
+        while not self.stopping:
+            proc = self.procs[index]
+            started = time.monotonic()
+            code = await proc.wait()
+            if self.stopping:
+                return
+            self.log(f"pixring: worker {index} (pid {proc.pid}) exited with code {code}; restarting")
+            self.admin_state.worker_exited(index, proc.pid)
+            if time.monotonic() - started > 10:
+                backoff = 0.5
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _RESTART_BACKOFF_MAX_S)
+            if not self.stopping:
+                await self._spawn(index)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        config = self.config
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+
+        # Reserve the port (bound, not listening, so it takes no connections) and
+        # fail early with one clear message if it is taken.
+        try:
+            reservation = bind_reuseport(config.listen.host, config.listen.port, listen=False)
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {config.listen}: {exc.strerror or exc}") from None
+        self.listen_port = reservation.getsockname()[1]
+        runner = web.AppRunner(make_admin_app(self.admin_state), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, config.admin.host, config.admin.port, reuse_address=True)
+        try:
+            try:
+                await site.start()
+            except OSError as exc:
+                raise StartupError(f"cannot listen on admin {config.admin}: {exc.strerror or exc}") from None
+            for index in range(config.worker_count):
+                await self._spawn(index)
+            await asyncio.gather(*(self._wait_ready(i, p) for i, p in list(self.procs.items())))
+        except BaseException:
+            await self._stop_workers()
+            await runner.cleanup()
+            reservation.close()
+            raise
+        admin_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.log(
+            f"pixring balancer ready: http://{_host(config.listen.host)}:{self.listen_port} "
+            f"(admin http://{_host(config.admin.host)}:{admin_port}, {config.worker_count} workers)"
+        )
+        keepers = [loop.create_task(self._keep_running(i)) for i in self.procs]
+        await stop.wait()
+        self.log("pixring: shutting down, draining in-flight requests")
+        self.stopping = True
+        self.admin_state.draining = True
+        await self._stop_workers()
+        for task in keepers:
+            task.cancel()
+        await asyncio.gather(*keepers, return_exceptions=True)
+        await runner.cleanup()
+        reservation.close()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        return 0
+
+    async def _stop_workers(self) -> None:
+        self.stopping = True
+        procs = [p for p in self.procs.values() if p.returncode is None]
+        for proc in procs:
+            try:
+                proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        grace = self.config.drain_timeout + 5.0
+        try:
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), grace)
+        except asyncio.TimeoutError:
+            for proc in procs:
+                if proc.returncode is None:
+                    proc.kill()
+            await asyncio.gather(*(p.wait() for p in procs))
+
+
+def _host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
+
+
+def run_balancer(config: BalancerConfig) -> int:
+    import uvloop
+
+    supervisor = Supervisor(config, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    try:
+        return uvloop.run(supervisor.run())
+    except StartupError as exc:
+        print(f"pixring: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(supervisor.state_dir, ignore_errors=True)

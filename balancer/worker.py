@@ -1,0 +1,245 @@
+"""One balancer worker process: the public listener, its membership source and pool.
+
+Workers share nothing. Each binds the public port itself with SO_REUSEPORT (the
+kernel spreads new connections across them), runs its own membership source and
+builds its own ring from it; since the ring is a pure function of the membership,
+every worker (and every balancer host) routes a key to the same node.
+
+Once a second the worker writes its state (counters, ring, membership, source
+status) to ``<state_dir>/worker-<index>.json`` with an atomic rename; the
+supervisor's admin listener merges those files for ``/status`` and ``/metrics``.
+
+SIGTERM or SIGINT: stop accepting, answer in-flight requests with
+``Connection: close``, close idle keep-alive connections, wait up to the drain
+timeout, flush the access log, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from balancer.accesslog import AccessLog
+from balancer.config import BalancerConfig
+from balancer.front import ClientConnection, FrontContext, FrontLimits
+from balancer.membership import Membership
+from balancer.normalize import make_normalizer
+from balancer.routing import RoutingTable
+from balancer.stats import WorkerStats
+from balancer.upstream import UpstreamPool
+from discovery.source import MembershipSource
+
+__all__ = ["Worker", "bind_reuseport", "die_with_parent"]
+
+STATE_INTERVAL_S = 1.0
+
+
+def bind_reuseport(host: str, port: int, *, listen: bool = True, backlog: int = 1024) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        if listen:
+            sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Ask Linux to signal this process when its parent dies: no orphan workers, ever."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, sig)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+
+class Worker:
+    def __init__(
+        self,
+        config: BalancerConfig,
+        source: MembershipSource,
+        *,
+        index: int,
+        state_dir: Path,
+        listen_port: int,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.index = index
+        self.state_dir = state_dir
+        self.listen_port = listen_port
+        self.started = time.time()
+        self.stats = WorkerStats()
+        self.ctx: FrontContext | None = None
+        self.membership_updates = 0
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        config = self.config
+        access_log = AccessLog(config.access_log, loop)
+        pool = UpstreamPool(
+            loop,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.upstream_timeout,
+            max_idle=config.pool_max_idle,
+            idle_timeout=config.pool_idle_timeout,
+        )
+        ctx = self.ctx = FrontContext(
+            loop=loop,
+            normalize=make_normalizer(config.profile, denylist=config.denylist),
+            pool=pool,
+            stats=self.stats,
+            access_log=access_log,
+            limits=FrontLimits(
+                max_request_line=config.max_request_line,
+                max_header_bytes=config.max_header_bytes,
+                header_timeout=config.client_header_timeout,
+                idle_timeout=config.client_idle_timeout,
+            ),
+            node_header=config.node_header,
+            via=config.via,
+        )
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+
+        sock = bind_reuseport(config.listen.host, self.listen_port)
+        server = await loop.create_server(lambda: ClientConnection(ctx), sock=sock)
+        pool.start()
+        ctx.start()
+        source_task = loop.create_task(self.source.run(self.publish), name="membership-source")
+        state_task = loop.create_task(self._write_state_forever(), name="state-writer")
+        try:
+            await stop.wait()
+        finally:
+            await self._drain(server, ctx)
+            for task in (source_task, state_task):
+                task.cancel()
+            await asyncio.gather(source_task, state_task, return_exceptions=True)
+            pool.close_all()
+            ctx.stop()
+            access_log.close()
+            self._write_state(draining=True)
+        return 0
+
+    def publish(self, membership: Membership) -> None:
+        """Called by the source with each new membership: build, then swap in whole."""
+        ctx = self.ctx
+        assert ctx is not None
+        old = ctx.table.membership.by_id()
+        ctx.table = RoutingTable.build(membership)
+        self.membership_updates += 1
+        current = membership.by_id()
+        for member_id, member in old.items():
+            if current.get(member_id) != member:
+                ctx.pool.close_member(member)
+        self._write_state()
+
+    async def _drain(self, server: asyncio.AbstractServer, ctx: FrontContext) -> None:
+        server.close()  # stop accepting; connections already accepted are still served
+        ctx.begin_drain()
+        self._write_state(draining=True)
+        deadline = time.monotonic() + self.config.drain_timeout
+        while ctx.busy_connections() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(ctx.connections):
+            conn.close()
+        await asyncio.sleep(0)  # let the transports flush and close
+
+    async def _write_state_forever(self) -> None:
+        while True:
+            self._write_state()
+            await asyncio.sleep(STATE_INTERVAL_S)
+
+    def state(self, *, draining: bool = False) -> dict[str, Any]:
+        ctx = self.ctx
+        assert ctx is not None
+        table = ctx.table
+        ring = table.ring
+        source = self.source.status()
+        return {
+            "pid": os.getpid(),
+            "index": self.index,
+            "time": time.time(),
+            "started": self.started,
+            "draining": draining or ctx.draining,
+            "stats": self.stats.snapshot(),
+            "pool_idle": ctx.pool.idle_count(),
+            "ring": {
+                "algorithm": ring.algorithm,
+                "version": ring.version,
+                "size": ring.size,
+                "members": len(ring.members),
+            },
+            "membership": {
+                "source": table.membership.source,
+                "updates": self.membership_updates,
+                "members": [
+                    {"id": m.id, "address": m.address, "weight": m.weight, "meta": dict(m.meta)}
+                    for m in table.membership.members
+                ],
+            },
+            "discovery": {
+                "kind": source.kind,
+                "ready": source.ready,
+                "stale": source.stale,
+                "detail": source.detail,
+                "last_success_age_s": source.last_success_age_s,
+            },
+        }
+
+    def _write_state(self, *, draining: bool = False) -> None:
+        path = self.state_dir / f"worker-{self.index}.json"
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            tmp.write_bytes(orjson.dumps(self.state(draining=draining)))
+            os.replace(tmp, path)
+        except OSError as exc:  # the supervisor may have removed the directory on exit
+            print(f"pixring worker {self.index}: cannot write state: {exc}", file=sys.stderr)
+
+
+CONFIG_ENV = "PIXRING_WORKER_CONFIG"
+
+
+def main() -> int:
+    """Entry point of a worker process, started by the supervisor (never by hand)."""
+    import uvloop
+
+    from balancer.config import load_config
+    from discovery.factory import source_for
+
+    die_with_parent()
+    flags = orjson.loads(os.environ[CONFIG_ENV])
+    config = load_config(environ={}, flags=flags)
+    worker = Worker(
+        config,
+        source_for(config),
+        index=int(os.environ["PIXRING_WORKER_INDEX"]),
+        state_dir=Path(os.environ["PIXRING_STATE_DIR"]),
+        listen_port=int(os.environ["PIXRING_LISTEN_PORT"]),
+    )
+    try:
+        return uvloop.run(worker.run())
+    except OSError as exc:
+        print(f"pixring worker {worker.index}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""`pixring balancer` as a real process: CLI contract, access log, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+PIXRING = [sys.executable, "-m", "pixring.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SlowNode(BaseHTTPRequestHandler):
+    """A render node that takes ``?delay=`` seconds to answer a small body."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        delay = float(self.path.rpartition("delay=")[2] or 0) if "delay=" in self.path else 0.0
+        time.sleep(delay)
+        body = json.dumps({"path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def node():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowNode)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def start_balancer(node_port: int, tmp_path, *extra: str):
+    port, admin = free_port(), free_port()
+    log = tmp_path / "access.log"
+    proc = subprocess.Popen(
+        [*PIXRING, "balancer", "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
+         "--workers", "1", "--node", f"n1=http://127.0.0.1:{node_port}", "--profile", "generic",
+         "--access-log", str(log), *extra],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return proc, port, admin, log
+        except (urllib.error.URLError, OSError):
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"balancer exited: {proc.stderr.read()}")
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("balancer not ready")
+
+
+def test_version_and_help_document_every_option():
+    version = subprocess.run([*PIXRING, "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("pixring ")
+    for command, options in {
+        "balancer": ["--listen", "--admin", "--node", "--workers", "--config", "--print-config", "--profile",
+                     "--connect-timeout", "--upstream-timeout", "--drain-timeout", "--access-log"],
+        "renderer": ["--listen", "--origin"],
+        "up": ["--renderers", "--port", "--admin-port", "--workers"],
+    }.items():
+        result = subprocess.run([*PIXRING, command, "--help"], capture_output=True, text=True)
+        assert result.returncode == 0
+        for option in options:
+            assert option in result.stdout, (command, option)
+        assert "default" in result.stdout
+
+
+def test_print_config_shows_the_merged_layers(tmp_path):
+    config = tmp_path / "pixring.toml"
+    config.write_text('workers = 3\nnodes = ["a=http://10.0.0.1:9000"]\n')
+    result = subprocess.run(
+        [*PIXRING, "balancer", "--config", str(config), "--print-config", "--connect-timeout", "0.25"],
+        capture_output=True, text=True, env={**os.environ, "PIXRING_PROFILE": "generic"},
+    )
+    assert result.returncode == 0, result.stderr
+    effective = json.loads(result.stdout)
+    assert effective["workers"] == 3
+    assert effective["connect_timeout"] == 0.25
+    assert effective["profile"] == "generic"
+    assert effective["nodes"] == ["a=http://10.0.0.1:9000;weight=1"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--node", "a=http://h:1", "--workers", "many"], "--workers"),
+        (["--node", "ftp://h:1"], "only http://"),
+        ([], "no render node"),
+        (["--node", "a=http://h:1", "--listen", "nowhere"], "--listen"),
+    ],
+)
+def test_bad_config_exits_2_naming_the_field(args, message):
+    result = subprocess.run([*PIXRING, "balancer", *args], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_port_in_use_is_a_clear_error(node, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*PIXRING, "balancer", "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{free_port()}",
+             "--node", f"n1=http://127.0.0.1:{node}"],
+            capture_output=True, text=True, timeout=30,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_access_log_lines_are_json_with_the_documented_fields(node, tmp_path):
+    proc, port, _, log = start_balancer(node, tmp_path)
+    try:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/a/b.jpg?z=1&a=2&utm_source=x", headers={"X-Request-Id": "rid-42"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    (line,) = log.read_text().splitlines()
+    record = json.loads(line)
+    assert record["request_id"] == "rid-42"
+    assert record["method"] == "GET"
+    assert record["path"] == "/a/b.jpg?z=1&a=2&utm_source=x"
+    assert record["key"] == "/a/b.jpg?a=2&z=1"
+    assert record["node"] == "n1"
+    assert record["status"] == 200
+    assert record["bytes"] > 0
+    assert record["total_ms"] >= record["upstream_ms"] > 0
+
+
+def test_sigterm_lets_in_flight_requests_finish(node, tmp_path):
+    proc, port, admin, log = start_balancer(node, tmp_path)
+    results: dict[str, object] = {}
+
+    def slow_request():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/slow.jpg?delay=1.0", timeout=10) as response:
+                results["status"] = response.status
+                results["body"] = response.read()
+        except Exception as exc:  # noqa: BLE001 - recorded for the assertion
+            results["error"] = exc
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    time.sleep(0.3)  # the request is now waiting on the node
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    thread.join(15)
+    assert results.get("status") == 200, results
+    assert json.loads(results["body"])["path"] == "/slow.jpg?delay=1.0"
+    assert proc.wait(timeout=30) == 0
+    print(f"exited {time.monotonic() - sent:.2f}s after SIGTERM")
+    assert json.loads(log.read_text().splitlines()[-1])["status"] == 200

@@ -1,0 +1,235 @@
+"""End to end: `pixring up` as a real process tree (balancer workers + reference renderers).
+
+The tests in this module share one cluster and run in file order; the ones that
+kill a renderer and stop the cluster come last.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.e2e
+
+SAMPLE = "photos/small-640x427.jpg"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        parent = stack.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                if child not in found:
+                    found.add(child)
+                    stack.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def get(url: str, headers: dict[str, str] | None = None, timeout: float = 10.0):
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+class Cluster:
+    def __init__(self, proc: subprocess.Popen, port: int, admin_port: int) -> None:
+        self.proc = proc
+        self.base = f"http://127.0.0.1:{port}"
+        self.admin = f"http://127.0.0.1:{admin_port}"
+
+    def renderer_pids(self) -> dict[int, int]:
+        """renderer port -> pid, read from the process tree."""
+        out = {}
+        for pid in descendants(self.proc.pid):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"renderer" in argv and b"--listen" in argv:
+                out[int(argv[argv.index(b"--listen") + 1].rsplit(b":", 1)[1])] = pid
+        return out
+
+
+@pytest.fixture(scope="module")
+def samples_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("samples")
+
+
+@pytest.fixture(scope="module")
+def cluster(samples_dir, tmp_path_factory):
+    port, admin_port = free_port(), free_port()
+    # A file, not a pipe: the children log to it for the whole module, and a pipe
+    # nobody drains would block them once full.
+    log_path = tmp_path_factory.mktemp("up") / "up.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pixring.cli", "up", "--renderers", "3", "--port", str(port),
+         "--admin-port", str(admin_port), "--workers", "2", "--origin", str(samples_dir)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    started = time.monotonic()
+    while "Ctrl-C stops everything" not in log_path.read_text():  # `up` prints this once ready
+        if proc.poll() is not None or time.monotonic() - started > 60:
+            proc.kill()
+            pytest.fail("pixring up did not become ready:\n" + log_path.read_text()[-3000:])
+        time.sleep(0.1)
+    print(f"cluster ready in {time.monotonic() - started:.1f}s")
+    cluster = Cluster(proc, port, admin_port)
+    cluster.log_path = log_path
+    yield cluster
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+def test_equivalent_urls_land_on_one_renderer_and_render_the_right_size(cluster):
+    forms = [
+        f"/{SAMPLE}?w=200&h=100&fit=crop&fm=png",
+        f"/{SAMPLE}?fm=png&fit=crop&h=100&w=200",
+        f"/{SAMPLE}?W=200.0&H=100&FIT=crop&FM=png&utm_source=mail&fbclid=xyz",
+        f"/{SAMPLE}?width=200&height=100&fit=crop&fm=png&q=75",
+        f"//photos/./small-640x427.jpg?h=100&w=200&fit=crop&fm=png",
+    ]
+    nodes = set()
+    for form in forms:
+        status, headers, body = get(cluster.base + form)
+        assert status == 200, (form, body[:200])
+        nodes.add(headers["X-Pixring-Node"])
+        image = Image.open(io.BytesIO(body))
+        image.load()
+        assert image.format == "PNG"
+        assert image.size == (200, 100)
+    assert len(nodes) == 1, nodes
+
+
+def test_distinct_urls_spread_over_every_renderer(cluster):
+    counts: dict[str, int] = {}
+    for width in range(20, 320):
+        status, headers, _ = get(f"{cluster.base}/{SAMPLE}?w={width}")
+        assert status == 200
+        counts[headers["X-Pixring-Node"]] = counts.get(headers["X-Pixring-Node"], 0) + 1
+    print(f"300 URLs over renderers: {counts}")
+    assert set(counts) == {"r1", "r2", "r3"}
+    # 100 each is the ideal; 60 is five standard deviations below it.
+    assert min(counts.values()) >= 60
+
+
+def test_operator_endpoints(cluster):
+    status, _, body = get(cluster.admin + "/healthz")
+    assert status == 200
+    status, _, body = get(cluster.admin + "/readyz")
+    assert status == 200 and json.loads(body)["ready"] is True
+
+    time.sleep(1.2)  # workers report once a second
+    status, _, body = get(cluster.admin + "/status")
+    assert status == 200
+    doc = json.loads(body)
+    assert [m["id"] for m in doc["members"]] == ["r1", "r2", "r3"]
+    for member in doc["members"]:
+        assert member["address"].startswith("127.0.0.1:")
+        assert member["state"] == "up"
+        assert member["requests_total"] > 0
+    assert doc["ring"]["members"] == 3 and doc["ring"]["workers_agree"] is True
+    assert len(doc["workers"]) == 2
+    assert doc["config"]["workers_effective"] == 2
+
+    status, headers, body = get(cluster.admin + "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    text = body.decode()
+    total = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("pixring_requests_total{") and 'node="r' in line
+    )
+    assert total >= 305  # every request of the earlier tests, from both workers
+    for name in ("pixring_request_duration_seconds_bucket", "pixring_upstream_duration_seconds_bucket",
+                 "pixring_ring_members 3.0", "pixring_workers 2.0", "pixring_ready 1.0", "pixring_ring_versions 1.0"):
+        assert name in text, name
+
+
+def test_killed_renderer_fails_fast_and_other_keys_stay_put(cluster):
+    placement = {}
+    for width in range(400, 460):
+        status, headers, _ = get(f"{cluster.base}/{SAMPLE}?w={width}")
+        assert status == 200
+        placement[width] = headers["X-Pixring-Node"]
+    pids = cluster.renderer_pids()
+    status_doc = json.loads(get(cluster.admin + "/status")[2])
+    port_of = {m["id"]: int(m["address"].rsplit(":", 1)[1]) for m in status_doc["members"]}
+    victim = "r2"
+    os.kill(pids[port_of[victim]], signal.SIGKILL)
+    time.sleep(0.3)
+    for width, node in placement.items():
+        started = time.monotonic()
+        status, headers, body = get(f"{cluster.base}/{SAMPLE}?w={width}")
+        elapsed = time.monotonic() - started
+        if node == victim:
+            assert status == 502, body
+            assert elapsed < 2.0, f"a dead node's key took {elapsed:.2f}s"
+        else:
+            assert status == 200
+            assert headers["X-Pixring-Node"] == node  # no other key moved
+
+
+def test_up_stops_every_child_on_sigterm(cluster):
+    children = descendants(cluster.proc.pid)
+    assert len(children) >= 3
+    cluster.proc.send_signal(signal.SIGTERM)
+    assert cluster.proc.wait(timeout=30) == 0
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in children if alive(pid)]
+
+
+def test_up_exits_non_zero_when_a_child_fails_at_start(samples_dir):
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "pixring.cli", "up", "--renderers", "1", "--port", str(free_port()),
+         "--admin-port", str(free_port()), "--workers", "1", "--origin", str(samples_dir),
+         "--renderer-arg=--no-such-flag"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    print(f"failed start-up reported in {time.monotonic() - started:.1f}s")
+    assert result.returncode != 0
+    assert "--no-such-flag" in result.stderr  # the child's own error reaches the user
+    assert "renderer r1 exited" in result.stderr
