@@ -10,10 +10,14 @@ this listener private (the default binds 127.0.0.1): ``/status`` shows the fleet
   balancer stops sending here. Also 503 while draining.
 - ``/status``: JSON (orjson) of members, ring, workers, discovery and config.
 - ``/metrics``: Prometheus text, see ``balancer.metrics``.
+- ``POST /discovery/confirm``: accept a membership drop the Consul source is
+  holding back (needs ``Authorization: Bearer <admin_token>`` when one is set).
 """
 
 from __future__ import annotations
 
+import hmac
+import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -33,8 +37,16 @@ _STALE_WORKER_S = 5.0
 
 
 class AdminState:
-    def __init__(self, config: BalancerConfig, state_dir: Path, *, live_pids: Callable[[], set[int]]) -> None:
+    def __init__(
+        self,
+        config: BalancerConfig,
+        state_dir: Path,
+        *,
+        live_pids: Callable[[], set[int]],
+        signal_workers: Callable[[int], int] = lambda sig: 0,
+    ) -> None:
         self.config = config
+        self.signal_workers = signal_workers
         self.state_dir = state_dir
         self.live_pids = live_pids
         self.started = time.time()
@@ -78,6 +90,11 @@ class AdminState:
                 return False, f"worker {worker['index']}: membership not known yet ({worker['discovery']['kind']})"
             if worker["ring"]["members"] == 0:
                 return False, f"worker {worker['index']}: no routable member"
+        stale = [w for w in workers if w["discovery"]["stale"]]
+        if stale:
+            # Still routable with the last good membership (static stability): ready,
+            # but say why an operator should look.
+            return True, f"ok, discovery stale: {stale[0]['discovery']['detail']}"
         return True, "ok"
 
     def metrics_view(self) -> dict[str, Any]:
@@ -160,6 +177,19 @@ def _codes_for(requests: dict[tuple[str, str, str], int], node: str) -> dict[str
     return codes
 
 
+def _authorize(request: web.Request, token: str) -> None:
+    """POST endpoints change routing: with an admin token set, they require it."""
+    if not token:
+        return
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise web.HTTPUnauthorized(
+            text='{"error": "admin token required (Authorization: Bearer ...)"}',
+            content_type="application/json",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(
         body=orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n",
@@ -186,9 +216,15 @@ def make_admin_app(state: AdminState) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def confirm_discovery(request: web.Request) -> web.Response:
+        _authorize(request, state.config.admin_token)
+        sent = state.signal_workers(signal.SIGUSR1)
+        return _json({"confirmed": True, "workers": sent})
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/status", status)
     app.router.add_get("/metrics", metrics)
+    app.router.add_post("/discovery/confirm", confirm_discovery)
     return app

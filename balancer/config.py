@@ -200,6 +200,20 @@ FIELDS: tuple[Field, ...] = (
     Field("nodes", _nodes, (),
           "a static render node, [ID=]http://HOST:PORT[;weight=W]; repeat the flag for more. "
           "Without ID the node is named by its address", "[ID=]URL", repeatable=True, flag="--node"),
+    Field("nodes_file", str, "",
+          "a JSON or TOML member list, re-read when it changes or on SIGHUP (instead of --node)", "PATH"),
+    Field("consul_service", str, "",
+          "discover render nodes as the passing instances of this Consul service (instead of --node)", "NAME"),
+    Field("consul_tag", str, "", "only Consul instances carrying this tag", "TAG"),
+    Field("consul_addr", str, "",
+          "Consul agent HOST:PORT or URL; empty = CONSUL_HTTP_ADDR, then 127.0.0.1:8500", "ADDR"),
+    Field("consul_token", str, "", "Consul ACL token; empty = CONSUL_HTTP_TOKEN", "TOKEN", secret=True),
+    Field("consul_datacenter", str, "", "Consul datacenter to query; empty = the agent's own", "DC"),
+    Field("consul_wait", _positive(float), 55.0,
+          "seconds a Consul blocking query may wait for a change (Consul caps it at 600)", "S"),
+    Field("admin_token", str, "",
+          "bearer token required by the admin API's POST endpoints; empty = none (keep --admin private)",
+          "TOKEN", secret=True),
     Field("profile", _choice(*PROFILES), "imgix",
           "URL normalization profile: imgix (canonical imgix parameters, forwarded as the key) or "
           "generic (opaque backends: sorted query minus the denylist chooses the node, the raw URL "
@@ -238,6 +252,14 @@ class BalancerConfig:
     admin: Address
     workers: int
     nodes: tuple[Member, ...]
+    nodes_file: str
+    consul_service: str
+    consul_tag: str
+    consul_addr: str
+    consul_token: str
+    consul_datacenter: str
+    consul_wait: float
+    admin_token: str
     profile: str
     denylist: tuple[str, ...]
     connect_timeout: float
@@ -253,16 +275,25 @@ class BalancerConfig:
     node_header: str
     via: str
 
+    def check_sources(self) -> None:
+        """Exactly one membership source: --node, --nodes-file or --consul-service."""
+        given = [name for name, on in (("--node", bool(self.nodes)), ("--nodes-file", bool(self.nodes_file)),
+                                       ("--consul-service", bool(self.consul_service))) if on]
+        if not given:
+            raise ConfigError(
+                "nodes: no membership source; give --node [ID=]URL, --nodes-file PATH or --consul-service NAME"
+            )
+        if len(given) > 1:
+            raise ConfigError(f"nodes: choose one membership source, not {' and '.join(given)}")
+
     @property
     def worker_count(self) -> int:
         return self.workers or _cpu_count()
 
-    def summary(self) -> dict[str, Any]:
-        """The effective config as plain data, secrets left out (for /status, --print-config)."""
+    def as_flags(self) -> dict[str, Any]:
+        """Every field in a form ``load_config(flags=...)`` parses back to this config."""
         out: dict[str, Any] = {}
         for field in FIELDS:
-            if field.secret:
-                continue
             value = getattr(self, field.name)
             if isinstance(value, Address):
                 value = str(value)
@@ -271,6 +302,14 @@ class BalancerConfig:
             elif isinstance(value, tuple):
                 value = list(value)
             out[field.name] = value
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """The effective config for people (/status, --print-config): secrets masked."""
+        out = self.as_flags()
+        for field in FIELDS:
+            if field.secret and out[field.name]:
+                out[field.name] = "(set)"
         out["workers_effective"] = self.worker_count
         return out
 

@@ -7,7 +7,7 @@ serves the admin listener from the state files the workers write. One admin
 listener for the whole balancer means ``/status`` and ``/metrics`` describe every
 worker, not whichever one the kernel picked.
 
-Shutdown (SIGTERM/SIGINT): ``/readyz`` turns 503 first, then the workers drain
+SIGHUP is passed to the workers (they re-read a member file). Shutdown (SIGTERM/SIGINT): ``/readyz`` turns 503 first, then the workers drain
 (each stops accepting and finishes its in-flight requests, up to the drain
 timeout), then the admin listener closes and the process exits 0.
 """
@@ -48,16 +48,27 @@ class Supervisor:
         self.stopping = False
         self.procs: dict[int, asyncio.subprocess.Process] = {}
         self.listen_port = config.listen.port
-        self.admin_state = AdminState(config, self.state_dir, live_pids=self.live_pids)
+        self.admin_state = AdminState(
+            config, self.state_dir, live_pids=self.live_pids, signal_workers=self.signal_workers
+        )
 
     def live_pids(self) -> set[int]:
         return {p.pid for p in self.procs.values() if p.returncode is None}
 
+    def signal_workers(self, sig: int) -> int:
+        sent = 0
+        for proc in self.procs.values():
+            if proc.returncode is None:
+                try:
+                    proc.send_signal(sig)
+                    sent += 1
+                except ProcessLookupError:
+                    pass
+        return sent
+
     async def _spawn(self, index: int) -> asyncio.subprocess.Process:
         env = dict(os.environ)
-        summary = self.config.summary()
-        summary.pop("workers_effective")
-        env[CONFIG_ENV] = orjson.dumps(summary).decode()
+        env[CONFIG_ENV] = orjson.dumps(self.config.as_flags()).decode()
         env["PIXRING_WORKER_INDEX"] = str(index)
         env["PIXRING_STATE_DIR"] = str(self.state_dir)
         env["PIXRING_LISTEN_PORT"] = str(self.listen_port)
@@ -133,6 +144,7 @@ class Supervisor:
             f"pixring balancer ready: http://{_host(config.listen.host)}:{self.listen_port} "
             f"(admin http://{_host(config.admin.host)}:{admin_port}, {config.worker_count} workers)"
         )
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.signal_workers(signal.SIGHUP))
         keepers = [loop.create_task(self._keep_running(i)) for i in self.procs]
         await stop.wait()
         self.log("pixring: shutting down, draining in-flight requests")

@@ -9,7 +9,8 @@ Once a second the worker writes its state (counters, ring, membership, source
 status) to ``<state_dir>/worker-<index>.json`` with an atomic rename; the
 supervisor's admin listener merges those files for ``/status`` and ``/metrics``.
 
-SIGTERM or SIGINT: stop accepting, answer in-flight requests with
+SIGHUP re-reads a member file; SIGUSR1 confirms a membership drop that the
+Consul source is holding back. SIGTERM or SIGINT: stop accepting, answer in-flight requests with
 ``Connection: close``, close idle keep-alive connections, wait up to the drain
 timeout, flush the access log, exit 0.
 """
@@ -118,6 +119,14 @@ class Worker:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        # The supervisor forwards SIGHUP (re-read the member file) and sends SIGUSR1
+        # when an operator confirms a membership drop the Consul guard is holding.
+        if hasattr(self.source, "reload"):
+            loop.add_signal_handler(signal.SIGHUP, self.source.reload)
+        else:
+            loop.add_signal_handler(signal.SIGHUP, lambda: None)
+        if hasattr(self.source, "confirm"):
+            loop.add_signal_handler(signal.SIGUSR1, self.source.confirm)
 
         sock = bind_reuseport(config.listen.host, self.listen_port)
         server = await loop.create_server(lambda: ClientConnection(ctx), sock=sock)

@@ -57,8 +57,7 @@ def _run_balancer(args: argparse.Namespace) -> int:
     flags = {field.name: getattr(args, field.name) for field in FIELDS if getattr(args, field.name) is not None}
     try:
         config = load_config(config_file=args.config or os.environ.get("PIXRING_CONFIG"), flags=flags)
-        if not config.nodes:
-            raise ConfigError("nodes: no render node given (use --node [ID=]URL, PIXRING_NODES or the config file)")
+        config.check_sources()
     except ConfigError as exc:
         print(f"pixring balancer: {exc}", file=sys.stderr)
         return 2
@@ -70,10 +69,56 @@ def _run_balancer(args: argparse.Namespace) -> int:
     return run_balancer(config)
 
 
+def _registration_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Consul registration")
+    group.add_argument("--consul", action="store_true",
+                       help="register with the local Consul agent once listening, deregister on shutdown (default: off)")
+    group.add_argument("--consul-addr", metavar="ADDR", default=None,
+                       help="Consul agent HOST:PORT or URL (default: CONSUL_HTTP_ADDR, then 127.0.0.1:8500)")
+    group.add_argument("--consul-service", metavar="NAME", default="pixring-renderer",
+                       help="service name to register under (default: pixring-renderer)")
+    group.add_argument("--consul-id", metavar="ID", default=None,
+                       help="service ID, the node's identity on every ring (default: <service>-<advertise>-<port>)")
+    group.add_argument("--consul-tag", metavar="TAG", action="append", default=[],
+                       help="a service tag; repeat for more (default: none)")
+    group.add_argument("--advertise", metavar="HOST", default=None,
+                       help="address balancers and the agent reach this node at (default: the --listen host, "
+                       "or this host's name when listening on all addresses)")
+    group.add_argument("--weight", type=float, default=1.0, metavar="W",
+                       help="share of the keyspace relative to other nodes; 0 drains (default: 1)")
+    group.add_argument("--consul-check-interval", type=float, default=10.0, metavar="S",
+                       help="seconds between the agent's HTTP checks of /healthz (default: 10)")
+    group.add_argument("--consul-deregister-after", type=float, default=600.0, metavar="S",
+                       help="seconds a critical node stays registered before the agent removes it (default: 600)")
+
+
+def _consul_registration(args: argparse.Namespace):
+    """The hook that keeps the renderer registered while it serves."""
+    import socket
+
+    from discovery.register import ServiceRegistration, registered
+
+    def while_serving(host: str, port: int):
+        advertise = args.advertise or (socket.getfqdn() if host in ("0.0.0.0", "::", "") else host)
+        registration = ServiceRegistration(
+            name=args.consul_service,
+            service_id=args.consul_id or f"{args.consul_service}-{advertise}-{port}".replace(":", "-"),
+            address=advertise,
+            port=port,
+            tags=tuple(args.consul_tag),
+            weight=args.weight,
+            check_interval_s=args.consul_check_interval,
+            deregister_critical_after_s=args.consul_deregister_after,
+        )
+        return registered(registration, addr=args.consul_addr)
+
+    return while_serving
+
+
 def _run_renderer(args: argparse.Namespace) -> int:
     from renderer.cli import run
 
-    return run(args)
+    return run(args, while_serving=_consul_registration(args) if args.consul else None)
 
 
 def _run_up(args: argparse.Namespace) -> int:
@@ -107,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the reference renderer: imgix-style image rendering from an origin directory.",
     )
     renderer_arguments(renderer)
+    _registration_arguments(renderer)
     renderer.set_defaults(run=_run_renderer)
 
     from pixring.up import add_arguments as up_arguments

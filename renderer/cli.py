@@ -17,7 +17,9 @@ import asyncio
 import errno
 import signal
 import sys
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Callable
 
 from aiohttp import web
 
@@ -93,8 +95,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 if it cannot listen, 2 for bad options."""
+ServingHook = Callable[[str, int], AbstractAsyncContextManager[None]]
+
+
+def run(args: argparse.Namespace, *, while_serving: ServingHook | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 if it cannot listen, 2 for bad options.
+
+    ``while_serving(host, port)`` is entered once the port is bound and left, on
+    shutdown, *before* the listener stops accepting: the composition root uses it to
+    register with service discovery and deregister first, so balancers stop sending
+    here while in-flight requests still finish.
+    """
     origin = args.origin if args.origin is not None else DEFAULT_ORIGIN
     try:
         if args.samples or args.origin is None:
@@ -120,10 +131,12 @@ def run(args: argparse.Namespace) -> int:
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_serve(settings, host, port, args.shutdown_timeout))
+        return runner.run(_serve(settings, host, port, args.shutdown_timeout, while_serving))
 
 
-async def _serve(settings: RendererSettings, host: str, port: int, shutdown_timeout: float) -> int:
+async def _serve(
+    settings: RendererSettings, host: str, port: int, shutdown_timeout: float, while_serving: ServingHook | None
+) -> int:
     from renderer.app import make_app
     from renderer.logs import JsonAccessLogger, log_event
 
@@ -148,8 +161,17 @@ async def _serve(settings: RendererSettings, host: str, port: int, shutdown_time
             return 1
         bound_host, bound_port = runner.addresses[0][:2]
         log_event("start", listen=_format(bound_host, bound_port), origin=str(settings.origin))
-        print(f"pixring renderer listening on http://{_format(bound_host, bound_port)}", flush=True)
-        await stop.wait()
+        if while_serving is None:
+            print(f"pixring renderer listening on http://{_format(bound_host, bound_port)}", flush=True)
+            await stop.wait()
+        else:
+            try:
+                async with while_serving(bound_host, bound_port):
+                    print(f"pixring renderer listening on http://{_format(bound_host, bound_port)}", flush=True)
+                    await stop.wait()
+            except Exception as exc:  # registration refused: say so, do not serve unseen
+                print(f"pixring renderer: {exc}", file=sys.stderr)
+                return 1
         log_event("stopping")
     finally:
         # Stops accepting, waits for in-flight requests, then the pool (cleanup context).

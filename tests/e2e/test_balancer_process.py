@@ -116,7 +116,7 @@ def test_print_config_shows_the_merged_layers(tmp_path):
     [
         (["--node", "a=http://h:1", "--workers", "many"], "--workers"),
         (["--node", "ftp://h:1"], "only http://"),
-        ([], "no render node"),
+        ([], "no membership source"),
         (["--node", "a=http://h:1", "--listen", "nowhere"], "--listen"),
     ],
 )

@@ -71,8 +71,25 @@ def test_addresses_and_nodes():
     assert parse_node("r1=http://render-1.lan:9000;weight=2.5").weight == 2.5
 
 
-def test_summary_round_trips_through_load_config():
-    config = load_config(environ={}, flags={"nodes": ["a=http://h:1;weight=2", "h2:2"], "denylist": "x,y*"})
-    summary = config.summary()
-    summary.pop("workers_effective")
-    assert load_config(environ={}, flags=summary) == config
+def test_flags_round_trip_and_summary_masks_secrets():
+    config = load_config(
+        environ={"PIXRING_CONSUL_TOKEN": "s3cret"},
+        flags={"nodes": ["a=http://h:1;weight=2", "h2:2"], "denylist": "x,y*"},
+    )
+    assert load_config(environ={}, flags=config.as_flags()) == config
+    assert config.summary()["consul_token"] == "(set)"
+    assert "s3cret" not in repr(config.summary())
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ({}, "no membership source"),
+        ({"nodes": ["h:1"], "consul_service": "render"}, "not --node and --consul-service"),
+        ({"nodes_file": "/x.json", "consul_service": "render"}, "not --nodes-file and --consul-service"),
+    ],
+)
+def test_exactly_one_membership_source(flags, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(environ={}, flags=flags).check_sources()
+    load_config(environ={}, flags={"consul_service": "render"}).check_sources()
