@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install bench clean
+.PHONY: run test test-consul install bench clean
 
 $(STAMP): pyproject.toml
 	@echo "==> setting up $(VENV) (first run only)"
@@ -21,6 +21,16 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The Consul tests again, against a real agent (the double cannot drift unnoticed):
+#   CONSUL_HTTP_ADDR=127.0.0.1:8500 make test-consul
+test-consul: $(STAMP)
+	@test -n "$$CONSUL_HTTP_ADDR" || { echo "set CONSUL_HTTP_ADDR to a real Consul agent"; exit 2; }
+	$(PY) -m pytest tests/integration/test_consul_source.py tests/integration/test_consul_register.py tests/integration/test_consul_double.py
+
+# The throughput benchmark against nginx and HAProxy (installs them when missing).
+bench: $(STAMP)
+	$(PY) -m loadtest.bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

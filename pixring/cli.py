@@ -37,7 +37,8 @@ def _balancer_arguments(parser: argparse.ArgumentParser) -> None:
     for field in FIELDS:
         default = field.default
         if isinstance(default, tuple):
-            default = ",".join(map(str, default)) or "none"
+            default = ",".join(map(str, default))
+        default = default if default not in ("", None) else "none"
         parser.add_argument(
             flag_name(field),
             dest=field.name,

@@ -1,0 +1,66 @@
+"""The README's configuration and metrics references, generated from the code.
+
+``python -m balancer.reference`` prints both as Markdown and ``--update README.md``
+rewrites them between their markers; a test checks that the
+README carries exactly this text, so the documentation cannot drift from the
+field table in ``balancer.config`` or the metric table in ``balancer.metrics``.
+"""
+
+from __future__ import annotations
+
+from balancer.config import FIELDS, Address, env_name, flag_name
+from balancer.metrics import METRIC_HELP
+
+__all__ = ["config_reference", "metrics_reference"]
+
+
+def _default(value: object) -> str:
+    if isinstance(value, Address):
+        return f"`{value}`"
+    if isinstance(value, tuple):
+        return "`" + ",".join(map(str, value)) + "`" if value else "none"
+    if value in ("", None):
+        return "none"
+    return f"`{value}`"
+
+
+def config_reference() -> str:
+    lines = [
+        "| TOML field | flag | environment | default | what it does |",
+        "|---|---|---|---|---|",
+    ]
+    for field in FIELDS:
+        flag = flag_name(field) + (f" {field.metavar}" if field.metavar else "")
+        lines.append(
+            f"| `{field.name}` | `{flag}` | `{env_name(field)}` | {_default(field.default)} | {field.help} |"
+        )
+    return "\n".join(lines)
+
+
+def metrics_reference() -> str:
+    lines = ["| metric | type | meaning |", "|---|---|---|"]
+    for name, (kind, help_text) in METRIC_HELP.items():
+        lines.append(f"| `{name}` | {kind} | {help_text} |")
+    return "\n".join(lines)
+
+
+def update(text: str) -> str:
+    """``text`` with every generated block between its markers replaced."""
+    for name, generate in (("config-reference", config_reference), ("metrics-reference", metrics_reference)):
+        start, end = f"<!-- {name}:start -->\n", f"\n<!-- {name}:end -->"
+        head, _, rest = text.partition(start)
+        _, _, tail = rest.partition(end)
+        text = head + start + generate() + end + tail
+    return text
+
+
+if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    if sys.argv[1:2] == ["--update"]:
+        path = Path(sys.argv[2] if len(sys.argv) > 2 else "README.md")
+        path.write_text(update(path.read_text()))
+        print(f"updated {path}")
+    else:
+        print(config_reference() + "\n\n" + metrics_reference())
