@@ -10,6 +10,8 @@ this listener private (the default binds 127.0.0.1): ``/status`` shows the fleet
   balancer stops sending here. Also 503 while draining.
 - ``/status``: JSON (orjson) of members, ring, workers, discovery and config.
 - ``/metrics``: Prometheus text, see ``balancer.metrics``.
+- ``POST /members/<id>/drain|maintenance|ready``: take a member out of routing (its
+  keys go to their next member, in-flight requests finish) or bring it back.
 - ``POST /discovery/confirm``: accept a membership drop the Consul source is
   holding back (needs ``Authorization: Bearer <admin_token>`` when one is set).
 """
@@ -17,6 +19,7 @@ this listener private (the default binds 127.0.0.1): ``/status`` shows the fleet
 from __future__ import annotations
 
 import hmac
+import os
 import signal
 import time
 from pathlib import Path
@@ -29,6 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from balancer.config import BalancerConfig
 from balancer.metrics import BalancerCollector
 from balancer.stats import merge_snapshots
+from balancer.worker import OPERATOR_FILE
 
 __all__ = ["AdminState", "make_admin_app"]
 
@@ -74,6 +78,28 @@ class AdminState:
         if state.get("pid") == pid:
             self._exited.append(state["stats"])
 
+    def known_members(self) -> set[str]:
+        return {m["id"] for w in self.workers() for m in w["membership"]["members"]}
+
+    def operator_modes(self) -> dict[str, str]:
+        try:
+            return orjson.loads((self.state_dir / OPERATOR_FILE).read_bytes())
+        except (OSError, ValueError):
+            return {}
+
+    def set_operator_mode(self, member: str, mode: str | None) -> None:
+        """Record the mode where every worker (and every future one) reads it, then tell them."""
+        modes = self.operator_modes()
+        if mode is None:
+            modes.pop(member, None)
+        else:
+            modes[member] = mode
+        path = self.state_dir / OPERATOR_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(modes))
+        os.replace(tmp, path)
+        self.signal_workers(signal.SIGUSR2)
+
     def readiness(self, workers: list[dict[str, Any]]) -> tuple[bool, str]:
         if self.draining:
             return False, "draining: shutting down"
@@ -90,12 +116,15 @@ class AdminState:
                 return False, f"worker {worker['index']}: membership not known yet ({worker['discovery']['kind']})"
             if worker["ring"]["members"] == 0:
                 return False, f"worker {worker['index']}: no routable member"
+        notes = []
         stale = [w for w in workers if w["discovery"]["stale"]]
         if stale:
             # Still routable with the last good membership (static stability): ready,
             # but say why an operator should look.
-            return True, f"ok, discovery stale: {stale[0]['discovery']['detail']}"
-        return True, "ok"
+            notes.append(f"discovery stale: {stale[0]['discovery']['detail']}")
+        if any(w.get("panic") for w in workers):
+            notes.append("panic mode: too few healthy members, routing over all of them")
+        return True, "; ".join(["ok", *notes]) if notes else "ok"
 
     def metrics_view(self) -> dict[str, Any]:
         workers = self.workers()
@@ -117,13 +146,19 @@ class AdminState:
         ring_members: set[str] = set()
         if newest is not None:
             ring_members = {m["id"] for m in newest["membership"]["members"] if m["weight"] > 0}
+            modes = self.operator_modes()
             for member in newest["membership"]["members"]:
                 node = member["id"]
                 requests = _codes_for(stats["requests"], node)
+                by_worker = {str(w["index"]): w.get("health", {}).get(node, {}) for w in workers}
+                states = sorted({h.get("state", "up") for h in by_worker.values()})
+                state = "no-weight" if node not in ring_members else (states[0] if len(states) == 1 else "mixed")
                 members.append(
                     {
                         **member,
-                        "state": "up" if node in ring_members else "no-weight",
+                        "state": state,
+                        "operator": modes.get(node),
+                        "health_by_worker": by_worker,
                         "inflight": stats["inflight"].get(node, 0),
                         "requests": requests,
                         "requests_total": sum(requests.values()),
@@ -145,6 +180,7 @@ class AdminState:
                 "versions": versions,
             },
             "discovery": newest["discovery"] if newest else None,
+            "panic": any(w.get("panic") for w in workers),
             "members": members,
             "totals": {
                 "requests": sum(stats["requests"].values()),
@@ -152,7 +188,11 @@ class AdminState:
                 "inflight": sum(stats["inflight"].values()),
                 "connections_open": stats["connections_open"],
                 "connections_total": stats["connections_total"],
+                "retries": stats["retries"],
+                "retries_refused_by_budget": stats["retries_refused"],
+                "hedges": stats["hedges"],
             },
+            "health_events": {f"{member}:{kind}": n for (member, kind), n in sorted(stats["health_events"].items())},
             "workers": [
                 {
                     "index": w["index"],
@@ -216,6 +256,20 @@ def make_admin_app(state: AdminState) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def member_mode(request: web.Request) -> web.Response:
+        _authorize(request, state.config.admin_token)
+        member = request.match_info["member"]
+        action = request.match_info["action"]
+        known = state.known_members()
+        if member not in known:
+            raise web.HTTPNotFound(
+                text=orjson.dumps({"error": f"no member {member!r}", "members": sorted(known)}).decode(),
+                content_type="application/json",
+            )
+        mode = None if action == "ready" else action
+        state.set_operator_mode(member, mode)
+        return _json({"member": member, "mode": mode or "ready"})
+
     async def confirm_discovery(request: web.Request) -> web.Response:
         _authorize(request, state.config.admin_token)
         sent = state.signal_workers(signal.SIGUSR1)
@@ -227,4 +281,5 @@ def make_admin_app(state: AdminState) -> web.Application:
     app.router.add_get("/status", status)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/discovery/confirm", confirm_discovery)
+    app.router.add_post(r"/members/{member}/{action:drain|maintenance|ready}", member_mode)
     return app

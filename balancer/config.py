@@ -20,7 +20,10 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from balancer.health import HealthPolicy
 from balancer.membership import Member, MembershipError
+from balancer.picker import PickPolicy
+from balancer.retry import RetryPolicy
 from balancer.normalize import DEFAULT_DENYLIST, PROFILES
 
 __all__ = [
@@ -118,6 +121,27 @@ def _non_negative_int(value: Any) -> int:
     number = int(value)
     if number < 0:
         raise ValueError(f"{value!r} must be >= 0")
+    return number
+
+
+def _non_negative_float(value: Any) -> float:
+    number = float(value)
+    if not number >= 0 or number == float("inf"):
+        raise ValueError(f"{value!r} must be a finite number >= 0")
+    return number
+
+
+def _balance_factor(value: Any) -> float:
+    number = _non_negative_float(value)
+    if 0 < number < 1:
+        raise ValueError(f"{value!r} must be 0 (off) or at least 1 (a bound under the mean load overflows everyone)")
+    return number
+
+
+def _fraction(value: Any) -> float:
+    number = float(value)
+    if not 0 <= number <= 1:
+        raise ValueError(f"{value!r} must be between 0 and 1")
     return number
 
 
@@ -223,7 +247,7 @@ FIELDS: tuple[Field, ...] = (
           "P1,P2"),
     Field("connect_timeout", _positive(float), 1.0, "seconds to open a connection to a node", "S"),
     Field("upstream_timeout", _positive(float), 30.0,
-          "seconds to wait for a node's response head, and between body reads", "S"),
+          "seconds a node may pause between two reads of a response body", "S"),
     Field("client_header_timeout", _positive(float), 10.0,
           "seconds a client may take to send a request's head", "S"),
     Field("client_idle_timeout", _positive(float), 60.0,
@@ -236,6 +260,41 @@ FIELDS: tuple[Field, ...] = (
           "idle keep-alive connections kept per node per worker", "N"),
     Field("pool_idle_timeout", _positive(float), 30.0,
           "seconds an idle pooled connection is kept; keep it below the nodes' keep-alive timeout", "S"),
+    Field("try_timeout", _positive(float), 15.0,
+          "seconds one try waits for a node's response to start before the request moves to the next node", "S"),
+    Field("request_timeout", _positive(float), 30.0,
+          "overall deadline for a request, all tries included; no try starts after it", "S"),
+    Field("max_attempts", _positive(int), 3,
+          "tries per request (1 = no retries); retries go to the next members of the key's preference list", "N"),
+    Field("retry_budget", _fraction, 0.2,
+          "retries in flight may be at most this fraction of requests in flight (Envoy's retry budget)", "RATIO"),
+    Field("retry_min_concurrent", _non_negative_int, 3,
+          "retries always allowed in flight whatever the budget says", "N"),
+    Field("retry_on_500", _bool, False,
+          "also retry a node's 500 (502, 503, 504 and connection failures are always retried)", "BOOL"),
+    Field("hedge_delay", _non_negative_float, 0.0,
+          "send the request to the next member too when the first has not answered after this many "
+          "seconds, and take the first answer; 0 = off. Bounded by the retry budget", "S"),
+    Field("balance_factor", _balance_factor, 1.25,
+          "bounded load: a member with more than this factor times the mean in-flight requests overflows "
+          "to the next member of the key's list (as HAProxy's hash-balance-factor); 0 = off", "F"),
+    Field("probe_path", str, "/healthz", "path of the active health probe (GET); empty = no active probes", "PATH"),
+    Field("probe_interval", _positive(float), 2.0, "seconds between active probes of each member (jittered)", "S"),
+    Field("probe_timeout", _positive(float), 1.0, "seconds an active probe may take", "S"),
+    Field("probe_rise", _positive(int), 2, "consecutive good probes before a down member routes again", "N"),
+    Field("probe_fall", _positive(int), 3, "consecutive failed probes before a member stops routing", "N"),
+    Field("outlier_errors", _non_negative_int, 5,
+          "consecutive connect errors, timeouts or 5xx from real traffic that eject a member; 0 = off", "N"),
+    Field("ejection_time", _positive(float), 10.0,
+          "seconds of a first ejection; each further ejection adds as much again", "S"),
+    Field("max_ejection_time", _positive(float), 300.0, "the longest an ejection lasts", "S"),
+    Field("max_ejected_fraction", _fraction, 0.5, "never eject more than this fraction of members at once", "RATIO"),
+    Field("panic_threshold", _fraction, 0.5,
+          "when fewer than this fraction of members are healthy, route over all of them (panic mode)", "RATIO"),
+    Field("slow_start", _non_negative_float, 30.0,
+          "seconds over which a member that joins or recovers is ramped up to its full share; 0 = off", "S"),
+    Field("drain_delay", _non_negative_float, 0.0,
+          "on SIGTERM, seconds to keep accepting (readiness already false) before the listener closes", "S"),
     Field("access_log", str, "-",
           "where JSON access log lines go: - (stdout), a file path, or off", "PATH"),
     Field("node_header", str, "X-Pixring-Node",
@@ -271,6 +330,26 @@ class BalancerConfig:
     max_header_bytes: int
     pool_max_idle: int
     pool_idle_timeout: float
+    try_timeout: float
+    request_timeout: float
+    max_attempts: int
+    retry_budget: float
+    retry_min_concurrent: int
+    retry_on_500: bool
+    hedge_delay: float
+    balance_factor: float
+    probe_path: str
+    probe_interval: float
+    probe_timeout: float
+    probe_rise: int
+    probe_fall: int
+    outlier_errors: int
+    ejection_time: float
+    max_ejection_time: float
+    max_ejected_fraction: float
+    panic_threshold: float
+    slow_start: float
+    drain_delay: float
     access_log: str
     node_header: str
     via: str
@@ -285,6 +364,24 @@ class BalancerConfig:
             )
         if len(given) > 1:
             raise ConfigError(f"nodes: choose one membership source, not {' and '.join(given)}")
+
+    def health_policy(self) -> HealthPolicy:
+        return HealthPolicy(
+            rise=self.probe_rise,
+            fall=self.probe_fall,
+            consecutive_errors=self.outlier_errors,
+            base_ejection_s=self.ejection_time,
+            max_ejection_s=self.max_ejection_time,
+            max_ejected_fraction=self.max_ejected_fraction,
+            panic_threshold=self.panic_threshold,
+            slow_start_s=self.slow_start,
+        )
+
+    def pick_policy(self) -> PickPolicy:
+        return PickPolicy(balance_factor=self.balance_factor, max_attempts=self.max_attempts)
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(budget_ratio=self.retry_budget, min_concurrent=self.retry_min_concurrent)
 
     @property
     def worker_count(self) -> int:
@@ -367,7 +464,17 @@ def load_config(
             if field is None:
                 raise ConfigError(f"{origin}: unknown field {name!r}")
             values[name] = _parse_field(field, raw, origin)
-    return BalancerConfig(**values)
+    config = BalancerConfig(**values)
+    if config.ejection_time > config.max_ejection_time:
+        raise ConfigError(
+            f"ejection_time ({config.ejection_time:g}s) must not exceed max_ejection_time ({config.max_ejection_time:g}s)"
+        )
+    for build in (config.health_policy, config.pick_policy, config.retry_policy):
+        try:
+            build()
+        except ValueError as exc:  # the policies validate the combinations the fields cannot
+            raise ConfigError(str(exc)) from None
+    return config
 
 
 def _parse_field(field: Field, raw: Any, origin: str) -> Any:

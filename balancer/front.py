@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import random
 import socket
 import time
 from collections import deque
@@ -44,12 +45,17 @@ from balancer.headers import (
     response_framing,
     upstream_request_head,
 )
+from balancer.health import HealthPolicy, HealthTable, Outcome
+from balancer.membership import Member
 from balancer.normalize import NormalizeError, Route
+from balancer.picker import PickPolicy, candidates
+from balancer.retry import RetryBudget, RetryPolicy, backoff_s
+from balancer.ring import key_hash
 from balancer.routing import RoutingTable
 from balancer.stats import WorkerStats, status_class
 from balancer.upstream import UpstreamConnection, UpstreamError, UpstreamPool
 
-__all__ = ["ClientConnection", "FrontContext", "FrontLimits"]
+__all__ = ["ClientConnection", "FrontContext", "FrontLimits", "RetrySettings"]
 
 _MAX_PIPELINED = 32  # parsed requests queued per connection before we stop reading
 _MAX_DISCARDED_BODY = 64 * 1024  # a GET/HEAD body pixring never forwards, read and dropped
@@ -72,6 +78,14 @@ class _Reject(Exception):
         self.message = message
 
 
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    try_timeout: float  # first byte, per try
+    request_timeout: float  # overall deadline
+    retry_statuses: frozenset[int]  # node answers that move the request to the next member
+    hedge_delay: float  # 0 = no hedging
+
+
 class FrontContext:
     """Everything one worker's connections share. The routing table is swapped whole."""
 
@@ -86,6 +100,13 @@ class FrontContext:
         limits: FrontLimits,
         node_header: str,
         via: str,
+        health: HealthTable | None = None,
+        budget: RetryBudget | None = None,
+        pick_policy: PickPolicy | None = None,
+        retry_policy: RetryPolicy | None = None,
+        retry: RetrySettings | None = None,
+        on_health_events: Callable[[list], None] = lambda events: None,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self.loop = loop
         self.normalize = normalize
@@ -95,6 +116,16 @@ class FrontContext:
         self.limits = limits
         self.node_header = node_header.encode("latin-1")
         self.via = via.encode("latin-1")
+        self.health = health or HealthTable(HealthPolicy(), loop.time())
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.budget = budget or RetryBudget(self.retry_policy)
+        self.pick_policy = pick_policy or PickPolicy()
+        self.retry = retry or RetrySettings(
+            try_timeout=pool.read_timeout, request_timeout=pool.read_timeout * 2,
+            retry_statuses=frozenset({502, 503, 504}), hedge_delay=0.0,
+        )
+        self.on_health_events = on_health_events
+        self.rand = rand
         self.table = RoutingTable.empty()
         self.connections: set[ClientConnection] = set()
         self.draining = False
@@ -105,6 +136,19 @@ class FrontContext:
     def next_request_id(self) -> bytes:
         # A random per-worker prefix and a counter: unique without a syscall per request.
         return b"%s-%x" % (self._id_prefix, next(self._ids))
+
+    def set_table(self, table: RoutingTable) -> None:
+        """Swap in a new routing table; the health table follows its membership."""
+        self.table = table
+        events = self.health.set_members(table.members, self.loop.time())
+        if events:
+            self.on_health_events(events)
+
+    def report(self, member: str, outcome: Outcome) -> None:
+        """A real request's result, for passive outlier detection."""
+        events = self.health.outcome(member, outcome, self.loop.time())
+        if events:
+            self.on_health_events(events)
 
     def start(self) -> None:
         self._schedule_sweep()
@@ -135,6 +179,39 @@ class FrontContext:
         self._schedule_sweep()
 
 
+class _Attempt:
+    """One try of an exchange on one member: the upstream connection's ResponseSink.
+
+    An exchange has one attempt at a time, or two while hedging; the first to
+    deliver a response head that pixring forwards is the winner, and only the
+    winner's bytes reach the client.
+    """
+
+    __slots__ = ("client", "member", "conn", "started", "done", "discard", "fresh_retry")
+
+    def __init__(self, client: "ClientConnection", member: Member, started: float) -> None:
+        self.client = client
+        self.member = member
+        self.conn: UpstreamConnection | None = None
+        self.started = started
+        self.done = False
+        self.discard = False  # read the rest of the response and drop it (keeps the connection)
+        self.fresh_retry = False  # already retried once on a fresh connection after a stale one
+
+    def on_response_head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
+        self.client._attempt_head(self, status, headers)
+
+    def on_response_body(self, data: bytes) -> None:
+        if not self.discard:
+            self.client._attempt_body(data)
+
+    def on_response_complete(self) -> None:
+        self.client._attempt_complete(self)
+
+    def on_upstream_error(self, error: UpstreamError) -> None:
+        self.client._attempt_error(self, error)
+
+
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "ctx", "transport", "parser", "client_ip", "queue", "closed", "reading_paused",
@@ -142,8 +219,9 @@ class ClientConnection(asyncio.Protocol):
         # the request being parsed
         "p_url", "p_headers", "p_head_bytes", "p_body_bytes",
         # the exchange being answered
-        "ex", "ex_conn", "ex_member", "ex_head", "ex_retried", "ex_framing", "ex_keep_alive",
-        "ex_status", "ex_bytes", "ex_t0", "ex_t_upstream", "ex_route", "ex_request_id", "ex_sent_head",
+        "ex", "ex_table", "ex_route", "ex_cands", "ex_next", "ex_live", "ex_winner", "ex_member",
+        "ex_attempts", "ex_budget_held", "ex_deadline", "ex_hedge_timer", "ex_framing", "ex_keep_alive",
+        "ex_status", "ex_bytes", "ex_t0", "ex_t_upstream", "ex_request_id", "ex_sent_head",
     )
 
     def __init__(self, ctx: FrontContext) -> None:
@@ -162,7 +240,9 @@ class ClientConnection(asyncio.Protocol):
         self.p_head_bytes = 0
         self.p_body_bytes = 0
         self.ex: _Request | None = None
-        self.ex_conn: UpstreamConnection | None = None
+        self.ex_live: list[_Attempt] = []
+        self.ex_winner: _Attempt | None = None
+        self.ex_hedge_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -200,28 +280,28 @@ class ClientConnection(asyncio.Protocol):
             self._reject(400, f"malformed request: {exc}")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.closed and self not in self.ctx.connections:
+        if self.closed:
             return
         self.closed = True
         self.ctx.connections.discard(self)
         self.ctx.stats.connections_open -= 1
         if self.ex is not None:
             # The client left mid-exchange (nginx logs this as 499).
-            if self.ex_conn is not None:
-                self.ex_conn.abort()
-                self.ex_conn = None
-            self._finish_exchange(499 if not self.ex_sent_head else self.ex_status, aborted=True)
+            self._abort_attempts()
+            self._finish_exchange(self.ex_status if self.ex_sent_head else 499, aborted=True)
         self.queue.clear()
 
     def pause_writing(self) -> None:
         self.writing_paused = True
-        if self.ex_conn is not None:
-            self.ex_conn.pause_reading()
+        winner = self.ex_winner
+        if winner is not None and winner.conn is not None:
+            winner.conn.pause_reading()
 
     def resume_writing(self) -> None:
         self.writing_paused = False
-        if self.ex_conn is not None:
-            self.ex_conn.resume_reading()
+        winner = self.ex_winner
+        if winner is not None and winner.conn is not None:
+            winner.conn.resume_reading()
 
     # -- httptools callbacks (request parsing) ------------------------------
     def on_message_begin(self) -> None:
@@ -283,13 +363,15 @@ class ClientConnection(asyncio.Protocol):
 
     def _start(self, req: _Request) -> None:
         ctx = self.ctx
+        now = ctx.loop.time()
         self.ex = req
-        self.ex_t0 = ctx.loop.time()
+        self.ex_t0 = now
         self.ex_t_upstream = 0.0
-        self.ex_conn = None
         self.ex_member = None
         self.ex_route = None
-        self.ex_retried = False
+        self.ex_winner = None
+        self.ex_attempts = 0
+        self.ex_budget_held = 0
         self.ex_status = 0
         self.ex_bytes = 0
         self.ex_sent_head = False
@@ -317,51 +399,148 @@ class ClientConnection(asyncio.Protocol):
             self._respond_local(exc.status, exc.reason)
             return
         self.ex_route = route
-        member = ctx.table.pick(route.key)
-        if member is None:
+        table = self.ex_table = ctx.table
+        health = ctx.health
+        if not health.routable and table.members:
+            # Every member is down, ejected or taken out: answer at once rather than
+            # send a retry storm at a fleet that cannot answer. (With a few healthy
+            # members left, panic mode spreads over all of them instead.)
+            self._respond_local(503, "no healthy render node", extra=[(b"Retry-After", b"1")])
+            return
+        self.ex_cands = candidates(table.ring, key_hash(route.key), health, ctx.stats.inflight, now, ctx.pick_policy)
+        self.ex_next = 0
+        if not self.ex_cands:
             self._respond_local(503, "no render node is available", extra=[(b"Retry-After", b"1")])
             return
+        self.ex_deadline = now + ctx.retry.request_timeout
+        ctx.budget.request_started()
+        self.ex_t_upstream = now
+        self._launch()
+        if ctx.retry.hedge_delay and len(self.ex_cands) > 1 and self.ex is req:
+            self.ex_hedge_timer = ctx.loop.call_later(ctx.retry.hedge_delay, self._hedge)
+
+    def _launch(self) -> None:
+        """Start a try on the next member of the candidate list."""
+        ctx = self.ctx
+        now = ctx.loop.time()
+        remaining = self.ex_deadline - now
+        if remaining <= 0:
+            self._respond_local(504, f"no answer within the {ctx.retry.request_timeout:g}s request deadline",
+                                upstream_failed=True)
+            return
+        member = self.ex_table.members[self.ex_cands[self.ex_next]]
+        self.ex_next += 1
+        attempt = _Attempt(self, member, now)
         self.ex_member = member
-        self.ex_head = upstream_request_head(
-            method,
-            route.upstream_target,
-            req.headers,
-            host=member.address.encode(),
-            client_ip=self.client_ip,
-            request_id=self.ex_request_id,
-            via=ctx.via,
-        )
-        ctx.stats.inflight[member.id] += 1
+        self.ex_live.append(attempt)
+        self.ex_attempts += 1
+        ctx.stats.inflight.start(member.id)
         ctx.stats.attempts[member.id] += 1
-        self.ex_t_upstream = ctx.loop.time()
         conn = ctx.pool.take_idle(member)
         if conn is not None:
-            self._send(conn)
+            self._send(attempt, conn)
         else:
-            ctx.loop.create_task(self._connect_and_send(req))
+            ctx.loop.create_task(self._connect_and_send(attempt))
 
-    async def _connect_and_send(self, req: _Request) -> None:
-        member = self.ex_member
+    async def _connect_and_send(self, attempt: _Attempt) -> None:
         try:
-            conn = await self.ctx.pool.connect(member)  # type: ignore[arg-type]
+            conn = await self.ctx.pool.connect(attempt.member)
         except UpstreamError as exc:
-            if self.ex is req:
-                self.on_upstream_error(exc)
+            if not attempt.done:
+                self._attempt_error(attempt, exc)
             return
-        if self.ex is not req or self.closed:
-            self.ctx.pool.release(conn)  # the client left while we connected
+        if attempt.done or self.closed:
+            self.ctx.pool.release(conn)  # the exchange ended while we connected
             return
-        self._send(conn)
+        self._send(attempt, conn)
 
-    def _send(self, conn: UpstreamConnection) -> None:
-        self.ex_conn = conn
-        conn.send(self.ex_head, self, head_request=self.ex.method == b"HEAD")  # type: ignore[union-attr]
+    def _send(self, attempt: _Attempt, conn: UpstreamConnection) -> None:
+        req = self.ex
+        attempt.conn = conn
+        head = upstream_request_head(
+            req.method,  # type: ignore[union-attr]
+            self.ex_route.upstream_target,  # type: ignore[union-attr]
+            req.headers,  # type: ignore[union-attr]
+            host=attempt.member.address.encode(),
+            client_ip=self.client_ip,
+            request_id=self.ex_request_id,
+            via=self.ctx.via,
+        )
+        first_byte = min(self.ctx.retry.try_timeout, max(self.ex_deadline - self.ctx.loop.time(), 0.001))
+        conn.send(head, attempt, head_request=req.method == b"HEAD", first_byte_timeout=first_byte)  # type: ignore[union-attr]
         if self.writing_paused:
             conn.pause_reading()
 
-    # -- ResponseSink: called by the upstream connection ----------------------
-    def on_response_head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
+    def _hedge(self) -> None:
+        self.ex_hedge_timer = None
+        if self.ex is None or self.ex_winner is not None or self.ex_next >= len(self.ex_cands):
+            return
+        if self._take_retry_budget():
+            self.ctx.stats.hedges += 1
+            self._launch()
+
+    def _take_retry_budget(self) -> bool:
+        if self.ctx.budget.try_retry():
+            self.ex_budget_held += 1
+            return True
+        self.ctx.stats.retries_refused += 1
+        return False
+
+    def _may_retry(self) -> bool:
+        """Another try is allowed: a member left, time left, and the budget says yes."""
+        if self.ex_next >= len(self.ex_cands) or self.ctx.loop.time() >= self.ex_deadline:
+            return False
+        return self._take_retry_budget()
+
+    def _retry_later(self) -> None:
+        self.ctx.stats.retries += 1
+        if self.ex_hedge_timer is not None:
+            self.ex_hedge_timer.cancel()
+            self.ex_hedge_timer = None
+        delay = backoff_s(self.ex_attempts, self.ctx.retry_policy, self.ctx.rand)
         req = self.ex
+        self.ctx.loop.call_later(delay, self._launch_if_current, req)
+
+    def _launch_if_current(self, req: _Request | None) -> None:
+        if self.ex is req and req is not None and not self.closed and self.ex_winner is None:
+            self._launch()
+
+    # -- attempt callbacks ------------------------------------------------------
+    def _attempt_head(self, attempt: _Attempt, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        ctx = self.ctx
+        if attempt.done:
+            return
+        if self.ex_winner is not None:
+            # A hedged twin already answered: drop this one without reading its body.
+            self._end_attempt(attempt)
+            attempt.conn.abort()  # type: ignore[union-attr]
+            return
+        ctx.report(attempt.member.id, Outcome.SERVER_ERROR if status >= 500 else Outcome.OK)
+        if status in ctx.retry.retry_statuses:
+            ctx.stats.upstream_errors[(attempt.member.id, f"http_{status}")] += 1
+            twin = any(other is not attempt for other in self.ex_live)
+            if twin or self._may_retry():
+                # Read the rest of this answer and drop it (the connection stays
+                # reusable); a twin or the next member answers instead.
+                attempt.discard = True
+                self._end_attempt(attempt)
+                if not twin:
+                    self._retry_later()
+                return
+        self._win(attempt, status, headers)
+
+    def _win(self, attempt: _Attempt, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        req = self.ex
+        self.ex_winner = attempt
+        self.ex_member = attempt.member
+        for other in list(self.ex_live):
+            if other is not attempt:
+                self._end_attempt(other)
+                if other.conn is not None:
+                    other.conn.abort()
+        if self.ex_hedge_timer is not None:
+            self.ex_hedge_timer.cancel()
+            self.ex_hedge_timer = None
         content_length = None
         for name, value in headers:
             if len(name) == 14 and name.lower() == b"content-length":
@@ -378,7 +557,7 @@ class ClientConnection(asyncio.Protocol):
         self.ex_status = status
         extra = [(b"X-Request-Id", self.ex_request_id)]
         if self.ctx.node_header:
-            extra.append((self.ctx.node_header, self.ex_member.id.encode()))  # type: ignore[union-attr]
+            extra.append((self.ctx.node_header, attempt.member.id.encode()))
         self.ex_sent_head = True
         self.transport.write(  # type: ignore[union-attr]
             client_response_head(
@@ -393,7 +572,7 @@ class ClientConnection(asyncio.Protocol):
             )
         )
 
-    def on_response_body(self, data: bytes) -> None:
+    def _attempt_body(self, data: bytes) -> None:
         if self.closed:
             return
         self.ex_bytes += len(data)
@@ -402,31 +581,70 @@ class ClientConnection(asyncio.Protocol):
         elif self.ex_framing is not Framing.NONE:
             self.transport.write(data)  # type: ignore[union-attr]
 
-    def on_response_complete(self) -> None:
+    def _attempt_complete(self, attempt: _Attempt) -> None:
+        if attempt is not self.ex_winner:
+            self._end_attempt(attempt)  # a discarded answer, fully read
+            return
+        self._end_attempt(attempt)
         if self.ex_framing is Framing.CHUNKED and not self.closed:
             self.transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
-        self.ex_conn = None
         self._finish_exchange(self.ex_status)
 
-    def on_upstream_error(self, error: UpstreamError) -> None:
-        member = self.ex_member
-        self.ctx.stats.upstream_errors[(member.id, error.kind)] += 1  # type: ignore[union-attr]
-        self.ex_conn = None
-        if error.stale and not self.ex_retried and not self.ex_sent_head:
-            # A pooled connection the node had already closed: one fresh try (idempotent methods only).
-            self.ex_retried = True
-            self.ctx.stats.attempts[member.id] += 1  # type: ignore[union-attr]
-            self.ctx.loop.create_task(self._connect_and_send(self.ex))  # type: ignore[arg-type]
-            return
-        if self.ex_sent_head:
+    def _attempt_error(self, attempt: _Attempt, error: UpstreamError) -> None:
+        ctx = self.ctx
+        member = attempt.member
+        ctx.stats.upstream_errors[(member.id, error.kind)] += 1
+        if attempt.done:
+            return  # a discarded or abandoned try: nobody waits for it
+        if attempt is self.ex_winner:
             # Part of the response is already out: the only honest signal left is to
             # cut the connection, so the client sees a truncated body, not a short one.
+            self._end_attempt(attempt)
             self.ex_keep_alive = False
+            ctx.report(member.id, Outcome.TIMEOUT if error.kind == "timeout" else Outcome.CONNECT_ERROR)
             self._finish_exchange(self.ex_status, aborted=True)
             self.close()
             return
+        if error.stale and not attempt.fresh_retry:
+            # A pooled connection the node had already closed: one fresh try on the
+            # same member (idempotent methods only; not a node failure, not budgeted).
+            attempt.fresh_retry = True
+            attempt.conn = None
+            self.ex_attempts += 1
+            ctx.stats.attempts[member.id] += 1
+            ctx.loop.create_task(self._connect_and_send(attempt))
+            return
+        self._end_attempt(attempt)
         timeout = error.kind in ("timeout", "connect_timeout")
+        ctx.report(member.id, Outcome.TIMEOUT if timeout else Outcome.CONNECT_ERROR)
+        if self.ex is None or self.ex_winner is not None:
+            return
+        if self.ex_live:
+            return  # a hedged twin is still trying
+        if self._may_retry():
+            self._retry_later()
+            return
         self._respond_local(504 if timeout else 502, str(error), upstream_failed=True)
+
+    def _end_attempt(self, attempt: _Attempt) -> None:
+        if attempt.done:
+            return
+        attempt.done = True
+        member_id = attempt.member.id
+        stats = self.ctx.stats
+        stats.inflight.finish(member_id)
+        stats.upstream_latency[member_id].observe(self.ctx.loop.time() - attempt.started)
+        if attempt in self.ex_live:
+            self.ex_live.remove(attempt)
+
+    def _abort_attempts(self) -> None:
+        for attempt in list(self.ex_live):
+            self._end_attempt(attempt)
+            if attempt.conn is not None:
+                attempt.conn.abort()
+        if self.ex_hedge_timer is not None:
+            self.ex_hedge_timer.cancel()
+            self.ex_hedge_timer = None
 
     # -- responses pixring writes itself -------------------------------------
     def _respond_local(
@@ -437,6 +655,8 @@ class ClientConnection(asyncio.Protocol):
         extra: list[tuple[bytes, bytes]] | None = None,
         upstream_failed: bool = False,
     ) -> None:
+        if self.ex is not None and self.ex_live:
+            self._abort_attempts()
         body = {"error": message, "status": status}
         if self.ex is not None:
             body["request_id"] = self.ex_request_id.decode()
@@ -475,10 +695,11 @@ class ClientConnection(asyncio.Protocol):
             out.append(body)
         self.ex_status = status
         self.ex_sent_head = True
-        self.transport.write(b"".join(out))  # type: ignore[union-attr]
+        if not self.closed:
+            self.transport.write(b"".join(out))  # type: ignore[union-attr]
         if req is not None:
             self.ex_bytes = len(body)
-            self._finish_exchange(status, upstream_failed=upstream_failed)
+            self._finish_exchange(status)
 
     def _reject(self, status: int, message: str) -> None:
         """A request we cannot parse or accept: answer once and close (RFC 9112 section 2.2)."""
@@ -498,7 +719,7 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.pause_reading()  # type: ignore[union-attr]
 
     # -- bookkeeping -------------------------------------------------------------
-    def _finish_exchange(self, status: int, *, aborted: bool = False, upstream_failed: bool = False) -> None:
+    def _finish_exchange(self, status: int, *, aborted: bool = False) -> None:
         ctx = self.ctx
         req = self.ex
         if req is None:
@@ -511,13 +732,16 @@ class ClientConnection(asyncio.Protocol):
         stats.requests[(node, method if method in ("GET", "HEAD") else "other", status_class(status))] += 1
         stats.request_latency.observe(now - self.ex_t0)
         upstream_ms = None
-        if member is not None:
-            stats.inflight[node] -= 1
-            stats.bytes_out[node] += self.ex_bytes
-            if self.ex_t_upstream:
-                upstream_s = now - self.ex_t_upstream
-                stats.upstream_latency[node].observe(upstream_s)
-                upstream_ms = round(upstream_s * 1000, 3)
+        if self.ex_t_upstream:
+            ctx.budget.request_finished()
+            for _ in range(self.ex_budget_held):
+                ctx.budget.retry_finished()
+            if member is not None:
+                stats.bytes_out[node] += self.ex_bytes
+            upstream_ms = round((now - self.ex_t_upstream) * 1000, 3)
+        if self.ex_hedge_timer is not None:
+            self.ex_hedge_timer.cancel()
+            self.ex_hedge_timer = None
         route = self.ex_route
         ctx.access_log.write(
             {
@@ -530,14 +754,15 @@ class ClientConnection(asyncio.Protocol):
                 "node": member.id if member is not None else None,
                 "status": status,
                 "bytes": self.ex_bytes,
-                "attempts": (2 if self.ex_retried else 1) if member is not None else 0,
+                "attempts": self.ex_attempts,
                 "total_ms": round((now - self.ex_t0) * 1000, 3),
                 "upstream_ms": upstream_ms,
                 **({"aborted": True} if aborted else {}),
             }
         )
         self.ex = None
-        self.ex_conn = None
+        self.ex_winner = None
+        self.ex_live = []
         if aborted or self.closed:
             return
         if not self.ex_keep_alive:

@@ -42,6 +42,12 @@ METRIC_HELP: dict[str, tuple[str, str]] = {
     "pixring_ready": ("gauge", "1 when /readyz answers 200."),
     "pixring_discovery_stale": ("gauge", "1 when a worker routes with a last known membership because discovery is failing."),
     "pixring_discovery_last_success_age_seconds": ("gauge", "Seconds since discovery last answered well (the oldest among workers)."),
+    "pixring_retries_total": ("counter", "Retries sent to the next member of a key's list."),
+    "pixring_retries_refused_total": ("counter", "Retries (and hedges) the retry budget refused."),
+    "pixring_hedges_total": ("counter", "Hedged requests sent to a second member while the first was slow."),
+    "pixring_health_events_total": ("counter", "Health changes by member and kind (down, up, ejected, readmitted, drain, maintenance, ready, ...)."),
+    "pixring_member_routable": ("gauge", "Fraction of workers that route to the member (1 healthy, 0 out)."),
+    "pixring_panic": ("gauge", "1 when a worker routes over all members because too few are healthy."),
     "pixring_build_info": ("gauge", "1, labelled with the pixring version."),
 }
 
@@ -128,6 +134,21 @@ class BalancerCollector(Collector):
             METRIC_HELP["pixring_discovery_last_success_age_seconds"][1],
             value=max(ages, default=0.0),
         )
+        for name in ("retries", "retries_refused", "hedges"):
+            metric_name = f"pixring_{name}_total"
+            yield CounterMetricFamily(metric_name, METRIC_HELP[metric_name][1], value=stats[name])
+        events = family(CounterMetricFamily, "pixring_health_events_total", ("node", "kind"))
+        for (node, kind), n in sorted(stats["health_events"].items()):
+            events.add_metric([node, kind], n)
+        yield events
+        routable = family(GaugeMetricFamily, "pixring_member_routable", ("node",))
+        members = sorted({m for w in workers for m in w.get("health", {})})
+        for node in members:
+            views = [w["health"].get(node) for w in workers if node in w.get("health", {})]
+            share = sum(1 for v in views if v.get("routable")) / len(views) if views else 0.0
+            routable.add_metric([node], share)
+        yield routable
+        yield GaugeMetricFamily("pixring_panic", METRIC_HELP["pixring_panic"][1], value=1 if any(w.get("panic") for w in workers) else 0)
         build = family(GaugeMetricFamily, "pixring_build_info", ("version",))
         build.add_metric([__version__], 1)
         yield build

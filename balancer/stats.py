@@ -16,6 +16,8 @@ from bisect import bisect_left
 from collections import defaultdict
 from typing import Any, Iterable
 
+from balancer.picker import Inflight
+
 __all__ = ["LATENCY_BUCKETS", "Histogram", "WorkerStats", "merge_snapshots"]
 
 # Seconds. Renders are tens to hundreds of milliseconds; cache hits on a node are
@@ -51,12 +53,16 @@ class WorkerStats:
         self.requests: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         self.upstream_errors: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.attempts: defaultdict[str, int] = defaultdict(int)
-        self.inflight: defaultdict[str, int] = defaultdict(int)
+        self.inflight = Inflight()  # the picker reads it for bounded load
         self.bytes_out: defaultdict[str, int] = defaultdict(int)
         self.request_latency = Histogram()
         self.upstream_latency: defaultdict[str, Histogram] = defaultdict(Histogram)
         self.connections_open = 0
         self.connections_total = 0
+        self.retries = 0
+        self.retries_refused = 0
+        self.hedges = 0
+        self.health_events: defaultdict[tuple[str, str], int] = defaultdict(int)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -69,6 +75,10 @@ class WorkerStats:
             "upstream_latency": {node: h.snapshot() for node, h in self.upstream_latency.items()},
             "connections_open": self.connections_open,
             "connections_total": self.connections_total,
+            "retries": self.retries,
+            "retries_refused": self.retries_refused,
+            "hedges": self.hedges,
+            "health_events": [[*key, n] for key, n in self.health_events.items()],
         }
 
 
@@ -92,6 +102,8 @@ def merge_snapshots(live: Iterable[dict[str, Any]], exited: Iterable[dict[str, A
     upstream: defaultdict[str, dict[str, Any]] = defaultdict(dict)
     connections_open = 0
     connections_total = 0
+    totals = {"retries": 0, "retries_refused": 0, "hedges": 0}
+    health_events: defaultdict[tuple[str, str], int] = defaultdict(int)
     for is_live, snaps in ((True, live), (False, exited)):
         for snap in snaps:
             for node, method, cls, n in snap["requests"]:
@@ -106,6 +118,10 @@ def merge_snapshots(live: Iterable[dict[str, Any]], exited: Iterable[dict[str, A
             for node, hist in snap["upstream_latency"].items():
                 _add_histogram(upstream[node], hist)
             connections_total += snap["connections_total"]
+            for name in totals:
+                totals[name] += snap.get(name, 0)
+            for member, kind, n in snap.get("health_events", ()):
+                health_events[(member, kind)] += n
             if is_live:
                 for node, n in snap["inflight"].items():
                     inflight[node] += n
@@ -120,4 +136,6 @@ def merge_snapshots(live: Iterable[dict[str, Any]], exited: Iterable[dict[str, A
         "upstream_latency": dict(upstream),
         "connections_open": connections_open,
         "connections_total": connections_total,
+        **totals,
+        "health_events": dict(health_events),
     }

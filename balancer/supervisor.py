@@ -7,7 +7,10 @@ serves the admin listener from the state files the workers write. One admin
 listener for the whole balancer means ``/status`` and ``/metrics`` describe every
 worker, not whichever one the kernel picked.
 
-SIGHUP is passed to the workers (they re-read a member file). Shutdown (SIGTERM/SIGINT): ``/readyz`` turns 503 first, then the workers drain
+SIGHUP re-reads the config file: a valid new config replaces the workers one
+generation at a time (the new ones bind beside the old, then the old drain), an
+invalid one is refused with the error logged; the workers also re-read a member
+file. Shutdown (SIGTERM/SIGINT): ``/readyz`` turns 503 first, then the workers drain
 (each stops accepting and finishes its in-flight requests, up to the drain
 timeout), then the admin listener closes and the process exits 0.
 """
@@ -22,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import orjson
 from aiohttp import web
@@ -41,9 +45,19 @@ class StartupError(RuntimeError):
 
 
 class Supervisor:
-    def __init__(self, config: BalancerConfig, *, log=print) -> None:
+    def __init__(
+        self,
+        config: BalancerConfig,
+        *,
+        log=print,
+        reload_config: Callable[[], BalancerConfig] | None = None,
+    ) -> None:
         self.config = config
         self.log = log
+        self.reload_config = reload_config
+        self._next_index = 0
+        self._keepers: dict[int, asyncio.Task] = {}
+        self._reloading = False
         self.state_dir = Path(tempfile.mkdtemp(prefix="pixring-"))
         self.stopping = False
         self.procs: dict[int, asyncio.subprocess.Process] = {}
@@ -65,6 +79,11 @@ class Supervisor:
                 except ProcessLookupError:
                     pass
         return sent
+
+    def _new_index(self) -> int:
+        index = self._next_index
+        self._next_index += 1
+        return index
 
     async def _spawn(self, index: int) -> asyncio.subprocess.Process:
         env = dict(os.environ)
@@ -94,11 +113,11 @@ class Supervisor:
 
     async def _keep_running(self, index: int) -> None:
         backoff = 0.5
-        while not self.stopping:
+        while not self.stopping and index in self._keepers:
             proc = self.procs[index]
             started = time.monotonic()
             code = await proc.wait()
-            if self.stopping:
+            if self.stopping or index not in self._keepers:
                 return
             self.log(f"pixring: worker {index} (pid {proc.pid}) exited with code {code}; restarting")
             self.admin_state.worker_exited(index, proc.pid)
@@ -106,8 +125,63 @@ class Supervisor:
                 backoff = 0.5
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _RESTART_BACKOFF_MAX_S)
-            if not self.stopping:
+            if not self.stopping and index in self._keepers:
                 await self._spawn(index)
+
+    def _keep(self, indices) -> None:
+        loop = asyncio.get_running_loop()
+        for index in indices:
+            self._keepers[index] = loop.create_task(self._keep_running(index), name=f"keep-worker-{index}")
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read the config; if it is valid, replace the workers without a gap.
+
+        The new generation starts and binds beside the old one (SO_REUSEPORT), and
+        only once every new worker is ready do the old ones drain and exit, so no
+        connection is refused or dropped. An invalid config changes nothing.
+        """
+        self.signal_workers(signal.SIGHUP)  # a member file is re-read either way
+        if self.reload_config is None or self._reloading or self.stopping:
+            return
+        self._reloading = True
+        try:
+            try:
+                new = self.reload_config()
+            except ValueError as exc:
+                self.log(f"pixring: reload refused, keeping the running config: {exc}")
+                return
+            if (new.listen, new.admin) != (self.config.listen, self.config.admin):
+                self.log("pixring: reload refused: --listen and --admin changes need a restart")
+                return
+            if new == self.config:
+                self.log("pixring: reload: config unchanged")
+                return
+            old_config, old = self.config, dict(self.procs)
+            self.config = self.admin_state.config = new
+            fresh = [self._new_index() for _ in range(new.worker_count)]
+            try:
+                for index in fresh:
+                    await self._spawn(index)
+                await asyncio.gather(*(self._wait_ready(i, self.procs[i]) for i in fresh))
+            except StartupError as exc:
+                self.log(f"pixring: reload failed, keeping the running workers: {exc}")
+                for index in fresh:
+                    proc = self.procs.pop(index, None)
+                    if proc is not None and proc.returncode is None:
+                        proc.kill()
+                        await proc.wait()
+                self.config = self.admin_state.config = old_config
+                return
+            self._keep(fresh)
+            for index in old:
+                self._keepers.pop(index).cancel()
+            retiring = [self.procs.pop(index) for index in old]
+            await self._terminate(retiring)
+            for index, proc in zip(old, retiring):
+                self.admin_state.worker_exited(index, proc.pid)
+            self.log(f"pixring: reloaded config; {len(fresh)} workers replaced {len(old)}")
+        finally:
+            self._reloading = False
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -131,8 +205,8 @@ class Supervisor:
                 await site.start()
             except OSError as exc:
                 raise StartupError(f"cannot listen on admin {config.admin}: {exc.strerror or exc}") from None
-            for index in range(config.worker_count):
-                await self._spawn(index)
+            for _ in range(config.worker_count):
+                await self._spawn(self._new_index())
             await asyncio.gather(*(self._wait_ready(i, p) for i, p in list(self.procs.items())))
         except BaseException:
             await self._stop_workers()
@@ -144,13 +218,14 @@ class Supervisor:
             f"pixring balancer ready: http://{_host(config.listen.host)}:{self.listen_port} "
             f"(admin http://{_host(config.admin.host)}:{admin_port}, {config.worker_count} workers)"
         )
-        loop.add_signal_handler(signal.SIGHUP, lambda: self.signal_workers(signal.SIGHUP))
-        keepers = [loop.create_task(self._keep_running(i)) for i in self.procs]
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        self._keep(list(self.procs))
         await stop.wait()
         self.log("pixring: shutting down, draining in-flight requests")
         self.stopping = True
         self.admin_state.draining = True
         await self._stop_workers()
+        keepers = list(self._keepers.values())
         for task in keepers:
             task.cancel()
         await asyncio.gather(*keepers, return_exceptions=True)
@@ -161,7 +236,11 @@ class Supervisor:
 
     async def _stop_workers(self) -> None:
         self.stopping = True
-        procs = [p for p in self.procs.values() if p.returncode is None]
+        await self._terminate(list(self.procs.values()))
+
+    async def _terminate(self, procs: list[asyncio.subprocess.Process]) -> None:
+        """SIGTERM (each worker drains), then SIGKILL whatever outlives the drain timeout."""
+        procs = [p for p in procs if p.returncode is None]
         for proc in procs:
             try:
                 proc.send_signal(signal.SIGTERM)
@@ -181,10 +260,12 @@ def _host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
 
 
-def run_balancer(config: BalancerConfig) -> int:
+def run_balancer(config: BalancerConfig, reload_config: Callable[[], BalancerConfig] | None = None) -> int:
     import uvloop
 
-    supervisor = Supervisor(config, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    supervisor = Supervisor(
+        config, log=lambda msg: print(msg, file=sys.stderr, flush=True), reload_config=reload_config
+    )
     try:
         return uvloop.run(supervisor.run())
     except StartupError as exc:

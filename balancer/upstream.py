@@ -54,7 +54,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "pool", "member", "transport", "parser", "sink", "headers", "head_request",
-        "received_any", "reused", "closed", "last_read", "timer", "read_timeout", "idle_since",
+        "received_any", "reused", "closed", "last_read", "timer", "read_timeout", "first_byte_timeout", "idle_since",
         "keep_alive", "until_close",
     )
 
@@ -72,6 +72,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.last_read = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.read_timeout = pool.read_timeout
+        self.first_byte_timeout = pool.read_timeout
         self.idle_since = 0.0
         self.keep_alive = True
         self.until_close = False
@@ -147,7 +148,10 @@ class UpstreamConnection(asyncio.Protocol):
             self._finish()
 
     # -- used by the front --------------------------------------------------
-    def send(self, head: bytes, sink: ResponseSink, *, head_request: bool) -> None:
+    def send(self, head: bytes, sink: ResponseSink, *, head_request: bool, first_byte_timeout: float | None = None) -> None:
+        """Send a request; ``first_byte_timeout`` bounds the wait for the response to start
+        (a per-try timeout), after which ``read_timeout`` bounds every gap between reads."""
+        self.first_byte_timeout = self.read_timeout if first_byte_timeout is None else first_byte_timeout
         self.sink = sink
         self.head_request = head_request
         self.received_any = False
@@ -155,7 +159,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers = []
         self.last_read = self.pool.loop.time()
         self.transport.write(head)  # type: ignore[union-attr]
-        self.timer = self.pool.loop.call_later(self.read_timeout, self._check_timeout)
+        self.timer = self.pool.loop.call_later(self.first_byte_timeout, self._check_timeout)
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
@@ -183,13 +187,14 @@ class UpstreamConnection(asyncio.Protocol):
         if self.sink is None:
             return
         idle = self.pool.loop.time() - self.last_read
-        if idle >= self.read_timeout:
+        limit = self.read_timeout if self.received_any else self.first_byte_timeout
+        if idle >= limit:
             what = "response body" if self.received_any else "response"
-            self._fail(UpstreamError("timeout", f"{self.member.id}: no {what} within {self.read_timeout:g}s"))
+            self._fail(UpstreamError("timeout", f"{self.member.id}: no {what} within {limit:g}s"))
             self.close()
         else:
             # Reading resets the clock without rescheduling per chunk: re-arm for the rest.
-            self.timer = self.pool.loop.call_later(self.read_timeout - idle, self._check_timeout)
+            self.timer = self.pool.loop.call_later(limit - idle, self._check_timeout)
 
     def _cancel_timer(self) -> None:
         if self.timer is not None:

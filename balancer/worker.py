@@ -31,9 +31,12 @@ import orjson
 
 from balancer.accesslog import AccessLog
 from balancer.config import BalancerConfig
-from balancer.front import ClientConnection, FrontContext, FrontLimits
+from balancer.front import ClientConnection, FrontContext, FrontLimits, RetrySettings
+from balancer.health import HealthEvent, HealthTable
 from balancer.membership import Membership
 from balancer.normalize import make_normalizer
+from balancer.prober import Prober
+from balancer.retry import RetryBudget
 from balancer.routing import RoutingTable
 from balancer.stats import WorkerStats
 from balancer.upstream import UpstreamPool
@@ -42,6 +45,8 @@ from discovery.source import MembershipSource
 __all__ = ["Worker", "bind_reuseport", "die_with_parent"]
 
 STATE_INTERVAL_S = 1.0
+HEALTH_TICK_S = 0.1  # how often ejections expire and slow starts advance
+OPERATOR_FILE = "operator.json"  # member id -> "drain" | "maintenance", written by the admin API
 
 
 def bind_reuseport(host: str, port: int, *, listen: bool = True, backlog: int = 1024) -> socket.socket:
@@ -89,6 +94,7 @@ class Worker:
         self.stats = WorkerStats()
         self.ctx: FrontContext | None = None
         self.membership_updates = 0
+        self.health: HealthTable | None = None
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -101,6 +107,9 @@ class Worker:
             max_idle=config.pool_max_idle,
             idle_timeout=config.pool_idle_timeout,
         )
+        health = self.health = HealthTable(config.health_policy(), loop.time())
+        retry_policy = config.retry_policy()
+        retry_statuses = {502, 503, 504} | ({500} if config.retry_on_500 else set())
         ctx = self.ctx = FrontContext(
             loop=loop,
             normalize=make_normalizer(config.profile, denylist=config.denylist),
@@ -115,7 +124,19 @@ class Worker:
             ),
             node_header=config.node_header,
             via=config.via,
+            health=health,
+            budget=RetryBudget(retry_policy),
+            pick_policy=config.pick_policy(),
+            retry_policy=retry_policy,
+            retry=RetrySettings(
+                try_timeout=config.try_timeout,
+                request_timeout=config.request_timeout,
+                retry_statuses=frozenset(retry_statuses),
+                hedge_delay=config.hedge_delay,
+            ),
+            on_health_events=self.health_events,
         )
+        self.apply_operator_modes()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -127,20 +148,34 @@ class Worker:
             loop.add_signal_handler(signal.SIGHUP, lambda: None)
         if hasattr(self.source, "confirm"):
             loop.add_signal_handler(signal.SIGUSR1, self.source.confirm)
+        loop.add_signal_handler(signal.SIGUSR2, self.apply_operator_modes)
 
         sock = bind_reuseport(config.listen.host, self.listen_port)
         server = await loop.create_server(lambda: ClientConnection(ctx), sock=sock)
         pool.start()
         ctx.start()
-        source_task = loop.create_task(self.source.run(self.publish), name="membership-source")
-        state_task = loop.create_task(self._write_state_forever(), name="state-writer")
+        tasks = [
+            loop.create_task(self.source.run(self.publish), name="membership-source"),
+            loop.create_task(self._write_state_forever(), name="state-writer"),
+            loop.create_task(self._tick_health_forever(), name="health-tick"),
+        ]
+        if config.probe_path:
+            prober = Prober(
+                health,
+                lambda: ctx.table,
+                path=config.probe_path,
+                interval=config.probe_interval,
+                timeout=config.probe_timeout,
+                on_events=self.health_events,
+            )
+            tasks.append(loop.create_task(prober.run(), name="prober"))
         try:
             await stop.wait()
         finally:
-            await self._drain(server, ctx)
-            for task in (source_task, state_task):
+            await self._drain(server, ctx, sock)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(source_task, state_task, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             pool.close_all()
             ctx.stop()
             access_log.close()
@@ -152,7 +187,7 @@ class Worker:
         ctx = self.ctx
         assert ctx is not None
         old = ctx.table.membership.by_id()
-        ctx.table = RoutingTable.build(membership)
+        ctx.set_table(RoutingTable.build(membership))
         self.membership_updates += 1
         current = membership.by_id()
         for member_id, member in old.items():
@@ -160,10 +195,62 @@ class Worker:
                 ctx.pool.close_member(member)
         self._write_state()
 
-    async def _drain(self, server: asyncio.AbstractServer, ctx: FrontContext) -> None:
-        server.close()  # stop accepting; connections already accepted are still served
-        ctx.begin_drain()
+    def health_events(self, events: list[HealthEvent]) -> None:
+        """Count and log every change of a member's health, as operators need to see it."""
+        if not events:
+            return
+        for event in events:
+            self.stats.health_events[(event.member or "-", event.kind)] += 1
+            line = {"time": time.time(), "event": f"health.{event.kind}", "member": event.member,
+                    "detail": event.detail, "worker": self.index}
+            sys.stderr.write(orjson.dumps(line).decode() + "\n")
+
+    def apply_operator_modes(self) -> None:
+        """Drain / maintenance set from the admin API (SIGUSR2, and at start)."""
+        try:
+            modes = orjson.loads((self.state_dir / OPERATOR_FILE).read_bytes())
+        except (OSError, ValueError):
+            modes = {}
+        assert self.health is not None and self.ctx is not None
+        now = self.ctx.loop.time()
+        for member in set(self.ctx.table.members) | set(modes):
+            self.health_events(self.health.set_operator(member, modes.get(member), now))
+
+    async def _tick_health_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(HEALTH_TICK_S)
+            self.health_events(self.health.tick(loop.time()))  # type: ignore[union-attr]
+
+    async def _drain(self, server: asyncio.AbstractServer, ctx: FrontContext, sock: socket.socket) -> None:
+        # Readiness is already false (the supervisor flips it before signalling us);
+        # keep accepting for drain_delay so an upstream balancer can notice.
         self._write_state(draining=True)
+        if self.config.drain_delay:
+            ctx.draining = True
+            await asyncio.sleep(self.config.drain_delay)
+        # Keep a second handle on the listening socket so that closing the server does
+        # not reset the connections still waiting in its accept queue: take them all,
+        # then close. Only a connection arriving in the last microseconds can be reset.
+        backlog = sock.dup()
+        server.close()
+        ctx.begin_drain()
+        loop = asyncio.get_running_loop()
+        accepted = 0
+        while True:
+            try:
+                conn, _ = backlog.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            accepted += 1
+            conn.setblocking(False)
+            await loop.connect_accepted_socket(lambda: ClientConnection(ctx), conn)
+        backlog.close()
+        if accepted:
+            print(f"pixring worker {self.index}: served {accepted} connections from the accept queue while draining",
+                  file=sys.stderr)
         deadline = time.monotonic() + self.config.drain_timeout
         while ctx.busy_connections() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -190,6 +277,8 @@ class Worker:
             "draining": draining or ctx.draining,
             "stats": self.stats.snapshot(),
             "pool_idle": ctx.pool.idle_count(),
+            "panic": self.health.panic if self.health else False,
+            "health": self.health.snapshot(ctx.loop.time()) if self.health else {},
             "ring": {
                 "algorithm": ring.algorithm,
                 "version": ring.version,

@@ -56,9 +56,17 @@ def _run_balancer(args: argparse.Namespace) -> int:
     from balancer.config import FIELDS, ConfigError, load_config
 
     flags = {field.name: getattr(args, field.name) for field in FIELDS if getattr(args, field.name) is not None}
+    config_file = args.config or os.environ.get("PIXRING_CONFIG")
+    environ = dict(os.environ)
+
+    def reload_config():
+        """SIGHUP: the file again, with the environment and flags of the start."""
+        fresh = load_config(config_file=config_file, environ=environ, flags=flags)
+        fresh.check_sources()
+        return fresh
+
     try:
-        config = load_config(config_file=args.config or os.environ.get("PIXRING_CONFIG"), flags=flags)
-        config.check_sources()
+        config = reload_config()
     except ConfigError as exc:
         print(f"pixring balancer: {exc}", file=sys.stderr)
         return 2
@@ -67,7 +75,7 @@ def _run_balancer(args: argparse.Namespace) -> int:
         return 0
     from balancer.supervisor import run_balancer
 
-    return run_balancer(config)
+    return run_balancer(config, reload_config if config_file else None)
 
 
 def _registration_arguments(parser: argparse.ArgumentParser) -> None:

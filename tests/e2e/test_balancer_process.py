@@ -186,3 +186,61 @@ def test_sigterm_lets_in_flight_requests_finish(node, tmp_path):
     assert proc.wait(timeout=30) == 0
     print(f"exited {time.monotonic() - sent:.2f}s after SIGTERM")
     assert json.loads(log.read_text().splitlines()[-1])["status"] == 200
+
+
+def test_sighup_reloads_the_config_without_dropping_requests_and_refuses_a_bad_one(node, tmp_path):
+    config = tmp_path / "pixring.toml"
+    config.write_text(f'nodes = ["n1=http://127.0.0.1:{node}"]\nnode_header = "X-Pixring-Node"\nprofile = "generic"\n')
+    port, admin = free_port(), free_port()
+    proc = subprocess.Popen(
+        [*PIXRING, "balancer", "--config", str(config), "--listen", f"127.0.0.1:{port}",
+         "--admin", f"127.0.0.1:{admin}", "--workers", "2", "--access-log", "off"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.05)
+        failures: list[str] = []
+        headers_seen: set[str] = set()
+        stop = threading.Event()
+
+        def load():
+            while not stop.is_set():
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/a.jpg", timeout=5) as response:
+                        headers_seen.add("X-Served-By" if response.headers.get("X-Served-By") else "X-Pixring-Node")
+                except Exception as exc:  # noqa: BLE001 - every failure is reported
+                    failures.append(repr(exc))
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        config.write_text(f'nodes = ["n1=http://127.0.0.1:{node}"]\nnode_header = "X-Served-By"\nprofile = "generic"\n')
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while "X-Served-By" not in headers_seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)  # the old workers drain and exit under load
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert "X-Served-By" in headers_seen, "the reloaded config never took effect"
+        assert failures == [], failures[:5]
+
+        config.write_text("workers = -3\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/b.jpg", timeout=5) as response:
+            assert response.status == 200 and response.headers.get("X-Served-By") == "n1"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "reload refused" in stderr and "workers" in stderr

@@ -184,7 +184,7 @@ def test_operator_endpoints(cluster):
         assert name in text, name
 
 
-def test_killed_renderer_fails_fast_and_other_keys_stay_put(cluster):
+def test_killed_renderer_costs_nothing_and_other_keys_stay_put(cluster):
     placement = {}
     for width in range(400, 460):
         status, headers, _ = get(f"{cluster.base}/{SAMPLE}?w={width}")
@@ -196,16 +196,19 @@ def test_killed_renderer_fails_fast_and_other_keys_stay_put(cluster):
     victim = "r2"
     os.kill(pids[port_of[victim]], signal.SIGKILL)
     time.sleep(0.3)
+    moved_to = set()
     for width, node in placement.items():
         started = time.monotonic()
         status, headers, body = get(f"{cluster.base}/{SAMPLE}?w={width}")
         elapsed = time.monotonic() - started
+        assert status == 200, body  # the dead node's keys are retried on their next member
         if node == victim:
-            assert status == 502, body
+            assert headers["X-Pixring-Node"] != victim
+            moved_to.add(headers["X-Pixring-Node"])
             assert elapsed < 2.0, f"a dead node's key took {elapsed:.2f}s"
         else:
-            assert status == 200
             assert headers["X-Pixring-Node"] == node  # no other key moved
+    assert moved_to <= {"r1", "r3"} and moved_to
 
 
 def test_up_stops_every_child_on_sigterm(cluster):

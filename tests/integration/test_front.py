@@ -87,7 +87,7 @@ async def start_front(members: list[Member], *, profile: str = "generic", **limi
         node_header="X-Pixring-Node",
         via="pixring",
     )
-    ctx.table = RoutingTable.build(Membership.of(members))
+    ctx.set_table(RoutingTable.build(Membership.of(members)))
     ctx.start()
     ctx.pool.start()
     server = await loop.create_server(lambda: ClientConnection(ctx), "127.0.0.1", 0)

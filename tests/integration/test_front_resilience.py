@@ -1,0 +1,212 @@
+"""Retries, hedging, the retry budget and passive ejection in the front, over real sockets.
+
+Each node is a real aiohttp server whose behaviour the test sets (healthy, 503,
+slow, or not listening at all); keys are chosen so that the node under test is the
+first choice, by asking the same pure cores the front asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import pytest
+from aiohttp import web
+
+from balancer.accesslog import AccessLog
+from balancer.front import ClientConnection, FrontContext, FrontLimits, RetrySettings
+from balancer.health import HealthPolicy, HealthTable
+from balancer.membership import Member, Membership
+from balancer.normalize import make_normalizer
+from balancer.picker import PickPolicy, candidates
+from balancer.retry import RetryBudget, RetryPolicy
+from balancer.ring import key_hash
+from balancer.routing import RoutingTable
+from balancer.stats import WorkerStats
+from balancer.upstream import UpstreamPool
+from tests.integration.test_front import read_responses
+
+
+class Node:
+    """A render node whose behaviour a test can switch: ok, 503, 500, slow."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.mode = "ok"
+        self.delay = 0.0
+        self.hits = 0
+
+    def app(self) -> web.Application:
+        async def handle(request: web.Request) -> web.Response:
+            self.hits += 1
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if self.mode == "503":
+                return web.Response(status=503, text="busy")
+            if self.mode == "500":
+                return web.Response(status=500, text="boom")
+            return web.json_response({"node": self.name, "path": request.path_qs})
+
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", handle)
+        return app
+
+
+def dead_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def make_front(members, *, health_policy=None, retry_policy=None, max_attempts=3, hedge_delay=0.0,
+                     retry_statuses=(502, 503, 504), request_timeout=10.0, try_timeout=5.0):
+    loop = asyncio.get_running_loop()
+    retry_policy = retry_policy or RetryPolicy(backoff_base_s=0.001, backoff_max_s=0.002)
+    ctx = FrontContext(
+        loop=loop,
+        normalize=make_normalizer("generic"),
+        pool=UpstreamPool(loop, connect_timeout=1.0, read_timeout=5.0, max_idle=8, idle_timeout=30.0),
+        stats=WorkerStats(),
+        access_log=AccessLog("off"),
+        limits=FrontLimits(max_request_line=8192, max_header_bytes=16384, header_timeout=10.0, idle_timeout=60.0),
+        node_header="X-Pixring-Node",
+        via="pixring",
+        health=HealthTable(health_policy or HealthPolicy(slow_start_s=0), loop.time()),
+        budget=RetryBudget(retry_policy),
+        pick_policy=PickPolicy(balance_factor=0, max_attempts=max_attempts),
+        retry_policy=retry_policy,
+        retry=RetrySettings(try_timeout=try_timeout, request_timeout=request_timeout,
+                            retry_statuses=frozenset(retry_statuses), hedge_delay=hedge_delay),
+    )
+    ctx.set_table(RoutingTable.build(Membership.of(members)))
+    ctx.start()
+    ctx.pool.start()
+    server = await loop.create_server(lambda: ClientConnection(ctx), "127.0.0.1", 0)
+    return ctx, server.sockets[0].getsockname()[1]
+
+
+def key_owned_by(ctx: FrontContext, first: str, second: str | None = None, start: int = 0) -> str:
+    """A path whose candidate list starts with ``first`` (then ``second`` when given)."""
+    for i in range(start, start + 100_000):
+        path = f"/img/{i}.jpg"
+        cands = candidates(ctx.table.ring, key_hash(path), ctx.health, {}, 0.0, ctx.pick_policy)
+        if cands[0] == first and (second is None or (len(cands) > 1 and cands[1] == second)):
+            return path
+    raise AssertionError("no such key")
+
+
+async def get(port: int, path: str):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    (response,) = await read_responses(reader, 1, timeout=10)
+    writer.close()
+    return response
+
+
+@pytest.fixture
+async def nodes(aiohttp_server):
+    made = {}
+    for name in ("a", "b", "c"):
+        node = Node(name)
+        server = await aiohttp_server(node.app())
+        made[name] = (node, Member(name, "127.0.0.1", server.port))
+    return made
+
+
+async def test_connect_failure_retries_on_the_next_member_of_the_key(nodes):
+    _, b = nodes["b"]
+    ctx, port = await make_front([Member("dead", "127.0.0.1", dead_port()), b])
+    path = key_owned_by(ctx, "dead", "b")
+    response = await get(port, path)
+    assert response.status == 200
+    assert json.loads(response.body)["node"] == "b"
+    assert response.headers["x-pixring-node"] == "b"
+    assert ctx.stats.retries == 1
+    assert ctx.stats.upstream_errors[("dead", "connect")] == 1
+
+
+async def test_a_503_moves_the_request_on_and_keeps_cache_locality(nodes):
+    (node_a, a), (node_b, b), (node_c, c) = nodes["a"], nodes["b"], nodes["c"]
+    ctx, port = await make_front([a, b, c])
+    node_a.mode = "503"
+    path = key_owned_by(ctx, "a")
+    second = candidates(ctx.table.ring, key_hash(path), ctx.health, {}, 0.0, ctx.pick_policy)[1]
+    response = await get(port, path)
+    assert response.status == 200
+    assert json.loads(response.body)["node"] == second  # the key's own next member, every time
+    assert node_a.hits == 1
+
+
+async def test_500_and_404_are_not_retried_unless_configured(nodes):
+    (node_a, a), (node_b, b) = nodes["a"], nodes["b"]
+    node_a.mode = "500"
+    ctx, port = await make_front([a, b])
+    path = key_owned_by(ctx, "a")
+    assert (await get(port, path)).status == 500
+    assert node_b.hits == 0
+
+    ctx2, port2 = await make_front([a, b], retry_statuses=(500, 502, 503, 504))
+    path2 = key_owned_by(ctx2, "a")
+    assert (await get(port2, path2)).status == 200
+
+
+async def test_every_member_failing_is_a_fast_502_within_the_attempt_limit(nodes):
+    members = [Member(f"d{i}", "127.0.0.1", dead_port()) for i in range(5)]
+    ctx, port = await make_front(members, max_attempts=3)
+    response = await get(port, "/img/1.jpg")
+    assert response.status == 502
+    assert sum(ctx.stats.attempts.values()) == 3  # max_attempts, not every member
+
+
+async def test_the_retry_budget_refuses_retries_beyond_it(nodes):
+    _, b = nodes["b"]
+    ctx, port = await make_front(
+        [Member("dead", "127.0.0.1", dead_port()), b],
+        retry_policy=RetryPolicy(budget_ratio=0.0, min_concurrent=0, backoff_base_s=0.001, backoff_max_s=0.002),
+    )
+    response = await get(port, key_owned_by(ctx, "dead", "b"))
+    assert response.status == 502
+    assert ctx.stats.retries == 0 and ctx.stats.retries_refused == 1
+
+
+async def test_the_request_deadline_bounds_slow_members(nodes):
+    (node_a, a), (node_b, b) = nodes["a"], nodes["b"]
+    node_a.delay = node_b.delay = 2.0
+    ctx, port = await make_front([a, b], try_timeout=0.3, request_timeout=0.5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    response = await get(port, "/img/7.jpg")
+    elapsed = loop.time() - started
+    print(f"deadline answer after {elapsed:.2f}s")
+    assert response.status == 504
+    assert elapsed < 1.5  # the 0.5 s deadline, generously
+
+
+async def test_hedging_takes_the_first_answer(nodes):
+    (node_a, a), (node_b, b) = nodes["a"], nodes["b"]
+    node_a.delay = 1.5
+    ctx, port = await make_front([a, b], hedge_delay=0.1)
+    path = key_owned_by(ctx, "a", "b")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    response = await get(port, path)
+    elapsed = loop.time() - started
+    print(f"hedged answer after {elapsed:.2f}s")
+    assert response.status == 200 and json.loads(response.body)["node"] == "b"
+    assert ctx.stats.hedges == 1
+    assert elapsed < 1.0
+
+
+async def test_consecutive_failures_eject_a_member_and_its_keys_move_without_trying_it(nodes):
+    (_, b) = nodes["b"]
+    dead = Member("dead", "127.0.0.1", dead_port())
+    policy = HealthPolicy(consecutive_errors=3, base_ejection_s=60, slow_start_s=0, max_ejected_fraction=0.5)
+    ctx, port = await make_front([dead, b, nodes["c"][1]], health_policy=policy)
+    path = key_owned_by(ctx, "dead")
+    for _ in range(3):
+        assert (await get(port, path)).status == 200  # retried on the next member each time
+    assert "dead" not in ctx.health.routable
+    attempts_before = ctx.stats.attempts["dead"]
+    assert (await get(port, path)).status == 200
+    assert ctx.stats.attempts["dead"] == attempts_before  # ejected: not even tried
