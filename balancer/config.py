@@ -224,6 +224,9 @@ FIELDS: tuple[Field, ...] = (
     Field("nodes", _nodes, (),
           "a static render node, [ID=]http://HOST:PORT[;weight=W]; repeat the flag for more. "
           "Without ID the node is named by its address", "[ID=]URL", repeatable=True, flag="--node"),
+    Field("normalize_cache", _non_negative_int, 16384,
+          "request targets whose key is remembered per worker (an LRU; about 300 bytes each), so a hot URL is "
+          "normalized once; 0 = off", "N"),
     Field("nodes_file", str, "",
           "a JSON or TOML member list, re-read when it changes or on SIGHUP (instead of --node)", "PATH"),
     Field("consul_service", str, "",
@@ -311,6 +314,7 @@ class BalancerConfig:
     admin: Address
     workers: int
     nodes: tuple[Member, ...]
+    normalize_cache: int
     nodes_file: str
     consul_service: str
     consul_tag: str

@@ -221,7 +221,7 @@ class ClientConnection(asyncio.Protocol):
         # the exchange being answered
         "ex", "ex_table", "ex_route", "ex_cands", "ex_next", "ex_live", "ex_winner", "ex_member",
         "ex_attempts", "ex_budget_held", "ex_deadline", "ex_hedge_timer", "ex_framing", "ex_keep_alive",
-        "ex_status", "ex_bytes", "ex_t0", "ex_t_upstream", "ex_request_id", "ex_sent_head",
+        "ex_status", "ex_bytes", "ex_t0", "ex_t_upstream", "ex_request_id", "ex_sent_head", "ex_pending_head",
     )
 
     def __init__(self, ctx: FrontContext) -> None:
@@ -375,6 +375,7 @@ class ClientConnection(asyncio.Protocol):
         self.ex_status = 0
         self.ex_bytes = 0
         self.ex_sent_head = False
+        self.ex_pending_head = b""
         self.ex_keep_alive = req.keep_alive and not ctx.draining
         self.ex_request_id = _client_request_id(req.headers) or ctx.next_request_id()
 
@@ -559,33 +560,45 @@ class ClientConnection(asyncio.Protocol):
         if self.ctx.node_header:
             extra.append((self.ctx.node_header, attempt.member.id.encode()))
         self.ex_sent_head = True
-        self.transport.write(  # type: ignore[union-attr]
-            client_response_head(
-                status,
-                headers,
-                framing=framing,
-                content_length=content_length,
-                keep_alive=self.ex_keep_alive,
-                client_http11=req.http11,  # type: ignore[union-attr]
-                extra=extra,
-                via=self.ctx.via,
-            )
+        # Held back until the first body bytes (usually parsed from the same read), so a
+        # small response leaves in one writev instead of two sends.
+        self.ex_pending_head = client_response_head(
+            status,
+            headers,
+            framing=framing,
+            content_length=content_length,
+            keep_alive=self.ex_keep_alive,
+            client_http11=req.http11,  # type: ignore[union-attr]
+            extra=extra,
+            via=self.ctx.via,
         )
 
     def _attempt_body(self, data: bytes) -> None:
         if self.closed:
             return
         self.ex_bytes += len(data)
+        head, self.ex_pending_head = self.ex_pending_head, b""
         if self.ex_framing is Framing.CHUNKED:
-            self.transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))  # type: ignore[union-attr]
+            self.transport.writelines((head, b"%x\r\n" % len(data), data, b"\r\n"))  # type: ignore[union-attr]
         elif self.ex_framing is not Framing.NONE:
-            self.transport.write(data)  # type: ignore[union-attr]
+            if head:
+                self.transport.writelines((head, data))  # type: ignore[union-attr]
+            else:
+                self.transport.write(data)  # type: ignore[union-attr]
+        elif head:
+            self.transport.write(head)  # type: ignore[union-attr]
+
+    def _flush_head(self) -> None:
+        if self.ex_pending_head and not self.closed:
+            self.transport.write(self.ex_pending_head)  # type: ignore[union-attr]
+        self.ex_pending_head = b""
 
     def _attempt_complete(self, attempt: _Attempt) -> None:
         if attempt is not self.ex_winner:
             self._end_attempt(attempt)  # a discarded answer, fully read
             return
         self._end_attempt(attempt)
+        self._flush_head()
         if self.ex_framing is Framing.CHUNKED and not self.closed:
             self.transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
         self._finish_exchange(self.ex_status)
@@ -599,6 +612,7 @@ class ClientConnection(asyncio.Protocol):
         if attempt is self.ex_winner:
             # Part of the response is already out: the only honest signal left is to
             # cut the connection, so the client sees a truncated body, not a short one.
+            self._flush_head()
             self._end_attempt(attempt)
             self.ex_keep_alive = False
             ctx.report(member.id, Outcome.TIMEOUT if error.kind == "timeout" else Outcome.CONNECT_ERROR)

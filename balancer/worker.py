@@ -112,7 +112,7 @@ class Worker:
         retry_statuses = {502, 503, 504} | ({500} if config.retry_on_500 else set())
         ctx = self.ctx = FrontContext(
             loop=loop,
-            normalize=make_normalizer(config.profile, denylist=config.denylist),
+            normalize=make_normalizer(config.profile, denylist=config.denylist, cache_size=config.normalize_cache),
             pool=pool,
             stats=self.stats,
             access_log=access_log,
