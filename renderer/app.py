@@ -5,15 +5,21 @@ Rules of a request, in order:
 1. The raw path is decoded and fenced (``renderer.origin``); the query goes through the
    shared schema (``renderer.params``). Either failing is a 400 whose JSON body names the
    problem (``{"error": ..., "param": "w", "expected": ...}`` for a parameter).
-2. The source is located (404 missing, 413 too large). Its identity (path, size, mtime)
-   plus the canonical spec plus ``PIPELINE_VERSION`` is the render key: the strong ETag,
-   the result-cache key and the single-flight key. It is a digest, so every renderer
-   process and every restart agrees on it without rendering anything.
-3. ``If-None-Match`` (weak comparison, RFC 9110 §13.1.2) or, without it,
+2. ``auto=format`` is resolved against ``Accept`` (``renderer.negotiate``); such responses
+   carry ``Vary: Accept`` whatever was chosen, so shared caches keep one copy per format.
+3. The source is located at the origin (404 missing, 413 too large, 502/504 for an HTTP
+   origin that fails or is slow). Its identity (name and version) plus the canonical spec
+   (negotiated format included) plus ``PIPELINE_VERSION`` is the render key: the strong
+   ETag, the result-cache key and the single-flight key. It is a digest, so every
+   renderer process and every restart agrees on it without rendering anything.
+4. ``If-None-Match`` (weak comparison, RFC 9110 §13.1.2) or, without it,
    ``If-Modified-Since`` answers 304 before any work.
-4. A cached render is answered at once (``X-Render-Cache: hit``). Otherwise the render
-   runs in the worker pool, once for all concurrent identical requests
-   (``X-Render-Cache: miss``); a full pool is a 503 with ``Retry-After``.
+5. The memory tier answers at once (``X-Render-Cache: hit``); then the disk tier
+   (``hit-disk``, and the render is promoted to memory); otherwise the render runs in the
+   worker pool (``miss``). Disk look-up and render happen once for all concurrent identical
+   requests. A full pool is a 503 with ``Retry-After``; a render past its time budget is a
+   503 without it (it would time out again). A directory origin's file is read by the
+   worker (``renderer.jobs``); an HTTP origin's bytes are fetched here and passed on.
 
 Everything that blocks (filesystem, Pillow) runs off the event loop, so ``/healthz`` and
 cache hits are answered while every worker is busy. HEAD is GET without the body (aiohttp
@@ -36,23 +42,26 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from renderer import pipeline
+from renderer import jobs, pipeline
 from renderer.cache import ResultCache
+from renderer.diskcache import DiskCache
 from renderer.errors import Overloaded, RenderError
+from renderer.http_origin import HttpOrigin
 from renderer.logs import log_event
 from renderer.metrics import RendererMetrics
-from renderer.origin import LocalOrigin, Source, decode_path
+from renderer.origin import LocalOrigin, Origin, Source, decode_path
 from renderer.params import RenderSpec, spec_from_query
 from renderer.pipeline import Rendered
 from renderer.settings import RendererSettings
 from renderer.singleflight import SingleFlight
 from renderer.workers import RenderPool
 
-__all__ = ["PIPELINE_VERSION", "RENDERER_KEY", "Renderer", "make_app", "render_key"]
+__all__ = ["PIPELINE_VERSION", "RENDERER_KEY", "Renderer", "make_app", "make_origin", "render_key"]
 
 # Part of every render key: bump it when the same source and parameters would now give
-# different bytes (a new resampling filter, encoder settings...), so ETags change too.
-PIPELINE_VERSION = "1"
+# different bytes (a new resampling filter, encoder settings, an adjustment curve...),
+# so ETags change and old disk-cache entries stop matching.
+PIPELINE_VERSION = "2"
 # An overloaded renderer asks clients to come back after this many seconds.
 RETRY_AFTER_SECONDS = 1
 
@@ -63,15 +72,29 @@ def render_key(source: Source, spec: RenderSpec) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
+def make_origin(settings: RendererSettings) -> LocalOrigin | HttpOrigin:
+    if settings.origin_url is not None:
+        return HttpOrigin(
+            settings.origin_url,
+            max_bytes=settings.max_source_bytes,
+            connect_timeout=settings.origin_connect_timeout,
+            read_timeout=settings.origin_read_timeout,
+            max_redirects=settings.origin_redirects,
+            metadata_ttl=settings.origin_ttl,
+        )
+    return LocalOrigin(settings.origin, settings.max_source_bytes)  # type: ignore[arg-type]
+
+
 @dataclass(eq=False)
 class Renderer:
     """The state one app serves from; built by ``make_app``, its pool set at start-up."""
 
     settings: RendererSettings
-    origin: LocalOrigin
+    origin: Origin
     cache: ResultCache[Rendered]
+    disk: DiskCache | None = None
     metrics: RendererMetrics = field(default_factory=RendererMetrics)
-    flights: SingleFlight[Rendered] = field(default_factory=SingleFlight)
+    flights: SingleFlight[tuple[Rendered, str]] = field(default_factory=SingleFlight)
     pool: RenderPool | None = None
 
     async def image(self, request: web.Request) -> web.StreamResponse:
@@ -89,8 +112,11 @@ class Renderer:
 
     async def metrics_page(self, request: web.Request) -> web.Response:
         m = self.metrics
-        m.cache_bytes.set(self.cache.bytes)
-        m.cache_entries.set(len(self.cache))
+        m.cache_bytes.labels("memory").set(self.cache.bytes)
+        m.cache_entries.labels("memory").set(len(self.cache))
+        if self.disk is not None:
+            m.cache_bytes.labels("disk").set(self.disk.bytes)
+            m.cache_entries.labels("disk").set(len(self.disk))
         if self.pool is not None:
             m.pool_pending.set(self.pool.pending)
             m.pool_capacity.set(self.pool.capacity)
@@ -99,41 +125,65 @@ class Renderer:
     async def _image(self, request: web.Request) -> web.StreamResponse:
         name = decode_path(request.raw_path.partition("?")[0])
         spec = spec_from_query(request.query.items())
-        source = await asyncio.to_thread(self.origin.locate, name)
+        negotiated = spec.auto_format
+        if negotiated:
+            spec = spec.for_accept(request.headers.get("Accept"), pipeline.AVAILABLE_FORMATS)
+        source = await self.origin.source(name)
         key = render_key(source, spec)
-        headers = {
-            "ETag": f'"{key}"',
-            "Last-Modified": formatdate(source.mtime_ns / 1e9, usegmt=True),
-            "Cache-Control": self.settings.cache_control,
-        }
-        if _not_modified(request, key, source.mtime_ns):
+        headers = {"ETag": f'"{key}"', "Cache-Control": self.settings.cache_control}
+        if source.modified is not None:
+            headers["Last-Modified"] = formatdate(source.modified, usegmt=True)
+        if negotiated:
+            headers["Vary"] = "Accept"
+        if _not_modified(request, key, source.modified):
             self.metrics.not_modified.inc()
             return web.Response(status=304, headers=headers)
         rendered = self.cache.get(key)
         if rendered is not None:
-            self.metrics.cache_hits.inc()
+            self.metrics.cache_hits.labels("memory").inc()
             headers["X-Render-Cache"] = "hit"
         else:
-            self.metrics.cache_misses.inc()
-            rendered, led = await self.flights.run(key, lambda: self._render(source, spec, key))
+            self.metrics.cache_misses.labels("memory").inc()
+            (rendered, outcome), led = await self.flights.run(key, lambda: self._produce(source, spec, key))
             if not led:
                 self.metrics.coalesced.inc()
-            headers["X-Render-Cache"] = "miss"
+            headers["X-Render-Cache"] = outcome
         headers["Content-Type"] = rendered.media_type
+        if request.method == "GET":
+            self.metrics.bytes_out.inc(len(rendered.body))
         return web.Response(body=rendered.body, headers=headers)
 
-    async def _render(self, source: Source, spec: RenderSpec, key: str) -> Rendered:
+    async def _produce(self, source: Source, spec: RenderSpec, key: str) -> tuple[Rendered, str]:
+        """The render for ``key``: from the disk tier, else from the pool; kept in both tiers."""
+        if self.disk is not None:
+            stored = await asyncio.to_thread(self.disk.get, key)
+            if stored is not None:
+                self.metrics.cache_hits.labels("disk").inc()
+                self.cache.put(key, stored)
+                return stored, "hit-disk"
+            self.metrics.cache_misses.labels("disk").inc()
+        rendered = await self._render(source, spec)
+        self.cache.put(key, rendered)
+        if self.disk is not None:
+            await asyncio.to_thread(self.disk.put, key, rendered)
+        return rendered, "miss"
+
+    async def _render(self, source: Source, spec: RenderSpec) -> Rendered:
         pool = self.pool
         if pool is None:
             raise Overloaded("the renderer is not started")
-        if pool.pending >= pool.capacity:  # refuse before reading megabytes for nothing
+        if pool.pending >= pool.capacity:  # refuse before fetching megabytes for nothing
             raise Overloaded(f"all {pool.workers} render workers are busy and the queue is full")
+        settings = self.settings
+        limits = (settings.max_source_pixels, settings.max_output_pixels)
         started = time.perf_counter()
-        data = await asyncio.to_thread(self.origin.read, source)
-        rendered = await pool.run(pipeline.render, data, spec, self.settings.max_source_pixels)
+        if isinstance(self.origin, LocalOrigin):  # the worker reads the file: no megabytes over the pipe
+            rendered = await pool.run(jobs.render_local, self.origin, source, spec, *limits, timeout=settings.render_timeout)
+        else:
+            data = await self.origin.fetch(source)
+            rendered = await pool.run(jobs.render_bytes, data, spec, *limits, timeout=settings.render_timeout)
         self.metrics.render_seconds.observe(time.perf_counter() - started)
         self.metrics.renders.labels(rendered.fm).inc()
-        self.cache.put(key, rendered)
         return rendered
 
     def _error(self, exc: RenderError) -> web.Response:
@@ -143,7 +193,7 @@ class Renderer:
             body["param"] = exc.param
         if exc.expected is not None:
             body["expected"] = exc.expected
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status == 503 else None
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.retryable else None
         return _json(body, exc.status, headers)
 
 
@@ -153,14 +203,27 @@ RENDERER_KEY = web.AppKey("renderer", Renderer)
 def make_app(settings: RendererSettings, *, pool: RenderPool | None = None) -> web.Application:
     """The renderer as an aiohttp app. Without ``pool``, one is built from ``settings`` at
     start-up (and shut down at cleanup); a given pool is used as is and left running."""
+    origin = make_origin(settings)
     renderer = Renderer(
         settings=settings,
-        origin=LocalOrigin(settings.origin, settings.max_source_bytes),
+        origin=origin,
         cache=ResultCache(settings.cache_bytes),
+        disk=DiskCache(settings.disk_cache, settings.disk_cache_bytes) if settings.disk_cache is not None else None,
         pool=pool,
     )
     app = web.Application()
     app[RENDERER_KEY] = renderer
+
+    async def origin_lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if isinstance(origin, HttpOrigin):
+            await origin.start()
+        yield
+        await origin.close()
+
+    async def disk_lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if renderer.disk is not None:
+            await asyncio.to_thread(renderer.disk.open)
+        yield
 
     async def pool_lifecycle(app: web.Application) -> AsyncIterator[None]:
         own = renderer.pool is None
@@ -178,14 +241,15 @@ def make_app(settings: RendererSettings, *, pool: RenderPool | None = None) -> w
             # Waits for renders still running: the graceful half of shutdown.
             await asyncio.to_thread(renderer.pool.shutdown, True)
 
-    app.cleanup_ctx.append(pool_lifecycle)
+    # Unwound in reverse: the pool stops (renders finish) before the origin closes.
+    app.cleanup_ctx.extend([origin_lifecycle, disk_lifecycle, pool_lifecycle])
     app.router.add_get("/healthz", renderer.healthz)
     app.router.add_get("/metrics", renderer.metrics_page)
     app.router.add_get("/{path:.*}", renderer.image)
     return app
 
 
-def _not_modified(request: web.Request, key: str, mtime_ns: int) -> bool:
+def _not_modified(request: web.Request, key: str, modified: float | None) -> bool:
     header = request.headers.get("If-None-Match")
     if header is not None:
         if header.strip() == "*":
@@ -198,10 +262,9 @@ def _not_modified(request: web.Request, key: str, mtime_ns: int) -> bool:
                 return True
         return False
     since = request.if_modified_since
-    if since is None:
+    if since is None or modified is None:
         return False
-    modified = datetime.fromtimestamp(mtime_ns // 1_000_000_000, tz=timezone.utc)
-    return modified <= since
+    return datetime.fromtimestamp(int(modified), tz=timezone.utc) <= since
 
 
 def _json(body: dict[str, object], status: int, headers: dict[str, str] | None = None) -> web.Response:

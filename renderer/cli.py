@@ -26,8 +26,15 @@ from aiohttp import web
 from renderer.settings import (
     DEFAULT_CACHE_BYTES,
     DEFAULT_CACHE_CONTROL,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DISK_CACHE_BYTES,
+    DEFAULT_MAX_OUTPUT_PIXELS,
+    DEFAULT_MAX_REDIRECTS,
     DEFAULT_MAX_SOURCE_BYTES,
     DEFAULT_MAX_SOURCE_PIXELS,
+    DEFAULT_METADATA_TTL,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_RENDER_TIMEOUT,
     RendererSettings,
 )
 from renderer.workers import DEFAULT_QUEUE_PER_WORKER, default_workers
@@ -48,9 +55,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: 127.0.0.1:9000)",
     )
     parser.add_argument(
-        "--origin", type=Path, default=None, metavar="DIR",
-        help="directory of source images; a request path names a file below it "
+        "--origin", type=_origin, default=None, metavar="DIR|URL",
+        help="where source images come from: a directory (a request path names a file below it) or an "
+        "http(s):// base URL (the request path is appended; only that host is fetched from) "
         f"(default: {DEFAULT_ORIGIN}/, with the sample images generated there on first use)",
+    )
+    parser.add_argument(
+        "--origin-connect-timeout", type=_positive_float, default=DEFAULT_CONNECT_TIMEOUT, metavar="SECONDS",
+        help=f"HTTP origin: time to open a connection; longer is a 504 (default: {DEFAULT_CONNECT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--origin-read-timeout", type=_positive_float, default=DEFAULT_READ_TIMEOUT, metavar="SECONDS",
+        help="HTTP origin: longest wait for any one read; a whole fetch is cut off at connect + 3 x read "
+        f"(default: {DEFAULT_READ_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--origin-redirects", type=_non_negative_int, default=DEFAULT_MAX_REDIRECTS, metavar="N",
+        help=f"HTTP origin: redirects followed, same host only (default: {DEFAULT_MAX_REDIRECTS})",
+    )
+    parser.add_argument(
+        "--origin-ttl", type=_non_negative_float, default=DEFAULT_METADATA_TTL, metavar="SECONDS",
+        help="HTTP origin: how long a source's ETag/Last-Modified is trusted before it is asked again; "
+        f"0 asks on every request (default: {DEFAULT_METADATA_TTL:g})",
     )
     parser.add_argument(
         "--samples", action="store_true",
@@ -72,6 +98,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default: {_human(DEFAULT_CACHE_BYTES)})",
     )
     parser.add_argument(
+        "--disk-cache", type=Path, default=None, metavar="DIR",
+        help="also keep rendered images in this directory (kept across restarts, shareable by several "
+        "renderers) (default: memory only)",
+    )
+    parser.add_argument(
+        "--disk-cache-bytes", type=_size, default=DEFAULT_DISK_CACHE_BYTES, metavar="SIZE",
+        help=f"disk space for --disk-cache, e.g. 10G (default: {_human(DEFAULT_DISK_CACHE_BYTES)})",
+    )
+    parser.add_argument(
         "--cache-control", default=DEFAULT_CACHE_CONTROL, metavar="VALUE",
         help=f"Cache-Control header of every rendered image (default: {DEFAULT_CACHE_CONTROL!r})",
     )
@@ -83,6 +118,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-source-bytes", type=_size, default=DEFAULT_MAX_SOURCE_BYTES, metavar="SIZE",
         help=f"largest source file, e.g. 64M; larger is 413 (default: {_human(DEFAULT_MAX_SOURCE_BYTES)})",
+    )
+    parser.add_argument(
+        "--max-output-pixels", type=_positive_int, default=DEFAULT_MAX_OUTPUT_PIXELS, metavar="N",
+        help="largest output image, in pixels; a request for more is a 400 "
+        f"(default: {DEFAULT_MAX_OUTPUT_PIXELS}, 8192 x 8192 as imgix)",
+    )
+    parser.add_argument(
+        "--render-timeout", type=_positive_float, default=DEFAULT_RENDER_TIMEOUT, metavar="SECONDS",
+        help="longest time one render may take in a worker; longer is stopped and answered 503 "
+        f"(default: {DEFAULT_RENDER_TIMEOUT:g})",
     )
     parser.add_argument(
         "--shutdown-timeout", type=_positive_float, default=DEFAULT_SHUTDOWN_TIMEOUT, metavar="SECONDS",
@@ -108,20 +153,31 @@ def run(args: argparse.Namespace, *, while_serving: ServingHook | None = None) -
     """
     origin = args.origin if args.origin is not None else DEFAULT_ORIGIN
     try:
-        if args.samples or args.origin is None:
-            from renderer.samples import ensure_samples
+        if isinstance(origin, Path):
+            if args.samples or args.origin is None:
+                from renderer.samples import ensure_samples
 
-            ensure_samples(origin)
-        if not origin.is_dir():
-            raise ValueError(f"--origin {origin}: not a directory")
+                ensure_samples(origin)
+            if not origin.is_dir():
+                raise ValueError(f"--origin {origin}: not a directory")
+        elif args.samples:
+            raise ValueError("--samples needs a directory --origin, not a URL")
         settings = RendererSettings(
             origin=origin,
             render_workers=args.render_workers,
             render_queue=args.render_queue,
             cache_bytes=args.cache_bytes,
+            disk_cache=args.disk_cache,
+            disk_cache_bytes=args.disk_cache_bytes,
             cache_control=args.cache_control,
             max_source_pixels=args.max_source_pixels,
             max_source_bytes=args.max_source_bytes,
+            max_output_pixels=args.max_output_pixels,
+            render_timeout=args.render_timeout,
+            origin_connect_timeout=args.origin_connect_timeout,
+            origin_read_timeout=args.origin_read_timeout,
+            origin_redirects=args.origin_redirects,
+            origin_ttl=args.origin_ttl,
             access_log=args.access_log,
         )
     except (ValueError, OSError) as exc:
@@ -160,7 +216,8 @@ async def _serve(
             print(f"pixring renderer: cannot listen on {_format(host, port)}: {reason}", file=sys.stderr)
             return 1
         bound_host, bound_port = runner.addresses[0][:2]
-        log_event("start", listen=_format(bound_host, bound_port), origin=str(settings.origin))
+        log_event("start", listen=_format(bound_host, bound_port), origin=str(settings.origin),
+                  disk_cache=str(settings.disk_cache) if settings.disk_cache else None)
         if while_serving is None:
             print(f"pixring renderer listening on http://{_format(bound_host, bound_port)}", flush=True)
             await stop.wait()
@@ -214,6 +271,29 @@ def _int(text: str) -> int:
         return int(text.replace("_", ""))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _origin(text: str) -> Path | str:
+    if text.startswith(("http://", "https://")):
+        from yarl import URL
+
+        url = URL(text)
+        if not url.host or url.query_string or url.fragment:
+            raise argparse.ArgumentTypeError(f"{text!r}: an origin URL needs a host and no query or fragment")
+        return text
+    if "://" in text:
+        raise argparse.ArgumentTypeError(f"{text!r}: only http:// and https:// origins are supported")
+    return Path(text)
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or a positive number")
+    return value
 
 
 def _positive_float(text: str) -> float:

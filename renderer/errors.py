@@ -17,6 +17,10 @@ __all__ = [
     "UndecodableSource",
     "Overloaded",
     "WorkerLost",
+    "RenderTimeout",
+    "OriginUnavailable",
+    "OriginTimeout",
+    "OutputTooLarge",
 ]
 
 
@@ -24,6 +28,8 @@ class RenderError(Exception):
     """A request that cannot be served; ``status`` is the HTTP answer."""
 
     status = 500
+    # True when the same request may well succeed in a moment: the answer gets Retry-After.
+    retryable = False
 
     def __init__(self, message: str, param: str | None = None, expected: str | None = None) -> None:
         super().__init__(message, param, expected)
@@ -59,9 +65,36 @@ class Overloaded(RenderError):
     """Every render worker is busy and the wait queue is full; the client should retry."""
 
     status = 503
+    retryable = True
 
 
 class WorkerLost(RenderError):
     """A render worker process died mid-render (killed, out of memory); the pool was rebuilt."""
 
     status = 503
+    retryable = True
+
+
+class RenderTimeout(RenderError):
+    """The render ran past the renderer's time budget and was stopped.
+
+    503 without Retry-After: the same render would run out of time again.
+    """
+
+    status = 503
+
+
+class OriginUnavailable(RenderError):
+    """The HTTP origin failed (5xx, refused connection, redirect off the configured host)."""
+
+    status = 502
+
+
+class OriginTimeout(RenderError):
+    """The HTTP origin did not connect or answer in time."""
+
+    status = 504
+
+
+class OutputTooLarge(BadParam):
+    """The requested output has more pixels than this renderer is configured to produce."""

@@ -1,8 +1,10 @@
 """The renderer's Prometheus metrics, in a registry of its own.
 
 Rules: names start with ``pixring_renderer_``; labels have a small fixed set of values
-(an output format, an HTTP status), never a path or a parameter value, so cardinality
-stays bounded whatever clients send. Its own ``CollectorRegistry`` keeps several apps in
+(an output format, an HTTP status, a cache tier: ``memory`` or ``disk``), never a path or a
+parameter value, so cardinality stays bounded whatever clients send. A request that misses
+memory and then hits disk counts a memory miss and a disk hit; one that misses both counts
+a miss in each tier it looked in. Its own ``CollectorRegistry`` keeps several apps in
 one test process from colliding in the global one.
 """
 
@@ -23,27 +25,36 @@ class RendererMetrics:
         self.renders = Counter(
             "pixring_renderer_renders_total", "Renders completed, by output format.", ["format"], registry=r
         )
-        self.cache_hits = Counter("pixring_renderer_cache_hits_total", "Responses served from the result cache.", registry=r)
+        self.cache_hits = Counter(
+            "pixring_renderer_cache_hits_total", "Look-ups answered by a result-cache tier.", ["tier"], registry=r
+        )
         self.cache_misses = Counter(
-            "pixring_renderer_cache_misses_total", "Responses that needed a render (or joined one in flight).", registry=r
+            "pixring_renderer_cache_misses_total", "Look-ups a result-cache tier could not answer.", ["tier"], registry=r
         )
         self.coalesced = Counter(
             "pixring_renderer_coalesced_total", "Cache misses that joined an identical render already in flight.", registry=r
         )
         self.render_seconds = Histogram(
             "pixring_renderer_render_seconds",
-            "Wall time of one render: source read, queueing and the worker's decode/transform/encode.",
+            "Wall time of one render: source fetch, queueing and the worker's decode/transform/encode.",
             buckets=RENDER_SECONDS_BUCKETS,
             registry=r,
         )
         self.errors = Counter(
             "pixring_renderer_errors_total", "Requests answered with an error, by HTTP status.", ["status"], registry=r
         )
+        self.bytes_out = Counter(
+            "pixring_renderer_bytes_out_total", "Image body bytes sent (GET responses with a body).", registry=r
+        )
         self.not_modified = Counter(
             "pixring_renderer_not_modified_total", "Conditional requests answered 304.", registry=r
         )
-        self.cache_bytes = Gauge("pixring_renderer_cache_bytes", "Bytes held by the result cache.", registry=r)
-        self.cache_entries = Gauge("pixring_renderer_cache_entries", "Renders held by the result cache.", registry=r)
+        self.cache_bytes = Gauge(
+            "pixring_renderer_cache_bytes", "Bytes held by a result-cache tier.", ["tier"], registry=r
+        )
+        self.cache_entries = Gauge(
+            "pixring_renderer_cache_entries", "Renders held by a result-cache tier.", ["tier"], registry=r
+        )
         self.pool_pending = Gauge(
             "pixring_renderer_pool_pending", "Render jobs admitted to the worker pool (running + waiting).", registry=r
         )

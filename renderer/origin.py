@@ -1,6 +1,13 @@
-"""The local-directory origin: a URL path -> a source file that is certainly inside the root.
+"""Origins, and the local-directory one: a URL path -> a source file certainly inside the root.
 
-Rules (the renderer serves files named by strangers, so this module is the fence):
+An origin is anything with the ``Origin`` interface (async ``source``/``fetch``/``close``):
+this directory origin, or ``renderer.http_origin.HttpOrigin``. ``Source`` is what an origin
+says about one source image: its name, its *version* (what changes when its bytes do) and,
+where known, its modification time and size. Its ``identity`` (name + version) is part of
+every render key.
+
+Rules of the directory origin (the renderer serves files named by strangers, so this
+module is the fence):
 
 - The path arrives still percent-encoded (the raw request target) and is decoded exactly
   once here, as strict UTF-8; a bad escape or bad UTF-8 is a 400. Decoding once means
@@ -13,23 +20,25 @@ Rules (the renderer serves files named by strangers, so this module is the fence
   file that does not exist (404), so the answer says nothing about what lies outside.
 - Missing files and directories are 404. A file larger than ``max_bytes`` is 413, decided
   from ``stat`` before a byte is read; the read itself refuses to return more.
-- ``Source`` is the file's identity for caching: relative path, size and mtime (ns). An edit
-  in place changes the mtime, so renders of the old bytes are never served for the new.
+- A file's version is its size and mtime (ns). An edit in place changes the mtime, so
+  renders of the old bytes are never served for the new.
 
-Every call here blocks on the filesystem: the app runs them in a thread.
+``locate``/``read`` block on the filesystem; ``source``/``fetch`` are the same in a thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import unquote
 
 from renderer.errors import BadPath, SourceNotFound, SourceTooLarge
 
-__all__ = ["DEFAULT_MAX_SOURCE_BYTES", "LocalOrigin", "Source", "decode_path"]
+__all__ = ["DEFAULT_MAX_SOURCE_BYTES", "LocalOrigin", "Origin", "Source", "decode_path"]
 
 DEFAULT_MAX_SOURCE_BYTES = 64 * 1024 * 1024
 _MAX_PATH_CHARS = 1024  # PATH_MAX is 4096; no real image library nests this deep
@@ -37,16 +46,32 @@ _MAX_PATH_CHARS = 1024  # PATH_MAX is 4096; no real image library nests this dee
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """A located source file: where it is and the identity its renders are cached under."""
+    """A located source image: where it is and the identity its renders are cached under."""
 
-    path: Path  # absolute, resolved, inside the origin root
     name: str  # the decoded relative path as requested, '/'-separated
-    size: int
-    mtime_ns: int
+    version: str  # changes whenever the bytes do: size+mtime, or the HTTP validators
+    size: int | None = None  # bytes, when known before reading
+    modified: float | None = None  # Unix seconds, for Last-Modified, when known
+    path: Path | None = None  # a directory origin's file: absolute, resolved, inside the root
+    url: str | None = None  # an HTTP origin's URL
 
     @property
     def identity(self) -> str:
-        return f"{self.name}\x00{self.size}\x00{self.mtime_ns}"
+        return f"{self.name}\x00{self.version}"
+
+
+class Origin(Protocol):
+    """Where source images come from."""
+
+    async def source(self, name: str) -> Source:
+        """The source named by a ``decode_path`` name: SourceNotFound, SourceTooLarge..."""
+        ...
+
+    async def fetch(self, source: Source) -> bytes:
+        """Its bytes, never more than the origin's byte limit."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 def decode_path(raw_path: str) -> str:
@@ -105,10 +130,17 @@ class LocalOrigin:
             raise SourceTooLarge(
                 f"the source is {info.st_size} bytes; the limit is {self.max_bytes} bytes"
             )
-        return Source(resolved, name, info.st_size, info.st_mtime_ns)
+        return Source(
+            name=name,
+            version=f"{info.st_size}:{info.st_mtime_ns}",
+            size=info.st_size,
+            modified=info.st_mtime_ns / 1e9,
+            path=resolved,
+        )
 
     def read(self, source: Source) -> bytes:
         """The bytes of a located source, never more than ``max_bytes``."""
+        assert source.path is not None, "not a source of a directory origin"
         try:
             with open(source.path, "rb", opener=_no_follow_opener) as handle:
                 data = handle.read(self.max_bytes + 1)
@@ -119,6 +151,15 @@ class LocalOrigin:
         if len(data) > self.max_bytes:
             raise SourceTooLarge(f"the source is larger than the limit of {self.max_bytes} bytes")
         return data
+
+    async def source(self, name: str) -> Source:
+        return await asyncio.to_thread(self.locate, name)
+
+    async def fetch(self, source: Source) -> bytes:
+        return await asyncio.to_thread(self.read, source)
+
+    async def close(self) -> None:
+        pass
 
 
 def _no_follow_opener(path: str, flags: int) -> int:

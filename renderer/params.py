@@ -2,27 +2,38 @@
 
 Rules: parameter names, aliases, types, ranges and defaults come from ``pixring.schema``
 (the one schema the balancer's normalizer reads too), never from here. This module only
-picks the parameters the reference renderer acts on, fills their defaults and refuses the
-values the schema accepts but this renderer cannot produce (``fm=jp2``...), as a 400 that
-names the parameter.
+picks the parameters the reference renderer acts on, fills their defaults, refuses the
+values the schema accepts but this renderer cannot produce (``fm=jp2``...) as a 400 that
+names the parameter, and folds values that render identically into one form:
+
+- ``q`` is resolved: the given value, else imgix's default, which is 45 under
+  ``auto=compress`` and 75 otherwise (https://docs.imgix.com/apis/rendering/auto#compress).
+- Suggested ranges become hard ones where an adjustment has no meaning beyond them
+  (``bri=150`` renders as ``bri=100``; ``blur`` 0-2000, ``sharp`` 0-100), as imgix clamps.
+- ``rot`` is taken modulo 360 (``rot=360`` is ``rot=0``); ``orient=0`` ("ignore the Exif
+  orientation") is ``orient=1`` (https://docs.imgix.com/apis/rendering/rotation/orientation).
+- A background or monochrome colour with zero alpha paints nothing and is dropped, so the
+  schema's default background (transparent white) is the same render as no ``bg`` at all.
+- ``fp-x``/``fp-y`` only count with ``crop=focalpoint``.
 
 ``RenderSpec.canonical()`` is the spec's identity: two requests with equal canonical forms
 render the same bytes from the same source, so it keys the result cache and the ETag.
-Parameters the renderer ignores (``auto``, ``blur``... for now) are not part of it: they
-cannot change the output.
+``auto=format`` is resolved per request (``for_accept``) before the key is taken, so the
+key names the negotiated format.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Iterable
 
 from pixring import schema
 
+from renderer import negotiate
 from renderer.errors import BadParam
 from renderer.geometry import Request, anchor_for
 
-__all__ = ["OUTPUT_FORMATS", "RenderSpec", "spec_from_query"]
+__all__ = ["ADJUSTMENT_RANGE", "COMPRESS_QUALITY", "OUTPUT_FORMATS", "RenderSpec", "spec_from_query"]
 
 # fm value -> (Pillow format, media type), for every fm the schema marks renderable
 # (https://docs.imgix.com/apis/rendering/format/output-format).
@@ -34,6 +45,12 @@ OUTPUT_FORMATS: dict[str, tuple[str, str]] = {
     "avif": ("AVIF", "image/avif"),
     "gif": ("GIF", "image/gif"),
 }
+# imgix: "auto=compress ... setting the quality standard (q) to 45".
+COMPRESS_QUALITY = 45
+# bri, con, exp, gam, sat: the catalogue's suggested range, -100..100, applied as a clamp.
+ADJUSTMENT_RANGE = (-100, 100)
+_BLUR_RANGE = (0, 2000)  # catalogue: suggested_range of blur
+_SHARP_RANGE = (0.0, 100.0)  # catalogue: suggested_range of sharp
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +70,19 @@ class RenderSpec:
     q: int = schema.default("q")  # type: ignore[assignment]
     lossless: bool = schema.default("lossless")  # type: ignore[assignment]
     bg: str | None = None
+    orient: int | None = None  # None: the source's Exif orientation
+    flip: str | None = None
+    rot: float = 0.0
+    bri: int = 0
+    con: int = 0
+    exp: int = 0
+    gam: int = 0
+    sat: int = 0
+    sharp: float = 0.0
+    blur: int = 0
+    monochrome: str | None = None
+    compress: bool = False
+    auto_format: bool = False
 
     def request(self) -> Request:
         """The geometric part, for ``renderer.geometry.plan``."""
@@ -66,6 +96,17 @@ class RenderSpec:
             rect=self.rect,
         )
 
+    def for_accept(self, accept: str | None, available: frozenset[str] | set[str]) -> RenderSpec:
+        """The spec with ``auto=format`` resolved against an ``Accept`` header.
+
+        The negotiated format replaces ``fm``; without one, ``fm`` (or the source's format,
+        or auto=compress's choice) stays the fallback, as imgix documents.
+        """
+        if not self.auto_format:
+            return self
+        best = negotiate.best_format(accept, available, lossless=self.lossless)
+        return replace(self, fm=best or self.fm, auto_format=False)
+
     def canonical(self) -> str:
         # repr keeps int 400 and float 0.5 (pixels vs fraction) apart, and is stable
         # across processes, unlike hash().
@@ -76,8 +117,8 @@ def spec_from_query(pairs: Iterable[tuple[str, str]]) -> RenderSpec:
     """Percent-decoded query pairs -> RenderSpec; raises BadParam naming the parameter.
 
     ``renderable_only`` makes the schema refuse valid imgix values this renderer does not
-    implement (``fm=jp2``, ``fit=facearea``, ``crop=faces``...), so they are a 400 rather
-    than a silently different picture.
+    implement (``fm=jp2``, ``fit=facearea``, ``crop=faces``, ``auto=enhance``...), so they
+    are a 400 rather than a silently different picture.
     """
     try:
         given = schema.parse_query(pairs, renderable_only=True)
@@ -86,24 +127,65 @@ def spec_from_query(pairs: Iterable[tuple[str, str]]) -> RenderSpec:
     fm = given.get("fm")
     if fm is not None and fm not in OUTPUT_FORMATS:  # the schema and this table disagree
         raise BadParam(f"fm={fm} is not produced by this renderer", "fm", ", ".join(sorted(OUTPUT_FORMATS)))
+    auto = set(given.get("auto") or ())  # type: ignore[call-overload]
+    compress = "compress" in auto
+    crop = tuple(given.get("crop") or ())  # type: ignore[call-overload]
+    focal = "focalpoint" in crop
+    if "q" in given:
+        quality = int(given["q"])  # type: ignore[call-overload]
+    else:
+        quality = COMPRESS_QUALITY if compress else int(schema.default("q"))  # type: ignore[call-overload]
+    orient = given.get("orient")
     return RenderSpec(
         width=given.get("w"),  # type: ignore[arg-type]
         height=given.get("h"),  # type: ignore[arg-type]
         fit=str(_value(given, "fit")),
         dpr=float(_value(given, "dpr")),  # type: ignore[arg-type]
         aspect=given.get("ar"),  # type: ignore[arg-type]
-        crop=tuple(given.get("crop") or ()),  # type: ignore[arg-type]
-        fp_x=float(_value(given, "fp-x")),  # type: ignore[arg-type]
-        fp_y=float(_value(given, "fp-y")),  # type: ignore[arg-type]
+        crop=crop,
+        fp_x=float(_value(given, "fp-x")) if focal else float(schema.default("fp-x")),  # type: ignore[arg-type]
+        fp_y=float(_value(given, "fp-y")) if focal else float(schema.default("fp-y")),  # type: ignore[arg-type]
         rect=given.get("rect"),  # type: ignore[arg-type]
         fm=fm,  # type: ignore[arg-type]
-        q=int(_value(given, "q")),  # type: ignore[call-overload]
+        q=quality,
         lossless=bool(_value(given, "lossless")),
-        # No default: an absent bg keeps transparency (the pipeline's rule), a given one paints.
-        bg=given.get("bg"),  # type: ignore[arg-type]
+        bg=_visible(given.get("bg")),  # type: ignore[arg-type]
+        orient=None if orient is None else max(1, int(orient)),  # type: ignore[call-overload]
+        flip=given.get("flip"),  # type: ignore[arg-type]
+        rot=_degrees(float(_value(given, "rot"))),  # type: ignore[arg-type]
+        bri=_adjustment(given, "bri"),
+        con=_adjustment(given, "con"),
+        exp=_adjustment(given, "exp"),
+        gam=_adjustment(given, "gam"),
+        sat=_adjustment(given, "sat"),
+        sharp=_clamp(float(_value(given, "sharp")), *_SHARP_RANGE),  # type: ignore[arg-type]
+        blur=int(_clamp(int(_value(given, "blur")), *_BLUR_RANGE)),  # type: ignore[call-overload]
+        monochrome=_visible(given.get("monochrome")),  # type: ignore[arg-type]
+        compress=compress,
+        auto_format="format" in auto,
     )
 
 
 def _value(given: dict[str, object], name: str) -> object:
     """The asked value, else the schema's default."""
     return given[name] if name in given else schema.default(name)
+
+
+def _adjustment(given: dict[str, object], name: str) -> int:
+    return int(_clamp(int(_value(given, name)), *ADJUSTMENT_RANGE))  # type: ignore[call-overload]
+
+
+def _clamp(value, low, high):  # type: ignore[no-untyped-def]
+    return max(low, min(value, high))
+
+
+def _degrees(value: float) -> float:
+    turned = value % 360.0
+    return 0.0 if turned == 360.0 else turned + 0.0  # -0.0 and float rounding at 360
+
+
+def _visible(color: str | None) -> str | None:
+    """A parsed colour (``rrggbb[aa]``), or None when it is fully transparent."""
+    if color is None or (len(color) == 8 and color.endswith("00")):
+        return None
+    return color

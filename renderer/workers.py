@@ -15,6 +15,15 @@ Rules:
 - ``kind="thread"`` runs jobs in threads of this process instead: same interface, for tests
   and for platforms without a usable process pool. Pillow releases the GIL while it
   decodes, resamples and encodes, so threads still keep the loop responsive.
+- A job may have a time budget (``timeout``). In a worker process an interval timer
+  (``SIGALRM``) raises ``RenderTimeout`` inside the job at its next Python instruction, so
+  the worker survives and is free again. A job stuck inside one C call for much longer
+  (``2 * timeout + HARD_GRACE_SECONDS`` after it was seen running: it may have waited one
+  job's time in the executor's call queue) gets its pool's processes killed and the pool
+  rebuilt, the last resort; other jobs in flight then fail with ``WorkerLost``. Threads
+  cannot be stopped: a thread job past its budget is answered ``RenderTimeout`` and keeps
+  its slot (``pending``) until it really ends.
+- ``pending`` counts a job until its future is done, not until its caller stops waiting.
 - Shutdown waits for running jobs (graceful stop: in-flight renders finish).
 - Workers die with the renderer, even when it is SIGKILLed: a worker's parent is the fork
   server, which itself lives as long as any worker does, so each worker watches the
@@ -27,12 +36,14 @@ import asyncio
 import multiprocessing
 import os
 import select
+import signal
 import threading
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+import time
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, TypeVar
 
-from renderer.errors import Overloaded, WorkerLost
+from renderer.errors import Overloaded, RenderTimeout, WorkerLost
 
 __all__ = ["DEFAULT_QUEUE_PER_WORKER", "RenderPool", "default_workers"]
 
@@ -41,7 +52,11 @@ T = TypeVar("T")
 # Waiting jobs admitted per worker beyond the running ones: at ~50 ms a render, 4 waiting
 # per worker bounds the queueing delay near 200 ms before the pool says 503.
 DEFAULT_QUEUE_PER_WORKER = 4
-_PRELOAD = ["PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "PIL.WebPImagePlugin", "renderer.pipeline"]
+# Beyond its soft budget, how long a job stuck in C may run before the pool is rebuilt.
+HARD_GRACE_SECONDS = 2.0
+# How often a job with a budget is looked at while it runs.
+_WATCH_SECONDS = 0.05
+_PRELOAD = ["PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "PIL.WebPImagePlugin", "renderer.jobs"]
 
 
 def default_workers() -> int:
@@ -81,22 +96,55 @@ class RenderPool:
     def capacity(self) -> int:
         return self.workers + self.queue_limit
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` in a worker; Overloaded if the queue is full, WorkerLost if it died."""
+    async def run(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+        """``fn(*args)`` in a worker; Overloaded if the queue is full, WorkerLost if it died,
+        RenderTimeout if it ran past ``timeout`` seconds."""
         if self.pending >= self.capacity:
             raise Overloaded(
                 f"all {self.workers} render workers are busy and {self.queue_limit} renders are waiting"
             )
-        self.pending += 1
         executor = self._executor
+        loop = asyncio.get_running_loop()
         try:
-            future = executor.submit(fn, *args)
-            return await asyncio.wrap_future(future)
+            if timeout is not None and self.kind == "process":
+                future = executor.submit(_with_alarm, timeout, fn, *args)
+            else:
+                future = executor.submit(fn, *args)
+        except BrokenProcessPool:
+            self._replace(executor)
+            raise WorkerLost("a render worker process died; retry") from None
+        self.pending += 1
+        future.add_done_callback(lambda _: _call_soon(loop, self._finished))
+        try:
+            if timeout is None:
+                return await asyncio.wrap_future(future)
+            return await self._watch(future, timeout, executor)
         except BrokenProcessPool:
             self._replace(executor)
             raise WorkerLost("a render worker process died during this render; retry") from None
-        finally:
-            self.pending -= 1
+
+    async def _watch(self, future: Future[T], timeout: float, executor: Executor) -> T:
+        waiting = asyncio.wrap_future(future)
+        running_since: float | None = None
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=_WATCH_SECONDS)
+            if done:
+                return waiting.result()
+            if running_since is None:
+                if future.running():
+                    running_since = time.monotonic()
+                continue
+            late = time.monotonic() - running_since
+            if self.kind == "thread" and late > timeout:
+                waiting.cancel()  # stops waiting only: the thread runs on, holding its slot
+                raise RenderTimeout(_timeout_message(timeout))
+            if self.kind == "process" and late > 2 * timeout + HARD_GRACE_SECONDS:
+                waiting.cancel()
+                self._kill(executor)
+                raise RenderTimeout(_timeout_message(timeout))
+
+    def _finished(self) -> None:
+        self.pending -= 1
 
     async def warm_up(self) -> None:
         """Start every worker now, so the first requests do not pay for process start-up."""
@@ -104,6 +152,14 @@ class RenderPool:
 
     def shutdown(self, wait: bool = True) -> None:
         self._executor.shutdown(wait=wait, cancel_futures=not wait)
+
+    def _kill(self, executor: Executor) -> None:
+        """The last resort for a job that ignores its alarm: end the pool's processes."""
+        # ProcessPoolExecutor has no public way to stop one worker; its process table is
+        # the only handle there is. The rebuild below is the public part.
+        for process in list(getattr(executor, "_processes", {}).values()):
+            process.kill()
+        self._replace(executor)
 
     def _replace(self, broken: Executor) -> None:
         if self._executor is broken:  # the first job to notice rebuilds; the others reuse it
@@ -126,6 +182,32 @@ class RenderPool:
             initializer=_init_worker,
             initargs=(os.getpid(), self._initializer, self._initargs),
         )
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
+    try:
+        loop.call_soon_threadsafe(callback)
+    except RuntimeError:
+        pass  # the loop is closed: nobody is counting any more
+
+
+def _with_alarm(seconds: float, fn: Callable[..., T], *args: Any) -> T:
+    """Runs in a worker process: ``fn(*args)``, interrupted by RenderTimeout after ``seconds``."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise RenderTimeout(_timeout_message(seconds))
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return fn(*args)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _timeout_message(seconds: float) -> str:
+    return f"the render took longer than the renderer's limit of {seconds:g} s"
 
 
 def _init_worker(owner_pid: int, initializer: Callable[..., object] | None, initargs: tuple[Any, ...]) -> None:

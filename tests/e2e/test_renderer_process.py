@@ -163,3 +163,54 @@ def test_workers_do_not_outlive_a_killed_renderer(origin: Path) -> None:
     while any(alive(pid) for pid in family) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [pid for pid in family if alive(pid)]
+
+
+def test_http_origin_and_disk_cache_across_a_restart(origin: Path, tmp_path: Path) -> None:
+    import functools
+    import http.server
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(origin))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    disk = tmp_path / "renders"
+    args = ("--listen", "127.0.0.1:0", "--origin", f"http://127.0.0.1:{server.server_address[1]}/",
+            "--disk-cache", str(disk), "--render-workers", "1")
+    try:
+        bodies = []
+        for expected in ("miss", "hit-disk"):  # the second process finds the first one's render
+            proc = start(*args)
+            try:
+                status, headers, body = get(f"{ready_url(proc)}/photo.jpg?w=50&fm=png")
+                assert (status, headers["X-Render-Cache"], headers["Content-Type"]) == (200, expected, "image/png")
+                assert headers["Last-Modified"].endswith("GMT")  # the origin's, passed on
+                bodies.append(body)
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(30) == 0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+        assert bodies[0] == bodies[1]
+        assert list(disk.glob("*/*.pxr"))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [(["--origin", "ftp://example.com/"], "http:// and https://"), (["--render-timeout", "0"], "positive"),
+     (["--origin", "http://example.com/?a=1"], "no query")],
+)
+def test_bad_new_options_exit_2(args: list[str], message: str) -> None:
+    proc = start(*args)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert message in err
+
+
+def test_python_m_renderer_is_the_same_command() -> None:
+    done = subprocess.run([sys.executable, "-m", "renderer", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert "--disk-cache" in done.stdout and "--render-timeout" in done.stdout and "DIR|URL" in done.stdout

@@ -250,7 +250,8 @@ async def test_rect_outside_the_source_is_a_400(client: TestClient) -> None:
 async def test_missing_file_or_directory_is_404(client: TestClient, target: str) -> None:
     response = await client.get(target)
     assert response.status == 404
-    assert "error" in await response.json()
+    body = await response.json()
+    assert body["status"] == 404 and body["error"].startswith("no source image at /")
 
 
 TRAVERSALS = [
@@ -288,15 +289,22 @@ async def test_source_over_the_pixel_limit_is_413(make_client: ClientFactory) ->
 
 
 async def test_source_over_the_byte_limit_is_413(make_client: ClientFactory, origin: Path) -> None:
-    client = await make_client(max_source_bytes=(origin / "alpha.png").stat().st_size - 1)
-    assert (await client.get("/alpha.png")).status == 413
+    size = (origin / "alpha.png").stat().st_size
+    client = await make_client(max_source_bytes=size - 1)
+    response = await client.get("/alpha.png")
+    assert response.status == 413
+    assert (await response.json())["error"] == f"the source is {size} bytes; the limit is {size - 1} bytes"
 
 
-@pytest.mark.parametrize("target", ["/corrupt.jpg", "/truncated.jpg?w=10", "/notes.txt"])
-async def test_undecodable_source_is_422(client: TestClient, target: str) -> None:
+@pytest.mark.parametrize(
+    "target,message",
+    [("/corrupt.jpg", "the source image header cannot be read"), ("/truncated.jpg?w=10", "the source image cannot be decoded"),
+     ("/notes.txt", "the source is not an image in a supported format")],
+)
+async def test_undecodable_source_is_422(client: TestClient, target: str, message: str) -> None:
     response = await client.get(target)
     assert response.status == 422
-    assert "error" in await response.json()
+    assert (await response.json())["error"].startswith(message)
 
 
 # ---------------------------------------------------------------- pool, health, metrics
@@ -328,9 +336,11 @@ async def test_healthz_and_cache_hits_answer_while_every_worker_is_busy(make_cli
         assert health.status == 200 and await health.json() == {"status": "ok"}
         hit = await client.get("/photos/photo.jpg?w=33")
         assert hit.status == 200 and hit.headers["X-Render-Cache"] == "hit"
+        assert (await client.get("/metrics")).status == 200
         busy = await client.get("/photos/photo.jpg?w=34")
         assert busy.status == 503
         assert busy.headers["Retry-After"] == "1"
+        assert "busy" in (await busy.json())["error"]
     finally:
         await release(fifo, job)
     assert (await client.get("/photos/photo.jpg?w=34")).status == 200
@@ -342,8 +352,10 @@ async def test_metrics_page(client: TestClient) -> None:
     await client.get("/missing.jpg")
     text = await (await client.get("/metrics")).text()
     assert 'pixring_renderer_renders_total{format="jpg"} 1.0' in text
-    assert "pixring_renderer_cache_hits_total 1.0" in text
-    assert "pixring_renderer_cache_misses_total 1.0" in text
+    assert 'pixring_renderer_cache_hits_total{tier="memory"} 1.0' in text
+    assert 'pixring_renderer_cache_misses_total{tier="memory"} 1.0' in text
+    assert 'tier="disk"' not in text  # no disk tier configured, no disk series
+    assert "pixring_renderer_bytes_out_total" in text
     assert 'pixring_renderer_errors_total{status="404"} 1.0' in text
     assert "pixring_renderer_render_seconds_count 1.0" in text
 
@@ -384,3 +396,139 @@ async def test_a_killed_worker_is_a_503_and_the_pool_recovers(make_client: Clien
     assert pool.rebuilds == 1
     _, image = await fetch_image(client, "/photos/photo.jpg?w=11")
     assert image.size == (11, 7)
+
+
+# ---------------------------------------------------------------- auto=format, auto=compress
+
+CHROME_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+
+
+async def test_auto_format_negotiates_and_varies(client: TestClient) -> None:
+    target = "/photos/photo.jpg?w=80&auto=format"
+    cases = [(CHROME_ACCEPT, "image/avif"), ("image/webp,*/*", "image/webp"), ("*/*", "image/jpeg"), (None, "image/jpeg")]
+    etags = set()
+    for accept, media_type in cases:
+        response = await client.get(target, headers={"Accept": accept} if accept else {})
+        assert response.status == 200
+        assert response.headers["Content-Type"] == media_type
+        assert response.headers["Vary"] == "Accept"  # also on the fallback: caches must keep them apart
+        etags.add(response.headers["ETag"])
+    assert len(etags) == 3  # one key per negotiated format (the two JPEG answers share one)
+    plain = await client.get("/photos/photo.jpg?w=80&fm=avif", headers={"Accept": "text/html"})
+    assert "Vary" not in plain.headers
+    assert plain.headers["X-Render-Cache"] == "hit"  # the negotiated AVIF is the same render
+
+
+async def test_auto_format_validators_follow_the_negotiated_format(client: TestClient) -> None:
+    target = "/photos/photo.jpg?w=81&auto=format"
+    avif = await client.get(target, headers={"Accept": CHROME_ACCEPT})
+    etag = avif.headers["ETag"]
+    same = await client.get(target, headers={"Accept": CHROME_ACCEPT, "If-None-Match": etag})
+    assert same.status == 304 and same.headers["Vary"] == "Accept"
+    other = await client.get(target, headers={"Accept": "image/webp", "If-None-Match": etag})
+    assert other.status == 200 and other.headers["Content-Type"] == "image/webp"
+
+
+async def test_auto_compress_over_http(client: TestClient) -> None:
+    plain = await client.get("/photos/photo.jpg?w=200")
+    compressed = await client.get("/photos/photo.jpg?w=200&auto=compress")
+    assert compressed.headers["Content-Type"] == "image/jpeg"
+    assert len(await compressed.read()) < len(await plain.read())
+    both = await client.get("/alpha.png?w=60&auto=compress,format", headers={"Accept": "image/webp"})
+    assert both.headers["Content-Type"] == "image/webp"  # negotiation wins over compress's choice
+    png = await client.get("/alpha.png?w=60&auto=compress")
+    assert png.headers["Content-Type"] == "image/png"  # transparent: PNG
+
+
+@pytest.mark.parametrize(
+    "query,size",
+    [("w=100&rot=30", (100, 67)), ("w=100&flip=hv", (100, 67)), ("w=100&or=90", (100, 150)),
+     ("w=100&bri=20&con=10&exp=-10&gam=5&sat=-30&sharp=10&blur=15&mono=80ff0000", (100, 67))],
+)
+async def test_adjustments_over_http(client: TestClient, query: str, size: tuple[int, int]) -> None:
+    _, image = await fetch_image(client, f"/photos/photo.jpg?{query}")
+    assert image.size == size
+
+
+# ---------------------------------------------------------------- the disk tier
+
+async def test_disk_tier_survives_a_restart(make_client: ClientFactory, tmp_path: Path) -> None:
+    disk = tmp_path / "renders"
+    first = await make_client(disk_cache=disk)
+    miss = await first.get("/photos/photo.jpg?w=90&fm=webp")
+    assert miss.headers["X-Render-Cache"] == "miss"
+    body = await miss.read()
+    restarted = await make_client(disk_cache=disk)  # a new process: empty memory, same directory
+    from_disk = await restarted.get("/photos/photo.jpg?w=90&fm=webp")
+    assert from_disk.headers["X-Render-Cache"] == "hit-disk"
+    assert await from_disk.read() == body
+    assert from_disk.headers["ETag"] == miss.headers["ETag"]
+    from_memory = await restarted.get("/photos/photo.jpg?w=90&fm=webp")
+    assert from_memory.headers["X-Render-Cache"] == "hit"  # promoted
+    text = await (await restarted.get("/metrics")).text()
+    assert 'pixring_renderer_cache_hits_total{tier="disk"} 1.0' in text
+    assert 'pixring_renderer_cache_hits_total{tier="memory"} 1.0' in text
+    assert 'pixring_renderer_cache_misses_total{tier="memory"} 1.0' in text
+    assert 'pixring_renderer_cache_entries{tier="disk"} 1.0' in text
+    assert "pixring_renderer_renders_total{" not in text  # nothing was rendered by this process
+
+
+# ---------------------------------------------------------------- limits
+
+async def test_output_over_the_pixel_limit_is_a_400(make_client: ClientFactory) -> None:
+    client = await make_client(max_output_pixels=100 * 100)
+    response = await client.get("/photos/photo.jpg?w=101&h=100&fit=scale")
+    assert response.status == 400
+    assert "MP" in (await response.json())["error"]
+    assert (await client.get("/photos/photo.jpg?w=100&h=100&fit=scale")).status == 200
+
+
+async def test_a_render_past_its_budget_is_a_503_without_retry_after(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from renderer import pipeline
+
+    release = threading.Event()
+    real_render = pipeline.render
+
+    def stuck(*args: Any) -> Any:
+        release.wait(60)
+        return real_render(*args)
+
+    monkeypatch.setattr(pipeline, "render", stuck)
+    client = await make_client(render_timeout=0.1)
+    try:
+        response = await client.get("/photos/photo.jpg?w=30")
+        assert response.status == 503
+        assert "Retry-After" not in response.headers  # the same render would run out of time again
+        assert "limit of 0.1 s" in (await response.json())["error"]
+        assert (await client.get("/healthz")).status == 200
+    finally:
+        release.set()
+
+
+async def test_head_sends_no_bytes_and_counts_none(client: TestClient) -> None:
+    await client.head("/photos/photo.jpg?w=25")
+    text = await (await client.get("/metrics")).text()
+    assert "pixring_renderer_bytes_out_total 0.0" in text
+    body = await (await client.get("/photos/photo.jpg?w=25")).read()
+    text = await (await client.get("/metrics")).text()
+    assert f"pixring_renderer_bytes_out_total {float(len(body))}" in text
+
+
+async def test_a_bug_is_a_500_with_no_details(make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    from renderer import pipeline
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(pipeline, "render", broken)
+    client = await make_client()
+    response = await client.get("/photos/photo.jpg?w=31")
+    assert response.status == 500
+    body = await response.json()
+    assert body == {"error": "internal error while rendering", "status": 500}
+    text = await (await client.get("/metrics")).text()
+    assert 'pixring_renderer_errors_total{status="500"} 1.0' in text

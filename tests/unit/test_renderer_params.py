@@ -69,3 +69,62 @@ def test_geometry_request() -> None:
     assert request.anchor == (0.0, 0.5)
     assert request.aspect == (16.0, 9.0)
     assert request.rect == (1, 2, 30, 40)
+
+
+def test_auto_compress_lowers_the_default_quality_only() -> None:
+    assert spec("auto=compress").q == 45  # imgix's documented default under compress
+    assert spec("auto=compress&q=80").q == 80  # an explicit q wins
+    assert spec("auto=compress&q=75").q == 75
+    assert spec("").q == 75
+    assert spec("auto=compress").compress and not spec("").compress
+
+
+def test_values_that_render_alike_share_a_canonical_form() -> None:
+    same = [
+        ("rot=360", "rot=0"), ("rot=-90", "rot=270"), ("rot=450", "rot=90"),
+        ("orient=0", "orient=1"), ("or=90", "orient=6"),
+        ("bri=150", "bri=100"), ("sat=-300", "sat=-100"), ("blur=5000", "blur=2000"), ("sharp=500", "sharp=100"),
+        ("bg=0fff", ""), ("bg=00ff0000", ""),  # fully transparent: paints nothing
+        ("mono=0f00", ""),
+        ("fp-x=0.2", ""),  # without crop=focalpoint the focal point is not used
+        ("auto=compress&q=45", "auto=compress"),
+    ]
+    for one, other in same:
+        assert spec(one).canonical() == spec(other).canonical(), (one, other)
+
+
+def test_values_that_render_differently_keep_apart() -> None:
+    different = [
+        ("rot=90", "rot=270"), ("flip=h", "flip=v"), ("orient=1", ""), ("bri=10", "bri=11"), ("mono=f00", "mono=80ff0000"),
+        ("fp-x=0.2&crop=focalpoint", "crop=focalpoint"), ("auto=compress", ""), ("auto=format", ""), ("bg=fff", ""),
+    ]
+    for one, other in different:
+        assert spec(one).canonical() != spec(other).canonical(), (one, other)
+
+
+def test_adjustments_are_parsed_and_clamped() -> None:
+    s = spec("bri=-20&con=30&exp=5&gam=-7&sat=200&sharp=12.5&blur=40&mono=ff0000&flip=hv&rot=12.5&or=3")
+    assert (s.bri, s.con, s.exp, s.gam, s.sat) == (-20, 30, 5, -7, 100)
+    assert (s.sharp, s.blur, s.monochrome, s.flip, s.rot, s.orient) == (12.5, 40, "ff0000", "hv", 12.5, 3)
+
+
+@pytest.mark.parametrize("query,param", [("auto=enhance", "auto"), ("flip=x", "flip"), ("orient=9", "orient"),
+                                         ("bri=bright", "bri"), ("mono=imgixblue", "monochrome")])
+def test_unrenderable_or_bad_values_are_400s(query: str, param: str) -> None:
+    with pytest.raises(BadParam) as caught:
+        spec(query)
+    assert caught.value.param == param
+
+
+def test_auto_format_resolves_against_accept() -> None:
+    available = frozenset(OUTPUT_FORMATS)
+    asked = spec("auto=format&w=10")
+    assert asked.auto_format
+    avif = asked.for_accept("image/avif,image/webp,*/*", available)
+    assert (avif.fm, avif.auto_format) == ("avif", False)
+    assert avif.canonical() == spec("fm=avif&w=10").canonical()  # same render, same key
+    fallback = spec("auto=format&fm=png").for_accept("*/*", available)
+    assert fallback.fm == "png"  # fm is the fallback, as imgix documents
+    assert spec("auto=format").for_accept("text/html", available).fm is None  # the source's format
+    plain = spec("fm=jpg")
+    assert plain.for_accept("image/avif", available) is plain  # no auto=format: Accept is ignored

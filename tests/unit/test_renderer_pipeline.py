@@ -59,7 +59,7 @@ def test_fm_absent_keeps_the_source_format() -> None:
         assert decode(rendered.body).format == fmt
 
 
-def test_large_jpeg_downscale_uses_draft_with_headroom(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_jpeg_downscale_uses_draft(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[int, int]] = []
     original = JpegImagePlugin.JpegImageFile.draft
 
@@ -71,7 +71,7 @@ def test_large_jpeg_downscale_uses_draft_with_headroom(monkeypatch: pytest.Monke
     source = generate(Sample("big.jpg", 1600, 1200, seed=32))
     image = decode(render(source, spec("w=100")).body)
     assert image.size == (100, 75)
-    assert calls and calls[0][0] >= 200  # at least 2x the output width survives the draft
+    assert calls and 100 <= calls[0][0] < 1600  # asks for less than the source, never less than the output
 
 
 def test_exif_orientation_and_rect_use_upright_coordinates() -> None:
@@ -205,3 +205,87 @@ def test_icc_profile_kept_only_for_its_colour_space() -> None:
     cmyk = encode(Image.new("CMYK", (20, 20), (0, 255, 255, 0)), "JPEG", icc_profile=cmyk_profile)
     out = decode(render(cmyk, spec("w=10")).body)
     assert out.mode == "RGB" and out.info.get("icc_profile") is None
+
+
+def test_a_foreign_profile_never_reaches_a_png_or_avif() -> None:
+    # PNG and AVIF savers fall back to the image's own info: it must not carry the CMYK profile.
+    cmyk = encode(Image.new("CMYK", (20, 20), (0, 255, 255, 0)), "JPEG", icc_profile=fake_profile(b"CMYK"))
+    for fm in ("png", "avif", "webp"):
+        assert decode(render(cmyk, spec(f"w=10&fm={fm}")).body).info.get("icc_profile") is None, fm
+
+
+def test_orient_overrides_the_exif_orientation() -> None:
+    upright = Image.new("RGB", (40, 60), (0, 0, 255))
+    upright.paste((255, 0, 0), (0, 0, 40, 10))  # red along the top
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # 60x40 on disk
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(stored, "PNG", exif=exif)
+    assert decode(render(data, spec("")).body).size == (40, 60)  # Exif applied by default
+    for value in ("0", "1"):  # "ignore the Exif orientation": the pixels as stored
+        assert decode(render(data, spec(f"orient={value}")).body).size == (60, 40)
+    turned = decode(render(data, spec("orient=3")).body)  # 180 degrees instead of 90
+    assert turned.size == (60, 40) and turned.getpixel((1, 20))[:3] != turned.getpixel((58, 20))[:3]
+
+
+def test_flip_happens_before_the_crop() -> None:
+    image = Image.new("RGB", (200, 100), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 0, 100, 100))  # left half red
+    data = encode(image, "PNG")
+    left = decode(render(data, spec("w=50&h=50&fit=crop&crop=left")).body)
+    mirrored_left = decode(render(data, spec("w=50&h=50&fit=crop&crop=left&flip=h")).body)
+    assert left.getpixel((25, 25))[:3] == (255, 0, 0)
+    assert mirrored_left.getpixel((25, 25))[:3] == (0, 0, 255)  # the left of the mirrored picture
+
+
+def test_rot_keeps_the_output_size() -> None:
+    source = generate(Sample("s.jpg", 300, 200, seed=36))
+    for query in ("w=120&rot=30", "w=120&h=120&fit=crop&rot=45", "w=120&h=120&fit=fill&rot=10&fm=png"):
+        plain = decode(render(source, spec(query.split("&rot=")[0] + ("&fm=png" if "fm=png" in query else ""))).body)
+        assert decode(render(source, spec(query)).body).size == plain.size
+
+
+def test_adjustments_leave_the_padding_alone() -> None:
+    data = encode(Image.new("RGB", (100, 50), (120, 120, 120)), "PNG")
+    out = decode(render(data, spec("w=100&h=100&fit=fill&bg=00ff00&bri=-100&fm=png")).body)
+    assert out.getpixel((50, 2))[:3] == (0, 255, 0)  # padding: the bg colour as asked
+    assert out.getpixel((50, 50))[:3] == (0, 0, 0)  # picture: darkened
+
+
+def test_auto_compress_chooses_png_for_transparency_and_jpeg_otherwise() -> None:
+    opaque = encode(Image.new("RGB", (40, 30), (10, 200, 30)), "PNG")
+    clear = Image.new("RGBA", (40, 30), (10, 200, 30, 255))
+    clear.putpixel((0, 0), (0, 0, 0, 0))
+    transparent = encode(clear, "PNG")
+    assert render(opaque, spec("auto=compress")).fm == "jpg"  # a PNG source without transparency
+    assert render(transparent, spec("auto=compress")).fm == "png"
+    assert render(transparent, spec("auto=compress&bg=fff")).fm == "jpg"  # bg made it opaque
+    assert render(opaque, spec("auto=compress&w=20&h=20&fit=fill")).fm == "png"  # transparent padding
+    assert render(opaque, spec("auto=compress&fm=gif")).fm == "jpg"  # compress overrides fm=gif
+    assert render(opaque, spec("auto=compress&fm=webp")).fm == "webp"  # any other fm is kept
+    assert render(opaque, spec("auto=compress")).fm == "jpg"
+
+
+def test_auto_compress_is_smaller_and_strips_the_profile_after_converting() -> None:
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    source = generate(Sample("s.jpg", 200, 150, seed=37))
+    with_profile = encode(decode(source), "JPEG", quality=95, icc_profile=srgb)
+    plain, compressed = render(with_profile, spec("w=150")), render(with_profile, spec("w=150&auto=compress"))
+    assert len(compressed.body) < len(plain.body)
+    assert decode(plain.body).info.get("icc_profile") == srgb
+    assert decode(compressed.body).info.get("icc_profile") is None
+    # sRGB to sRGB: stripping after conversion leaves the colours where they were.
+    a, b = decode(plain.body).getpixel((75, 50)), decode(render(with_profile, spec("w=150&auto=compress&q=75")).body).getpixel((75, 50))
+    assert a == pytest.approx(b, abs=12)
+
+
+def test_output_pixel_limit() -> None:
+    from renderer.errors import OutputTooLarge
+
+    source = encode(Image.new("RGB", (20, 20)), "PNG")
+    with pytest.raises(OutputTooLarge) as caught:
+        render(source, spec("w=2000&h=2000&fit=scale"), max_output_pixels=1_000_000)
+    assert caught.value.status == 400 and "4.0 MP" in caught.value.message
+    assert decode(render(source, spec("w=1000&h=1000&fit=scale"), max_output_pixels=1_000_000).body).size == (1000, 1000)

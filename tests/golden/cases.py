@@ -1,0 +1,72 @@
+"""What the goldens show: one source image and one query per golden PNG.
+
+Sources are generated (``renderer.samples``, deterministic) rather than stored; outputs are
+PNG (lossless, so the comparison sees the pipeline, not an encoder) and at most 128 px a
+side, so the repository stays light. Adding a case means running the regeneration command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from renderer.samples import GENERATOR_VERSION, Sample, generate
+
+__all__ = ["CASES", "DIRECTORY", "GENERATOR", "SOURCES", "golden_path", "source_bytes"]
+
+DIRECTORY = Path(__file__).resolve().parent
+GENERATOR = GENERATOR_VERSION  # the samples' drawing version the goldens were made with
+
+SOURCES: dict[str, Sample] = {
+    "photo": Sample("golden-photo.jpg", 240, 160, seed=71),
+    "alpha": Sample("golden-alpha.png", 120, 80, seed=72, alpha=True),
+    "exif6": Sample("golden-exif6.jpg", 90, 120, seed=73, orientation=6),
+}
+
+CROP = "w=96&h=96&fit=crop"
+WIDE = "w=128&h=48&fit=crop"
+# name -> (source, query); the name says what the golden is for.
+CASES: dict[str, tuple[str, str]] = {
+    "crop-centre": ("photo", CROP),
+    "crop-left": ("photo", CROP + "&crop=left"),
+    "crop-right": ("photo", CROP + "&crop=right"),
+    "crop-top": ("photo", WIDE + "&crop=top"),
+    "crop-bottom": ("photo", WIDE + "&crop=bottom"),
+    "crop-focalpoint": ("photo", CROP + "&crop=focalpoint&fp-x=0.45&fp-y=0.5"),
+    "crop-entropy": ("photo", CROP + "&crop=entropy"),
+    "rect": ("photo", "rect=40,20,120,80&w=96"),
+    "min-no-upscale": ("photo", "rect=0,0,100,80&w=200&h=200&fit=min"),
+    "ar-crop": ("photo", "ar=1:2&fit=crop&h=112"),
+    "fill-bg": ("photo", "w=112&h=112&fit=fill&bg=ff0000"),
+    "fill-transparent": ("photo", "w=112&h=112&fit=fill"),
+    "clamp": ("photo", "w=112&h=112&fit=clamp"),
+    "fillmax-no-upscale": ("photo", "rect=0,0,60,40&w=120&h=120&fit=fillmax&bg=00ff00"),
+    "alpha-bg": ("alpha", "w=96&bg=80004080"),
+    "bri-up": ("photo", "w=96&bri=30"),
+    "bri-down": ("photo", "w=96&bri=-30"),
+    "con-up": ("photo", "w=96&con=40"),
+    "con-down": ("photo", "w=96&con=-40"),
+    "exp": ("photo", "w=96&exp=50"),
+    "gam": ("photo", "w=96&gam=-40"),
+    "sat-grey": ("photo", "w=96&sat=-100"),
+    "sat-up": ("photo", "w=96&sat=60"),
+    "mono": ("photo", "w=96&mono=f60"),
+    "mono-half": ("photo", "w=96&mono=80006699"),
+    "sharp": ("photo", "w=96&sharp=60"),
+    "blur": ("photo", "w=96&blur=40"),
+    "rot": ("photo", "w=96&rot=25"),
+    "rot-90": ("photo", "w=96&rot=90"),
+    "flip-h": ("photo", "w=96&flip=h"),
+    "flip-v": ("photo", "w=96&flip=v"),
+    "orient-90": ("photo", "h=96&or=90"),
+    "exif6-upright": ("exif6", "w=64"),
+    "exif6-as-stored": ("exif6", "w=64&orient=1"),
+    "alpha-rot-blur": ("alpha", "w=96&rot=15&blur=10"),
+}
+
+
+def golden_path(name: str) -> Path:
+    return DIRECTORY / f"{name}.png"
+
+
+def source_bytes(key: str) -> bytes:
+    return generate(SOURCES[key])
