@@ -281,6 +281,9 @@ FIELDS: tuple[Field, ...] = (
     Field("balance_factor", _balance_factor, 1.25,
           "bounded load: a member with more than this factor times the mean in-flight requests overflows "
           "to the next member of the key's list (as HAProxy's hash-balance-factor); 0 = off", "F"),
+    Field("bound_floor", _positive(int), 8,
+          "bounded load never overflows a member with fewer requests than this in flight (per worker): at low "
+          "load the mean is noise, and an overflow costs a render on another node", "N"),
     Field("probe_path", str, "/healthz", "path of the active health probe (GET); empty = no active probes", "PATH"),
     Field("probe_interval", _positive(float), 2.0, "seconds between active probes of each member (jittered)", "S"),
     Field("probe_timeout", _positive(float), 1.0, "seconds an active probe may take", "S"),
@@ -342,6 +345,7 @@ class BalancerConfig:
     retry_on_500: bool
     hedge_delay: float
     balance_factor: float
+    bound_floor: int
     probe_path: str
     probe_interval: float
     probe_timeout: float
@@ -382,7 +386,9 @@ class BalancerConfig:
         )
 
     def pick_policy(self) -> PickPolicy:
-        return PickPolicy(balance_factor=self.balance_factor, max_attempts=self.max_attempts)
+        return PickPolicy(
+            balance_factor=self.balance_factor, max_attempts=self.max_attempts, bound_floor=self.bound_floor
+        )
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(budget_ratio=self.retry_budget, min_concurrent=self.retry_min_concurrent)

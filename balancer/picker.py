@@ -64,6 +64,12 @@ class PickPolicy:
     # the value Vimeo ran in production with bounded loads.
     balance_factor: float = 1.25  # 0 = no bounded load
     max_attempts: int = 3
+    # No member overflows below this many requests in flight. The bound is a mean over
+    # few requests at low load, where chance alone puts 2 of 3 in-flight requests on one
+    # member; overflowing then trades a queue of a few milliseconds on the owner for a
+    # cache miss (a render) on another node. A render node serves several requests at
+    # once (one per core), so a handful in flight is not an overload.
+    bound_floor: int = 8
 
     def __post_init__(self) -> None:
         bf = self.balance_factor
@@ -74,6 +80,9 @@ class PickPolicy:
         n = self.max_attempts
         if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
             raise PickError(f"max_attempts must be an integer >= 1, got {n!r}")
+        floor = self.bound_floor
+        if not (isinstance(floor, int) and not isinstance(floor, bool) and floor >= 1):
+            raise PickError(f"bound_floor must be an integer >= 1, got {floor!r}")
 
 
 class Inflight(dict):
@@ -130,7 +139,7 @@ def _total(inflight: Mapping[str, int]) -> int:
 
 
 def _bound(policy: PickPolicy, inflight: Mapping[str, int], n_routable: int) -> int:
-    return math.ceil(policy.balance_factor * (_total(inflight) + 1) / max(1, n_routable))
+    return max(policy.bound_floor, math.ceil(policy.balance_factor * (_total(inflight) + 1) / max(1, n_routable)))
 
 
 def candidates(ring: _RingLike, key_hash: int, health: HealthTable, inflight: Mapping[str, int],

@@ -105,7 +105,12 @@ class Cluster:
         proc = self.spawn(
             [*PIXRING, "balancer", "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
              "--workers", str(workers), "--consul-service", SERVICE, "--consul-addr", self.consul_addr,
-             "--consul-wait", "5", "--access-log", "off", *extra],
+             "--consul-wait", "5", "--access-log", "off",
+             # These tests check what discovery and the ring decide. Bounded load would
+             # (rightly) overflow a momentarily busy node under the concurrent key mapping,
+             # and slow start would (rightly) hand a new node its keys over 30 s; both are
+             # tested on their own (tests/unit/test_picker.py, tests/e2e/test_faults.py).
+             "--balance-factor", "0", "--slow-start", "0", *extra],
         )
         balancer = Balancer(port, admin)
         wait_for("balancer ready", lambda: http("GET", balancer.admin + "/readyz")[0] == 200, timeout=30)
@@ -198,7 +203,8 @@ def test_a_fourth_renderer_takes_about_a_quarter_of_the_keys_and_no_others_move(
     print(f"registration to ring: {time.monotonic() - registered:.2f}s (includes renderer start-up)")
     after = balancer.placement(2000)
     moved = [k for k in before if before[k] != after[k]]
-    assert all(after[k] == "r4" for k in moved), "a key moved between old members"
+    wrong = [(k, before[k], after[k]) for k in moved if after[k] != "r4"]
+    assert not wrong, f"{len(wrong)} keys moved between old members, e.g. {wrong[:5]}"
     share = len(moved) / len(before)
     print(f"keys moved to r4: {share:.3f} (ideal 0.25)")
     assert 0.15 <= share <= 0.35

@@ -254,7 +254,7 @@ def test_an_owner_at_its_bound_overflows_to_the_next_member_and_stays_in_the_lis
 def test_an_owner_exactly_at_its_bound_overflows_and_one_below_it_does_not(make_ring):
     ring = make_ring(MEMBERS)
     t = health()
-    policy = PickPolicy(balance_factor=1.25)
+    policy = PickPolicy(balance_factor=1.25, bound_floor=1)
     h = KEYS[5]
     p = ring.preference(h, 4)
     at = {p[0]: 2, p[1]: 1, p[2]: 1}  # total 4: bound ceil(1.25 * 5 / 5) = 2
@@ -292,12 +292,12 @@ def test_overflow_looks_past_the_attempt_window_for_a_member_under_its_bound(mak
     h = KEYS[11]
     prefs = ring.preference(h, 5)
     inflight = {prefs[0]: 6, prefs[1]: 6, prefs[2]: 6, prefs[3]: 0, prefs[4]: 0}
-    got = candidates(ring, h, t, inflight, 0.0, PickPolicy(balance_factor=1.25))
+    got = candidates(ring, h, t, inflight, 0.0, PickPolicy(balance_factor=1.25, bound_floor=1))
     assert got == (prefs[3], prefs[0], prefs[1])
     # With a member down the slow path does the same.
     t2 = health(fall=1)
     t2.probe(prefs[4], False, 0.0)
-    assert candidates(ring, h, t2, inflight, 0.0, PickPolicy(balance_factor=1.25)) == (prefs[3], prefs[0], prefs[1])
+    assert candidates(ring, h, t2, inflight, 0.0, PickPolicy(balance_factor=1.25, bound_floor=1)) == (prefs[3], prefs[0], prefs[1])
 
 
 def test_no_bounded_load_when_the_factor_is_zero(make_ring):
@@ -367,3 +367,15 @@ def test_candidates_are_distinct_eligible_and_as_many_as_allowed(down, removed, 
     assert len(got) == min(attempts, len(eligible))
     if factor == 0 and not t.in_slow_start():
         assert got == tuple(m for m in ring.preference(key, 5) if m in eligible)[:attempts]
+
+
+def test_no_member_overflows_below_the_floor_whatever_the_mean(make_ring):
+    """At low load chance alone crowds a member; a few in flight must not cost a cache miss."""
+    ring = make_ring(MEMBERS)
+    t = health()
+    h = KEYS[5]
+    p = ring.preference(h, 4)
+    crowded = {p[0]: 3}  # 3 of 3 in flight on the owner: far over 1.25 x the mean
+    assert candidates(ring, h, t, crowded, 0.0, PickPolicy(balance_factor=1.25, bound_floor=4))[0] == p[0]
+    assert candidates(ring, h, t, {p[0]: 4}, 0.0, PickPolicy(balance_factor=1.25, bound_floor=4))[0] != p[0]
+    assert candidates(ring, h, t, crowded, 0.0, PickPolicy(balance_factor=1.25, bound_floor=1))[0] != p[0]
