@@ -47,10 +47,12 @@ def metrics_reference() -> str:
 def update(text: str) -> str:
     """``text`` with every generated block between its markers replaced."""
     for name, generate in (("config-reference", config_reference), ("metrics-reference", metrics_reference)):
-        start, end = f"<!-- {name}:start -->\n", f"\n<!-- {name}:end -->"
-        head, _, rest = text.partition(start)
-        _, _, tail = rest.partition(end)
-        text = head + start + generate() + end + tail
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        head, found_start, rest = text.partition(start)
+        old, found_end, tail = rest.partition(end)
+        if not (found_start and found_end):
+            raise ValueError(f"the {name} markers are missing")
+        text = head + start + "\n" + generate() + "\n" + end + tail
     return text
 
 

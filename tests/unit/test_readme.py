@@ -29,3 +29,16 @@ def test_readme_reference_matches_the_code(name, generate):
 def test_quick_start_is_the_two_commands():
     text = README.read_text()
     assert "make run" in text and "make test" in text
+
+
+def test_update_rewrites_only_between_the_markers_and_refuses_missing_ones():
+    from balancer.reference import update
+
+    text = "intro\n<!-- config-reference:start -->\nSTALE-TABLE\n<!-- config-reference:end -->\nmiddle\n" \
+           "<!-- metrics-reference:start --><!-- metrics-reference:end -->\ntail\n"
+    updated = update(text)
+    assert updated.startswith("intro\n") and "\nmiddle\n" in updated and updated.endswith("\ntail\n")
+    assert "STALE-TABLE" not in updated and config_reference() in updated and metrics_reference() in updated
+    assert update(updated) == updated
+    with pytest.raises(ValueError, match="metrics-reference"):
+        update("<!-- config-reference:start --><!-- config-reference:end -->")
