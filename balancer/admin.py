@@ -115,7 +115,10 @@ class AdminState:
             if not worker["discovery"]["ready"]:
                 return False, f"worker {worker['index']}: membership not known yet ({worker['discovery']['kind']})"
             if worker["ring"]["members"] == 0:
-                return False, f"worker {worker['index']}: no routable member"
+                return False, f"worker {worker['index']}: no member in the ring"
+            health = worker.get("health", {})
+            if health and not any(view.get("routable") for view in health.values()):
+                return False, f"worker {worker['index']}: no healthy member (every one down, ejected or taken out)"
         notes = []
         stale = [w for w in workers if w["discovery"]["stale"]]
         if stale:

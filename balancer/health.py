@@ -20,7 +20,9 @@ Rules of this module:
   5xx in a row (Envoy's ``consecutive_5xx``, default 5; an OK resets the run) eject the
   member for ``base_ejection_s * ejections`` seconds, capped at ``max_ejection_s`` (Envoy's
   ``base_ejection_time`` multiplied by the times ejected, ``max_ejection_time`` 300 s).
-  When the ejection expires the member is readmitted on **probation**: routable, but its
+  When the ejection expires, or when the active probes see a member that had gone down
+  come back up (a restart; Envoy's ``successful_active_health_check_uneject_host``), the
+  member is readmitted on **probation**: routable, but its
   next failure ejects it again at once, for longer. Probation ends after
   ``consecutive_errors`` OK outcomes in a row, or after ``base_ejection_s`` without a
   failure; then, as in Envoy, the ejection multiplier decays by one per ``base_ejection_s``
@@ -242,6 +244,12 @@ class HealthTable:
                     state.good_probes = 0
                     state.slow_start_from = self._ramp_start(now)
                     events.append(HealthEvent(UP, member, f"{policy.rise} good probes in a row"))
+                    if state.ejected_until is not None:
+                        # Envoy's successful_active_health_check_uneject_host: a node
+                        # the probes saw go down and come back (a restart) need not
+                        # wait out an ejection earned while it was down. It returns on
+                        # probation, so one more failure ejects it again at once.
+                        self._readmit(state, member, now, events, "probes saw it come back up")
         else:
             state.good_probes = 0
             if state.active_up:
@@ -316,13 +324,8 @@ class HealthTable:
         for member, state in self._members.items():
             if state.ejected_until is not None:
                 if now >= state.ejected_until:
-                    state.ejected_until = None
-                    state.probation = True
-                    state.probation_ok = 0
-                    state.consecutive_errors = 0
-                    state.quiet_since = now
+                    self._readmit(state, member, now, events, f"on probation after {state.ejection_s:g}s")
                     changed = True
-                    events.append(HealthEvent(READMITTED, member, f"on probation after {state.ejection_s:g}s"))
             elif state.probation:
                 if now - state.quiet_since >= base:
                     self._end_probation(state, now)
@@ -377,6 +380,16 @@ class HealthTable:
         return out
 
     # -- internals ------------------------------------------------------------------------
+
+    @staticmethod
+    def _readmit(state: "_State", member: str, now: float, events: list[HealthEvent], why: str) -> None:
+        """End an ejection: the member routes again, on probation."""
+        state.ejected_until = None
+        state.probation = True
+        state.probation_ok = 0
+        state.consecutive_errors = 0
+        state.quiet_since = now
+        events.append(HealthEvent(READMITTED, member, why))
 
     def _ramp_start(self, now: float) -> float | None:
         return now if self.policy.slow_start_s > 0 else None

@@ -423,3 +423,35 @@ def test_invariants_hold_after_any_sequence_of_events(steps):
         assert t.panic == (len(t.routable) < 0.5 * in_service)
         assert all(0 < s["ramp"] <= 1 for s in snap.values())
         assert t.probing() == {m for m, s in snap.items() if s["operator"] != "maintenance"}
+
+
+def test_a_node_the_probes_see_come_back_is_readmitted_without_waiting_out_its_ejection():
+    """Envoy's successful_active_health_check_uneject_host: a restarted node returns on probation."""
+    policy = HealthPolicy(rise=2, fall=2, consecutive_errors=2, base_ejection_s=60, slow_start_s=0,
+                          max_ejected_fraction=0.5)
+    table = HealthTable(policy, 0.0)
+    table.set_members(["a", "b", "c"], 0.0)
+    table.outcome("a", Outcome.CONNECT_ERROR, 1.0)
+    table.outcome("a", Outcome.CONNECT_ERROR, 1.1)
+    assert "a" not in table.routable  # ejected for 60 s
+    table.probe("a", False, 1.2)
+    table.probe("a", False, 1.4)  # down as well
+    table.probe("a", True, 5.0)
+    events = table.probe("a", True, 5.2)  # back up: rise reached
+    assert {e.kind for e in events} >= {"up", "readmitted"}
+    assert "a" in table.routable
+    table.outcome("a", Outcome.CONNECT_ERROR, 5.3)  # on probation: one failure ejects again
+    assert "a" not in table.routable
+
+
+def test_probes_that_never_failed_do_not_readmit_a_passively_ejected_node():
+    """A node that answers /healthz but fails real traffic stays ejected for its time."""
+    policy = HealthPolicy(rise=2, fall=2, consecutive_errors=2, base_ejection_s=60, slow_start_s=0,
+                          max_ejected_fraction=0.5)
+    table = HealthTable(policy, 0.0)
+    table.set_members(["a", "b", "c"], 0.0)
+    table.outcome("a", Outcome.SERVER_ERROR, 1.0)
+    table.outcome("a", Outcome.SERVER_ERROR, 1.1)
+    for t in (2.0, 4.0, 6.0, 8.0):
+        table.probe("a", True, t)
+    assert "a" not in table.routable
