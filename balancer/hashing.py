@@ -1,0 +1,47 @@
+"""The stable hashes every balancer process must agree on.
+
+Rules of this module:
+
+* A key's hash is the same in every process, on every host, in every Python version:
+  XXH3-64 with a fixed seed over the key's UTF-8 bytes. Python's ``hash()`` is never
+  used, because ``PYTHONHASHSEED`` changes it per process
+  (https://docs.python.org/3/reference/datamodel.html#object.__hash__).
+* The proxy hashes a key once per request and hands the integer to the ring and the
+  picker; nothing downstream re-hashes the key string.
+* Seeds are fixed constants. Changing one remaps every key on every node (a full cache
+  flush), so they are part of the ring's version fingerprint.
+
+XXH3 is specified in https://github.com/Cyan4973/xxHash/blob/dev/doc/xxhash_spec.md; the
+Python binding is https://pypi.org/project/xxhash/.
+"""
+
+from __future__ import annotations
+
+import xxhash
+
+__all__ = ["KEY_SEED", "POINT_SEED", "key_hash", "point_hashes"]
+
+# ASCII "pixring" and "pixpoint"; any fixed values work, as long as every process uses them.
+KEY_SEED = 0x70697872696E67
+POINT_SEED = 0x706978706F696E74
+
+_xxh3_64 = xxhash.xxh3_64_intdigest
+
+
+def key_hash(key: str | bytes) -> int:
+    """The seeded stable 64-bit hash of a routing key (an unsigned int below 2**64)."""
+    if isinstance(key, str):
+        # surrogatepass: a key that is not valid Unicode still hashes instead of raising.
+        key = key.encode("utf-8", "surrogatepass")
+    return _xxh3_64(key, KEY_SEED)
+
+
+def point_hashes(member_id: str, count: int) -> list[int]:
+    """``count`` stable 64-bit hashes for one member's ring points.
+
+    Point ``i`` is XXH3-64 of the member's ID seeded with ``POINT_SEED + i``: a member's
+    points depend on nothing but its own ID, and a member with more weight keeps the points
+    it had and gains new ones (so a weight change moves keys only to or from that member).
+    """
+    data = member_id.encode("utf-8", "surrogatepass")
+    return list(map(_xxh3_64, [data] * count, range(POINT_SEED, POINT_SEED + count)))
