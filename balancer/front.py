@@ -480,18 +480,46 @@ class ClientConnection(asyncio.Protocol):
             self.ctx.stats.hedges += 1
             self._launch()
 
-    def _take_retry_budget(self) -> bool:
+    def _take_retry_budget(self, *, count_refusal: bool = True) -> bool:
         if self.ctx.budget.try_retry():
             self.ex_budget_held += 1
             return True
-        self.ctx.stats.retries_refused += 1
+        if count_refusal:
+            self.ctx.stats.retries_refused += 1
         return False
 
-    def _may_retry(self) -> bool:
-        """Another try is allowed: a member left, time left, and the budget says yes."""
-        if self.ex_next >= len(self.ex_cands) or self.ctx.loop.time() >= self.ex_deadline:
-            return False
-        return self._take_retry_budget()
+    def _retry_possible(self) -> bool:
+        """A member is left to try and the deadline has not passed."""
+        return self.ex_next < len(self.ex_cands) and self.ctx.loop.time() < self.ex_deadline
+
+    def _retry_or_fail(self, status: int, message: str) -> None:
+        """Move on to the next member, or answer ``status`` when no try is left.
+
+        When the retry budget is spent the request waits for a slot (checking every
+        ``backoff_max_s``) rather than failing: the budget still bounds how many
+        retries reach the fleet at once, and a burst of failures (every request in
+        flight to a node that just hung) costs latency, not errors. The deadline bounds
+        the wait, and a fleet known to be wholly down is answered at once.
+        """
+        if not self._retry_possible():
+            self._respond_local(status, message, upstream_failed=True)
+        elif self._take_retry_budget():
+            self._retry_later()
+        else:
+            self.ctx.loop.call_later(self.ctx.retry_policy.backoff_max_s, self._await_budget, self.ex, status, message)
+
+    def _await_budget(self, req: _Request | None, status: int, message: str) -> None:
+        if self.ex is not req or req is None or self.closed or self.ex_winner is not None:
+            return
+        if not self.ctx.health.routable:
+            self._respond_local(503, "no healthy render node", extra=[(b"Retry-After", b"1")])
+        elif not self._retry_possible():
+            self._respond_local(status, message, upstream_failed=True)
+        elif self._take_retry_budget(count_refusal=False):
+            self.ctx.stats.retries += 1
+            self._launch()
+        else:
+            self.ctx.loop.call_later(self.ctx.retry_policy.backoff_max_s, self._await_budget, req, status, message)
 
     def _retry_later(self) -> None:
         self.ctx.stats.retries += 1
@@ -520,13 +548,13 @@ class ClientConnection(asyncio.Protocol):
         if status in ctx.retry.retry_statuses:
             ctx.stats.upstream_errors[(attempt.member.id, f"http_{status}")] += 1
             twin = any(other is not attempt for other in self.ex_live)
-            if twin or self._may_retry():
+            if twin or self._retry_possible():
                 # Read the rest of this answer and drop it (the connection stays
                 # reusable); a twin or the next member answers instead.
                 attempt.discard = True
                 self._end_attempt(attempt)
                 if not twin:
-                    self._retry_later()
+                    self._retry_or_fail(status, f"{attempt.member.id} answered {status}")
                 return
         self._win(attempt, status, headers)
 
@@ -635,10 +663,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.ex_live:
             return  # a hedged twin is still trying
-        if self._may_retry():
-            self._retry_later()
-            return
-        self._respond_local(504 if timeout else 502, str(error), upstream_failed=True)
+        self._retry_or_fail(504 if timeout else 502, str(error))
 
     def _end_attempt(self, attempt: _Attempt) -> None:
         if attempt.done:

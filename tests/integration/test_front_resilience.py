@@ -159,15 +159,41 @@ async def test_every_member_failing_is_a_fast_502_within_the_attempt_limit(nodes
     assert sum(ctx.stats.attempts.values()) == 3  # max_attempts, not every member
 
 
-async def test_the_retry_budget_refuses_retries_beyond_it(nodes):
+async def test_a_spent_retry_budget_makes_the_retry_wait_for_a_slot_not_fail(nodes):
     _, b = nodes["b"]
     ctx, port = await make_front(
         [Member("dead", "127.0.0.1", dead_port()), b],
-        retry_policy=RetryPolicy(budget_ratio=0.0, min_concurrent=0, backoff_base_s=0.001, backoff_max_s=0.002),
+        retry_policy=RetryPolicy(budget_ratio=0.0, min_concurrent=1, backoff_base_s=0.001, backoff_max_s=0.01),
+        request_timeout=3.0,
     )
+    path = key_owned_by(ctx, "dead", "b")
+    assert ctx.budget.try_retry()  # another request holds the only retry slot
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.3, ctx.budget.retry_finished)  # ... and releases it a little later
+    started = loop.time()
+    response = await get(port, path)
+    waited = loop.time() - started
+    print(f"retry waited {waited:.2f}s for a budget slot")
+    assert response.status == 200 and json.loads(response.body)["node"] == "b"
+    assert ctx.stats.retries_refused == 1 and ctx.stats.retries == 1
+    assert waited >= 0.25  # it really waited for the slot
+
+
+async def test_a_retry_budget_that_never_frees_ends_at_the_deadline(nodes):
+    _, b = nodes["b"]
+    ctx, port = await make_front(
+        [Member("dead", "127.0.0.1", dead_port()), b],
+        retry_policy=RetryPolicy(budget_ratio=0.0, min_concurrent=0, backoff_base_s=0.001, backoff_max_s=0.01),
+        request_timeout=0.5,
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     response = await get(port, key_owned_by(ctx, "dead", "b"))
+    elapsed = loop.time() - started
+    print(f"answered after {elapsed:.2f}s")
     assert response.status == 502
-    assert ctx.stats.retries == 0 and ctx.stats.retries_refused == 1
+    assert ctx.stats.retries == 0 and ctx.stats.attempts["b"] == 0  # the budget held: no retry reached b
+    assert 0.4 <= elapsed < 3.0
 
 
 async def test_the_request_deadline_bounds_slow_members(nodes):
