@@ -48,7 +48,7 @@ from balancer.headers import (
 from balancer.health import HealthPolicy, HealthTable, Outcome
 from balancer.membership import Member
 from balancer.normalize import NormalizeError, Route
-from balancer.picker import PickPolicy, candidates
+from balancer.picker import PickPolicy, candidates, first_choice
 from balancer.retry import RetryBudget, RetryPolicy, backoff_s
 from balancer.ring import key_hash
 from balancer.routing import RoutingTable
@@ -219,7 +219,7 @@ class ClientConnection(asyncio.Protocol):
         # the request being parsed
         "p_url", "p_headers", "p_head_bytes", "p_body_bytes",
         # the exchange being answered
-        "ex", "ex_table", "ex_route", "ex_cands", "ex_next", "ex_live", "ex_winner", "ex_member",
+        "ex", "ex_table", "ex_route", "ex_hash", "ex_cands", "ex_cands_full", "ex_next", "ex_live", "ex_winner", "ex_member",
         "ex_attempts", "ex_budget_held", "ex_deadline", "ex_hedge_timer", "ex_framing", "ex_keep_alive",
         "ex_status", "ex_bytes", "ex_t0", "ex_t_upstream", "ex_request_id", "ex_sent_head", "ex_pending_head",
     )
@@ -408,7 +408,14 @@ class ClientConnection(asyncio.Protocol):
             # members left, panic mode spreads over all of them instead.)
             self._respond_local(503, "no healthy render node", extra=[(b"Retry-After", b"1")])
             return
-        self.ex_cands = candidates(table.ring, key_hash(route.key), health, ctx.stats.inflight, now, ctx.pick_policy)
+        self.ex_hash = key_hash(route.key)
+        first = first_choice(table.ring, self.ex_hash, health, ctx.stats.inflight, ctx.pick_policy)
+        if first is not None:
+            self.ex_cands = (first,)  # the rest is computed if a retry needs it
+            self.ex_cands_full = False
+        else:
+            self.ex_cands = candidates(table.ring, self.ex_hash, health, ctx.stats.inflight, now, ctx.pick_policy)
+            self.ex_cands_full = True
         self.ex_next = 0
         if not self.ex_cands:
             self._respond_local(503, "no render node is available", extra=[(b"Retry-After", b"1")])
@@ -417,7 +424,7 @@ class ClientConnection(asyncio.Protocol):
         ctx.budget.request_started()
         self.ex_t_upstream = now
         self._launch()
-        if ctx.retry.hedge_delay and len(self.ex_cands) > 1 and self.ex is req:
+        if ctx.retry.hedge_delay and self.ex is req:
             self.ex_hedge_timer = ctx.loop.call_later(ctx.retry.hedge_delay, self._hedge)
 
     def _launch(self) -> None:
@@ -474,7 +481,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _hedge(self) -> None:
         self.ex_hedge_timer = None
-        if self.ex is None or self.ex_winner is not None or self.ex_next >= len(self.ex_cands):
+        if self.ex is None or self.ex_winner is not None or not self._retry_possible():
             return
         if self._take_retry_budget():
             self.ctx.stats.hedges += 1
@@ -490,7 +497,18 @@ class ClientConnection(asyncio.Protocol):
 
     def _retry_possible(self) -> bool:
         """A member is left to try and the deadline has not passed."""
+        if not self.ex_cands_full:
+            self._complete_candidates()
         return self.ex_next < len(self.ex_cands) and self.ctx.loop.time() < self.ex_deadline
+
+    def _complete_candidates(self) -> None:
+        """Extend a fast-path list (its first choice only) with the rest of the key's list."""
+        ctx = self.ctx
+        tried = self.ex_cands[: self.ex_next]
+        full = candidates(self.ex_table.ring, self.ex_hash, ctx.health, ctx.stats.inflight, ctx.loop.time(),
+                          ctx.pick_policy)
+        self.ex_cands = tried + tuple(m for m in full if m not in tried)[: max(0, len(full) - len(tried))]
+        self.ex_cands_full = True
 
     def _retry_or_fail(self, status: int, message: str) -> None:
         """Move on to the next member, or answer ``status`` when no try is left.

@@ -55,6 +55,8 @@ class PickError(ValueError):
 class _RingLike(Protocol):
     members: Sequence[str]
 
+    def owner(self, key_hash: int) -> str | None: ...
+
     def preference(self, key_hash: int, n: int) -> tuple[str, ...]: ...
 
 
@@ -140,6 +142,23 @@ def _total(inflight: Mapping[str, int]) -> int:
 
 def _bound(policy: PickPolicy, inflight: Mapping[str, int], n_routable: int) -> int:
     return max(policy.bound_floor, math.ceil(policy.balance_factor * (_total(inflight) + 1) / max(1, n_routable)))
+
+
+def first_choice(ring: _RingLike, key_hash: int, health: HealthTable, inflight: Mapping[str, int],
+                 policy: PickPolicy) -> str | None:
+    """The first candidate, when it can be had for one ``ring.owner`` call, else None.
+
+    That is the common case: every member healthy, nobody in slow start, and the owner
+    below the bound floor (so bounded load cannot apply whatever the mean). It equals
+    ``candidates(...)[0]`` then; the rest of the list is only needed for a retry, so the
+    caller asks ``candidates`` for it when (if ever) it needs it.
+    """
+    if health.unroutable or health.slow_starting:
+        return None
+    owner = ring.owner(key_hash)
+    if owner is None or (policy.balance_factor and inflight.get(owner, 0) >= policy.bound_floor):
+        return None
+    return owner
 
 
 def candidates(ring: _RingLike, key_hash: int, health: HealthTable, inflight: Mapping[str, int],

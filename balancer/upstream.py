@@ -54,7 +54,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "pool", "member", "transport", "parser", "sink", "headers", "head_request",
-        "received_any", "reused", "closed", "last_read", "timer", "read_timeout", "first_byte_timeout", "idle_since",
+        "received_any", "reused", "closed", "last_read", "read_timeout", "first_byte_timeout", "idle_since",
         "keep_alive", "until_close",
     )
 
@@ -70,7 +70,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.reused = False
         self.closed = False
         self.last_read = 0.0
-        self.timer: asyncio.TimerHandle | None = None
         self.read_timeout = pool.read_timeout
         self.first_byte_timeout = pool.read_timeout
         self.idle_since = 0.0
@@ -159,7 +158,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers = []
         self.last_read = self.pool.loop.time()
         self.transport.write(head)  # type: ignore[union-attr]
-        self.timer = self.pool.loop.call_later(self.first_byte_timeout, self._check_timeout)
+        self.pool._busy.add(self)  # the pool's sweep enforces the timeouts
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
@@ -172,7 +171,7 @@ class UpstreamConnection(asyncio.Protocol):
     def abort(self) -> None:
         """The client went away mid-response: this connection's state is unknown, drop it."""
         self.sink = None
-        self._cancel_timer()
+        self._not_busy()
         self.close()
 
     def close(self) -> None:
@@ -182,28 +181,23 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool._forget(self)
 
     # -- internals ----------------------------------------------------------
-    def _check_timeout(self) -> None:
-        self.timer = None
+    def check_timeout(self, now: float) -> None:
+        """Called by the pool's sweep: fail the exchange if the node has gone quiet too long."""
         if self.sink is None:
+            self.pool._busy.discard(self)
             return
-        idle = self.pool.loop.time() - self.last_read
         limit = self.read_timeout if self.received_any else self.first_byte_timeout
-        if idle >= limit:
+        if now - self.last_read >= limit:
             what = "response body" if self.received_any else "response"
             self._fail(UpstreamError("timeout", f"{self.member.id}: no {what} within {limit:g}s"))
             self.close()
-        else:
-            # Reading resets the clock without rescheduling per chunk: re-arm for the rest.
-            self.timer = self.pool.loop.call_later(limit - idle, self._check_timeout)
 
-    def _cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+    def _not_busy(self) -> None:
+        self.pool._busy.discard(self)
 
     def _finish(self) -> None:
         sink, self.sink = self.sink, None
-        self._cancel_timer()
+        self._not_busy()
         reusable = self.keep_alive and not self.closed
         if reusable:
             self.pool.release(self)
@@ -213,7 +207,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _fail(self, error: UpstreamError) -> None:
         sink, self.sink = self.sink, None
-        self._cancel_timer()
+        self._not_busy()
         if not self.closed:
             self.close()
         if sink is not None:
@@ -238,11 +232,24 @@ class UpstreamPool:
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
         self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
+        self._busy: set[UpstreamConnection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
+        self._busy_sweeper: asyncio.TimerHandle | None = None
+        # Timeouts are checked by one sweep rather than a timer per request (a timer
+        # costs an allocation and a heap insert and cancel on every request); the tick
+        # bounds how late a timeout fires.
+        self.timeout_tick = min(0.1, max(0.01, read_timeout / 10))
         self.connects = 0
 
     def start(self) -> None:
         self._schedule_sweep()
+        self._busy_sweeper = self.loop.call_later(self.timeout_tick, self._sweep_busy)
+
+    def _sweep_busy(self) -> None:
+        now = self.loop.time()
+        for conn in list(self._busy):
+            conn.check_timeout(now)
+        self._busy_sweeper = self.loop.call_later(self.timeout_tick, self._sweep_busy)
 
     def take_idle(self, member: Member) -> UpstreamConnection | None:
         stack = self._idle.get((member.host, member.port))
@@ -280,9 +287,10 @@ class UpstreamPool:
             conn.close()
 
     def close_all(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
+        for handle in (self._sweeper, self._busy_sweeper):
+            if handle is not None:
+                handle.cancel()
+        self._sweeper = self._busy_sweeper = None
         for stack in list(self._idle.values()):
             for conn in list(stack):
                 conn.close()

@@ -28,6 +28,10 @@ class FakeRing:
         self._owners = [m for _, m in pts]
         self.members = tuple(sorted(members))
 
+    def owner(self, key_hash: int) -> str | None:
+        first = self.preference(key_hash, 1)
+        return first[0] if first else None
+
     def preference(self, key_hash: int, n: int) -> tuple[str, ...]:
         out: list[str] = []
         size = len(self._owners)
@@ -379,3 +383,21 @@ def test_no_member_overflows_below_the_floor_whatever_the_mean(make_ring):
     assert candidates(ring, h, t, crowded, 0.0, PickPolicy(balance_factor=1.25, bound_floor=4))[0] == p[0]
     assert candidates(ring, h, t, {p[0]: 4}, 0.0, PickPolicy(balance_factor=1.25, bound_floor=4))[0] != p[0]
     assert candidates(ring, h, t, crowded, 0.0, PickPolicy(balance_factor=1.25, bound_floor=1))[0] != p[0]
+
+
+def test_first_choice_is_the_head_of_the_candidate_list_whenever_it_answers(make_ring):
+    from balancer.picker import first_choice
+
+    ring = make_ring(MEMBERS)
+    t = health()
+    policy = PickPolicy()
+    for h in KEYS[:500]:
+        assert first_choice(ring, h, t, {}, policy) == candidates(ring, h, t, {}, 0.0, policy)[0]
+    owner = ring.preference(KEYS[0], 1)[0]
+    # At the bound floor, bounded load may apply: the fast path steps aside.
+    assert first_choice(ring, KEYS[0], t, {owner: policy.bound_floor}, policy) is None
+    t.probe(owner, False, 1.0)
+    t.probe(owner, False, 1.1)
+    t.probe(owner, False, 1.2)
+    assert owner not in t.routable
+    assert first_choice(ring, KEYS[0], t, {}, policy) is None  # unhealthy members: the full walk
