@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import xxhash
 
-__all__ = ["KEY_SEED", "POINT_SEED", "key_hash", "point_hashes"]
+__all__ = ["KEY_SEED", "POINT_SEED", "POINT_TAG", "key_hash", "point_hashes"]
 
 # ASCII "pixring" and "pixpoint"; any fixed values work, as long as every process uses them.
 KEY_SEED = 0x70697872696E67
 POINT_SEED = 0x706978706F696E74
 
 _xxh3_64 = xxhash.xxh3_64_intdigest
+POINT_TAG = b"pixring-point:"
 
 
 def key_hash(key: str | bytes) -> int:
@@ -39,9 +40,14 @@ def key_hash(key: str | bytes) -> int:
 def point_hashes(member_id: str, count: int) -> list[int]:
     """``count`` stable 64-bit hashes for one member's ring points.
 
-    Point ``i`` is XXH3-64 of the member's ID seeded with ``POINT_SEED + i``: a member's
-    points depend on nothing but its own ID, and a member with more weight keeps the points
-    it had and gains new ones (so a weight change moves keys only to or from that member).
+    Point ``i`` is XXH3-64 of the member's tagged ID seeded with ``POINT_SEED + i``: a
+    member's points depend on nothing but its own ID, and a member with more weight keeps
+    the points it had and gains new ones (so a weight change moves keys only to or from
+    that member). The tag keeps every input longer than 8 bytes: for inputs of 1 to 3
+    bytes XXH3 only adds the seed before its final mix, so short IDs that differ in one
+    character (``r-a``, ``r-b``) and consecutive seeds landed on the same points, and one
+    member of eight owned seven times its share. From 9 bytes on, the seed goes through a
+    multiplication with the input, and neighbours spread.
     """
-    data = member_id.encode("utf-8", "surrogatepass")
+    data = POINT_TAG + member_id.encode("utf-8", "surrogatepass")
     return list(map(_xxh3_64, [data] * count, range(POINT_SEED, POINT_SEED + count)))

@@ -4,7 +4,9 @@ Rules of this module:
 
 * Pure: no I/O, no clock, no asyncio. ``build_ring(weights)`` returns a new immutable
   ``Ring``; the edge builds it off the request path and swaps the reference (Envoy's
-  thread-aware load balancers do the same). A ``Ring`` has no mutation methods.
+  thread-aware load balancers do the same). A ``Ring`` has no mutation methods. It pickles
+  as its built arrays, so another process can build it and hand it over; unpickling
+  builds nothing (``balancer.ringbuild`` relies on this).
 * Members are keyed by a stable string ID (a Consul service ID), never an address or a
   list position. What a member contributes is derived from its ID and weight alone, so
   every process and host that sees the same members builds the same ring, and a member's
@@ -78,7 +80,7 @@ from operator import eq, rshift
 from types import MappingProxyType
 from typing import Mapping
 
-from balancer.hashing import KEY_SEED, POINT_SEED, key_hash, point_hashes
+from balancer.hashing import KEY_SEED, POINT_SEED, POINT_TAG, key_hash, point_hashes
 
 __all__ = [
     "ALGORITHM",
@@ -105,6 +107,7 @@ _POS_BITS = 30  # positions below 2**30 are one-digit ints, the fastest CPython 
 _SPAN = 1 << _POS_BITS
 _PROBE_SHIFT = 64 - _POS_BITS
 _MASK64 = (1 << 64) - 1
+_RESTORE_SLICE = 8192  # points per step of unpickling: well under a millisecond each
 
 
 def _probe_multipliers(count: int) -> tuple[int, ...]:
@@ -241,6 +244,20 @@ class Ring:
     def __len__(self) -> int:
         return len(self._members)
 
+    def __reduce__(self) -> tuple:
+        """Pickled as the arrays it was built into, so a ring built in another process (the
+        worker's ring builder) arrives without being built again: unpickling hashes, sorts
+        and searches nothing. For processes running the same code, not for storage: the
+        arrays are this version's internals. See ``_restored_ring`` for the form."""
+        index = {member: i for i, member in enumerate(self._members)}
+        owner_at = self._owner_at
+        # In the dict's own order: read in sequence, the dict is quick to walk.
+        points = array("l", owner_at)
+        owners = array("L", map(index.__getitem__, owner_at.values()))
+        return (_restored_ring, (self._members, dict(self._weights), self._probes, self._points_per_weight,
+                                 self._mult, self._version, array("l", self._pos), points, owners, self._start,
+                                 self._slot_shift, self._shared, self._last))
+
     def __repr__(self) -> str:
         return (f"Ring({ALGORITHM}, members={len(self._members)}, points={self._last},"
                 f" probes={self._probes}, version={self._version})")
@@ -361,6 +378,39 @@ class Ring:
         return [shares[m] * total / w for m, w in self._weights.items()]
 
 
+def _restored_ring(members: tuple[str, ...], weights: dict[str, float], probes: int, points_per_weight: int,
+                   mult: tuple[int, ...], version: str, pos: array, points: array, owners: array, start: array,
+                   slot_shift: int, shared: dict[int, tuple[str, ...]], last: int) -> Ring:
+    """The other half of ``Ring.__reduce__``. The sorted positions, and each point with
+    its owner (an index into ``members``), travel as flat arrays: far less to unpickle
+    than a list and a dict of every point, and the list and the dict the lookups read are
+    made here, in slices. A thread unpickling a ring (a process pool's result thread)
+    holds the GIL for one slice at a time, so the thread running the event loop gets it
+    back within a switch interval (5 ms) instead of waiting out the whole ring."""
+    positions: list[int] = []
+    for i in range(0, len(pos), _RESTORE_SLICE):
+        positions.extend(pos[i:i + _RESTORE_SLICE].tolist())
+    owner_at: dict[int, str] = {}
+    member = members.__getitem__
+    for i in range(0, len(points), _RESTORE_SLICE):
+        owner_at.update(zip(points[i:i + _RESTORE_SLICE].tolist(), map(member, owners[i:i + _RESTORE_SLICE])))
+    ring = Ring.__new__(Ring)
+    ring._members = members
+    ring._weights = MappingProxyType(weights)
+    ring._probes = probes
+    ring._points_per_weight = points_per_weight
+    ring._mult = mult
+    ring._version = version
+    ring._shares = None
+    ring._pos = positions
+    ring._start = start
+    ring._slot_shift = slot_shift
+    ring._owner_at = owner_at
+    ring._shared = shared
+    ring._last = last
+    return ring
+
+
 def _shared_positions(points: list[int], by_member: list[tuple[str, list[int]]]) -> dict[int, tuple[str, ...]]:
     """Positions held by more than one member, with the holders in ID order.
 
@@ -379,7 +429,7 @@ def _shared_positions(points: list[int], by_member: list[tuple[str, list[int]]])
 
 def _fingerprint(included: list[tuple[str, float]], probes: int, points_per_weight: int) -> str:
     digest = hashlib.blake2b(digest_size=8)
-    digest.update(f"{ALGORITHM}/{probes}/{points_per_weight}/{KEY_SEED}/{POINT_SEED}/{_POS_BITS}\n".encode())
+    digest.update(f"{ALGORITHM}/{probes}/{points_per_weight}/{KEY_SEED}/{POINT_SEED}/{POINT_TAG!r}/{_POS_BITS}\n".encode())
     for member, weight in included:
         digest.update(member.encode("utf-8", "surrogatepass"))
         digest.update(f"\0{weight!r}\n".encode())

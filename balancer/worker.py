@@ -37,6 +37,7 @@ from balancer.membership import Membership
 from balancer.normalize import make_normalizer
 from balancer.prober import Prober
 from balancer.retry import RetryBudget
+from balancer.ringbuild import RingBuilder
 from balancer.routing import RoutingTable
 from balancer.stats import WorkerStats
 from balancer.upstream import UpstreamPool
@@ -95,6 +96,8 @@ class Worker:
         self.ctx: FrontContext | None = None
         self.membership_updates = 0
         self.health: HealthTable | None = None
+        # Large rings are built in a child process that dies with this worker.
+        self.ring_builder = RingBuilder(self._swap_table, initializer=die_with_parent)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -176,6 +179,7 @@ class Worker:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self.ring_builder.close()
             pool.close_all()
             ctx.stop()
             access_log.close()
@@ -183,13 +187,22 @@ class Worker:
         return 0
 
     def publish(self, membership: Membership) -> None:
-        """Called by the source with each new membership: build, then swap in whole."""
+        """Called by the source with each new membership: build, then swap in whole. A small
+        table is built and swapped in before this returns; a large one is built in a child
+        process and swapped in later, on the loop (``balancer.ringbuild``), and memberships
+        that arrive meanwhile are coalesced to the newest."""
+        assert self.ctx is not None
+        self.ring_builder.submit(membership)
+
+    def _swap_table(self, table: RoutingTable) -> None:
+        """Put a built table in use, then close what it leaves behind and write the state,
+        which therefore always shows the table in use."""
         ctx = self.ctx
         assert ctx is not None
-        old = ctx.table.membership.by_id()
-        ctx.set_table(RoutingTable.build(membership))
+        old = ctx.table.members
+        ctx.set_table(table)
         self.membership_updates += 1
-        current = membership.by_id()
+        current = table.members
         for member_id, member in old.items():
             if current.get(member_id) != member:
                 ctx.pool.close_member(member)
