@@ -30,7 +30,7 @@ test-consul: $(STAMP)
 
 # The throughput benchmark against nginx and HAProxy (installs them when missing).
 bench: $(STAMP)
-	$(PY) -m loadtest.bench
+	$(PY) -m loadtest.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,141 @@
+"""Microbenchmarks of the pure cores on the request path: normalization and the ring.
+
+Run: ``.venv/bin/python -m loadtest.micro [--json]`` (``make bench`` runs it pinned to the
+proxy CPU before any server starts).
+
+Rules of this module
+--------------------
+* Each figure is the best of ``repeat`` passes over the whole URL list: on a shared
+  machine the least disturbed pass is the closest to the code's own cost.
+* Normalization is measured on the benchmark's own targets (``loadtest.targets``) with the
+  production normalizer (``make_normalizer()``, default LRU) and without its cache, and on
+  the realistic imgix mix of ``loadtest.normalize_bench`` when that module is present.
+  With 10,000 targets replayed in a cycle, a 4,096-entry LRU never hits: the "production
+  LRU, cycling" figure is the cost the load test pays per request.
+* Ring lookup is ``key_hash(key)`` then ``ring.owner(hash)`` (what a request does) and
+  ``ring.preference(hash, 3)``; rebuild is ``build_ring`` of N equal members, best of a few.
+* A core that does not import yet (another engineer is writing it) gives an ``error``
+  entry instead of stopping the benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Callable, Sequence
+
+from loadtest.targets import image_targets
+
+__all__ = ["best_ns_per_item", "normalization", "ring", "run_all"]
+
+RING_SIZES = (10, 100, 1000)
+
+
+def best_ns_per_item(function: Callable[[object], object], items: Sequence[object], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter_ns()
+        for item in items:
+            function(item)
+        best = min(best, (time.perf_counter_ns() - started) / len(items))
+    return best
+
+
+def normalization(repeat: int = 5) -> dict:
+    from balancer.normalize import make_normalizer
+
+    targets = [t.encode() for t in image_targets()]
+    production = make_normalizer()
+    hot = make_normalizer(cache_size=len(targets) + 1)
+    for target in targets:
+        hot(target)
+    results = {
+        "bench targets, no cache": best_ns_per_item(make_normalizer(cache_size=0), targets, repeat),
+        "bench targets, production LRU, cycling (all misses)": best_ns_per_item(production, targets, repeat),
+        "bench targets, all cached (hot images)": best_ns_per_item(hot, targets, repeat),
+    }
+    try:
+        from loadtest.normalize_bench import make_urls
+    except ImportError as exc:
+        results["imgix mix"] = f"error: {exc}"
+    else:
+        mix = make_urls(5000)
+        results["imgix mix (normalize_bench), no cache"] = best_ns_per_item(make_normalizer(cache_size=0), mix, repeat)
+    return {"ns_per_url": results, "targets": len(targets)}
+
+
+def ring(repeat: int = 5, rebuild_repeat: int = 3) -> dict:
+    from balancer.normalize import make_normalizer
+    from balancer.ring import build_ring, key_hash
+
+    normalize = make_normalizer(cache_size=0)
+    keys = [normalize(t.encode()).key for t in image_targets()]
+    lookup = {}
+    for members in (3, *RING_SIZES):
+        ring_ = build_ring({f"render-{i:04d}": 1.0 for i in range(members)})
+        owner, preference = ring_.owner, ring_.preference
+        lookup[f"{members} members: key_hash + owner"] = best_ns_per_item(lambda k: owner(key_hash(k)), keys, repeat)
+        lookup[f"{members} members: key_hash + preference(3)"] = best_ns_per_item(
+            lambda k: preference(key_hash(k), 3), keys, repeat)
+    lookup["key_hash alone"] = best_ns_per_item(key_hash, keys, repeat)
+    rebuild = {}
+    for members in RING_SIZES:
+        weights = {f"render-{i:04d}": 1.0 for i in range(members)}
+        best = float("inf")
+        for _ in range(rebuild_repeat):
+            started = time.perf_counter_ns()
+            built = build_ring(weights)
+            best = min(best, (time.perf_counter_ns() - started) / 1e6)
+        rebuild[f"{members} members"] = best
+    return {"lookup_ns_per_url": lookup, "rebuild_ms": rebuild, "algorithm": getattr(built, "algorithm", None),
+            "points_at_1000": getattr(built, "size", None)}
+
+
+def run_all(repeat: int = 5) -> dict:
+    results: dict[str, object] = {"python": sys.version.split()[0]}
+    for name, bench in (("normalize", normalization), ("ring", ring)):
+        try:
+            results[name] = bench(repeat)
+        except Exception as exc:  # a core still being written must not stop the load test
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    return results
+
+
+def format_results(results: dict) -> str:
+    lines = []
+    normalize = results.get("normalize", {})
+    lines.append("normalization, ns per URL (best of passes):")
+    if "error" in normalize:
+        lines.append(f"  unavailable: {normalize['error']}")
+    for name, value in normalize.get("ns_per_url", {}).items():
+        lines.append(f"  {name:<55} {value:>9,.0f}" if isinstance(value, float) else f"  {name:<55} {value}")
+    ring_ = results.get("ring", {})
+    algorithm = ring_.get("algorithm")
+    lines.append("ring lookup, ns per URL" + (f" ({algorithm})" if algorithm else "") + ":")
+    if "error" in ring_:
+        lines.append(f"  unavailable: {ring_['error']}")
+    for name, value in ring_.get("lookup_ns_per_url", {}).items():
+        lines.append(f"  {name:<55} {value:>9,.0f}")
+    if ring_.get("rebuild_ms"):
+        lines.append("ring rebuild, ms (best of 3):")
+        for name, value in ring_["rebuild_ms"].items():
+            lines.append(f"  {name:<55} {value:>9,.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Microbenchmarks of normalization and the ring.")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--repeat", type=int, default=5, help="passes per figure; the best is kept (default 5)")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    results = run_all(args.repeat)
+    print(json.dumps(results) if args.json else format_results(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Medians over rounds, same-round ratios, the targets, and soak growth."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtest.summary import RunRecord, evaluate_targets, memory_growth, summarize
+
+
+def run(config: str, round_: int, rps: float, cpu_us: float | None = 20.0, *, connections: int = 64,
+        p99_ms: float = 2.0, disturbed: bool = False, attempt: int = 1, failed: int = 0,
+        wall_s: float = 10.0) -> RunRecord:
+    requests = int(rps * wall_s)
+    cpu_s = None if cpu_us is None else cpu_us * requests / 1e6
+    return RunRecord(
+        config=config, connections=connections, round=round_, attempt=attempt, requests=requests, wall_s=wall_s,
+        rps=rps, p50_ms=1.0, p90_ms=1.5, p99_ms=p99_ms, max_ms=9.0, failed=failed,
+        proxy_user_s=None if cpu_s is None else cpu_s * 0.4, proxy_system_s=None if cpu_s is None else cpu_s * 0.6,
+        other_pct=9.0 if disturbed else 0.5, disturbed=disturbed,
+    )
+
+
+def row(rows, config, connections=64):
+    return next(r for r in rows if r.config == config and r.connections == connections)
+
+
+def test_per_run_figures_come_from_tree_cpu_and_requests():
+    record = run("pixring", 1, 40_000, cpu_us=25.0)
+    assert record.cpu_us_per_request == pytest.approx(25.0)
+    assert record.requests_per_cpu_s == pytest.approx(40_000)
+    assert record.proxy_cpu_pct == pytest.approx(100.0)
+    direct = run("direct", 1, 60_000, cpu_us=None)
+    assert direct.cpu_us_per_request is None and direct.requests_per_cpu_s is None
+
+
+def test_ratios_are_medians_of_same_round_ratios_not_ratios_of_medians():
+    # nginx drifts between rounds; pixring follows it at 0.5x each round. Medians taken
+    # across rounds would give 30k/50k = 0.6; the same-round ratio is 0.5 every time.
+    records = [run("nginx", 1, 100_000), run("nginx", 2, 50_000), run("nginx", 3, 20_000),
+               run("pixring", 1, 50_000), run("pixring", 2, 25_000), run("pixring", 3, 10_000)]
+    ratio = row(summarize(records), "pixring").ratios["nginx"]
+    assert ratio["rps"] == pytest.approx(0.5)
+    assert ratio["rounds"] == 3
+
+
+def test_cpu_ratio_is_reference_cost_over_ours():
+    records = [run("nginx", 1, 50_000, cpu_us=18.0), run("pixring", 1, 40_000, cpu_us=30.0)]
+    assert row(summarize(records), "pixring").ratios["nginx"]["cpu"] == pytest.approx(0.6)
+    assert "nginx" not in row(summarize(records), "nginx").ratios  # no ratio to itself
+
+
+def test_disturbed_runs_are_left_out_and_a_clean_retry_replaces_them():
+    records = [run("nginx", 1, 10_000, disturbed=True), run("nginx", 1, 50_000, attempt=2),
+               run("nginx", 2, 52_000), run("nginx", 3, 54_000)]
+    summary = row(summarize(records), "nginx")
+    assert (summary.runs, summary.dropped, summary.only_disturbed) == (3, 1, False)
+    assert summary.rps == 52_000 and summary.rps_min == 50_000
+
+
+def test_only_disturbed_runs_are_used_when_there_is_nothing_else_and_flagged():
+    summary = row(summarize([run("haproxy", 1, 30_000, disturbed=True), run("haproxy", 2, 31_000, disturbed=True)]),
+                  "haproxy")
+    assert summary.only_disturbed and summary.runs == 2 and summary.rps == pytest.approx(30_500)
+
+
+def test_failures_are_summed_and_concurrencies_kept_apart():
+    records = [run("pixring", 1, 40_000, failed=3), run("pixring", 1, 9_000, connections=8, failed=1)]
+    rows = summarize(records)
+    assert row(rows, "pixring").failed == 3 and row(rows, "pixring", 8).failed == 1
+    assert row(rows, "pixring", 8).rps == 9_000
+
+
+def _targets(records, **kw):
+    return {t.name: t for t in evaluate_targets(records, **kw)}
+
+
+def test_targets_met_and_not_met():
+    records = [run("nginx", r, 50_000, cpu_us=18.0) for r in (1, 2, 3)]
+    records += [run("pixring", r, 32_000, cpu_us=28.0, p99_ms=2.5) for r in (1, 2, 3)]  # 0.64x, 0.643x
+    records += [run("pixring-2w", r, 30_000, cpu_us=33.0) for r in (1, 2, 3)]  # 28/33 = 0.85x per CPU-s
+    targets = _targets(records, worker_rss_mib=85.0)
+    assert targets["pixring req/s vs nginx, c=64"].met is True
+    assert targets["pixring req/s vs nginx, c=64"].measured == pytest.approx(0.64)
+    assert targets["pixring CPU per request vs nginx, c=64"].met is True
+    assert targets["pixring p99, c=64"].met is True
+    scaling = targets["pixring-2w req per CPU-second vs pixring, c=64"]
+    assert scaling.measured == pytest.approx(28 / 33) and scaling.met is False
+    assert targets["RSS per worker (largest seen)"].met is False
+
+
+def test_targets_not_measured_when_pixring_did_not_run():
+    targets = _targets([run("nginx", 1, 50_000)])
+    assert all(t.met is None for t in targets.values())
+
+
+def test_p99_target_fails_above_three_ms():
+    records = [run("nginx", 1, 50_000), run("pixring", 1, 40_000, p99_ms=3.4)]
+    assert _targets(records)["pixring p99, c=64"].met is False
+
+
+def test_memory_growth_flat_noise_is_not_growth():
+    samples = [50_000, 51_000, 50_500, 51_200, 50_800, 51_100, 50_900, 51_150]
+    assert memory_growth(samples)["grew"] is False
+
+
+def test_memory_growth_steady_climb_is_growth():
+    samples = [50_000 + 1_000 * i for i in range(12)]
+    growth = memory_growth(samples)
+    assert growth["grew"] is True and growth["growth_kib"] == 61_000 - 52_000
+
+
+def test_memory_growth_needs_samples():
+    assert memory_growth([1, 2, 3])["grew"] is None
+
+
+def test_memory_trend_shows_a_slow_climb_inside_the_tolerance():
+    times = [30.0 * i for i in range(10)]
+    samples = [48_000 + 100 * i for i in range(10)]  # +200 KiB per minute, 900 KiB in all
+    growth = memory_growth(samples, times)
+    assert growth["grew"] is False
+    assert growth["trend_kib_per_min"] == pytest.approx(200.0)
+    assert memory_growth([5, 5, 5, 5], [0, 1, 2, 3])["trend_kib_per_min"] == pytest.approx(0.0)
+    with pytest.raises(ValueError):
+        memory_growth([1, 2, 3, 4], [0, 1])
