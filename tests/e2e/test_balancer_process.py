@@ -218,7 +218,27 @@ def test_sighup_reloads_the_config_without_dropping_requests_and_refuses_a_bad_o
                 except Exception as exc:  # noqa: BLE001 - every failure is reported
                     failures.append(repr(exc))
 
+        not_ready: list[int] = []
+
+        def watch_readiness():
+            while not stop.is_set():
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=5) as response:
+                        pass
+                except urllib.error.HTTPError as exc:
+                    not_ready.append(exc.code)
+                time.sleep(0.02)
+
+        def slow_requests():
+            # Requests in flight keep the old generation draining for a while.
+            for _ in range(3):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/slow.jpg?delay=0.8", timeout=10).read()
+                except Exception as exc:  # noqa: BLE001 - every failure is reported
+                    failures.append(repr(exc))
+
         threads = [threading.Thread(target=load) for _ in range(4)]
+        threads += [threading.Thread(target=watch_readiness), threading.Thread(target=slow_requests)]
         for thread in threads:
             thread.start()
         time.sleep(0.3)
@@ -233,6 +253,7 @@ def test_sighup_reloads_the_config_without_dropping_requests_and_refuses_a_bad_o
             thread.join()
         assert "X-Served-By" in headers_seen, "the reloaded config never took effect"
         assert failures == [], failures[:5]
+        assert not_ready == [], "readiness dropped during a reload"
 
         config.write_text("workers = -3\n")
         proc.send_signal(signal.SIGHUP)
