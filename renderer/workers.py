@@ -212,6 +212,9 @@ def _timeout_message(seconds: float) -> str:
 
 def _init_worker(owner_pid: int, initializer: Callable[..., object] | None, initargs: tuple[Any, ...]) -> None:
     """Runs first in every worker process: tie its life to the renderer's, then initialize."""
+    # Ctrl-C reaches the whole terminal process group; the renderer shuts its pool down
+    # in order, so a worker interrupted mid-wait would only print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with(owner_pid)
     if initializer is not None:
         initializer(*initargs)
