@@ -28,7 +28,6 @@ import random
 import statistics
 import sys
 import time
-from bisect import bisect_left
 from collections import Counter
 from itertools import repeat
 from operator import rshift

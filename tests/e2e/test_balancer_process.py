@@ -223,7 +223,7 @@ def test_sighup_reloads_the_config_without_dropping_requests_and_refuses_a_bad_o
         def watch_readiness():
             while not stop.is_set():
                 try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=5) as response:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=5):
                         pass
                 except urllib.error.HTTPError as exc:
                     not_ready.append(exc.code)

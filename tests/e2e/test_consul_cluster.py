@@ -102,7 +102,7 @@ class Cluster:
 
     def start_balancer(self, workers: int, *extra: str) -> "Balancer":
         port, admin = free_port(), free_port()
-        proc = self.spawn(
+        self.spawn(
             [*PIXRING, "balancer", "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
              "--workers", str(workers), "--consul-service", SERVICE, "--consul-addr", self.consul_addr,
              "--consul-wait", "5", "--access-log", "off",

@@ -16,6 +16,8 @@ from typing import Iterator
 
 import pytest
 
+from tests.e2e.proctree import alive, descendants
+
 from renderer.samples import Sample, generate
 
 pytestmark = pytest.mark.e2e
@@ -126,28 +128,8 @@ def test_bad_options_exit_2(args: list[str], message: str) -> None:
     assert message in err
 
 
-def descendants(pid: int) -> set[int]:
-    found: set[int] = set()
-    stack = [pid]
-    while stack:
-        parent = stack.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                children = (task / "children").read_text().split()
-            except OSError:
-                continue
-            for child in map(int, children):
-                if child not in found:
-                    found.add(child)
-                    stack.append(child)
-    return found
 
 
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
 
 
 def test_workers_do_not_outlive_a_killed_renderer(origin: Path) -> None:

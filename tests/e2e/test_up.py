@@ -19,6 +19,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.proctree import alive, descendants
 from PIL import Image
 
 pytestmark = pytest.mark.e2e
@@ -32,29 +34,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def descendants(pid: int) -> set[int]:
-    found: set[int] = set()
-    stack = [pid]
-    while stack:
-        parent = stack.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                children = (task / "children").read_text().split()
-            except OSError:
-                continue
-            for child in map(int, children):
-                if child not in found:
-                    found.add(child)
-                    stack.append(child)
-    return found
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def get(url: str, headers: dict[str, str] | None = None, timeout: float = 10.0):
@@ -125,7 +106,7 @@ def test_equivalent_urls_land_on_one_renderer_and_render_the_right_size(cluster)
         f"/{SAMPLE}?fm=png&fit=crop&h=100&w=200",
         f"/{SAMPLE}?W=200.0&H=100&FIT=crop&FM=png&utm_source=mail&fbclid=xyz",
         f"/{SAMPLE}?width=200&height=100&fit=crop&fm=png&q=75",
-        f"//photos/./small-640x427.jpg?h=100&w=200&fit=crop&fm=png",
+        "//photos/./small-640x427.jpg?h=100&w=200&fit=crop&fm=png",
     ]
     nodes = set()
     for form in forms:

@@ -127,7 +127,7 @@ async def test_connect_failure_retries_on_the_next_member_of_the_key(nodes):
 
 
 async def test_a_503_moves_the_request_on_and_keeps_cache_locality(nodes):
-    (node_a, a), (node_b, b), (node_c, c) = nodes["a"], nodes["b"], nodes["c"]
+    (node_a, a), (_, b), (_, c) = nodes["a"], nodes["b"], nodes["c"]
     ctx, port = await make_front([a, b, c])
     node_a.mode = "503"
     path = key_owned_by(ctx, "a")
@@ -210,7 +210,7 @@ async def test_the_request_deadline_bounds_slow_members(nodes):
 
 
 async def test_hedging_takes_the_first_answer(nodes):
-    (node_a, a), (node_b, b) = nodes["a"], nodes["b"]
+    (node_a, a), (_, b) = nodes["a"], nodes["b"]
     node_a.delay = 1.5
     ctx, port = await make_front([a, b], hedge_delay=0.1)
     path = key_owned_by(ctx, "a", "b")
