@@ -265,3 +265,68 @@ def test_sighup_reloads_the_config_without_dropping_requests_and_refuses_a_bad_o
         _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert "reload refused" in stderr and "workers" in stderr
+
+
+def test_operator_drains_a_member_and_brings_it_back_through_the_admin_api(tmp_path):
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), SlowNode) for _ in range(2)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    port, admin = free_port(), free_port()
+    proc = subprocess.Popen(
+        [*PIXRING, "balancer", "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}", "--workers", "2",
+         "--node", f"n1=http://127.0.0.1:{servers[0].server_address[1]}",
+         "--node", f"n2=http://127.0.0.1:{servers[1].server_address[1]}",
+         "--profile", "generic", "--access-log", "off", "--admin-token", "s3cret", "--slow-start", "0"],
+        stderr=subprocess.PIPE, text=True,
+    )
+
+    def post(path: str, token: str | None = "s3cret") -> int:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(f"http://127.0.0.1:{admin}{path}", method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    def nodes_serving(count: int = 40) -> set[str]:
+        seen = set()
+        for i in range(count):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/k{i}.jpg", timeout=5) as response:
+                seen.add(response.headers["X-Pixring-Node"])
+        return seen
+
+    def member_state(name: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/status", timeout=5) as response:
+            return next(m["state"] for m in json.loads(response.read())["members"] if m["id"] == name)
+
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1):
+                    break
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.05)
+        assert nodes_serving() == {"n1", "n2"}
+        assert post("/members/n1/drain", token=None) == 401
+        assert post("/members/n1/drain", token="wrong") == 401
+        assert post("/members/nope/drain") == 404
+        assert post("/members/n1/drain") == 200
+        deadline = time.monotonic() + 10
+        while nodes_serving() != {"n2"} and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert nodes_serving() == {"n2"}  # every key of n1 now goes to its next member
+        time.sleep(1.2)  # workers report once a second
+        assert member_state("n1") == "draining"
+        assert post("/members/n1/ready") == 200
+        deadline = time.monotonic() + 10
+        while nodes_serving() != {"n1", "n2"} and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert nodes_serving() == {"n1", "n2"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        for server in servers:
+            server.shutdown()
+    assert proc.returncode == 0
