@@ -10,9 +10,10 @@ with its client (``../shared/bench/README.md``; our own figures are in the READM
 One ``ClientConnection`` per client socket. Requests are parsed by httptools and
 queued; they are answered strictly in order (pipelining, RFC 9112 section 9.3.2),
 one forwarded exchange at a time. Every decision is made by the pure cores:
-``normalize`` turns the target into a key and the target to forward, the routing
-table picks the node, ``headers`` says what crosses in each direction. This file
-only moves bytes and keeps time.
+``normalize`` turns the target into a key and the target to forward, the picker
+orders the members to try (ring, health, bounded load), the retry budget says
+whether another try may go, ``headers`` says what crosses in each direction. This
+file only moves bytes, keeps time and counts.
 
 Limits: request line (414) and head size (431), a header-read timeout (408) and a
 keep-alive idle timeout, checked by one coarse per-worker sweep instead of a timer

@@ -3,7 +3,8 @@
 A worker holds exactly one ``RoutingTable`` at a time and replaces it with a new
 object when membership changes, so a request reads one consistent pair of
 membership and ring (Envoy's immutable-snapshot pattern). Building happens off the
-request path; reading is a single attribute load.
+request path; reading is a single attribute load. Which member a key goes to is the
+picker's decision (``balancer.picker``), which reads the ring with the health table.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from balancer.membership import Member, Membership
-from balancer.ring import Ring, build_ring, key_hash
+from balancer.ring import Ring, build_ring
 
 __all__ = ["RoutingTable"]
 
@@ -29,11 +30,3 @@ class RoutingTable:
     @classmethod
     def empty(cls) -> "RoutingTable":
         return cls.build(Membership.of((), source="none"))
-
-    def pick(self, key: str) -> Member | None:
-        """The member that owns ``key``, or None when the ring is empty."""
-        owner = self.ring.owner(key_hash(key))
-        return None if owner is None else self.members[owner]
-
-    def preference(self, key: str, n: int) -> tuple[Member, ...]:
-        return tuple(self.members[m] for m in self.ring.preference(key_hash(key), n))
