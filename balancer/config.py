@@ -24,7 +24,7 @@ from balancer.health import HealthPolicy
 from balancer.membership import Member, MembershipError
 from balancer.picker import PickPolicy
 from balancer.retry import RetryPolicy
-from balancer.normalize import DEFAULT_DENYLIST, PROFILES
+from balancer.normalize import DEFAULT_DENYLIST, MAX_TARGET_LENGTH, PROFILES
 
 __all__ = [
     "Address",
@@ -257,7 +257,7 @@ FIELDS: tuple[Field, ...] = (
           "seconds an idle client keep-alive connection is kept open", "S"),
     Field("drain_timeout", _positive(float), 10.0,
           "on SIGTERM, seconds to let in-flight requests finish before exiting", "S"),
-    Field("max_request_line", _positive(int), 8192, "longest accepted request line, bytes (414 beyond)", "BYTES"),
+    Field("max_request_line", _positive(int), MAX_TARGET_LENGTH, "longest accepted request line, bytes (414 beyond)", "BYTES"),
     Field("max_header_bytes", _positive(int), 16384, "largest accepted request head, bytes (431 beyond)", "BYTES"),
     Field("pool_max_idle", _non_negative_int, 64,
           "idle keep-alive connections kept per node per worker", "N"),

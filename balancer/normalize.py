@@ -252,12 +252,14 @@ def make_normalizer(
     *,
     denylist: Sequence[str] = DEFAULT_DENYLIST,
     cache_size: int = 4096,
+    max_target_length: int = MAX_TARGET_LENGTH,
 ) -> Callable[[bytes], Route]:
     """A function raw request-target bytes -> Route, raising NormalizeError for a bad target.
 
     ``denylist`` applies to the ``generic`` profile (``imgix`` drops every parameter its
     schema does not know, which covers tracking parameters). ``cache_size`` bounds the LRU
-    of recent targets (0 disables it).
+    of recent targets (0 disables it). ``max_target_length`` is the balancer's
+    ``max_request_line``, so one setting governs the 414.
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown normalization profile {profile!r}: expected one of {', '.join(PROFILES)}")
@@ -267,8 +269,8 @@ def make_normalizer(
     generic = profile == "generic"
 
     def route_of(raw: bytes) -> Route:
-        if len(raw) > MAX_TARGET_LENGTH:
-            raise NormalizeError(f"request target longer than {MAX_TARGET_LENGTH} bytes", status=414)
+        if len(raw) > max_target_length:
+            raise NormalizeError(f"request target longer than {max_target_length} bytes", status=414)
         text = _target_text(raw)
         path, question, query = text.partition("?")
         path = normalize_path(path)

@@ -115,7 +115,12 @@ class Worker:
         retry_statuses = {502, 503, 504} | ({500} if config.retry_on_500 else set())
         ctx = self.ctx = FrontContext(
             loop=loop,
-            normalize=make_normalizer(config.profile, denylist=config.denylist, cache_size=config.normalize_cache),
+            normalize=make_normalizer(
+                config.profile,
+                denylist=config.denylist,
+                cache_size=config.normalize_cache,
+                max_target_length=config.max_request_line,
+            ),
             pool=pool,
             stats=self.stats,
             access_log=access_log,

@@ -464,3 +464,11 @@ def test_the_cores_import_no_io_framework():
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_target_length_limit_is_the_balancers_setting():
+    short = make_normalizer("generic", max_target_length=32)
+    assert short(b"/" + b"a" * 31).key == "/" + "a" * 31
+    with pytest.raises(NormalizeError) as caught:
+        short(b"/" + b"a" * 32)
+    assert caught.value.status == 414 and "32 bytes" in caught.value.reason
