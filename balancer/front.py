@@ -30,7 +30,7 @@ import os
 import random
 import socket
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -39,11 +39,23 @@ import orjson
 
 from balancer.accesslog import AccessLog
 from balancer.headers import (
+    CONNECTION,
+    FORWARDED_FOR,
+    HOST,
+    PASS,
+    REQUEST_ID,
+    REQUEST_KINDS,
+    VIA,
     Framing,
     client_response_head,
+    connection_tokens,
+    forwarding_fields,
+    host_line,
     is_valid_request_id,
+    names_more,
     reason_phrase,
     response_framing,
+    response_head,
     upstream_request_head,
 )
 from balancer.health import HealthPolicy, HealthTable, Outcome
@@ -51,7 +63,7 @@ from balancer.membership import Member
 from balancer.normalize import NormalizeError, Route
 from balancer.picker import PickPolicy, candidates, first_choice
 from balancer.retry import RetryBudget, RetryPolicy, backoff_s
-from balancer.ring import key_hash
+from balancer.ring import Ring, key_hash
 from balancer.routing import RoutingTable
 from balancer.stats import WorkerStats, status_class
 from balancer.upstream import UpstreamConnection, UpstreamError, UpstreamPool
@@ -60,6 +72,7 @@ __all__ = ["ClientConnection", "FrontContext", "FrontLimits", "RetrySettings"]
 
 _MAX_PIPELINED = 32  # parsed requests queued per connection before we stop reading
 _MAX_DISCARDED_BODY = 64 * 1024  # a GET/HEAD body pixring never forwards, read and dropped
+_request_kind = REQUEST_KINDS.exact.get
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +121,7 @@ class FrontContext:
         retry: RetrySettings | None = None,
         on_health_events: Callable[[list], None] = lambda events: None,
         rand: Callable[[], float] = random.random,
+        route_cache_size: int = 16384,
     ) -> None:
         self.loop = loop
         self.normalize = normalize
@@ -128,6 +142,12 @@ class FrontContext:
         self.on_health_events = on_health_events
         self.rand = rand
         self.table = RoutingTable.empty()
+        # Request target -> its route, key hash and (per ring) owner: an image URL
+        # repeats, so a hit costs one dict lookup where normalizing and hashing cost
+        # microseconds. Least recently used targets go first.
+        self.routes: OrderedDict[bytes, _Routed] = OrderedDict()
+        self.route_cache_size = route_cache_size
+        self.member_lines: dict[str, _MemberLines] = {}
         self.connections: set[ClientConnection] = set()
         self.draining = False
         self._ids = itertools.count(1)
@@ -141,9 +161,36 @@ class FrontContext:
     def set_table(self, table: RoutingTable) -> None:
         """Swap in a new routing table; the health table follows its membership."""
         self.table = table
+        self.member_lines = {m.id: _MemberLines(m, self.node_header) for m in table.members.values()}
         events = self.health.set_members(table.members, self.loop.time())
         if events:
             self.on_health_events(events)
+
+    def lines_of(self, member: Member) -> "_MemberLines":
+        lines = self.member_lines.get(member.id)
+        if lines is None or lines.member is not member:  # a member of an older table
+            lines = _MemberLines(member, self.node_header)
+        return lines
+
+    def route(self, target: bytes) -> "_Routed":
+        """The route of a request target (NormalizeError for a bad one), with its owner
+        on the current ring."""
+        routes = self.routes
+        routed = routes.get(target)
+        if routed is None:
+            route = self.normalize(target)
+            routed = _Routed(route, key_hash(route.key))
+            if self.route_cache_size:
+                routes[target] = routed
+                if len(routes) > self.route_cache_size:
+                    routes.popitem(last=False)
+        else:
+            routes.move_to_end(target)
+        ring = self.table.ring
+        if routed.ring is not ring:
+            routed.ring = ring
+            routed.owner = ring.owner(routed.hash)
+        return routed
 
     def report(self, member: str, outcome: Outcome) -> None:
         """A real request's result, for passive outlier detection."""
@@ -180,6 +227,29 @@ class FrontContext:
         self._schedule_sweep()
 
 
+class _Routed:
+    """A request target's route and key hash, and the key's owner on ``ring``."""
+
+    __slots__ = ("route", "hash", "ring", "owner")
+
+    def __init__(self, route: Route, hash_: int) -> None:
+        self.route = route
+        self.hash = hash_
+        self.ring: Ring | None = None
+        self.owner: str | None = None
+
+
+class _MemberLines:
+    """A member's parts of every head, rendered once per routing table."""
+
+    __slots__ = ("member", "host_line", "node_line")
+
+    def __init__(self, member: Member, node_header: bytes) -> None:
+        self.member = member
+        self.host_line = host_line(member.address.encode())
+        self.node_line = node_header + b": " + member.id.encode() + b"\r\n" if node_header else b""
+
+
 class _Attempt:
     """One try of an exchange on one member: the upstream connection's ResponseSink.
 
@@ -188,7 +258,7 @@ class _Attempt:
     winner's bytes reach the client.
     """
 
-    __slots__ = ("client", "member", "conn", "started", "done", "discard", "fresh_retry")
+    __slots__ = ("client", "member", "conn", "started", "done", "fresh_retry")
 
     def __init__(self, client: "ClientConnection", member: Member, started: float) -> None:
         self.client = client
@@ -196,15 +266,10 @@ class _Attempt:
         self.conn: UpstreamConnection | None = None
         self.started = started
         self.done = False
-        self.discard = False  # read the rest of the response and drop it (keeps the connection)
         self.fresh_retry = False  # already retried once on a fresh connection after a stale one
 
-    def on_response_head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
-        self.client._attempt_head(self, status, headers)
-
-    def on_response_body(self, data: bytes) -> None:
-        if not self.discard:
-            self.client._attempt_body(data)
+    def on_response_head(self, conn: UpstreamConnection) -> None:
+        self.client._attempt_head(self, conn)
 
     def on_response_complete(self) -> None:
         self.client._attempt_complete(self)
@@ -217,12 +282,14 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "ctx", "transport", "parser", "client_ip", "queue", "closed", "reading_paused",
         "writing_paused", "deadline", "deadline_status",
-        # the request being parsed
-        "p_url", "p_headers", "p_head_bytes", "p_body_bytes",
+        # the request being parsed: its fields as forwarded (balancer.headers' rules)
+        "p_url", "p_headers", "p_head_bytes", "p_body_bytes", "p_fields", "p_hosts", "p_forwarded_for",
+        "p_via", "p_request_id", "p_names_more",
         # the exchange being answered
         "ex", "ex_table", "ex_route", "ex_hash", "ex_cands", "ex_cands_full", "ex_next", "ex_live", "ex_winner", "ex_member",
         "ex_attempts", "ex_budget_held", "ex_deadline", "ex_hedge_timer", "ex_framing", "ex_keep_alive",
         "ex_status", "ex_bytes", "ex_t0", "ex_t_upstream", "ex_request_id", "ex_sent_head", "ex_pending_head",
+        "ex_forwarding",
     )
 
     def __init__(self, ctx: FrontContext) -> None:
@@ -236,10 +303,7 @@ class ClientConnection(asyncio.Protocol):
         self.writing_paused = False
         self.deadline = 0.0
         self.deadline_status = 0
-        self.p_url = b""
-        self.p_headers: list[tuple[bytes, bytes]] = []
-        self.p_head_bytes = 0
-        self.p_body_bytes = 0
+        self._reset_parsed()
         self.ex: _Request | None = None
         self.ex_live: list[_Attempt] = []
         self.ex_winner: _Attempt | None = None
@@ -305,11 +369,21 @@ class ClientConnection(asyncio.Protocol):
             winner.conn.resume_reading()
 
     # -- httptools callbacks (request parsing) ------------------------------
-    def on_message_begin(self) -> None:
+    def _reset_parsed(self) -> None:
         self.p_url = b""
-        self.p_headers = []
+        self.p_headers: list[tuple[bytes, bytes]] = []
         self.p_head_bytes = 0
         self.p_body_bytes = 0
+        self.p_fields: list[bytes] = []
+        self.p_hosts = 0
+        self.p_forwarded_for = b""
+        self.p_via = b""
+        self.p_request_id: bytes | None = None
+        self.p_names_more = False
+
+    def on_message_begin(self) -> None:
+        if self.p_head_bytes or self.p_url:
+            self._reset_parsed()  # a request that ended in a rejection left its parts
         if self.ex is None and not self.queue:
             self._arm(self.ctx.limits.header_timeout, 408)
 
@@ -323,6 +397,23 @@ class ClientConnection(asyncio.Protocol):
         if self.p_head_bytes > self.ctx.limits.max_header_bytes:
             raise _Reject(431, f"request header fields larger than {self.ctx.limits.max_header_bytes} bytes")
         self.p_headers.append((name, value))
+        # Each field is classified once, here, and laid out as the node will get it.
+        kind = _request_kind(name)
+        if kind is None:
+            kind = REQUEST_KINDS(name)
+        if kind == PASS:
+            self.p_fields += (name, b": ", value, b"\r\n")
+        elif kind == HOST:
+            self.p_hosts += 1
+        elif kind == REQUEST_ID:
+            if self.p_request_id is None:
+                self.p_request_id = value if is_valid_request_id(value) else b""
+        elif kind == FORWARDED_FOR:
+            self.p_forwarded_for = self.p_forwarded_for + b", " + value if self.p_forwarded_for else value
+        elif kind == VIA:
+            self.p_via = self.p_via + b", " + value if self.p_via else value
+        elif kind == CONNECTION and not self.p_names_more:
+            self.p_names_more = names_more(connection_tokens(value))
 
     def on_headers_complete(self) -> None:
         if self.ex is None and not self.queue:
@@ -341,7 +432,14 @@ class ClientConnection(asyncio.Protocol):
             self.p_headers,
             parser.get_http_version() == "1.1",
             parser.should_keep_alive(),
+            self.p_fields,
+            self.p_hosts,
+            self.p_forwarded_for,
+            self.p_via,
+            self.p_request_id,
+            self.p_names_more,
         )
+        self._reset_parsed()
         self.queue.append(request)
         if len(self.queue) > _MAX_PIPELINED and not self.reading_paused:
             self.reading_paused = True
@@ -378,13 +476,13 @@ class ClientConnection(asyncio.Protocol):
         self.ex_sent_head = False
         self.ex_pending_head = b""
         self.ex_keep_alive = req.keep_alive and not ctx.draining
-        self.ex_request_id = _client_request_id(req.headers) or ctx.next_request_id()
+        self.ex_request_id = req.request_id or ctx.next_request_id()
 
         method = req.method
         if method != b"GET" and method != b"HEAD":
             self._respond_local(405, "only GET and HEAD are served", extra=[(b"Allow", b"GET, HEAD")])
             return
-        if req.http11 and _host_count(req.headers) != 1:
+        if req.http11 and req.hosts != 1:
             # RFC 9112 section 3.2: exactly one Host in an HTTP/1.1 request. The Host
             # never chooses the node: nodes come from discovery only.
             self._respond_local(400, "an HTTP/1.1 request needs exactly one Host header")
@@ -396,11 +494,11 @@ class ClientConnection(asyncio.Protocol):
                 self._respond_json(200, {"status": "ok"})
             return
         try:
-            route = ctx.normalize(req.target)
+            routed = ctx.route(req.target)
         except NormalizeError as exc:
             self._respond_local(exc.status, exc.reason)
             return
-        self.ex_route = route
+        self.ex_route = routed.route
         table = self.ex_table = ctx.table
         health = ctx.health
         if not health.routable and table.members:
@@ -409,8 +507,8 @@ class ClientConnection(asyncio.Protocol):
             # members left, panic mode spreads over all of them instead.)
             self._respond_local(503, "no healthy render node", extra=[(b"Retry-After", b"1")])
             return
-        self.ex_hash = key_hash(route.key)
-        first = first_choice(table.ring, self.ex_hash, health, ctx.stats.inflight, ctx.pick_policy)
+        self.ex_hash = routed.hash
+        first = first_choice(routed.owner, health, ctx.stats.inflight, ctx.pick_policy)
         if first is not None:
             self.ex_cands = (first,)  # the rest is computed if a retry needs it
             self.ex_cands_full = False
@@ -422,6 +520,8 @@ class ClientConnection(asyncio.Protocol):
             self._respond_local(503, "no render node is available", extra=[(b"Retry-After", b"1")])
             return
         self.ex_deadline = now + ctx.retry.request_timeout
+        self.ex_forwarding = None if req.names_more else forwarding_fields(
+            req.fields, req.forwarded_for, req.via, self.client_ip, self.ex_request_id, ctx.via)
         ctx.budget.request_started()
         self.ex_t_upstream = now
         self._launch()
@@ -466,15 +566,21 @@ class ClientConnection(asyncio.Protocol):
     def _send(self, attempt: _Attempt, conn: UpstreamConnection) -> None:
         req = self.ex
         attempt.conn = conn
-        head = upstream_request_head(
-            req.method,  # type: ignore[union-attr]
-            self.ex_route.upstream_target,  # type: ignore[union-attr]
-            req.headers,  # type: ignore[union-attr]
-            host=attempt.member.address.encode(),
-            client_ip=self.client_ip,
-            request_id=self.ex_request_id,
-            via=self.ctx.via,
-        )
+        if self.ex_forwarding is not None:
+            head = b"".join((req.method, b" ", self.ex_route.upstream_target,  # type: ignore[union-attr]
+                             self.ctx.lines_of(attempt.member).host_line, self.ex_forwarding))
+        else:
+            # A Connection field names more fields, which may have come before it: the
+            # whole-head rule drops them.
+            head = upstream_request_head(
+                req.method,  # type: ignore[union-attr]
+                self.ex_route.upstream_target,  # type: ignore[union-attr]
+                req.headers,  # type: ignore[union-attr]
+                host=attempt.member.address.encode(),
+                client_ip=self.client_ip,
+                request_id=self.ex_request_id,
+                via=self.ctx.via,
+            )
         first_byte = min(self.ctx.retry.try_timeout, max(self.ex_deadline - self.ctx.loop.time(), 0.001))
         conn.send(head, attempt, head_request=req.method == b"HEAD", first_byte_timeout=first_byte)  # type: ignore[union-attr]
         if self.writing_paused:
@@ -554,30 +660,34 @@ class ClientConnection(asyncio.Protocol):
             self._launch()
 
     # -- attempt callbacks ------------------------------------------------------
-    def _attempt_head(self, attempt: _Attempt, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    def _attempt_head(self, attempt: _Attempt, conn: UpstreamConnection) -> None:
         ctx = self.ctx
         if attempt.done:
             return
         if self.ex_winner is not None:
             # A hedged twin already answered: drop this one without reading its body.
             self._end_attempt(attempt)
-            attempt.conn.abort()  # type: ignore[union-attr]
+            conn.abort()
             return
-        ctx.report(attempt.member.id, Outcome.SERVER_ERROR if status >= 500 else Outcome.OK)
+        status = conn.status
+        member_id = attempt.member.id
+        if status >= 500:
+            ctx.report(member_id, Outcome.SERVER_ERROR)
+        elif member_id in ctx.health.watched:  # else an OK changes nothing: skip the call
+            ctx.report(member_id, Outcome.OK)
         if status in ctx.retry.retry_statuses:
-            ctx.stats.upstream_errors[(attempt.member.id, f"http_{status}")] += 1
+            ctx.stats.upstream_errors[(member_id, f"http_{status}")] += 1
             twin = any(other is not attempt for other in self.ex_live)
             if twin or self._retry_possible():
-                # Read the rest of this answer and drop it (the connection stays
-                # reusable); a twin or the next member answers instead.
-                attempt.discard = True
+                # Leave the body to the connection, which reads it to the end and drops
+                # it (so it stays reusable); a twin or the next member answers instead.
                 self._end_attempt(attempt)
                 if not twin:
-                    self._retry_or_fail(status, f"{attempt.member.id} answered {status}")
+                    self._retry_or_fail(status, f"{member_id} answered {status}")
                 return
-        self._win(attempt, status, headers)
+        self._win(attempt, conn)
 
-    def _win(self, attempt: _Attempt, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    def _win(self, attempt: _Attempt, conn: UpstreamConnection) -> None:
         req = self.ex
         self.ex_winner = attempt
         self.ex_member = attempt.member
@@ -589,10 +699,8 @@ class ClientConnection(asyncio.Protocol):
         if self.ex_hedge_timer is not None:
             self.ex_hedge_timer.cancel()
             self.ex_hedge_timer = None
-        content_length = None
-        for name, value in headers:
-            if len(name) == 14 and name.lower() == b"content-length":
-                content_length = value
+        status = conn.status
+        content_length = conn.content_length
         framing = response_framing(
             status=status,
             head_request=req.method == b"HEAD",  # type: ignore[union-attr]
@@ -603,22 +711,24 @@ class ClientConnection(asyncio.Protocol):
             self.ex_keep_alive = False
         self.ex_framing = framing
         self.ex_status = status
-        extra = [(b"X-Request-Id", self.ex_request_id)]
-        if self.ctx.node_header:
-            extra.append((self.ctx.node_header, attempt.member.id.encode()))
         self.ex_sent_head = True
         # Held back until the first body bytes (usually parsed from the same read), so a
         # small response leaves in one writev instead of two sends.
-        self.ex_pending_head = client_response_head(
-            status,
-            headers,
-            framing=framing,
-            content_length=content_length,
-            keep_alive=self.ex_keep_alive,
-            client_http11=req.http11,  # type: ignore[union-attr]
-            extra=extra,
-            via=self.ctx.via,
-        )
+        if not conn.names_more:
+            extra = b"X-Request-Id: " + self.ex_request_id + b"\r\n" + self.ctx.lines_of(attempt.member).node_line
+            self.ex_pending_head = response_head(status, conn.fields, conn.prior_via, framing, content_length,
+                                                 self.ex_keep_alive, req.http11, extra, self.ctx.via)  # type: ignore[union-attr]
+        else:
+            # A Connection field names more fields, which may have come before it: the
+            # whole-head rule drops them.
+            extra_fields = [(b"X-Request-Id", self.ex_request_id)]
+            if self.ctx.node_header:
+                extra_fields.append((self.ctx.node_header, attempt.member.id.encode()))
+            self.ex_pending_head = client_response_head(
+                status, conn.headers, framing=framing, content_length=content_length, keep_alive=self.ex_keep_alive,
+                client_http11=req.http11, extra=extra_fields, via=self.ctx.via,  # type: ignore[union-attr]
+            )
+        conn.body_sink = self._attempt_body
 
     def _attempt_body(self, data: bytes) -> None:
         if self.closed:
@@ -848,24 +958,24 @@ class ClientConnection(asyncio.Protocol):
 
 
 class _Request:
-    __slots__ = ("method", "target", "headers", "http11", "keep_alive")
+    """A parsed request, queued until its turn (pipelining answers in order)."""
+
+    __slots__ = ("method", "target", "headers", "http11", "keep_alive", "fields", "hosts", "forwarded_for", "via",
+                 "request_id", "names_more")
 
     def __init__(
-        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], http11: bool, keep_alive: bool
+        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], http11: bool, keep_alive: bool,
+        fields: list[bytes], hosts: int, forwarded_for: bytes, via: bytes, request_id: bytes | None,
+        names_more: bool,
     ) -> None:
         self.method = method
         self.target = target
         self.headers = headers
         self.http11 = http11
         self.keep_alive = keep_alive
-
-
-def _client_request_id(headers: list[tuple[bytes, bytes]]) -> bytes | None:
-    for name, value in headers:
-        if len(name) == 12 and name.lower() == b"x-request-id":
-            return value if is_valid_request_id(value) else None
-    return None
-
-
-def _host_count(headers: list[tuple[bytes, bytes]]) -> int:
-    return sum(1 for name, _ in headers if len(name) == 4 and name.lower() == b"host")
+        self.fields = fields  # end-to-end fields, laid out for the node
+        self.hosts = hosts
+        self.forwarded_for = forwarded_for
+        self.via = via
+        self.request_id = request_id  # b"" when the client's was not fit to keep
+        self.names_more = names_more  # a Connection field names more fields: see _send

@@ -21,11 +21,28 @@ from enum import Enum
 from http import HTTPStatus
 
 __all__ = [
+    "CONNECTION",
+    "CONTENT_LENGTH",
+    "DROP",
+    "FORWARDED_FOR",
     "Framing",
     "HOP_BY_HOP",
+    "HOST",
+    "NameKinds",
+    "PASS",
+    "REQUEST_ID",
+    "REQUEST_KINDS",
+    "RESPONSE_KINDS",
+    "TRANSFER_ENCODING",
+    "VIA",
     "client_response_head",
+    "connection_tokens",
+    "forwarding_fields",
+    "host_line",
     "is_valid_request_id",
+    "names_more",
     "response_framing",
+    "response_head",
     "upstream_request_head",
 ]
 
@@ -43,14 +60,84 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-# Request fields pixring sets itself. A client-sent X-Forwarded-For is extended
-# rather than replaced (as nginx's $proxy_add_x_forwarded_for does); the others are
-# rewritten so a client cannot choose what the node believes about the connection.
-_REWRITTEN_REQUEST = frozenset(
-    {b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"via", b"x-request-id",
-     b"content-length", b"expect"}
+# What pixring does with a field, by its name: each field is classified once, as it is
+# parsed, and every rule below is a row of these two tables.
+PASS = 0  # end-to-end: forwarded as it is
+DROP = 1  # hop-by-hop, or a field pixring sets itself: never forwarded
+CONNECTION = 2  # hop-by-hop, and its tokens name more hop-by-hop fields
+HOST = 3
+FORWARDED_FOR = 4
+VIA = 5
+REQUEST_ID = 6
+CONTENT_LENGTH = 7
+TRANSFER_ENCODING = 8
+
+# A client-sent X-Forwarded-For is extended rather than replaced (as nginx's
+# $proxy_add_x_forwarded_for does), Via is extended (RFC 9110 section 7.6.3); the other
+# fields pixring sets are rewritten, so a client cannot choose what the node believes
+# about the connection.
+_REQUEST_KINDS = {
+    **{name: DROP for name in HOP_BY_HOP},
+    b"connection": CONNECTION,
+    b"host": HOST,
+    b"x-forwarded-for": FORWARDED_FOR,
+    b"via": VIA,
+    b"x-request-id": REQUEST_ID,
+    b"x-forwarded-proto": DROP,
+    b"x-forwarded-host": DROP,
+    b"content-length": DROP,
+    b"expect": DROP,
+}
+_RESPONSE_KINDS = {
+    **{name: DROP for name in HOP_BY_HOP},
+    b"connection": CONNECTION,
+    b"via": VIA,
+    b"content-length": CONTENT_LENGTH,
+    b"transfer-encoding": TRANSFER_ENCODING,
+}
+# Fields that every response or request carries, spelled as servers and clients spell
+# them: found by exact spelling without lowercasing anything.
+_COMMON = (
+    b"Accept", b"Accept-Encoding", b"Accept-Language", b"Accept-Ranges", b"Age", b"Cache-Control",
+    b"Content-Type", b"Date", b"ETag", b"Etag", b"Expires", b"If-Modified-Since", b"If-None-Match",
+    b"Last-Modified", b"Referer", b"Server", b"User-Agent", b"Vary", b"X-Cache",
 )
-_REWRITTEN_RESPONSE = frozenset({b"content-length", b"via"})
+
+
+class NameKinds:
+    """The kind of a field name, looked up by its exact spelling.
+
+    ``exact.get(name)`` answers for every spelling seen before (the hot path's one dict
+    lookup); a new spelling is lowercased once by calling the object. The memo is
+    bounded, so a client inventing names cannot grow it: past ``limit`` spellings, a new
+    one is lowercased on every request instead.
+    """
+
+    __slots__ = ("exact", "_by_lower", "_limit")
+
+    def __init__(self, by_lower: dict[bytes, int], limit: int = 2048) -> None:
+        self._by_lower = by_lower
+        self._limit = limit
+        self.exact: dict[bytes, int] = {}
+        for name in (*by_lower, *(n.lower() for n in _COMMON)):
+            for spelling in (name, name.title(), name.upper()):
+                self.exact[spelling] = by_lower.get(name, PASS)
+        for name in _COMMON:
+            self.exact[name] = by_lower.get(name.lower(), PASS)
+
+    def __call__(self, name: bytes) -> int:
+        kind = self._by_lower.get(name.lower(), PASS)
+        if len(self.exact) < self._limit:
+            self.exact[name] = kind
+        return kind
+
+
+REQUEST_KINDS = NameKinds(_REQUEST_KINDS)
+RESPONSE_KINDS = NameKinds(_RESPONSE_KINDS)
+
+# Connection tokens that name nothing beyond what is dropped anyway (Keep-Alive is
+# hop-by-hop by name): the common values, which need no second pass over the fields.
+_PLAIN_TOKENS = frozenset({b"keep-alive", b"close", b""})
 
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
@@ -62,12 +149,23 @@ class Framing(Enum):
     CLOSE = "close"  # streamed, then the client connection is closed (HTTP/1.0 client)
 
 
-def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    tokens: set[bytes] = set()
+def connection_tokens(value: bytes) -> frozenset[bytes]:
+    """The lowercased tokens of one Connection field's value (RFC 9110 section 7.6.1)."""
+    return frozenset(token.strip().lower() for token in value.split(b","))
+
+
+def names_more(tokens: frozenset[bytes]) -> bool:
+    """Whether Connection tokens name fields that are not dropped by name anyway."""
+    return not tokens <= _PLAIN_TOKENS
+
+
+def _named_by_connection(headers: list[tuple[bytes, bytes]], kinds: NameKinds) -> frozenset[bytes]:
+    tokens: frozenset[bytes] = frozenset()
     for name, value in headers:
-        if name.lower() == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b","))
-    return frozenset(tokens)
+        kind = kinds.exact.get(name)
+        if (kinds(name) if kind is None else kind) == CONNECTION:
+            tokens |= connection_tokens(value)
+    return tokens
 
 
 def is_valid_request_id(value: bytes) -> bool:
@@ -85,31 +183,49 @@ def upstream_request_head(
     request_id: bytes,
     via: bytes,
 ) -> bytes:
-    """The request pixring sends to a node: HTTP/1.1, keep-alive, no body."""
-    named_by_connection = _connection_tokens(headers)
-    out = [method, b" ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
+    """The request pixring sends to a node: HTTP/1.1, keep-alive, no body.
+
+    The front classifies the fields as it parses them and calls ``request_line`` and
+    ``forwarding_fields`` itself; this whole-head form states the rule for a list of
+    fields, and serves when a Connection field names further fields (which needs every
+    field seen before any is forwarded).
+    """
+    named = _named_by_connection(headers, REQUEST_KINDS)
+    fields: list[bytes] = []
     forwarded_for = b""
     prior_via = b""
     for name, value in headers:
-        lower = name.lower()
-        if lower in HOP_BY_HOP or lower in named_by_connection:
+        if named and name.lower() in named:
             continue
-        if lower in _REWRITTEN_REQUEST:
-            if lower == b"x-forwarded-for":
-                forwarded_for = forwarded_for + b", " + value if forwarded_for else value
-            elif lower == b"via":
-                prior_via = prior_via + b", " + value if prior_via else value
-            continue
-        out += (name, b": ", value, b"\r\n")
-    forwarded_for = forwarded_for + b", " + client_ip if forwarded_for else client_ip
+        kind = REQUEST_KINDS.exact.get(name)
+        if kind is None:
+            kind = REQUEST_KINDS(name)
+        if kind == PASS:
+            fields += (name, b": ", value, b"\r\n")
+        elif kind == FORWARDED_FOR:
+            forwarded_for = forwarded_for + b", " + value if forwarded_for else value
+        elif kind == VIA:
+            prior_via = prior_via + b", " + value if prior_via else value
+    return b"".join((method, b" ", target, host_line(host),
+                     forwarding_fields(fields, forwarded_for, prior_via, client_ip, request_id, via)))
+
+
+def host_line(host: bytes) -> bytes:
+    """What follows the request target: the version and the node's own Host."""
+    return b" HTTP/1.1\r\nHost: " + host + b"\r\n"
+
+
+def forwarding_fields(fields: list[bytes], forwarded_for: bytes, prior_via: bytes, client_ip: bytes,
+                      request_id: bytes, via: bytes) -> bytes:
+    """The upstream request's fields after Host, to the end of the head: the client's
+    end-to-end ``fields`` (laid out as ``name, b": ", value, b"\\r\\n"``), then pixring's."""
     own_via = b"1.1 " + via
-    out += (
-        b"X-Forwarded-For: ", forwarded_for, b"\r\n",
-        b"X-Forwarded-Proto: http\r\n",
-        b"Via: ", prior_via + b", " + own_via if prior_via else own_via, b"\r\n",
-        b"X-Request-Id: ", request_id, b"\r\n\r\n",
-    )
-    return b"".join(out)
+    return b"".join((
+        *fields,
+        b"X-Forwarded-For: ", forwarded_for + b", " + client_ip if forwarded_for else client_ip,
+        b"\r\nX-Forwarded-Proto: http\r\nVia: ", prior_via + b", " + own_via if prior_via else own_via,
+        b"\r\nX-Request-Id: ", request_id, b"\r\n\r\n",
+    ))
 
 
 def response_framing(
@@ -136,26 +252,38 @@ def client_response_head(
     """The response head pixring sends to its client for a node's response.
 
     ``content_length`` is the node's value, passed on for LENGTH framing and for HEAD
-    (where it tells the size of the body a GET would get).
+    (where it tells the size of the body a GET would get). As for requests, the
+    upstream connection classifies the fields as it parses them and the front calls
+    ``response_head``; this form states the rule for a list of fields.
     """
-    named_by_connection = _connection_tokens(headers)
-    version = b"HTTP/1.1 " if client_http11 else b"HTTP/1.0 "
-    out = [version, str(status).encode(), b" ", _REASONS.get(status, b"Unknown"), b"\r\n"]
+    named = _named_by_connection(headers, RESPONSE_KINDS)
+    fields: list[bytes] = []
     prior_via = b""
     for name, value in headers:
-        lower = name.lower()
-        if lower in HOP_BY_HOP or lower in named_by_connection:
+        if named and name.lower() in named:
             continue
-        if lower in _REWRITTEN_RESPONSE:
-            if lower == b"via":
-                prior_via = prior_via + b", " + value if prior_via else value
-            continue
-        out += (name, b": ", value, b"\r\n")
+        kind = RESPONSE_KINDS.exact.get(name)
+        if kind is None:
+            kind = RESPONSE_KINDS(name)
+        if kind == PASS:
+            fields += (name, b": ", value, b"\r\n")
+        elif kind == VIA:
+            prior_via = prior_via + b", " + value if prior_via else value
+    return response_head(status, fields, prior_via, framing, content_length, keep_alive, client_http11,
+                         b"".join(b"%s: %s\r\n" % pair for pair in extra), via)
+
+
+def response_head(status: int, fields: list[bytes], prior_via: bytes, framing: Framing,
+                  content_length: bytes | None, keep_alive: bool, client_http11: bool, extra: bytes,
+                  via: bytes) -> bytes:
+    """The response head from the node's end-to-end ``fields`` (laid out as for
+    ``forwarding_fields``), its Via, and pixring's ``extra`` lines."""
     own_via = b"1.1 " + via
-    out += (b"Via: ", prior_via + b", " + own_via if prior_via else own_via, b"\r\n")
-    for name, value in extra:
-        out += (name, b": ", value, b"\r\n")
-    if content_length is not None and framing in (Framing.LENGTH, Framing.NONE) and status not in (204, 304) and status >= 200:
+    out = [_STATUS_LINES[client_http11].get(status) or _status_line(status, client_http11)]
+    out += fields
+    out += (b"Via: ", prior_via + b", " + own_via if prior_via else own_via, b"\r\n", extra)
+    if content_length is not None and (framing is Framing.LENGTH or framing is Framing.NONE) \
+            and status >= 200 and status != 204 and status != 304:
         out += (b"Content-Length: ", content_length, b"\r\n")
     elif framing is Framing.CHUNKED:
         out.append(b"Transfer-Encoding: chunked\r\n")
@@ -165,6 +293,13 @@ def client_response_head(
         out.append(b"Connection: keep-alive\r\n")
     out.append(b"\r\n")
     return b"".join(out)
+
+
+def _status_line(status: int, http11: bool) -> bytes:
+    return b"%s %d %s\r\n" % (b"HTTP/1.1" if http11 else b"HTTP/1.0", status, _REASONS.get(status, b"Unknown"))
+
+
+_STATUS_LINES = {http11: {status: _status_line(status, http11) for status in _REASONS} for http11 in (False, True)}
 
 
 def reason_phrase(status: int) -> bytes:

@@ -190,6 +190,11 @@ class HealthTable:
     (known members that are not routable) and ``slow_starting`` are plain attributes,
     recomputed on every state change, so a request reads them without computing.
     ``version`` grows by one on every recomputation, for callers that cache.
+
+    ``watched`` holds the members for which an OK outcome would change something (a run
+    of errors to reset, a probation to count down). For every other member ``outcome(OK)``
+    is a no-op, so the request path, which sees an OK on nearly every request, may skip
+    the call.
     """
 
     def __init__(self, policy: HealthPolicy, now: float) -> None:
@@ -203,6 +208,7 @@ class HealthTable:
         self.slow_starting: frozenset[str] = frozenset()
         self.panic = False
         self.version = 0
+        self.watched: set[str] = set()
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -225,6 +231,7 @@ class HealthTable:
             if member not in kept and state.operator is not None:
                 self._remembered_modes[member] = state.operator
         self._members = kept
+        self.watched &= kept.keys()
         return self._recompute(events, now)
 
     def probe(self, member: str, ok: bool, now: float) -> list[HealthEvent]:
@@ -275,13 +282,15 @@ class HealthTable:
             if state.probation:
                 state.probation_ok += 1
                 if policy.consecutive_errors and state.probation_ok >= policy.consecutive_errors:
-                    self._end_probation(state, now)
+                    self._end_probation(member, state, now)
+            self._rewatch(member, state)
             return []
         state.quiet_since = now
         state.probation_ok = 0
         if policy.consecutive_errors == 0 or member not in self.routable:
             return []
         state.consecutive_errors += 1
+        self.watched.add(member)
         if state.probation or state.consecutive_errors >= policy.consecutive_errors:
             return self._eject(member, state, outcome, now)
         return []
@@ -328,7 +337,7 @@ class HealthTable:
                     changed = True
             elif state.probation:
                 if now - state.quiet_since >= base:
-                    self._end_probation(state, now)
+                    self._end_probation(member, state, now)
             elif state.ejections and now - state.quiet_since >= base:
                 steps = int((now - state.quiet_since) // base)
                 state.ejections = max(0, state.ejections - steps)
@@ -381,15 +390,21 @@ class HealthTable:
 
     # -- internals ------------------------------------------------------------------------
 
-    @staticmethod
-    def _readmit(state: "_State", member: str, now: float, events: list[HealthEvent], why: str) -> None:
+    def _readmit(self, state: "_State", member: str, now: float, events: list[HealthEvent], why: str) -> None:
         """End an ejection: the member routes again, on probation."""
         state.ejected_until = None
         state.probation = True
         state.probation_ok = 0
         state.consecutive_errors = 0
         state.quiet_since = now
+        self.watched.add(member)
         events.append(HealthEvent(READMITTED, member, why))
+
+    def _rewatch(self, member: str, state: _State) -> None:
+        if state.consecutive_errors or state.probation or state.suppressed:
+            self.watched.add(member)
+        else:
+            self.watched.discard(member)
 
     def _ramp_start(self, now: float) -> float | None:
         return now if self.policy.slow_start_s > 0 else None
@@ -412,11 +427,12 @@ class HealthTable:
             return "probation"
         return "up"
 
-    def _end_probation(self, state: _State, now: float) -> None:
+    def _end_probation(self, member: str, state: _State, now: float) -> None:
         state.probation = False
         state.probation_ok = 0
         state.ejections = max(0, state.ejections - 1)
         state.quiet_since = now
+        self._rewatch(member, state)
 
     def _eject(self, member: str, state: _State, outcome: Outcome, now: float) -> list[HealthEvent]:
         policy = self.policy
@@ -437,6 +453,7 @@ class HealthTable:
         state.probation_ok = 0
         state.consecutive_errors = 0
         state.suppressed = False
+        self.watched.discard(member)
         return self._recompute([HealthEvent(
             EJECTED, member, f"{why} (last: {outcome.value}); ejection {state.ejections} for {state.ejection_s:g}s")],
             now)

@@ -22,8 +22,8 @@ Rules of this module:
   ``ceil(balance_factor * (total_inflight + 1) / n_routable)``. Members over the bound are
   moved after it, still tried as retries, never dropped. By the pigeonhole principle some
   routable member is always under the bound, so the walk, like HAProxy's, ends.
-* The fast path, taken when nothing is skipped, nobody ramps and the owner is under its
-  bound, costs one ``ring.preference`` call and one comparison.
+* The fast path (``first_choice``), taken when nothing is skipped, nobody ramps and the
+  owner is under the bound floor, costs the owner lookup and two comparisons.
 
 Documents relied on:
   https://docs.haproxy.org/2.6/configuration.html#4.2-hash-balance-factor
@@ -144,18 +144,19 @@ def _bound(policy: PickPolicy, inflight: Mapping[str, int], n_routable: int) -> 
     return max(policy.bound_floor, math.ceil(policy.balance_factor * (_total(inflight) + 1) / max(1, n_routable)))
 
 
-def first_choice(ring: _RingLike, key_hash: int, health: HealthTable, inflight: Mapping[str, int],
+def first_choice(owner: str | None, health: HealthTable, inflight: Mapping[str, int],
                  policy: PickPolicy) -> str | None:
-    """The first candidate, when it can be had for one ``ring.owner`` call, else None.
+    """The first candidate, when the key's ring ``owner`` alone decides it, else None.
 
     That is the common case: every member healthy, nobody in slow start, and the owner
     below the bound floor (so bounded load cannot apply whatever the mean). It equals
     ``candidates(...)[0]`` then; the rest of the list is only needed for a retry, so the
-    caller asks ``candidates`` for it when (if ever) it needs it.
+    caller asks ``candidates`` for it when (if ever) it needs it. The owner is the
+    caller's to look up (``ring.owner``), so it can keep it with the key until the ring
+    changes.
     """
     if health.unroutable or health.slow_starting:
         return None
-    owner = ring.owner(key_hash)
     if owner is None or (policy.balance_factor and inflight.get(owner, 0) >= policy.bound_floor):
         return None
     return owner

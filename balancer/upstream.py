@@ -19,10 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Protocol
+from typing import Callable, Protocol
 
 import httptools
 
+from balancer.headers import (
+    CONNECTION,
+    CONTENT_LENGTH,
+    PASS,
+    RESPONSE_KINDS,
+    TRANSFER_ENCODING,
+    VIA,
+    connection_tokens,
+    names_more,
+)
 from balancer.membership import Member
 
 __all__ = ["ResponseSink", "UpstreamConnection", "UpstreamError", "UpstreamPool"]
@@ -37,25 +47,38 @@ class UpstreamError(Exception):
         self.stale = stale  # a reused connection died before answering: safe to retry once
 
 
+def _drop(data: bytes) -> None:
+    pass
+
+
 class ResponseSink(Protocol):
-    """Where a connection delivers the response it reads."""
+    """Where a connection delivers the response it reads.
 
-    def on_response_head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None: ...
+    ``on_response_head`` is called with the connection, whose ``status`` and ``fields``
+    (what the head says, as the proxy forwards it) are set; the sink points the
+    connection's ``body_sink`` where the body should go (the default drops it, which
+    reads a response to the end so the connection stays reusable).
+    """
 
-    def on_response_body(self, data: bytes) -> None: ...
+    def on_response_head(self, conn: "UpstreamConnection") -> None: ...
 
     def on_response_complete(self) -> None: ...
 
     def on_upstream_error(self, error: UpstreamError) -> None: ...
 
 
+_response_kind = RESPONSE_KINDS.exact.get
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection to a node, carrying one exchange at a time."""
 
     __slots__ = (
-        "pool", "member", "transport", "parser", "sink", "headers", "head_request",
+        "pool", "member", "transport", "parser", "sink", "body_sink", "head_request",
         "received_any", "reused", "closed", "last_read", "read_timeout", "first_byte_timeout", "idle_since",
         "keep_alive", "until_close",
+        # the response head being read: see ``on_header``
+        "status", "headers", "fields", "content_length", "delimited", "prior_via", "names_more",
     )
 
     def __init__(self, pool: "UpstreamPool", member: Member) -> None:
@@ -64,7 +87,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.sink: ResponseSink | None = None
+        self.body_sink: Callable[[bytes], None] = _drop
+        self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
+        self.fields: list[bytes] = []
+        self.content_length: bytes | None = None
+        self.delimited = False
+        self.prior_via = b""
+        self.names_more = False
         self.head_request = False
         self.received_any = False
         self.reused = False
@@ -117,20 +147,34 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
+        # Each field is classified once, here: end-to-end fields are laid out as the
+        # client will get them (``fields``), the rest noted (balancer.headers' rules).
         self.headers.append((name, value))
+        kind = _response_kind(name)
+        if kind is None:
+            kind = RESPONSE_KINDS(name)
+        if kind == PASS:
+            self.fields += (name, b": ", value, b"\r\n")
+        elif kind == CONTENT_LENGTH:
+            self.content_length = value
+            self.delimited = True
+        elif kind == TRANSFER_ENCODING:
+            self.delimited = True
+        elif kind == VIA:
+            self.prior_via = self.prior_via + b", " + value if self.prior_via else value
+        elif kind == CONNECTION and not self.names_more:
+            self.names_more = names_more(connection_tokens(value))
 
     def on_headers_complete(self) -> None:
         sink = self.sink
         if sink is None:
             return
-        self.keep_alive = self.parser.should_keep_alive()
-        status = self.parser.get_status_code()
-        headers, self.headers = self.headers, []
-        if not self.head_request and status >= 200 and status not in (204, 304):
-            self.until_close = not any(
-                name.lower() in (b"content-length", b"transfer-encoding") for name, _ in headers
-            )
-        sink.on_response_head(status, headers, self.keep_alive)
+        parser = self.parser
+        self.keep_alive = parser.should_keep_alive()
+        status = self.status = parser.get_status_code()
+        if not self.head_request and status >= 200 and status != 204 and status != 304:
+            self.until_close = not self.delimited
+        sink.on_response_head(self)
         if self.head_request and self.sink is not None:
             # A response to HEAD has no body whatever its headers say (RFC 9110
             # section 9.3.2); the parser cannot be told so, so finish here and
@@ -139,8 +183,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._finish()
 
     def on_body(self, body: bytes) -> None:
-        if self.sink is not None:
-            self.sink.on_response_body(body)
+        self.body_sink(body)
 
     def on_message_complete(self) -> None:
         if self.sink is not None and not self.head_request:
@@ -152,10 +195,16 @@ class UpstreamConnection(asyncio.Protocol):
         (a per-try timeout), after which ``read_timeout`` bounds every gap between reads."""
         self.first_byte_timeout = self.read_timeout if first_byte_timeout is None else first_byte_timeout
         self.sink = sink
+        self.body_sink = _drop
         self.head_request = head_request
         self.received_any = False
         self.until_close = False
         self.headers = []
+        self.fields = []
+        self.content_length = None
+        self.delimited = False
+        self.prior_via = b""
+        self.names_more = False
         self.last_read = self.pool.loop.time()
         self.transport.write(head)  # type: ignore[union-attr]
         self.pool._busy.add(self)  # the pool's sweep enforces the timeouts
@@ -171,6 +220,7 @@ class UpstreamConnection(asyncio.Protocol):
     def abort(self) -> None:
         """The client went away mid-response: this connection's state is unknown, drop it."""
         self.sink = None
+        self.body_sink = _drop
         self._not_busy()
         self.close()
 
@@ -197,6 +247,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _finish(self) -> None:
         sink, self.sink = self.sink, None
+        self.body_sink = _drop
         self._not_busy()
         reusable = self.keep_alive and not self.closed
         if reusable:
@@ -207,6 +258,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _fail(self, error: UpstreamError) -> None:
         sink, self.sink = self.sink, None
+        self.body_sink = _drop
         self._not_busy()
         if not self.closed:
             self.close()

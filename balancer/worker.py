@@ -118,9 +118,10 @@ class Worker:
             normalize=make_normalizer(
                 config.profile,
                 denylist=config.denylist,
-                cache_size=config.normalize_cache,
+                cache_size=0,  # the front keeps routes, hashes and owners together
                 max_target_length=config.max_request_line,
             ),
+            route_cache_size=config.normalize_cache,
             pool=pool,
             stats=self.stats,
             access_log=access_log,

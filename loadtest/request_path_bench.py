@@ -69,7 +69,8 @@ async def run(requests: int, access_log: str) -> float:
     pool = UpstreamPool(loop, connect_timeout=1.0, read_timeout=30.0, max_idle=64, idle_timeout=30.0)
     ctx = FrontContext(
         loop=loop,
-        normalize=make_normalizer("imgix", cache_size=16384),
+        normalize=make_normalizer("imgix", cache_size=0),
+        route_cache_size=16384,
         pool=pool,
         stats=WorkerStats(),
         access_log=AccessLog(access_log, loop),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -423,6 +425,23 @@ def test_invariants_hold_after_any_sequence_of_events(steps):
         assert t.panic == (len(t.routable) < 0.5 * in_service)
         assert all(0 < s["ramp"] <= 1 for s in snap.values())
         assert t.probing() == {m for m, s in snap.items() if s["operator"] != "maintenance"}
+        assert t.watched <= t.members
+        _assert_ok_changes_nothing_for_unwatched(t, now)
+
+
+def _internal_state(t: HealthTable) -> dict:
+    return {m: {name: getattr(s, name) for name in s.__slots__} for m, s in t._members.items()}
+
+
+def _assert_ok_changes_nothing_for_unwatched(t: HealthTable, now: float) -> None:
+    """The request path skips reporting an OK for members outside ``watched``: that must be
+    exactly a no-op, which an OK reported on a copy of the table shows."""
+    for member in t.members - t.watched:
+        twin = copy.deepcopy(t)
+        before = _internal_state(twin)
+        assert twin.outcome(member, Outcome.OK, now) == []
+        assert _internal_state(twin) == before, member
+        assert twin.watched == t.watched
 
 
 def test_a_node_the_probes_see_come_back_is_readmitted_without_waiting_out_its_ejection():

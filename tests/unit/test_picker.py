@@ -392,12 +392,12 @@ def test_first_choice_is_the_head_of_the_candidate_list_whenever_it_answers(make
     t = health()
     policy = PickPolicy()
     for h in KEYS[:500]:
-        assert first_choice(ring, h, t, {}, policy) == candidates(ring, h, t, {}, 0.0, policy)[0]
+        assert first_choice(ring.owner(h), t, {}, policy) == candidates(ring, h, t, {}, 0.0, policy)[0]
     owner = ring.preference(KEYS[0], 1)[0]
     # At the bound floor, bounded load may apply: the fast path steps aside.
-    assert first_choice(ring, KEYS[0], t, {owner: policy.bound_floor}, policy) is None
+    assert first_choice(owner, t, {owner: policy.bound_floor}, policy) is None
     t.probe(owner, False, 1.0)
     t.probe(owner, False, 1.1)
     t.probe(owner, False, 1.2)
     assert owner not in t.routable
-    assert first_choice(ring, KEYS[0], t, {}, policy) is None  # unhealthy members: the full walk
+    assert first_choice(owner, t, {}, policy) is None  # unhealthy members: the full walk
