@@ -43,20 +43,19 @@ from balancer.headers import (
     FORWARDED_FOR,
     HOST,
     PASS,
+    PLAIN_CONNECTION,
     REQUEST_ID,
     REQUEST_KINDS,
     VIA,
     Framing,
-    client_response_head,
     connection_tokens,
     forwarding_fields,
     host_line,
     is_valid_request_id,
-    names_more,
     reason_phrase,
     response_framing,
     response_head,
-    upstream_request_head,
+    without_named,
 )
 from balancer.health import HealthPolicy, HealthTable, Outcome
 from balancer.membership import Member
@@ -283,8 +282,8 @@ class ClientConnection(asyncio.Protocol):
         "ctx", "transport", "parser", "client_ip", "queue", "closed", "reading_paused",
         "writing_paused", "deadline", "deadline_status",
         # the request being parsed: its fields as forwarded (balancer.headers' rules)
-        "p_url", "p_headers", "p_head_bytes", "p_body_bytes", "p_fields", "p_hosts", "p_forwarded_for",
-        "p_via", "p_request_id", "p_names_more",
+        "p_url", "p_head_bytes", "p_body_bytes", "p_fields", "p_hosts", "p_forwarded_for", "p_via",
+        "p_request_id", "p_named",
         # the exchange being answered
         "ex", "ex_table", "ex_route", "ex_hash", "ex_cands", "ex_cands_full", "ex_next", "ex_live", "ex_winner", "ex_member",
         "ex_attempts", "ex_budget_held", "ex_deadline", "ex_hedge_timer", "ex_framing", "ex_keep_alive",
@@ -371,7 +370,6 @@ class ClientConnection(asyncio.Protocol):
     # -- httptools callbacks (request parsing) ------------------------------
     def _reset_parsed(self) -> None:
         self.p_url = b""
-        self.p_headers: list[tuple[bytes, bytes]] = []
         self.p_head_bytes = 0
         self.p_body_bytes = 0
         self.p_fields: list[bytes] = []
@@ -379,7 +377,7 @@ class ClientConnection(asyncio.Protocol):
         self.p_forwarded_for = b""
         self.p_via = b""
         self.p_request_id: bytes | None = None
-        self.p_names_more = False
+        self.p_named: frozenset[bytes] = frozenset()
 
     def on_message_begin(self) -> None:
         if self.p_head_bytes or self.p_url:
@@ -396,7 +394,6 @@ class ClientConnection(asyncio.Protocol):
         self.p_head_bytes += len(name) + len(value) + 4
         if self.p_head_bytes > self.ctx.limits.max_header_bytes:
             raise _Reject(431, f"request header fields larger than {self.ctx.limits.max_header_bytes} bytes")
-        self.p_headers.append((name, value))
         # Each field is classified once, here, and laid out as the node will get it.
         kind = _request_kind(name)
         if kind is None:
@@ -412,8 +409,8 @@ class ClientConnection(asyncio.Protocol):
             self.p_forwarded_for = self.p_forwarded_for + b", " + value if self.p_forwarded_for else value
         elif kind == VIA:
             self.p_via = self.p_via + b", " + value if self.p_via else value
-        elif kind == CONNECTION and not self.p_names_more:
-            self.p_names_more = names_more(connection_tokens(value))
+        elif kind == CONNECTION and value not in PLAIN_CONNECTION:
+            self.p_named |= connection_tokens(value)
 
     def on_headers_complete(self) -> None:
         if self.ex is None and not self.queue:
@@ -426,18 +423,23 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         parser = self.parser
+        fields, forwarded_for, via = self.p_fields, self.p_forwarded_for, self.p_via
+        named = self.p_named
+        if named:
+            # Connection named further fields, maybe fields that came before it.
+            fields = without_named(fields, named)
+            forwarded_for = b"" if b"x-forwarded-for" in named else forwarded_for
+            via = b"" if b"via" in named else via
         request = _Request(
             parser.get_method(),
             self.p_url,
-            self.p_headers,
             parser.get_http_version() == "1.1",
             parser.should_keep_alive(),
-            self.p_fields,
+            fields,
             self.p_hosts,
-            self.p_forwarded_for,
-            self.p_via,
+            forwarded_for,
+            via,
             self.p_request_id,
-            self.p_names_more,
         )
         self._reset_parsed()
         self.queue.append(request)
@@ -520,7 +522,7 @@ class ClientConnection(asyncio.Protocol):
             self._respond_local(503, "no render node is available", extra=[(b"Retry-After", b"1")])
             return
         self.ex_deadline = now + ctx.retry.request_timeout
-        self.ex_forwarding = None if req.names_more else forwarding_fields(
+        self.ex_forwarding = forwarding_fields(
             req.fields, req.forwarded_for, req.via, self.client_ip, self.ex_request_id, ctx.via)
         ctx.budget.request_started()
         self.ex_t_upstream = now
@@ -566,21 +568,8 @@ class ClientConnection(asyncio.Protocol):
     def _send(self, attempt: _Attempt, conn: UpstreamConnection) -> None:
         req = self.ex
         attempt.conn = conn
-        if self.ex_forwarding is not None:
-            head = b"".join((req.method, b" ", self.ex_route.upstream_target,  # type: ignore[union-attr]
-                             self.ctx.lines_of(attempt.member).host_line, self.ex_forwarding))
-        else:
-            # A Connection field names more fields, which may have come before it: the
-            # whole-head rule drops them.
-            head = upstream_request_head(
-                req.method,  # type: ignore[union-attr]
-                self.ex_route.upstream_target,  # type: ignore[union-attr]
-                req.headers,  # type: ignore[union-attr]
-                host=attempt.member.address.encode(),
-                client_ip=self.client_ip,
-                request_id=self.ex_request_id,
-                via=self.ctx.via,
-            )
+        head = b"".join((req.method, b" ", self.ex_route.upstream_target,  # type: ignore[union-attr]
+                         self.ctx.lines_of(attempt.member).host_line, self.ex_forwarding))
         first_byte = min(self.ctx.retry.try_timeout, max(self.ex_deadline - self.ctx.loop.time(), 0.001))
         conn.send(head, attempt, head_request=req.method == b"HEAD", first_byte_timeout=first_byte)  # type: ignore[union-attr]
         if self.writing_paused:
@@ -714,20 +703,9 @@ class ClientConnection(asyncio.Protocol):
         self.ex_sent_head = True
         # Held back until the first body bytes (usually parsed from the same read), so a
         # small response leaves in one writev instead of two sends.
-        if not conn.names_more:
-            extra = b"X-Request-Id: " + self.ex_request_id + b"\r\n" + self.ctx.lines_of(attempt.member).node_line
-            self.ex_pending_head = response_head(status, conn.fields, conn.prior_via, framing, content_length,
-                                                 self.ex_keep_alive, req.http11, extra, self.ctx.via)  # type: ignore[union-attr]
-        else:
-            # A Connection field names more fields, which may have come before it: the
-            # whole-head rule drops them.
-            extra_fields = [(b"X-Request-Id", self.ex_request_id)]
-            if self.ctx.node_header:
-                extra_fields.append((self.ctx.node_header, attempt.member.id.encode()))
-            self.ex_pending_head = client_response_head(
-                status, conn.headers, framing=framing, content_length=content_length, keep_alive=self.ex_keep_alive,
-                client_http11=req.http11, extra=extra_fields, via=self.ctx.via,  # type: ignore[union-attr]
-            )
+        extra = b"X-Request-Id: " + self.ex_request_id + b"\r\n" + self.ctx.lines_of(attempt.member).node_line
+        self.ex_pending_head = response_head(status, conn.fields, conn.prior_via, framing, content_length,
+                                             self.ex_keep_alive, req.http11, extra, self.ctx.via)  # type: ignore[union-attr]
         conn.body_sink = self._attempt_body
 
     def _attempt_body(self, data: bytes) -> None:
@@ -960,17 +938,14 @@ class ClientConnection(asyncio.Protocol):
 class _Request:
     """A parsed request, queued until its turn (pipelining answers in order)."""
 
-    __slots__ = ("method", "target", "headers", "http11", "keep_alive", "fields", "hosts", "forwarded_for", "via",
-                 "request_id", "names_more")
+    __slots__ = ("method", "target", "http11", "keep_alive", "fields", "hosts", "forwarded_for", "via", "request_id")
 
     def __init__(
-        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], http11: bool, keep_alive: bool,
-        fields: list[bytes], hosts: int, forwarded_for: bytes, via: bytes, request_id: bytes | None,
-        names_more: bool,
+        self, method: bytes, target: bytes, http11: bool, keep_alive: bool, fields: list[bytes], hosts: int,
+        forwarded_for: bytes, via: bytes, request_id: bytes | None,
     ) -> None:
         self.method = method
         self.target = target
-        self.headers = headers
         self.http11 = http11
         self.keep_alive = keep_alive
         self.fields = fields  # end-to-end fields, laid out for the node
@@ -978,4 +953,3 @@ class _Request:
         self.forwarded_for = forwarded_for
         self.via = via
         self.request_id = request_id  # b"" when the client's was not fit to keep
-        self.names_more = names_more  # a Connection field names more fields: see _send

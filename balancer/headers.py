@@ -1,7 +1,9 @@
 """What crosses the proxy in each direction: header rules and message framing.
 
-Pure functions over byte strings, so the front and the pool only move bytes. The
-rules follow RFC 9110 section 7.6 (intermediaries): hop-by-hop fields
+Pure functions and tables over byte strings, so the front and the pool only move
+bytes. Each field is classified once, by name, as it is parsed (``NameKinds``); an
+end-to-end field is laid out on the spot as ``name, b": ", value, b"\r\n"`` in a flat
+list, and the heads are assembled from those lists in one join. The rules follow RFC 9110 section 7.6 (intermediaries): hop-by-hop fields
 (``Connection`` and every field it names, ``Keep-Alive``, ``TE``, ``Trailer``,
 ``Transfer-Encoding``, ``Upgrade``, ``Proxy-*``) are connection-specific and never
 forwarded; each hop adds itself to ``Via`` (section 7.6.3). Everything else is
@@ -30,20 +32,21 @@ __all__ = [
     "HOST",
     "NameKinds",
     "PASS",
+    "PLAIN_CONNECTION",
     "REQUEST_ID",
     "REQUEST_KINDS",
     "RESPONSE_KINDS",
     "TRANSFER_ENCODING",
     "VIA",
-    "client_response_head",
     "connection_tokens",
     "forwarding_fields",
     "host_line",
     "is_valid_request_id",
-    "names_more",
+    "reason_phrase",
     "response_framing",
     "response_head",
-    "upstream_request_head",
+    "response_kinds",
+    "without_named",
 ]
 
 HOP_BY_HOP = frozenset(
@@ -60,8 +63,8 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-# What pixring does with a field, by its name: each field is classified once, as it is
-# parsed, and every rule below is a row of these two tables.
+# What pixring does with a field, by its name. Every header rule is a row of the two
+# tables below.
 PASS = 0  # end-to-end: forwarded as it is
 DROP = 1  # hop-by-hop, or a field pixring sets itself: never forwarded
 CONNECTION = 2  # hop-by-hop, and its tokens name more hop-by-hop fields
@@ -88,15 +91,18 @@ _REQUEST_KINDS = {
     b"content-length": DROP,
     b"expect": DROP,
 }
+# In a response, X-Request-Id and the node header (``X-Pixring-Node`` unless configured
+# otherwise) are pixring's to set: a node's own would be a second, conflicting one.
 _RESPONSE_KINDS = {
     **{name: DROP for name in HOP_BY_HOP},
     b"connection": CONNECTION,
     b"via": VIA,
     b"content-length": CONTENT_LENGTH,
     b"transfer-encoding": TRANSFER_ENCODING,
+    b"x-request-id": DROP,
 }
-# Fields that every response or request carries, spelled as servers and clients spell
-# them: found by exact spelling without lowercasing anything.
+# Fields that most requests or responses carry, spelled as clients and servers spell
+# them: found by their exact spelling without lowercasing anything.
 _COMMON = (
     b"Accept", b"Accept-Encoding", b"Accept-Language", b"Accept-Ranges", b"Age", b"Cache-Control",
     b"Content-Type", b"Date", b"ETag", b"Etag", b"Expires", b"If-Modified-Since", b"If-None-Match",
@@ -132,11 +138,17 @@ class NameKinds:
         return kind
 
 
-REQUEST_KINDS = NameKinds(_REQUEST_KINDS)
-RESPONSE_KINDS = NameKinds(_RESPONSE_KINDS)
+def response_kinds(node_header: bytes) -> NameKinds:
+    """The response rules, with ``node_header`` (pixring's own) dropped from nodes' answers."""
+    return NameKinds({**_RESPONSE_KINDS, node_header.lower(): DROP} if node_header else _RESPONSE_KINDS)
 
-# Connection tokens that name nothing beyond what is dropped anyway (Keep-Alive is
-# hop-by-hop by name): the common values, which need no second pass over the fields.
+
+REQUEST_KINDS = NameKinds(_REQUEST_KINDS)
+RESPONSE_KINDS = response_kinds(b"X-Pixring-Node")
+
+# Connection values that name nothing beyond what is dropped by name anyway (Keep-Alive
+# is hop-by-hop itself): nearly every Connection field says one of these.
+PLAIN_CONNECTION = frozenset({b"keep-alive", b"Keep-Alive", b"close", b"Close"})
 _PLAIN_TOKENS = frozenset({b"keep-alive", b"close", b""})
 
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
@@ -150,22 +162,22 @@ class Framing(Enum):
 
 
 def connection_tokens(value: bytes) -> frozenset[bytes]:
-    """The lowercased tokens of one Connection field's value (RFC 9110 section 7.6.1)."""
-    return frozenset(token.strip().lower() for token in value.split(b","))
+    """The fields one Connection value names beyond Keep-Alive (lowercased; RFC 9110
+    section 7.6.1). Empty for the usual values."""
+    return frozenset(token.strip().lower() for token in value.split(b",")) - _PLAIN_TOKENS
 
 
-def names_more(tokens: frozenset[bytes]) -> bool:
-    """Whether Connection tokens name fields that are not dropped by name anyway."""
-    return not tokens <= _PLAIN_TOKENS
+def without_named(fields: list[bytes], named: frozenset[bytes]) -> list[bytes]:
+    """End-to-end ``fields`` (laid out in fours) minus those a Connection field named.
 
-
-def _named_by_connection(headers: list[tuple[bytes, bytes]], kinds: NameKinds) -> frozenset[bytes]:
-    tokens: frozenset[bytes] = frozenset()
-    for name, value in headers:
-        kind = kinds.exact.get(name)
-        if (kinds(name) if kind is None else kind) == CONNECTION:
-            tokens |= connection_tokens(value)
-    return tokens
+    A Connection field may come after the fields it names, so this runs once the head
+    is complete; it is rare, and the common case never calls it.
+    """
+    kept: list[bytes] = []
+    for i in range(0, len(fields), 4):
+        if fields[i].lower() not in named:
+            kept += fields[i:i + 4]
+    return kept
 
 
 def is_valid_request_id(value: bytes) -> bool:
@@ -173,52 +185,16 @@ def is_valid_request_id(value: bytes) -> bool:
     return 0 < len(value) <= 128 and all(0x21 <= byte <= 0x7E for byte in value)
 
 
-def upstream_request_head(
-    method: bytes,
-    target: bytes,
-    headers: list[tuple[bytes, bytes]],
-    *,
-    host: bytes,
-    client_ip: bytes,
-    request_id: bytes,
-    via: bytes,
-) -> bytes:
-    """The request pixring sends to a node: HTTP/1.1, keep-alive, no body.
-
-    The front classifies the fields as it parses them and calls ``request_line`` and
-    ``forwarding_fields`` itself; this whole-head form states the rule for a list of
-    fields, and serves when a Connection field names further fields (which needs every
-    field seen before any is forwarded).
-    """
-    named = _named_by_connection(headers, REQUEST_KINDS)
-    fields: list[bytes] = []
-    forwarded_for = b""
-    prior_via = b""
-    for name, value in headers:
-        if named and name.lower() in named:
-            continue
-        kind = REQUEST_KINDS.exact.get(name)
-        if kind is None:
-            kind = REQUEST_KINDS(name)
-        if kind == PASS:
-            fields += (name, b": ", value, b"\r\n")
-        elif kind == FORWARDED_FOR:
-            forwarded_for = forwarded_for + b", " + value if forwarded_for else value
-        elif kind == VIA:
-            prior_via = prior_via + b", " + value if prior_via else value
-    return b"".join((method, b" ", target, host_line(host),
-                     forwarding_fields(fields, forwarded_for, prior_via, client_ip, request_id, via)))
-
-
 def host_line(host: bytes) -> bytes:
-    """What follows the request target: the version and the node's own Host."""
+    """What follows the upstream request's target: the version and the node's own Host."""
     return b" HTTP/1.1\r\nHost: " + host + b"\r\n"
 
 
 def forwarding_fields(fields: list[bytes], forwarded_for: bytes, prior_via: bytes, client_ip: bytes,
                       request_id: bytes, via: bytes) -> bytes:
-    """The upstream request's fields after Host, to the end of the head: the client's
-    end-to-end ``fields`` (laid out as ``name, b": ", value, b"\\r\\n"``), then pixring's."""
+    """The upstream request after its Host line, to the end of the head: the client's
+    end-to-end ``fields``, then pixring's. The request pixring sends is always HTTP/1.1,
+    keep-alive, without a body."""
     own_via = b"1.1 " + via
     return b"".join((
         *fields,
@@ -238,46 +214,15 @@ def response_framing(
     return Framing.CHUNKED if client_http11 else Framing.CLOSE
 
 
-def client_response_head(
-    status: int,
-    headers: list[tuple[bytes, bytes]],
-    *,
-    framing: Framing,
-    content_length: bytes | None,
-    keep_alive: bool,
-    client_http11: bool,
-    extra: list[tuple[bytes, bytes]],
-    via: bytes,
-) -> bytes:
-    """The response head pixring sends to its client for a node's response.
-
-    ``content_length`` is the node's value, passed on for LENGTH framing and for HEAD
-    (where it tells the size of the body a GET would get). As for requests, the
-    upstream connection classifies the fields as it parses them and the front calls
-    ``response_head``; this form states the rule for a list of fields.
-    """
-    named = _named_by_connection(headers, RESPONSE_KINDS)
-    fields: list[bytes] = []
-    prior_via = b""
-    for name, value in headers:
-        if named and name.lower() in named:
-            continue
-        kind = RESPONSE_KINDS.exact.get(name)
-        if kind is None:
-            kind = RESPONSE_KINDS(name)
-        if kind == PASS:
-            fields += (name, b": ", value, b"\r\n")
-        elif kind == VIA:
-            prior_via = prior_via + b", " + value if prior_via else value
-    return response_head(status, fields, prior_via, framing, content_length, keep_alive, client_http11,
-                         b"".join(b"%s: %s\r\n" % pair for pair in extra), via)
-
-
 def response_head(status: int, fields: list[bytes], prior_via: bytes, framing: Framing,
                   content_length: bytes | None, keep_alive: bool, client_http11: bool, extra: bytes,
                   via: bytes) -> bytes:
-    """The response head from the node's end-to-end ``fields`` (laid out as for
-    ``forwarding_fields``), its Via, and pixring's ``extra`` lines."""
+    """The response head pixring sends its client: the node's end-to-end ``fields``, Via,
+    pixring's ``extra`` lines, then the framing.
+
+    ``content_length`` is the node's value, passed on for LENGTH framing and for HEAD
+    (where it tells the size of the body a GET would get).
+    """
     own_via = b"1.1 " + via
     out = [_STATUS_LINES[client_http11].get(status) or _status_line(status, client_http11)]
     out += fields

@@ -27,11 +27,13 @@ from balancer.headers import (
     CONNECTION,
     CONTENT_LENGTH,
     PASS,
+    PLAIN_CONNECTION,
     RESPONSE_KINDS,
+    NameKinds,
     TRANSFER_ENCODING,
     VIA,
     connection_tokens,
-    names_more,
+    without_named,
 )
 from balancer.membership import Member
 
@@ -67,34 +69,32 @@ class ResponseSink(Protocol):
     def on_upstream_error(self, error: UpstreamError) -> None: ...
 
 
-_response_kind = RESPONSE_KINDS.exact.get
-
-
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection to a node, carrying one exchange at a time."""
 
     __slots__ = (
-        "pool", "member", "transport", "parser", "sink", "body_sink", "head_request",
+        "pool", "member", "transport", "parser", "sink", "body_sink", "head_request", "kinds", "kind_of",
         "received_any", "reused", "closed", "last_read", "read_timeout", "first_byte_timeout", "idle_since",
         "keep_alive", "until_close",
         # the response head being read: see ``on_header``
-        "status", "headers", "fields", "content_length", "delimited", "prior_via", "names_more",
+        "status", "fields", "content_length", "delimited", "prior_via", "named",
     )
 
     def __init__(self, pool: "UpstreamPool", member: Member) -> None:
         self.pool = pool
         self.member = member
+        self.kinds = pool.response_kinds
+        self.kind_of = pool.response_kinds.exact.get
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.sink: ResponseSink | None = None
         self.body_sink: Callable[[bytes], None] = _drop
         self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
         self.fields: list[bytes] = []
         self.content_length: bytes | None = None
         self.delimited = False
         self.prior_via = b""
-        self.names_more = False
+        self.named: frozenset[bytes] = frozenset()
         self.head_request = False
         self.received_any = False
         self.reused = False
@@ -149,10 +149,9 @@ class UpstreamConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         # Each field is classified once, here: end-to-end fields are laid out as the
         # client will get them (``fields``), the rest noted (balancer.headers' rules).
-        self.headers.append((name, value))
-        kind = _response_kind(name)
+        kind = self.kind_of(name)
         if kind is None:
-            kind = RESPONSE_KINDS(name)
+            kind = self.kinds(name)
         if kind == PASS:
             self.fields += (name, b": ", value, b"\r\n")
         elif kind == CONTENT_LENGTH:
@@ -162,8 +161,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.delimited = True
         elif kind == VIA:
             self.prior_via = self.prior_via + b", " + value if self.prior_via else value
-        elif kind == CONNECTION and not self.names_more:
-            self.names_more = names_more(connection_tokens(value))
+        elif kind == CONNECTION and value not in PLAIN_CONNECTION:
+            self.named |= connection_tokens(value)
 
     def on_headers_complete(self) -> None:
         sink = self.sink
@@ -172,6 +171,10 @@ class UpstreamConnection(asyncio.Protocol):
         parser = self.parser
         self.keep_alive = parser.should_keep_alive()
         status = self.status = parser.get_status_code()
+        if self.named:
+            self.fields = without_named(self.fields, self.named)
+            if b"via" in self.named:
+                self.prior_via = b""
         if not self.head_request and status >= 200 and status != 204 and status != 304:
             self.until_close = not self.delimited
         sink.on_response_head(self)
@@ -199,12 +202,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.head_request = head_request
         self.received_any = False
         self.until_close = False
-        self.headers = []
         self.fields = []
         self.content_length = None
         self.delimited = False
         self.prior_via = b""
-        self.names_more = False
+        self.named = frozenset()
         self.last_read = self.pool.loop.time()
         self.transport.write(head)  # type: ignore[union-attr]
         self.pool._busy.add(self)  # the pool's sweep enforces the timeouts
@@ -277,8 +279,10 @@ class UpstreamPool:
         read_timeout: float,
         max_idle: int,
         idle_timeout: float,
+        response_kinds: NameKinds = RESPONSE_KINDS,
     ) -> None:
         self.loop = loop
+        self.response_kinds = response_kinds  # which fields of an answer cross to the client
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_idle = max_idle

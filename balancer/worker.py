@@ -32,6 +32,7 @@ import orjson
 from balancer.accesslog import AccessLog
 from balancer.config import BalancerConfig
 from balancer.front import ClientConnection, FrontContext, FrontLimits, RetrySettings
+from balancer.headers import response_kinds
 from balancer.health import HealthEvent, HealthTable
 from balancer.membership import Membership
 from balancer.normalize import make_normalizer
@@ -109,6 +110,7 @@ class Worker:
             read_timeout=config.upstream_timeout,
             max_idle=config.pool_max_idle,
             idle_timeout=config.pool_idle_timeout,
+            response_kinds=response_kinds(config.node_header.encode("latin-1")),
         )
         health = self.health = HealthTable(config.health_policy(), loop.time())
         retry_policy = config.retry_policy()

@@ -1,11 +1,24 @@
-"""Header rules and framing (balancer/headers.py), RFC 9110 section 7.6 and RFC 9112 section 6."""
+"""Header rules and framing (balancer/headers.py), RFC 9110 section 7.6 and RFC 9112 section 6.
+
+How whole requests and responses cross the proxy, field by field as the front and the
+pool parse them, is checked against an independent statement of the rules in
+``tests/integration/test_forwarded_heads.py``; this file checks the pieces.
+"""
 
 from balancer.headers import (
+    DROP,
+    PASS,
+    REQUEST_KINDS,
+    RESPONSE_KINDS,
     Framing,
-    client_response_head,
+    NameKinds,
+    connection_tokens,
+    forwarding_fields,
+    host_line,
     is_valid_request_id,
     response_framing,
-    upstream_request_head,
+    response_head,
+    without_named,
 )
 
 
@@ -20,61 +33,65 @@ def _fields(head: bytes) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def test_upstream_head_sets_host_and_forwarding_fields_and_drops_hop_by_hop():
-    head = upstream_request_head(
-        b"GET",
-        b"/a.jpg?w=1",
-        [
-            (b"Host", b"evil.example:80"),
-            (b"Connection", b"keep-alive, X-Secret"),
-            (b"X-Secret", b"1"),
-            (b"Keep-Alive", b"timeout=5"),
-            (b"TE", b"trailers"),
-            (b"Accept", b"image/webp"),
-            (b"If-None-Match", b'"abc"'),
-            (b"X-Forwarded-For", b"10.0.0.1"),
-            (b"X-Forwarded-Proto", b"https"),
-            (b"Via", b"1.1 cdn"),
-        ],
-        host=b"127.0.0.1:9001",
-        client_ip=b"192.0.2.7",
-        request_id=b"rid-1",
-        via=b"pixring",
-    )
-    assert head.startswith(b"GET /a.jpg?w=1 HTTP/1.1\r\n")
+def _laid_out(*pairs: tuple[bytes, bytes]) -> list[bytes]:
+    out: list[bytes] = []
+    for name, value in pairs:
+        out += (name, b": ", value, b"\r\n")
+    return out
+
+
+def test_every_spelling_of_a_hop_by_hop_name_is_dropped_and_others_pass():
+    for kinds in (REQUEST_KINDS, RESPONSE_KINDS):
+        for name in (b"Connection", b"connection", b"CONNECTION", b"cOnNeCtIoN", b"Keep-Alive", b"kEEP-aLIVE",
+                     b"TE", b"Trailer", b"Transfer-Encoding", b"Upgrade", b"Proxy-Authorization"):
+            kind = kinds.exact.get(name)
+            assert (kinds(name) if kind is None else kind) != PASS, name
+        for name in (b"Accept", b"X-Custom", b"x-CUSTOM-2", b"ETag"):
+            kind = kinds.exact.get(name)
+            assert (kinds(name) if kind is None else kind) == PASS, name
+
+
+def test_the_spelling_memo_is_bounded():
+    kinds = NameKinds({b"connection": DROP}, limit=64)
+    base = len(kinds.exact)
+    for i in range(1000):
+        assert kinds(b"X-Invented-%d" % i) == PASS
+    assert len(kinds.exact) == max(base, 64)
+    assert kinds(b"CoNNection") == DROP  # past the bound, still classified (lowercased each time)
+
+
+def test_upstream_head_sets_host_and_forwarding_fields():
+    head = b"GET /a.jpg?w=1" + host_line(b"127.0.0.1:9001") + forwarding_fields(
+        _laid_out((b"Accept", b"image/webp"), (b"If-None-Match", b'"abc"')),
+        b"10.0.0.1", b"1.1 cdn", b"192.0.2.7", b"rid-1", b"pixring")
+    assert head.startswith(b"GET /a.jpg?w=1 HTTP/1.1\r\nHost: 127.0.0.1:9001\r\n")
     assert head.endswith(b"\r\n\r\n")
-    fields = _fields(head)
-    names = [n for n, _ in fields]
-    assert (b"host", b"127.0.0.1:9001") in fields
-    assert names.count(b"host") == 1
-    for dropped in (b"connection", b"x-secret", b"keep-alive", b"te"):
-        assert dropped not in names
-    assert (b"accept", b"image/webp") in fields
-    assert (b"if-none-match", b'"abc"') in fields
-    assert (b"x-forwarded-for", b"10.0.0.1, 192.0.2.7") in fields
-    assert (b"x-forwarded-proto", b"http") in fields
-    assert (b"via", b"1.1 cdn, 1.1 pixring") in fields
-    assert (b"x-request-id", b"rid-1") in fields
+    assert _fields(head) == [
+        (b"host", b"127.0.0.1:9001"),
+        (b"accept", b"image/webp"),
+        (b"if-none-match", b'"abc"'),
+        (b"x-forwarded-for", b"10.0.0.1, 192.0.2.7"),
+        (b"x-forwarded-proto", b"http"),
+        (b"via", b"1.1 cdn, 1.1 pixring"),
+        (b"x-request-id", b"rid-1"),
+    ]
+    bare = forwarding_fields([], b"", b"", b"192.0.2.7", b"rid-2", b"pixring")
+    assert b"X-Forwarded-For: 192.0.2.7\r\n" in bare and b"Via: 1.1 pixring\r\n" in bare
+
+
+def test_connection_tokens_and_the_fields_they_name():
+    assert connection_tokens(b"keep-alive") == frozenset()
+    assert connection_tokens(b"Keep-Alive, X-Secret ,close") == {b"x-secret"}
+    fields = _laid_out((b"X-Secret", b"1"), (b"Accept", b"*/*"), (b"x-secret", b"2"), (b"X-Other", b"3"))
+    assert without_named(fields, frozenset({b"x-secret"})) == _laid_out((b"Accept", b"*/*"), (b"X-Other", b"3"))
 
 
 def test_client_head_passes_end_to_end_fields_and_adds_ours():
-    head = client_response_head(
+    head = response_head(
         200,
-        [
-            (b"Content-Type", b"image/webp"),
-            (b"Content-Length", b"1234"),
-            (b"ETag", b'"e1"'),
-            (b"Cache-Control", b"public, max-age=60"),
-            (b"Vary", b"Accept"),
-            (b"Connection", b"keep-alive"),
-            (b"Keep-Alive", b"timeout=75"),
-        ],
-        framing=Framing.LENGTH,
-        content_length=b"1234",
-        keep_alive=True,
-        client_http11=True,
-        extra=[(b"X-Pixring-Node", b"r1")],
-        via=b"pixring",
+        _laid_out((b"Content-Type", b"image/webp"), (b"ETag", b'"e1"'), (b"Cache-Control", b"public, max-age=60"),
+                  (b"Vary", b"Accept")),
+        b"", Framing.LENGTH, b"1234", True, True, b"X-Pixring-Node: r1\r\n", b"pixring",
     )
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
     fields = _fields(head)
@@ -83,7 +100,7 @@ def test_client_head_passes_end_to_end_fields_and_adds_ours():
                  (b"x-pixring-node", b"r1"), (b"via", b"1.1 pixring")):
         assert kept in fields
     names = [n for n, _ in fields]
-    assert b"keep-alive" not in names and b"connection" not in names
+    assert b"connection" not in names
     assert names.count(b"content-length") == 1
 
 
@@ -95,28 +112,24 @@ def test_unknown_length_is_rechunked_for_http11_and_closed_for_http10():
         assert response_framing(status=status, head_request=False, has_length=True, client_http11=True) is Framing.NONE
     assert response_framing(status=200, head_request=True, has_length=True, client_http11=True) is Framing.NONE
 
-    chunked = client_response_head(200, [(b"Transfer-Encoding", b"chunked")], framing=Framing.CHUNKED,
-                                   content_length=None, keep_alive=True, client_http11=True, extra=[], via=b"p")
+    chunked = response_head(200, [], b"", Framing.CHUNKED, None, True, True, b"", b"p")
     assert _fields(chunked).count((b"transfer-encoding", b"chunked")) == 1
-    closing = client_response_head(200, [], framing=Framing.CLOSE, content_length=None, keep_alive=True,
-                                   client_http11=False, extra=[], via=b"p")
+    closing = response_head(200, [], b"", Framing.CLOSE, None, True, False, b"", b"p")
     assert closing.startswith(b"HTTP/1.0 200")
     assert (b"connection", b"close") in _fields(closing)
 
 
 def test_head_response_keeps_the_length_of_the_body_a_get_would_get():
-    head = client_response_head(200, [(b"Content-Length", b"99")], framing=Framing.NONE, content_length=b"99",
-                                keep_alive=True, client_http11=True, extra=[], via=b"p")
+    head = response_head(200, [], b"", Framing.NONE, b"99", True, True, b"", b"p")
     assert (b"content-length", b"99") in _fields(head)
-    not_modified = client_response_head(304, [(b"Content-Length", b"99")], framing=Framing.NONE,
-                                        content_length=b"99", keep_alive=True, client_http11=True, extra=[], via=b"p")
+    not_modified = response_head(304, [], b"", Framing.NONE, b"99", True, True, b"", b"p")
     assert b"content-length" not in [n for n, _ in _fields(not_modified)]
 
 
-def test_http10_keep_alive_is_announced():
-    head = client_response_head(200, [], framing=Framing.LENGTH, content_length=b"0", keep_alive=True,
-                                client_http11=False, extra=[], via=b"p")
+def test_http10_keep_alive_is_announced_and_unknown_statuses_get_a_line():
+    head = response_head(200, [], b"", Framing.LENGTH, b"0", True, False, b"", b"p")
     assert (b"connection", b"keep-alive") in _fields(head)
+    assert response_head(599, [], b"", Framing.LENGTH, b"0", True, True, b"", b"p").startswith(b"HTTP/1.1 599 Unknown\r\n")
 
 
 def test_request_id_validation():
