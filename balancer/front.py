@@ -72,6 +72,8 @@ __all__ = ["ClientConnection", "FrontContext", "FrontLimits", "RetrySettings"]
 _MAX_PIPELINED = 32  # parsed requests queued per connection before we stop reading
 _MAX_DISCARDED_BODY = 64 * 1024  # a GET/HEAD body pixring never forwards, read and dropped
 _request_kind = REQUEST_KINDS.exact.get
+_METHOD_LABELS = {b"GET": "GET", b"HEAD": "HEAD"}  # metric labels; every other method is "other"
+_STATUS_CLASSES = tuple(status_class(100 * n) for n in range(10))  # by status // 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +281,7 @@ class _Attempt:
 
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
-        "ctx", "transport", "parser", "client_ip", "queue", "closed", "reading_paused",
+        "ctx", "transport", "parser", "client_ip", "client_text", "queue", "closed", "reading_paused",
         "writing_paused", "deadline", "deadline_status",
         # the request being parsed: its fields as forwarded (balancer.headers' rules)
         "p_url", "p_head_bytes", "p_body_bytes", "p_fields", "p_hosts", "p_forwarded_for", "p_via",
@@ -296,6 +298,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.client_ip = b"-"
+        self.client_text = "-"
         self.queue: deque[_Request] = deque()
         self.closed = False
         self.reading_paused = False
@@ -313,7 +316,8 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         if peer:
-            self.client_ip = str(peer[0]).encode()
+            self.client_text = str(peer[0])
+            self.client_ip = self.client_text.encode()
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -412,10 +416,6 @@ class ClientConnection(asyncio.Protocol):
         elif kind == CONNECTION and value not in PLAIN_CONNECTION:
             self.p_named |= connection_tokens(value)
 
-    def on_headers_complete(self) -> None:
-        if self.ex is None and not self.queue:
-            self.deadline = 0.0
-
     def on_body(self, body: bytes) -> None:
         self.p_body_bytes += len(body)
         if self.p_body_bytes > _MAX_DISCARDED_BODY:
@@ -450,17 +450,19 @@ class ClientConnection(asyncio.Protocol):
             self._next()
 
     # -- request handling ----------------------------------------------------
-    def _next(self) -> None:
+    def _next(self, now: float | None = None) -> None:
         while self.queue and self.ex is None and not self.closed:
             if self.reading_paused and len(self.queue) <= _MAX_PIPELINED // 2:
                 self.reading_paused = False
                 self.transport.resume_reading()  # type: ignore[union-attr]
             self._start(self.queue.popleft())
+            now = None
         if self.ex is None and not self.queue and not self.closed:
             if self.ctx.draining:
                 self.close()
             else:
-                self._arm(self.ctx.limits.idle_timeout, 0)
+                self.deadline = (self.ctx.loop.time() if now is None else now) + self.ctx.limits.idle_timeout
+                self.deadline_status = 0
 
     def _start(self, req: _Request) -> None:
         ctx = self.ctx
@@ -510,7 +512,7 @@ class ClientConnection(asyncio.Protocol):
             self._respond_local(503, "no healthy render node", extra=[(b"Retry-After", b"1")])
             return
         self.ex_hash = routed.hash
-        first = first_choice(routed.owner, health, ctx.stats.inflight, ctx.pick_policy)
+        first = first_choice(routed.owner, health, ctx.stats.inflight, ctx.pick_policy, len(table.ring.members))
         if first is not None:
             self.ex_cands = (first,)  # the rest is computed if a retry needs it
             self.ex_cands_full = False
@@ -526,14 +528,15 @@ class ClientConnection(asyncio.Protocol):
             req.fields, req.forwarded_for, req.via, self.client_ip, self.ex_request_id, ctx.via)
         ctx.budget.request_started()
         self.ex_t_upstream = now
-        self._launch()
+        self._launch(now)
         if ctx.retry.hedge_delay and self.ex is req:
             self.ex_hedge_timer = ctx.loop.call_later(ctx.retry.hedge_delay, self._hedge)
 
-    def _launch(self) -> None:
+    def _launch(self, now: float | None = None) -> None:
         """Start a try on the next member of the candidate list."""
         ctx = self.ctx
-        now = ctx.loop.time()
+        if now is None:
+            now = ctx.loop.time()
         remaining = self.ex_deadline - now
         if remaining <= 0:
             self._respond_local(504, f"no answer within the {ctx.retry.request_timeout:g}s request deadline",
@@ -549,7 +552,7 @@ class ClientConnection(asyncio.Protocol):
         ctx.stats.attempts[member.id] += 1
         conn = ctx.pool.take_idle(member)
         if conn is not None:
-            self._send(attempt, conn)
+            self._send(attempt, conn, now)
         else:
             ctx.loop.create_task(self._connect_and_send(attempt))
 
@@ -563,15 +566,18 @@ class ClientConnection(asyncio.Protocol):
         if attempt.done or self.closed:
             self.ctx.pool.release(conn)  # the exchange ended while we connected
             return
-        self._send(attempt, conn)
+        self._send(attempt, conn, self.ctx.loop.time())
 
-    def _send(self, attempt: _Attempt, conn: UpstreamConnection) -> None:
+    def _send(self, attempt: _Attempt, conn: UpstreamConnection, now: float) -> None:
         req = self.ex
         attempt.conn = conn
         head = b"".join((req.method, b" ", self.ex_route.upstream_target,  # type: ignore[union-attr]
                          self.ctx.lines_of(attempt.member).host_line, self.ex_forwarding))
-        first_byte = min(self.ctx.retry.try_timeout, max(self.ex_deadline - self.ctx.loop.time(), 0.001))
-        conn.send(head, attempt, head_request=req.method == b"HEAD", first_byte_timeout=first_byte)  # type: ignore[union-attr]
+        remaining = self.ex_deadline - now
+        first_byte = self.ctx.retry.try_timeout
+        if remaining < first_byte:
+            first_byte = remaining if remaining > 0.001 else 0.001
+        conn.send(head, attempt, req.method == b"HEAD", first_byte, now)  # type: ignore[union-attr]
         if self.writing_paused:
             conn.pause_reading()
 
@@ -729,14 +735,15 @@ class ClientConnection(asyncio.Protocol):
         self.ex_pending_head = b""
 
     def _attempt_complete(self, attempt: _Attempt) -> None:
+        now = self.ctx.loop.time()
+        self._end_attempt(attempt, now)
         if attempt is not self.ex_winner:
-            self._end_attempt(attempt)  # a discarded answer, fully read
-            return
-        self._end_attempt(attempt)
-        self._flush_head()
+            return  # a discarded answer, fully read
+        if self.ex_pending_head:
+            self._flush_head()
         if self.ex_framing is Framing.CHUNKED and not self.closed:
             self.transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
-        self._finish_exchange(self.ex_status)
+        self._finish_exchange(self.ex_status, now=now)
 
     def _attempt_error(self, attempt: _Attempt, error: UpstreamError) -> None:
         ctx = self.ctx
@@ -772,14 +779,16 @@ class ClientConnection(asyncio.Protocol):
             return  # a hedged twin is still trying
         self._retry_or_fail(504 if timeout else 502, str(error))
 
-    def _end_attempt(self, attempt: _Attempt) -> None:
+    def _end_attempt(self, attempt: _Attempt, now: float | None = None) -> None:
         if attempt.done:
             return
         attempt.done = True
         member_id = attempt.member.id
         stats = self.ctx.stats
         stats.inflight.finish(member_id)
-        stats.upstream_latency[member_id].observe(self.ctx.loop.time() - attempt.started)
+        if now is None:
+            now = self.ctx.loop.time()
+        stats.upstream_latency[member_id].observe(now - attempt.started)
         if attempt in self.ex_live:
             self.ex_live.remove(attempt)
 
@@ -865,18 +874,20 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.pause_reading()  # type: ignore[union-attr]
 
     # -- bookkeeping -------------------------------------------------------------
-    def _finish_exchange(self, status: int, *, aborted: bool = False) -> None:
+    def _finish_exchange(self, status: int, *, aborted: bool = False, now: float | None = None) -> None:
         ctx = self.ctx
         req = self.ex
         if req is None:
             return
-        now = ctx.loop.time()
+        if now is None:
+            now = ctx.loop.time()
         member = self.ex_member
         node = member.id if member is not None else "-"
-        method = req.method.decode("latin-1")
+        method = _METHOD_LABELS.get(req.method)
         stats = ctx.stats
-        stats.requests[(node, method if method in ("GET", "HEAD") else "other", status_class(status))] += 1
-        stats.request_latency.observe(now - self.ex_t0)
+        stats.requests[(node, method or "other", _STATUS_CLASSES[status // 100])] += 1
+        total = now - self.ex_t0
+        stats.request_latency.observe(total)
         upstream_ms = None
         if self.ex_t_upstream:
             ctx.budget.request_finished()
@@ -888,24 +899,25 @@ class ClientConnection(asyncio.Protocol):
         if self.ex_hedge_timer is not None:
             self.ex_hedge_timer.cancel()
             self.ex_hedge_timer = None
-        route = self.ex_route
-        ctx.access_log.write(
-            {
+        if ctx.access_log.enabled:
+            route = self.ex_route
+            record = {
                 "time": time.time(),
                 "request_id": self.ex_request_id.decode("latin-1"),
-                "client": self.client_ip.decode("latin-1"),
-                "method": method,
+                "client": self.client_text,
+                "method": method or req.method.decode("latin-1"),
                 "path": req.target.decode("latin-1"),
                 "key": route.key if route is not None else None,
                 "node": member.id if member is not None else None,
                 "status": status,
                 "bytes": self.ex_bytes,
                 "attempts": self.ex_attempts,
-                "total_ms": round((now - self.ex_t0) * 1000, 3),
+                "total_ms": round(total * 1000, 3),
                 "upstream_ms": upstream_ms,
-                **({"aborted": True} if aborted else {}),
             }
-        )
+            if aborted:
+                record["aborted"] = True
+            ctx.access_log.write(record)
         self.ex = None
         self.ex_winner = None
         self.ex_live = []
@@ -914,7 +926,7 @@ class ClientConnection(asyncio.Protocol):
         if not self.ex_keep_alive:
             self.close()
             return
-        self._next()
+        self._next(now)
 
     def _arm(self, seconds: float, status: int) -> None:
         self.deadline = self.ctx.loop.time() + seconds
@@ -924,7 +936,7 @@ class ClientConnection(asyncio.Protocol):
         if self.deadline and now >= self.deadline and self.ex is None and not self.closed:
             if self.deadline_status and self.p_head_bytes + len(self.p_url) > 0:
                 self.ex_keep_alive = False
-                self._respond_json(408, {"error": "request head not received in time", "status": 408})
+                self._respond_json(408, {"error": "request not received in time", "status": 408})
             self.close()
 
     def is_idle(self) -> bool:

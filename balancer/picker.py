@@ -23,7 +23,7 @@ Rules of this module:
   moved after it, still tried as retries, never dropped. By the pigeonhole principle some
   routable member is always under the bound, so the walk, like HAProxy's, ends.
 * The fast path (``first_choice``), taken when nothing is skipped, nobody ramps and the
-  owner is under the bound floor, costs the owner lookup and two comparisons.
+  owner is under its bound, costs the owner lookup and a few comparisons.
 
 Documents relied on:
   https://docs.haproxy.org/2.6/configuration.html#4.2-hash-balance-factor
@@ -145,21 +145,29 @@ def _bound(policy: PickPolicy, inflight: Mapping[str, int], n_routable: int) -> 
 
 
 def first_choice(owner: str | None, health: HealthTable, inflight: Mapping[str, int],
-                 policy: PickPolicy) -> str | None:
+                 policy: PickPolicy, n_members: int) -> str | None:
     """The first candidate, when the key's ring ``owner`` alone decides it, else None.
 
     That is the common case: every member healthy, nobody in slow start, and the owner
-    below the bound floor (so bounded load cannot apply whatever the mean). It equals
-    ``candidates(...)[0]`` then; the rest of the list is only needed for a retry, so the
-    caller asks ``candidates`` for it when (if ever) it needs it. The owner is the
-    caller's to look up (``ring.owner``), so it can keep it with the key until the ring
-    changes.
+    under its bound (``n_members`` is the ring's size). It equals ``candidates(...)[0]``
+    then, without the walk for the key's preference list, which is only needed for a
+    retry or an overflow, so the caller asks ``candidates`` for it when (if ever) it
+    needs it. The owner is the caller's to look up (``ring.owner``), so it can keep it
+    with the key until the ring changes.
     """
-    if health.unroutable or health.slow_starting:
+    if owner is None or health.unroutable or health.slow_starting:
         return None
-    if owner is None or (policy.balance_factor and inflight.get(owner, 0) >= policy.bound_floor):
-        return None
-    return owner
+    factor = policy.balance_factor
+    if not factor:
+        return owner
+    load = inflight.get(owner, 0)
+    if load < policy.bound_floor:
+        return owner
+    # load < ceil(f * (total + 1) / n)  <=>  load * n < f * (total + 1) for an integer
+    # load: _bound's test, without a division, a ceil or a call.
+    if load * (len(health.routable) or n_members) < factor * (_total(inflight) + 1):
+        return owner
+    return None
 
 
 def candidates(ring: _RingLike, key_hash: int, health: HealthTable, inflight: Mapping[str, int],

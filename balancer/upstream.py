@@ -74,7 +74,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "pool", "member", "transport", "parser", "sink", "body_sink", "head_request", "kinds", "kind_of",
-        "received_any", "reused", "closed", "last_read", "read_timeout", "first_byte_timeout", "idle_since",
+        "received_any", "reads", "reads_seen", "reused", "closed", "last_read", "read_timeout", "first_byte_timeout", "idle_since",
         "keep_alive", "until_close",
         # the response head being read: see ``on_header``
         "status", "fields", "content_length", "delimited", "prior_via", "named",
@@ -99,7 +99,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.received_any = False
         self.reused = False
         self.closed = False
-        self.last_read = 0.0
+        self.last_read = 0.0  # when the sweep last saw progress (see check_timeout)
+        self.reads = 0
+        self.reads_seen = 0
         self.read_timeout = pool.read_timeout
         self.first_byte_timeout = pool.read_timeout
         self.idle_since = 0.0
@@ -122,7 +124,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         self.received_any = True
-        self.last_read = self.pool.loop.time()
+        self.reads += 1  # the sweep notices progress; no clock read per read
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -193,10 +195,11 @@ class UpstreamConnection(asyncio.Protocol):
             self._finish()
 
     # -- used by the front --------------------------------------------------
-    def send(self, head: bytes, sink: ResponseSink, *, head_request: bool, first_byte_timeout: float | None = None) -> None:
+    def send(self, head: bytes, sink: ResponseSink, head_request: bool, first_byte_timeout: float,
+             now: float) -> None:
         """Send a request; ``first_byte_timeout`` bounds the wait for the response to start
         (a per-try timeout), after which ``read_timeout`` bounds every gap between reads."""
-        self.first_byte_timeout = self.read_timeout if first_byte_timeout is None else first_byte_timeout
+        self.first_byte_timeout = first_byte_timeout
         self.sink = sink
         self.body_sink = _drop
         self.head_request = head_request
@@ -207,7 +210,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.delimited = False
         self.prior_via = b""
         self.named = frozenset()
-        self.last_read = self.pool.loop.time()
+        self.last_read = now
+        self.reads_seen = self.reads
         self.transport.write(head)  # type: ignore[union-attr]
         self.pool._busy.add(self)  # the pool's sweep enforces the timeouts
 
@@ -237,6 +241,12 @@ class UpstreamConnection(asyncio.Protocol):
         """Called by the pool's sweep: fail the exchange if the node has gone quiet too long."""
         if self.sink is None:
             self.pool._busy.discard(self)
+            return
+        if self.reads != self.reads_seen:
+            # Data arrived since the last sweep: the gap restarts now (up to a tick after
+            # the read), so a timeout fires up to two ticks late, never early.
+            self.reads_seen = self.reads
+            self.last_read = now
             return
         limit = self.read_timeout if self.received_any else self.first_byte_timeout
         if now - self.last_read >= limit:

@@ -385,19 +385,30 @@ def test_no_member_overflows_below_the_floor_whatever_the_mean(make_ring):
     assert candidates(ring, h, t, crowded, 0.0, PickPolicy(balance_factor=1.25, bound_floor=1))[0] != p[0]
 
 
-def test_first_choice_is_the_head_of_the_candidate_list_whenever_it_answers(make_ring):
+@settings(max_examples=300, deadline=None)
+@given(
+    key=st.sampled_from(KEYS[:200]),
+    loads=st.lists(st.integers(0, 40), min_size=len(MEMBERS), max_size=len(MEMBERS)),
+    factor=st.sampled_from([0, 1, 1.25, 2.0]),
+    floor=st.integers(1, 12),
+    down=st.sets(st.sampled_from(MEMBERS), max_size=2),
+)
+def test_first_choice_is_the_head_of_the_candidate_list_whenever_it_answers(key, loads, factor, floor, down):
     from balancer.picker import first_choice
 
-    ring = make_ring(MEMBERS)
-    t = health()
-    policy = PickPolicy()
-    for h in KEYS[:500]:
-        assert first_choice(ring.owner(h), t, {}, policy) == candidates(ring, h, t, {}, 0.0, policy)[0]
-    owner = ring.preference(KEYS[0], 1)[0]
-    # At the bound floor, bounded load may apply: the fast path steps aside.
-    assert first_choice(owner, t, {owner: policy.bound_floor}, policy) is None
-    t.probe(owner, False, 1.0)
-    t.probe(owner, False, 1.1)
-    t.probe(owner, False, 1.2)
-    assert owner not in t.routable
-    assert first_choice(owner, t, {}, policy) is None  # unhealthy members: the full walk
+    ring = _real_ring(MEMBERS)
+    t = health(fall=1)
+    for member in down:
+        t.probe(member, False, 1.0)
+    inflight = Inflight()
+    for member, load in zip(MEMBERS, loads):
+        for _ in range(load):
+            inflight.start(member)
+    policy = PickPolicy(balance_factor=factor, bound_floor=floor)
+    first = first_choice(ring.owner(key), t, inflight, policy, len(ring.members))
+    full = candidates(ring, key, t, inflight, 0.0, policy)
+    if first is not None:
+        assert first == full[0]
+    if not down:
+        # With everyone healthy it steps aside only for a real overflow.
+        assert (first is None) == (full[0] != ring.owner(key))
