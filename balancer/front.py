@@ -281,7 +281,7 @@ class _Attempt:
 
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
-        "ctx", "transport", "parser", "client_ip", "client_text", "queue", "closed", "reading_paused",
+        "ctx", "transport", "parser", "client_ip", "queue", "closed", "reading_paused",
         "writing_paused", "deadline", "deadline_status",
         # the request being parsed: its fields as forwarded (balancer.headers' rules)
         "p_url", "p_head_bytes", "p_body_bytes", "p_fields", "p_hosts", "p_forwarded_for", "p_via",
@@ -298,7 +298,6 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.client_ip = b"-"
-        self.client_text = "-"
         self.queue: deque[_Request] = deque()
         self.closed = False
         self.reading_paused = False
@@ -316,8 +315,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         if peer:
-            self.client_text = str(peer[0])
-            self.client_ip = self.client_text.encode()
+            self.client_ip = str(peer[0]).encode()
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -883,41 +881,26 @@ class ClientConnection(asyncio.Protocol):
             now = ctx.loop.time()
         member = self.ex_member
         node = member.id if member is not None else "-"
-        method = _METHOD_LABELS.get(req.method)
         stats = ctx.stats
-        stats.requests[(node, method or "other", _STATUS_CLASSES[status // 100])] += 1
+        stats.requests[(node, _METHOD_LABELS.get(req.method, "other"), _STATUS_CLASSES[status // 100])] += 1
         total = now - self.ex_t0
         stats.request_latency.observe(total)
-        upstream_ms = None
         if self.ex_t_upstream:
             ctx.budget.request_finished()
             for _ in range(self.ex_budget_held):
                 ctx.budget.retry_finished()
             if member is not None:
                 stats.bytes_out[node] += self.ex_bytes
-            upstream_ms = round((now - self.ex_t_upstream) * 1000, 3)
         if self.ex_hedge_timer is not None:
             self.ex_hedge_timer.cancel()
             self.ex_hedge_timer = None
-        if ctx.access_log.enabled:
-            route = self.ex_route
-            record = {
-                "time": time.time(),
-                "request_id": self.ex_request_id.decode("latin-1"),
-                "client": self.client_text,
-                "method": method or req.method.decode("latin-1"),
-                "path": req.target.decode("latin-1"),
-                "key": route.key if route is not None else None,
-                "node": member.id if member is not None else None,
-                "status": status,
-                "bytes": self.ex_bytes,
-                "attempts": self.ex_attempts,
-                "total_ms": round(total * 1000, 3),
-                "upstream_ms": upstream_ms,
-            }
-            if aborted:
-                record["aborted"] = True
-            ctx.access_log.write(record)
+        route = self.ex_route
+        ctx.access_log.request(
+            time.time(), self.ex_request_id, self.client_ip, req.method, req.target,
+            route.key if route is not None else None, member.id if member is not None else None, status,
+            self.ex_bytes, self.ex_attempts, total * 1000,
+            (now - self.ex_t_upstream) * 1000 if self.ex_t_upstream else None, aborted,
+        )
         self.ex = None
         self.ex_winner = None
         self.ex_live = []
