@@ -151,13 +151,9 @@ class FrontContext:
         self.member_lines: dict[str, _MemberLines] = {}
         self.connections: set[ClientConnection] = set()
         self.draining = False
-        self._ids = itertools.count(1)
-        self._id_prefix = os.urandom(4).hex().encode()
+        self.ids = itertools.count(1)
+        self.id_prefix = os.urandom(4).hex().encode()
         self._sweeper: asyncio.TimerHandle | None = None
-
-    def next_request_id(self) -> bytes:
-        # A random per-worker prefix and a counter: unique without a syscall per request.
-        return b"%s-%x" % (self._id_prefix, next(self._ids))
 
     def set_table(self, table: RoutingTable) -> None:
         """Swap in a new routing table; the health table follows its membership."""
@@ -259,11 +255,12 @@ class _Attempt:
     winner's bytes reach the client.
     """
 
-    __slots__ = ("client", "member", "conn", "started", "done", "fresh_retry")
+    __slots__ = ("client", "member", "lines", "conn", "started", "done", "fresh_retry")
 
-    def __init__(self, client: "ClientConnection", member: Member, started: float) -> None:
+    def __init__(self, client: "ClientConnection", member: Member, lines: _MemberLines, started: float) -> None:
         self.client = client
         self.member = member
+        self.lines = lines
         self.conn: UpstreamConnection | None = None
         self.started = started
         self.done = False
@@ -330,6 +327,10 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        if not self.deadline_status and self.ex is None and not self.queue:
+            # The first bytes of a request on an idle connection: the whole head must
+            # follow within the header timeout (a slow client cannot hold it open).
+            self._arm(self.ctx.limits.header_timeout, 408)
         try:
             self.parser.feed_data(data)
         except _Reject as exc:
@@ -380,12 +381,6 @@ class ClientConnection(asyncio.Protocol):
         self.p_via = b""
         self.p_request_id: bytes | None = None
         self.p_named: frozenset[bytes] = frozenset()
-
-    def on_message_begin(self) -> None:
-        if self.p_head_bytes or self.p_url:
-            self._reset_parsed()  # a request that ended in a rejection left its parts
-        if self.ex is None and not self.queue:
-            self._arm(self.ctx.limits.header_timeout, 408)
 
     def on_url(self, url: bytes) -> None:
         self.p_url += url
@@ -478,7 +473,8 @@ class ClientConnection(asyncio.Protocol):
         self.ex_sent_head = False
         self.ex_pending_head = b""
         self.ex_keep_alive = req.keep_alive and not ctx.draining
-        self.ex_request_id = req.request_id or ctx.next_request_id()
+        # A random per-worker prefix and a counter: unique without a syscall per request.
+        self.ex_request_id = req.request_id or b"%s-%x" % (ctx.id_prefix, next(ctx.ids))
 
         method = req.method
         if method != b"GET" and method != b"HEAD":
@@ -542,7 +538,7 @@ class ClientConnection(asyncio.Protocol):
             return
         member = self.ex_table.members[self.ex_cands[self.ex_next]]
         self.ex_next += 1
-        attempt = _Attempt(self, member, now)
+        attempt = _Attempt(self, member, ctx.lines_of(member), now)
         self.ex_member = member
         self.ex_live.append(attempt)
         self.ex_attempts += 1
@@ -570,7 +566,7 @@ class ClientConnection(asyncio.Protocol):
         req = self.ex
         attempt.conn = conn
         head = b"".join((req.method, b" ", self.ex_route.upstream_target,  # type: ignore[union-attr]
-                         self.ctx.lines_of(attempt.member).host_line, self.ex_forwarding))
+                         attempt.lines.host_line, self.ex_forwarding))
         remaining = self.ex_deadline - now
         first_byte = self.ctx.retry.try_timeout
         if remaining < first_byte:
@@ -694,12 +690,7 @@ class ClientConnection(asyncio.Protocol):
             self.ex_hedge_timer = None
         status = conn.status
         content_length = conn.content_length
-        framing = response_framing(
-            status=status,
-            head_request=req.method == b"HEAD",  # type: ignore[union-attr]
-            has_length=content_length is not None,
-            client_http11=req.http11,  # type: ignore[union-attr]
-        )
+        framing = response_framing(status, req.method == b"HEAD", content_length is not None, req.http11)  # type: ignore[union-attr]
         if framing is Framing.CLOSE:
             self.ex_keep_alive = False
         self.ex_framing = framing
@@ -707,7 +698,7 @@ class ClientConnection(asyncio.Protocol):
         self.ex_sent_head = True
         # Held back until the first body bytes (usually parsed from the same read), so a
         # small response leaves in one writev instead of two sends.
-        extra = b"X-Request-Id: " + self.ex_request_id + b"\r\n" + self.ctx.lines_of(attempt.member).node_line
+        extra = b"X-Request-Id: " + self.ex_request_id + b"\r\n" + attempt.lines.node_line
         self.ex_pending_head = response_head(status, conn.fields, conn.prior_via, framing, content_length,
                                              self.ex_keep_alive, req.http11, extra, self.ctx.via)  # type: ignore[union-attr]
         conn.body_sink = self._attempt_body

@@ -204,9 +204,7 @@ def forwarding_fields(fields: list[bytes], forwarded_for: bytes, prior_via: byte
     ))
 
 
-def response_framing(
-    *, status: int, head_request: bool, has_length: bool, client_http11: bool
-) -> Framing:
+def response_framing(status: int, head_request: bool, has_length: bool, client_http11: bool) -> Framing:
     if head_request or status < 200 or status in (204, 304):
         return Framing.NONE
     if has_length:
