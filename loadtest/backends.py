@@ -257,3 +257,13 @@ def start_pixring(name: str, run_dir: Path, backend_ports: Sequence[int], cpu: i
     _wait_ready(server, admin_port, "/readyz", None)
     _wait_ready(server, port, PROBE_TARGET, BODY_BYTES)
     return server
+
+
+def start_skeleton(run_dir: Path, backend_ports: Sequence[int], cpu: int | None) -> Server:
+    """``loadtest.skeleton``: the design's floor, without pixring's features (no access log)."""
+    port = free_port()
+    proc = _spawn("skeleton", [sys.executable, "-m", "loadtest.skeleton", str(port), *map(str, backend_ports)],
+                  run_dir, cpu)
+    server = Server("skeleton", port, proc, run_dir)
+    _wait_ready(server, port, PROBE_TARGET, BODY_BYTES)
+    return server

@@ -10,8 +10,10 @@ Method (the one behind DESIGN.md's anchors, see /work/shared/bench/README.md)
   Every configuration runs at the same time, idle while another is measured.
 * Configurations: nginx (``hash $request_uri consistent``, keepalive), HAProxy (``balance uri
   whole``, ``hash-type consistent``), pixring with one worker and production defaults,
-  pixring with two workers on the same core, and wrk straight to one backend (the ceiling
-  of the load side). All balancers write access logs.
+  pixring with two workers on the same core, ``loadtest.skeleton`` (pixring's design with
+  none of its features: what Python and the design cost, apart from what the features
+  cost) and wrk straight to one backend (the ceiling of the load side). All balancers
+  write access logs; the skeleton has none.
 * wrk replays ~10,000 distinct image URLs (``loadtest.targets``) at each concurrency, the
   configurations alternating inside a round, for ``--rounds`` rounds; each configuration is
   warmed first (pools opened, caches filled). Ratios are taken inside a round.
@@ -56,7 +58,7 @@ from loadtest.targets import DEFAULT_COUNT
 from loadtest.tools import ToolsError, ensure_tools
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIGS = ("nginx", "haproxy", "pixring", "pixring-2w", "direct")
+CONFIGS = ("nginx", "haproxy", "pixring", "pixring-2w", "skeleton", "direct")
 
 
 def log(message: str) -> None:

@@ -21,6 +21,7 @@ LABELS = {
     "haproxy": "HAProxy 2.6, 1 thread, balance uri whole, hash-type consistent",
     "pixring": "pixring, 1 worker, production defaults",
     "pixring-2w": "pixring, 2 workers on the same core",
+    "skeleton": "loadtest.skeleton: pixring's design without its features (no access log)",
     "direct": "direct to one backend (no proxy; the load side's ceiling)",
 }
 

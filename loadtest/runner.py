@@ -30,6 +30,7 @@ from loadtest.backends import (
     start_haproxy,
     start_nginx_balancer,
     start_pixring,
+    start_skeleton,
 )
 from loadtest.cpu import CLOCK_TICKS, ProcStat, cpu_idle_us, descendants, rss_kib, snapshot, tree_delta
 from loadtest.quiet import foreign_pct, wait_for_quiet
@@ -73,6 +74,7 @@ class Runner:
             "haproxy": lambda: start_haproxy(self.run_dir, ports, args.proxy_cpu),
             "pixring": lambda: start_pixring("pixring", self.run_dir, ports, args.proxy_cpu, workers=1),
             "pixring-2w": lambda: start_pixring("pixring-2w", self.run_dir, ports, args.proxy_cpu, workers=2),
+            "skeleton": lambda: start_skeleton(self.run_dir, ports, args.proxy_cpu),
             "direct": lambda: None,
         }
         for config in configs:
