@@ -62,7 +62,7 @@ from balancer.membership import Member
 from balancer.normalize import NormalizeError, Route
 from balancer.picker import PickPolicy, candidates, first_choice
 from balancer.retry import RetryBudget, RetryPolicy, backoff_s
-from balancer.ring import Ring, key_hash
+from balancer.ring import key_hash
 from balancer.routing import RoutingTable
 from balancer.stats import WorkerStats, status_class
 from balancer.upstream import UpstreamConnection, UpstreamError, UpstreamPool
@@ -143,6 +143,7 @@ class FrontContext:
         self.on_health_events = on_health_events
         self.rand = rand
         self.table = RoutingTable.empty()
+        self.generation = 0
         # Request target -> its route, key hash and (per ring) owner: an image URL
         # repeats, so a hit costs one dict lookup where normalizing and hashing cost
         # microseconds. Least recently used targets go first.
@@ -158,6 +159,7 @@ class FrontContext:
     def set_table(self, table: RoutingTable) -> None:
         """Swap in a new routing table; the health table follows its membership."""
         self.table = table
+        self.generation += 1  # cached owners are of the previous ring now
         self.member_lines = {m.id: _MemberLines(m, self.node_header) for m in table.members.values()}
         events = self.health.set_members(table.members, self.loop.time())
         if events:
@@ -183,10 +185,9 @@ class FrontContext:
                     routes.popitem(last=False)
         else:
             routes.move_to_end(target)
-        ring = self.table.ring
-        if routed.ring is not ring:
-            routed.ring = ring
-            routed.owner = ring.owner(routed.hash)
+        if routed.generation != self.generation:
+            routed.generation = self.generation
+            routed.owner = self.table.ring.owner(routed.hash)
         return routed
 
     def report(self, member: str, outcome: Outcome) -> None:
@@ -225,14 +226,16 @@ class FrontContext:
 
 
 class _Routed:
-    """A request target's route and key hash, and the key's owner on ``ring``."""
+    """A request target's route and key hash, and the key's owner on the ring of the
+    routing table ``generation`` (a number, not the ring: a cached entry must not keep
+    an old ring alive)."""
 
-    __slots__ = ("route", "hash", "ring", "owner")
+    __slots__ = ("route", "hash", "generation", "owner")
 
     def __init__(self, route: Route, hash_: int) -> None:
         self.route = route
         self.hash = hash_
-        self.ring: Ring | None = None
+        self.generation = -1
         self.owner: str | None = None
 
 

@@ -34,6 +34,19 @@ class _Upstream(asyncio.Protocol):
         self.client: _Client | None = None
         self.transport: asyncio.Transport | None = None
         self.head: list[bytes] = []
+        self.sent = b""  # the request in flight, sent again if the backend closes first
+
+    def send(self, client: "_Client", request: bytes) -> None:
+        self.client, self.sent = client, request
+        self.transport.write(request)  # type: ignore[union-attr]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # nginx closes a keep-alive connection after keepalive_requests (1000): an idle
+        # one leaves the pool, a request in flight (none of its answer read) goes again.
+        if self in self.idle:
+            self.idle.remove(self)
+        elif self.client is not None:
+            self.client.send(self.sent)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -73,6 +86,7 @@ class _Client(asyncio.Protocol):
         self.url = b""
         self.fields: list[bytes] = []
         self.client_ip = b"-"
+        self.port = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -102,21 +116,22 @@ class _Client(asyncio.Protocol):
         self.busy = True
         url, fields = self.queue.pop(0)
         port = self.ports[xxhash.xxh3_64_intdigest(url) % len(self.ports)]
-        head = b"".join((b"GET ", url, b" HTTP/1.1\r\nHost: 127.0.0.1\r\n", *fields,
-                         b"X-Forwarded-For: ", self.client_ip, b"\r\n\r\n"))
-        idle = self.idle[port]
-        if idle:
-            upstream = idle.pop()
-            upstream.client = self
-            upstream.transport.write(head)  # type: ignore[union-attr]
-        else:
-            asyncio.get_running_loop().create_task(self._connect(port, head))
+        self.port = port
+        self.send(b"".join((b"GET ", url, b" HTTP/1.1\r\nHost: 127.0.0.1\r\n", *fields,
+                            b"X-Forwarded-For: ", self.client_ip, b"\r\n\r\n")))
 
-    async def _connect(self, port: int, head: bytes) -> None:
+    def send(self, request: bytes) -> None:
+        idle = self.idle[self.port]
+        if idle:
+            idle.pop().send(self, request)
+        else:
+            asyncio.get_running_loop().create_task(self._connect(request))
+
+    async def _connect(self, request: bytes) -> None:
         loop = asyncio.get_running_loop()
+        port = self.port
         _, upstream = await loop.create_connection(lambda: _Upstream(self.idle[port]), "127.0.0.1", port)
-        upstream.client = self
-        upstream.transport.write(head)  # type: ignore[union-attr]
+        upstream.send(self, request)
 
     def done(self) -> None:
         self.next()

@@ -396,3 +396,31 @@ async def test_stale_pooled_connection_is_retried_once():
     assert len(served) == 2 and harness.ctx.pool.connects == 2
     assert harness.ctx.stats.upstream_errors[("flaky", "reset")] == 1
     server.close()
+
+
+async def test_a_cached_route_follows_the_ring_when_membership_changes(aiohttp_server):
+    """The front keeps each target's owner with its route; a new table must re-decide it."""
+    backends = [await aiohttp_server(backend_app()) for _ in range(3)]
+    members = [Member(f"n{i}", "127.0.0.1", b.port) for i, b in enumerate(backends)]
+    harness = await start_front(members)
+    targets = [b"/photos/%d.jpg?w=400" % i for i in range(60)]
+
+    async def owners() -> dict[bytes, str]:
+        seen = {}
+        for target in targets:
+            response = await request(harness, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert response.status == 200
+            seen[target] = response.headers["x-pixring-node"]
+        return seen
+
+    before = await owners()
+    assert set(before.values()) == {"n0", "n1", "n2"}  # every target cached, spread over all three
+    harness.ctx.set_table(RoutingTable.build(Membership.of(members[:2])))
+    after = await owners()
+    moved = [t for t in targets if before[t] == "n2"]
+    assert moved and all(after[t] in ("n0", "n1") for t in moved)
+    assert all(after[t] == before[t] for t in targets if t not in moved)  # nobody else moves
+    harness.ctx.set_table(RoutingTable.build(Membership.of(members)))
+    back = await owners()  # n2 is back, slow-starting: its keys return gradually
+    assert all(back[t] == before[t] for t in targets if t not in moved)
+    assert all(back[t] in (before[t], after[t]) for t in moved)
