@@ -683,11 +683,12 @@ class ClientConnection(asyncio.Protocol):
         req = self.ex
         self.ex_winner = attempt
         self.ex_member = attempt.member
-        for other in list(self.ex_live):
-            if other is not attempt:
-                self._end_attempt(other)
-                if other.conn is not None:
-                    other.conn.abort()
+        if len(self.ex_live) > 1:  # a hedged twin is still out: it loses
+            for other in list(self.ex_live):
+                if other is not attempt:
+                    self._end_attempt(other)
+                    if other.conn is not None:
+                        other.conn.abort()
         if self.ex_hedge_timer is not None:
             self.ex_hedge_timer.cancel()
             self.ex_hedge_timer = None

@@ -3,7 +3,9 @@
 Pure functions and tables over byte strings, so the front and the pool only move
 bytes. Each field is classified once, by name, as it is parsed (``NameKinds``); an
 end-to-end field is laid out on the spot as ``name, b": ", value, b"\r\n"`` in a flat
-list, and the heads are assembled from those lists in one join. The rules follow RFC 9110 section 7.6 (intermediaries): hop-by-hop fields
+list, and the heads are assembled from those lists in one join.
+
+The rules follow RFC 9110 section 7.6 (intermediaries): hop-by-hop fields
 (``Connection`` and every field it names, ``Keep-Alive``, ``TE``, ``Trailer``,
 ``Transfer-Encoding``, ``Upgrade``, ``Proxy-*``) are connection-specific and never
 forwarded; each hop adds itself to ``Via`` (section 7.6.3). Everything else is

@@ -29,9 +29,9 @@ from balancer.headers import (
     PASS,
     PLAIN_CONNECTION,
     RESPONSE_KINDS,
-    NameKinds,
     TRANSFER_ENCODING,
     VIA,
+    NameKinds,
     connection_tokens,
     without_named,
 )
