@@ -45,7 +45,7 @@ class _Upstream(asyncio.Protocol):
         # one leaves the pool, a request in flight (none of its answer read) goes again.
         if self in self.idle:
             self.idle.remove(self)
-        elif self.client is not None:
+        elif self.client is not None and not self.client.closed:
             self.client.send(self.sent)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -63,6 +63,8 @@ class _Upstream(asyncio.Protocol):
         self.head = [b"HTTP/1.1 %d OK\r\n" % self.parser.get_status_code(), *self.head, b"\r\n"]
 
     def on_body(self, body: bytes) -> None:
+        if self.client.closed:  # type: ignore[union-attr]
+            return  # read to the end and dropped: the connection stays reusable
         if self.head:
             self.client.transport.writelines((b"".join(self.head), body))  # type: ignore[union-attr]
             self.head = []
@@ -87,6 +89,7 @@ class _Client(asyncio.Protocol):
         self.fields: list[bytes] = []
         self.client_ip = b"-"
         self.port = 0
+        self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -95,6 +98,10 @@ class _Client(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed_data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.queue.clear()
 
     def on_url(self, url: bytes) -> None:
         self.url += url
