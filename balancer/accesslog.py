@@ -5,13 +5,12 @@ every ``flush_interval`` seconds, or sooner when it grows past ``max_buffer`` by
 with one write call. A log destination that cannot keep up (a full pipe) costs at
 most one blocking write per flush, never one per request.
 
-A proxied request's line (``request``) is filled into a fixed template with one
-``bytes %`` when every string in it is plain printable ASCII without ``"`` or ``\\``,
-which is what JSON needs no escape for; anything else (a client's odd target or
-request id, an aborted exchange, a request no node saw) goes through orjson with the
-same fields. The template line is a small object for CPython's own allocator, where
-orjson's output buffers go to malloc, whose trimming cost more than the encoding at
-benchmark rates.
+A request's line (``request``) is filled into a fixed template with one ``bytes %``:
+values that repeat are rendered as JSON once and kept by the caller (a target's path
+and key with its cached route, a node's id with the member), and the rest are numbers
+or plain ASCII by construction. The line is a small object for CPython's own
+allocator; orjson's output buffers go to malloc, whose trimming at every flush cost
+more than the encoding at benchmark rates.
 """
 
 from __future__ import annotations
@@ -20,17 +19,31 @@ import asyncio
 import os
 import re
 import sys
-from typing import Any
-
 import orjson
 
-__all__ = ["AccessLog"]
+__all__ = ["AccessLog", "json_text", "target_fields"]
 
-_PLAIN = re.compile(rb"[ !#-\[\]-~]*")  # printable ASCII except " and \
-_REQUEST_LINE = (
-    b'{"time":%.6f,"request_id":"%s","client":"%s","method":"%s","path":"%s","key":"%s","node":"%s",'
-    b'"status":%d,"bytes":%d,"attempts":%d,"total_ms":%.3f,"upstream_ms":%.3f}\n'
+_PLAIN = re.compile(rb"[ !#-\[\]-~]*")  # printable ASCII except " and \, as JSON needs no escape
+_LINE = (
+    b'{"time":%.6f,"request_id":"%s","client":"%s","method":"%s",%s,"node":%s,"status":%d,"bytes":%d,'
+    b'"attempts":%d,"total_ms":%.3f,"upstream_ms":%.3f}\n'
 )
+_LOCAL_LINE = (  # answered by pixring itself: no upstream time
+    b'{"time":%.6f,"request_id":"%s","client":"%s","method":"%s",%s,"node":%s,"status":%d,"bytes":%d,'
+    b'"attempts":%d,"total_ms":%.3f,"upstream_ms":null}\n'
+)
+
+
+def json_text(value: bytes) -> bytes:
+    """``value`` as a JSON string, quotes included (bytes read as latin-1, as ever)."""
+    if _PLAIN.fullmatch(value):
+        return b'"' + value + b'"'
+    return orjson.dumps(value.decode("latin-1"))
+
+
+def target_fields(path: bytes, key: str | None) -> bytes:
+    """The ``"path"`` and ``"key"`` members of a line: rendered once per target."""
+    return b'"path":' + json_text(path) + b',"key":' + (b"null" if key is None else orjson.dumps(key))
 
 
 class AccessLog:
@@ -58,33 +71,27 @@ class AccessLog:
         self._max_buffer = max_buffer
         self._timer: asyncio.TimerHandle | None = None
 
-    def request(self, when: float, request_id: bytes, client: bytes, method: bytes, path: bytes, key: str | None,
-                node: str | None, status: int, sent: int, attempts: int, total_ms: float,
-                upstream_ms: float | None, aborted: bool) -> None:
-        """One request's line: ``when`` in Unix seconds, durations in milliseconds."""
+    def request(self, when: float, request_id: bytes, client: bytes, method: bytes, target: bytes, node: bytes,
+                status: int, sent: int, attempts: int, total_ms: float, upstream_ms: float | None,
+                aborted: bool) -> None:
+        """One request's line: ``when`` in Unix seconds, durations in milliseconds.
+
+        ``target`` is ``target_fields(path, key)``; ``node`` a JSON value (``json_text``
+        of the member id, or ``b"null"``). ``request_id``, ``client`` and ``method`` must be
+        plain ASCII without quote or backslash: pixring's ids are hex, a client's id is
+        kept only if it is (``balancer.headers.is_valid_request_id``), the client is an
+        IP address and the method a token httptools accepted.
+        """
         if not self.enabled:
             return
-        plain = _PLAIN.fullmatch
-        if (key is not None and node is not None and upstream_ms is not None and not aborted
-                and plain(path) and plain(request_id) and key.isascii() and node.isascii()):
-            key_bytes, node_bytes = key.encode(), node.encode()
-            if plain(key_bytes) and plain(node_bytes):
-                self._append(_REQUEST_LINE % (when, request_id, client, method, path, key_bytes, node_bytes, status,
-                                              sent, attempts, total_ms, upstream_ms))
-                return
-        record = {
-            "time": when, "request_id": request_id.decode("latin-1"), "client": client.decode("latin-1"),
-            "method": method.decode("latin-1"), "path": path.decode("latin-1"), "key": key, "node": node,
-            "status": status, "bytes": sent, "attempts": attempts, "total_ms": round(total_ms, 3),
-            "upstream_ms": None if upstream_ms is None else round(upstream_ms, 3),
-        }
+        if upstream_ms is None:
+            line = _LOCAL_LINE % (when, request_id, client, method, target, node, status, sent, attempts, total_ms)
+        else:
+            line = _LINE % (when, request_id, client, method, target, node, status, sent, attempts, total_ms,
+                            upstream_ms)
         if aborted:
-            record["aborted"] = True
-        self.write(record)
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.enabled:
-            self._append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+            line = line[:-2] + b',"aborted":true}\n'
+        self._append(line)
 
     def _append(self, line: bytes) -> None:
         self._buffer.append(line)

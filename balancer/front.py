@@ -37,7 +37,7 @@ from typing import Callable
 import httptools
 import orjson
 
-from balancer.accesslog import AccessLog
+from balancer.accesslog import AccessLog, json_text, target_fields
 from balancer.headers import (
     CONNECTION,
     FORWARDED_FOR,
@@ -178,7 +178,7 @@ class FrontContext:
         routed = routes.get(target)
         if routed is None:
             route = self.normalize(target)
-            routed = _Routed(route, key_hash(route.key))
+            routed = _Routed(route, key_hash(route.key), target_fields(target, route.key))
             if self.route_cache_size:
                 routes[target] = routed
                 if len(routes) > self.route_cache_size:
@@ -230,11 +230,12 @@ class _Routed:
     routing table ``generation`` (a number, not the ring: a cached entry must not keep
     an old ring alive)."""
 
-    __slots__ = ("route", "hash", "generation", "owner")
+    __slots__ = ("route", "hash", "log_fields", "generation", "owner")
 
-    def __init__(self, route: Route, hash_: int) -> None:
+    def __init__(self, route: Route, hash_: int, log_fields: bytes) -> None:
         self.route = route
         self.hash = hash_
+        self.log_fields = log_fields  # the access log's "path" and "key", rendered once
         self.generation = -1
         self.owner: str | None = None
 
@@ -242,12 +243,13 @@ class _Routed:
 class _MemberLines:
     """A member's parts of every head, rendered once per routing table."""
 
-    __slots__ = ("member", "host_line", "node_line")
+    __slots__ = ("member", "host_line", "node_line", "log_node")
 
     def __init__(self, member: Member, node_header: bytes) -> None:
         self.member = member
         self.host_line = host_line(member.address.encode())
         self.node_line = node_header + b": " + member.id.encode() + b"\r\n" if node_header else b""
+        self.log_node = json_text(member.id.encode())
 
 
 class _Attempt:
@@ -290,7 +292,7 @@ class ClientConnection(asyncio.Protocol):
         "ex", "ex_table", "ex_route", "ex_hash", "ex_cands", "ex_cands_full", "ex_next", "ex_live", "ex_winner", "ex_member",
         "ex_attempts", "ex_budget_held", "ex_deadline", "ex_hedge_timer", "ex_framing", "ex_keep_alive",
         "ex_status", "ex_bytes", "ex_t0", "ex_t_upstream", "ex_request_id", "ex_sent_head", "ex_pending_head",
-        "ex_forwarding",
+        "ex_forwarding", "ex_log_target", "ex_log_node",
     )
 
     def __init__(self, ctx: FrontContext) -> None:
@@ -468,6 +470,8 @@ class ClientConnection(asyncio.Protocol):
         self.ex_t_upstream = 0.0
         self.ex_member = None
         self.ex_route = None
+        self.ex_log_target = None
+        self.ex_log_node = b"null"
         self.ex_winner = None
         self.ex_attempts = 0
         self.ex_budget_held = 0
@@ -500,6 +504,7 @@ class ClientConnection(asyncio.Protocol):
             self._respond_local(exc.status, exc.reason)
             return
         self.ex_route = routed.route
+        self.ex_log_target = routed.log_fields
         table = self.ex_table = ctx.table
         health = ctx.health
         if not health.routable and table.members:
@@ -543,6 +548,7 @@ class ClientConnection(asyncio.Protocol):
         self.ex_next += 1
         attempt = _Attempt(self, member, ctx.lines_of(member), now)
         self.ex_member = member
+        self.ex_log_node = attempt.lines.log_node
         self.ex_live.append(attempt)
         self.ex_attempts += 1
         ctx.stats.inflight.start(member.id)
@@ -683,6 +689,7 @@ class ClientConnection(asyncio.Protocol):
         req = self.ex
         self.ex_winner = attempt
         self.ex_member = attempt.member
+        self.ex_log_node = attempt.lines.log_node
         if len(self.ex_live) > 1:  # a hedged twin is still out: it loses
             for other in list(self.ex_live):
                 if other is not attempt:
@@ -889,12 +896,11 @@ class ClientConnection(asyncio.Protocol):
         if self.ex_hedge_timer is not None:
             self.ex_hedge_timer.cancel()
             self.ex_hedge_timer = None
-        route = self.ex_route
         ctx.access_log.request(
-            time.time(), self.ex_request_id, self.client_ip, req.method, req.target,
-            route.key if route is not None else None, member.id if member is not None else None, status,
-            self.ex_bytes, self.ex_attempts, total * 1000,
-            (now - self.ex_t_upstream) * 1000 if self.ex_t_upstream else None, aborted,
+            time.time(), self.ex_request_id, self.client_ip, req.method,
+            self.ex_log_target or target_fields(req.target, None), self.ex_log_node, status, self.ex_bytes,
+            self.ex_attempts, total * 1000, (now - self.ex_t_upstream) * 1000 if self.ex_t_upstream else None,
+            aborted,
         )
         self.ex = None
         self.ex_winner = None

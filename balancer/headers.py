@@ -183,8 +183,9 @@ def without_named(fields: list[bytes], named: frozenset[bytes]) -> list[bytes]:
 
 
 def is_valid_request_id(value: bytes) -> bool:
-    """A client's X-Request-Id is kept only if it is short, visible ASCII: it ends up in logs."""
-    return 0 < len(value) <= 128 and all(0x21 <= byte <= 0x7E for byte in value)
+    """A client's X-Request-Id is kept only if it is short, visible ASCII without quote or
+    backslash: it ends up in headers and, unescaped, in the JSON access log."""
+    return 0 < len(value) <= 128 and all(0x21 <= byte <= 0x7E and byte != 0x22 and byte != 0x5C for byte in value)
 
 
 def host_line(host: bytes) -> bytes:

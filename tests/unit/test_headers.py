@@ -138,3 +138,4 @@ def test_request_id_validation():
     assert not is_valid_request_id(b"a b")
     assert not is_valid_request_id(b"x" * 129)
     assert not is_valid_request_id("é".encode())
+    assert not is_valid_request_id(b'a"b') and not is_valid_request_id(b"a\\b")  # logged unescaped
