@@ -4,22 +4,34 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The request path, compiled to C with mypyc when its sources change (balancer/compile.py).
+HOT_PATH := $(addprefix balancer/,headers.py accesslog.py upstream.py front.py compile.py)
+COMPILED := $(VENV)/.compiled
 
-.PHONY: run test test-consul install bench clean
+.PHONY: run test test-consul install compile bench clean
 
 $(STAMP): pyproject.toml
 	@echo "==> setting up $(VENV) (first run only)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,compile]'
 	@touch $(STAMP)
+
+# Without a C compiler the request path stays plain Python: slower, same behaviour.
+$(COMPILED): $(STAMP) $(HOT_PATH)
+	@echo "==> compiling the request path with mypyc"
+	$(PY) -m balancer.compile || { $(PY) -m balancer.compile --clean; \
+		echo "!! mypyc could not compile the request path: it runs as plain Python"; }
+	@touch $(COMPILED)
 
 install: $(STAMP)
 
-run: $(STAMP)
+compile: $(COMPILED)
+
+run: $(COMPILED)
 	$(VENV)/bin/pixring up
 
-test: $(STAMP)
+test: $(COMPILED)
 	$(PY) -m pytest
 
 # The Consul tests again, against a real agent (the double cannot drift unnoticed):
@@ -29,8 +41,8 @@ test-consul: $(STAMP)
 	$(PY) -m pytest tests/integration/test_consul_source.py tests/integration/test_consul_register.py tests/integration/test_consul_double.py
 
 # The throughput benchmark against nginx and HAProxy (installs them when missing).
-bench: $(STAMP)
+bench: $(COMPILED)
 	$(PY) -m loadtest.bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache balancer/*.so *__mypyc*.so

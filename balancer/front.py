@@ -311,6 +311,8 @@ class ClientConnection(asyncio.Protocol):
         self.ex_live: list[_Attempt] = []
         self.ex_winner: _Attempt | None = None
         self.ex_hedge_timer: asyncio.TimerHandle | None = None
+        self.ex_cands: tuple[str, ...] = ()
+        self.ex_member: Member | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -338,18 +340,18 @@ class ClientConnection(asyncio.Protocol):
             self._arm(self.ctx.limits.header_timeout, 408)
         try:
             self.parser.feed_data(data)
-        except _Reject as exc:
-            self._reject(exc.status, exc.message)
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
+        except _Reject as rejected:
+            self._reject(rejected.status, rejected.message)
+        except httptools.HttpParserCallbackError as callback_error:
+            cause = callback_error.__context__
             if isinstance(cause, _Reject):
                 self._reject(cause.status, cause.message)
             else:  # pragma: no cover - a bug in a callback
-                self._reject(400, f"malformed request: {exc}")
+                self._reject(400, f"malformed request: {callback_error}")
         except httptools.HttpParserUpgrade:
             self._reject(400, "protocol upgrades are not supported")
-        except httptools.HttpParserError as exc:
-            self._reject(400, f"malformed request: {exc}")
+        except httptools.HttpParserError as parse_error:
+            self._reject(400, f"malformed request: {parse_error}")
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.closed:
@@ -519,7 +521,7 @@ class ClientConnection(asyncio.Protocol):
             self.ex_cands = (first,)  # the rest is computed if a retry needs it
             self.ex_cands_full = False
         else:
-            self.ex_cands = candidates(table.ring, self.ex_hash, health, ctx.stats.inflight, now, ctx.pick_policy)
+            self.ex_cands = candidates(table.ring, self.ex_hash, health, ctx.stats.inflight, now, ctx.pick_policy)  # type: ignore[arg-type]
             self.ex_cands_full = True
         self.ex_next = 0
         if not self.ex_cands:
@@ -610,7 +612,7 @@ class ClientConnection(asyncio.Protocol):
         """Extend a fast-path list (its first choice only) with the rest of the key's list."""
         ctx = self.ctx
         tried = self.ex_cands[: self.ex_next]
-        full = candidates(self.ex_table.ring, self.ex_hash, ctx.health, ctx.stats.inflight, ctx.loop.time(),
+        full = candidates(self.ex_table.ring, self.ex_hash, ctx.health, ctx.stats.inflight, ctx.loop.time(),  # type: ignore[arg-type]
                           ctx.pick_policy)
         self.ex_cands = tried + tuple(m for m in full if m not in tried)[: max(0, len(full) - len(tried))]
         self.ex_cands_full = True

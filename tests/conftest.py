@@ -1,0 +1,23 @@
+"""Session checks: the request path under test is the source in the tree."""
+
+from __future__ import annotations
+
+import pytest
+
+from balancer import compile as hot_path
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    built = hot_path.compiled()
+    if not built:
+        return "request path: plain Python (not compiled)"
+    return "request path: compiled with mypyc (" + ", ".join(sorted(built)) + ")"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    stale = hot_path.stale()
+    if stale:
+        names = ", ".join(f"balancer/{name}.py" for name in stale)
+        pytest.exit(f"{names}: edited after compiling, so the compiled "
+                    "module would be tested instead of the source; run `make compile` "
+                    "(or `python -m balancer.compile --clean`)", returncode=2)
