@@ -33,6 +33,9 @@ PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parent
 # The modules every proxied request runs through, in import order.
 HOT_PATH = ("headers", "accesslog", "upstream", "front")
+# mypyc's shared runtime for the group, a module of the package too, so it is found
+# wherever pixring runs from (a top-level one would need the checkout on sys.path).
+GROUP = "balancer._hot_path"
 
 
 def compiled() -> dict[str, Path]:
@@ -53,7 +56,7 @@ def stale() -> list[str]:
 def clean() -> None:
     for path in compiled().values():
         path.unlink()
-    for path in ROOT.glob("*__mypyc*.so"):  # mypyc's shared runtime for the group
+    for path in [*PACKAGE.glob("*__mypyc.*.so"), *ROOT.glob("*__mypyc.*.so")]:  # the group's runtime
         path.unlink()
 
 
@@ -75,6 +78,7 @@ def build() -> None:
                     + ["--ignore-missing-imports", "--follow-imports=silent"],
                     opt_level="3",
                     target_dir=scratch,
+                    group_name=GROUP,
                 ),
                 script_args=["--quiet", "build_ext", "--inplace", "--build-temp", scratch, "--build-lib", scratch],
             )

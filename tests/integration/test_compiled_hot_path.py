@@ -1,0 +1,38 @@
+"""The compiled request path (balancer/compile.py) as an installed pixring uses it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from balancer import compile as hot_path
+
+
+def test_the_request_path_imports_from_any_working_directory(tmp_path):
+    # A worker or `pixring` started from elsewhere must find the compiled modules and
+    # mypyc's shared runtime (a top-level runtime module was only found from the checkout).
+    result = subprocess.run(
+        [sys.executable, "-c", "import balancer.front, balancer.upstream; print(balancer.front.__file__)"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    if hot_path.compiled():
+        assert result.stdout.strip().endswith(".so")
+
+
+def test_stale_names_a_compiled_module_whose_source_is_newer(monkeypatch, tmp_path):
+    package = tmp_path / "balancer"
+    package.mkdir()
+    for name in hot_path.HOT_PATH:
+        (package / f"{name}.py").write_text("")
+        (package / f"{name}.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    monkeypatch.setattr(hot_path, "PACKAGE", package)
+    assert hot_path.stale() == []
+    source = package / "front.py"
+    later = (package / "front.cpython-311-x86_64-linux-gnu.so").stat().st_mtime + 5
+    os.utime(source, (later, later))
+    assert hot_path.stale() == ["front"]
+    monkeypatch.setattr(hot_path, "ROOT", tmp_path)
+    hot_path.clean()
+    assert hot_path.compiled() == {} and hot_path.stale() == []
