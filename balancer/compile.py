@@ -27,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["HOT_PATH", "compiled", "stale"]
+__all__ = ["HOT_PATH", "build", "clean", "compiled", "stale"]
 
 PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parent
