@@ -225,8 +225,8 @@ FIELDS: tuple[Field, ...] = (
           "a static render node, [ID=]http://HOST:PORT[;weight=W]; repeat the flag for more. "
           "Without ID the node is named by its address", "[ID=]URL", repeatable=True, flag="--node"),
     Field("normalize_cache", _non_negative_int, 16384,
-          "request targets whose key is remembered per worker (an LRU; about 300 bytes each), so a hot URL is "
-          "normalized once; 0 = off", "N"),
+          "request targets whose route, key hash and owner are remembered per worker (an LRU; about 600 bytes "
+          "each for a typical image URL), so a hot URL is normalized and hashed once; 0 = off", "N"),
     Field("nodes_file", str, "",
           "a JSON or TOML member list, re-read when it changes or on SIGHUP (instead of --node)", "PATH"),
     Field("consul_service", str, "",
