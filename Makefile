@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# The request path, compiled to C with mypyc when its sources change (balancer/compile.py).
-HOT_PATH := $(addprefix balancer/,headers.py accesslog.py upstream.py front.py compile.py)
+# The request path, compiled to C with mypyc (balancer/compile.py names the modules) when
+# any balancer module changes: the compiled ones also take types from those they import.
 COMPILED := $(VENV)/.compiled
 
 .PHONY: run test test-consul install compile bench clean
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # Without a C compiler the request path stays plain Python: slower, same behaviour.
-$(COMPILED): $(STAMP) $(HOT_PATH)
+$(COMPILED): $(STAMP) $(wildcard balancer/*.py)
 	@echo "==> compiling the request path with mypyc"
 	$(PY) -m balancer.compile || { $(PY) -m balancer.compile --clean; \
 		echo "!! mypyc could not compile the request path: it runs as plain Python"; }

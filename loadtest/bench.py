@@ -130,6 +130,7 @@ def machine_facts(args: argparse.Namespace) -> dict:
         model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
     except OSError:
         pass
+    from balancer.compile import describe
     from pixring import __version__
 
     return {
@@ -137,7 +138,7 @@ def machine_facts(args: argparse.Namespace) -> dict:
         "argv": sys.argv,
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
-        "python": sys.version.split()[0], "pixring": __version__,
+        "python": sys.version.split()[0], "pixring": __version__, "request_path": describe(),
         "commit": _version(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
         "nginx": _version(["nginx", "-v"]), "haproxy": _version(["haproxy", "-v"]), "wrk": _version(["wrk", "-v"]),
     }
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         return descendants(stats, os.getpid())
 
     results: dict = {"meta": machine_facts(args)}
+    log(f"pixring's request path: {results['meta']['request_path']}")
     if not args.skip_micro and args.soak is None:
         results["micro"] = run_micro(args, ours)
     os.sched_setaffinity(0, {args.load_cpu})  # this script's own work stays off the proxy core

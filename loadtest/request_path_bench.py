@@ -21,6 +21,7 @@ from pathlib import Path
 import uvloop
 
 from balancer.accesslog import AccessLog
+from balancer.compile import describe
 from balancer.front import ClientConnection, FrontContext, FrontLimits, RetrySettings
 from balancer.health import HealthPolicy, HealthTable
 from balancer.membership import Member, Membership
@@ -111,6 +112,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100_000, help="requests per measurement (default 100000)")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of the path")
     args = parser.parse_args()
+    print(f"request path: {describe()}")
     with tempfile.TemporaryDirectory() as tmp:
         log = str(Path(tmp) / "access.log")
         for label, destination in (("access log to a file", log), ("access log off", "off")):

@@ -8,10 +8,7 @@ from balancer import compile as hot_path
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    built = hot_path.compiled()
-    if not built:
-        return "request path: plain Python (not compiled)"
-    return "request path: compiled with mypyc (" + ", ".join(sorted(built)) + ")"
+    return "request path: " + hot_path.describe()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
