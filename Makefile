@@ -17,11 +17,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,compile]'
 	@touch $(STAMP)
 
-# Without a C compiler the request path stays plain Python: slower, same behaviour.
+# Without a C compiler the request path stays plain Python: slower, same behaviour. A
+# module mypyc refuses (a type error) stops the build instead of quietly running slower.
 $(COMPILED): $(STAMP) $(wildcard balancer/*.py)
 	@echo "==> compiling the request path with mypyc"
-	$(PY) -m balancer.compile || { $(PY) -m balancer.compile --clean; \
-		echo "!! mypyc could not compile the request path: it runs as plain Python"; }
+	@$(PY) -m balancer.compile; status=$$?; \
+	if [ $$status -eq 3 ]; then $(PY) -m balancer.compile --clean; \
+		echo "!! the request path runs as plain Python"; \
+	elif [ $$status -ne 0 ]; then exit $$status; fi
 	@touch $(COMPILED)
 
 install: $(STAMP)

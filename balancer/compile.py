@@ -22,7 +22,9 @@ compiled code does differently: attribute types are checked at run time).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -36,6 +38,10 @@ HOT_PATH = ("headers", "accesslog", "upstream", "front")
 # mypyc's shared runtime for the group, a module of the package too, so it is found
 # wherever pixring runs from (a top-level one would need the checkout on sys.path).
 GROUP = "balancer._hot_path"
+# Exit status when this machine cannot compile at all (no C compiler, no mypyc): make
+# then runs the sources. Any other failure, a type error mypyc refuses above all, is
+# the code's and stops the build.
+CANNOT_COMPILE = 3
 
 
 def compiled() -> dict[str, Path]:
@@ -106,6 +112,11 @@ def main() -> int:
         clean()
         print("removed the compiled request path; pixring runs it as plain Python")
         return 0
+    compiler = os.environ.get("CC", "cc").split()[0]
+    if shutil.which(compiler) is None or importlib.util.find_spec("mypyc") is None:
+        missing = "mypyc (pip install -e '.[compile]')" if shutil.which(compiler) else f"C compiler ({compiler})"
+        print(f"cannot compile the request path here: no {missing}", file=sys.stderr)
+        return CANNOT_COMPILE
     print(f"compiling the request path with mypyc: {', '.join(f'balancer/{n}.py' for n in HOT_PATH)} ...",
           flush=True)
     build()

@@ -289,10 +289,10 @@ class ClientConnection(asyncio.Protocol):
         "p_url", "p_head_bytes", "p_body_bytes", "p_fields", "p_hosts", "p_forwarded_for", "p_via",
         "p_request_id", "p_named",
         # the exchange being answered
-        "ex", "ex_table", "ex_route", "ex_hash", "ex_cands", "ex_cands_full", "ex_next", "ex_live", "ex_winner", "ex_member",
+        "ex", "ex_table", "ex_routed", "ex_cands", "ex_cands_full", "ex_next", "ex_live", "ex_winner", "ex_lines",
         "ex_attempts", "ex_budget_held", "ex_deadline", "ex_hedge_timer", "ex_framing", "ex_keep_alive",
         "ex_status", "ex_bytes", "ex_t0", "ex_t_upstream", "ex_request_id", "ex_sent_head", "ex_pending_head",
-        "ex_forwarding", "ex_log_target", "ex_log_node",
+        "ex_forwarding",
     )
 
     def __init__(self, ctx: FrontContext) -> None:
@@ -312,7 +312,8 @@ class ClientConnection(asyncio.Protocol):
         self.ex_winner: _Attempt | None = None
         self.ex_hedge_timer: asyncio.TimerHandle | None = None
         self.ex_cands: tuple[str, ...] = ()
-        self.ex_member: Member | None = None
+        self.ex_routed: _Routed | None = None
+        self.ex_lines: _MemberLines | None = None  # of the member the exchange is with
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -470,10 +471,8 @@ class ClientConnection(asyncio.Protocol):
         self.ex = req
         self.ex_t0 = now
         self.ex_t_upstream = 0.0
-        self.ex_member = None
-        self.ex_route = None
-        self.ex_log_target = None
-        self.ex_log_node = b"null"
+        self.ex_lines = None
+        self.ex_routed = None
         self.ex_winner = None
         self.ex_attempts = 0
         self.ex_budget_held = 0
@@ -505,8 +504,7 @@ class ClientConnection(asyncio.Protocol):
         except NormalizeError as exc:
             self._respond_local(exc.status, exc.reason)
             return
-        self.ex_route = routed.route
-        self.ex_log_target = routed.log_fields
+        self.ex_routed = routed
         table = self.ex_table = ctx.table
         health = ctx.health
         if not health.routable and table.members:
@@ -515,13 +513,12 @@ class ClientConnection(asyncio.Protocol):
             # members left, panic mode spreads over all of them instead.)
             self._respond_local(503, "no healthy render node", extra=[(b"Retry-After", b"1")])
             return
-        self.ex_hash = routed.hash
         first = first_choice(routed.owner, health, ctx.stats.inflight, ctx.pick_policy, len(table.ring.members))
         if first is not None:
             self.ex_cands = (first,)  # the rest is computed if a retry needs it
             self.ex_cands_full = False
         else:
-            self.ex_cands = candidates(table.ring, self.ex_hash, health, ctx.stats.inflight, now, ctx.pick_policy)  # type: ignore[arg-type]
+            self.ex_cands = candidates(table.ring, routed.hash, health, ctx.stats.inflight, now, ctx.pick_policy)  # type: ignore[arg-type]
             self.ex_cands_full = True
         self.ex_next = 0
         if not self.ex_cands:
@@ -549,8 +546,7 @@ class ClientConnection(asyncio.Protocol):
         member = self.ex_table.members[self.ex_cands[self.ex_next]]
         self.ex_next += 1
         attempt = _Attempt(self, member, ctx.lines_of(member), now)
-        self.ex_member = member
-        self.ex_log_node = attempt.lines.log_node
+        self.ex_lines = attempt.lines
         self.ex_live.append(attempt)
         self.ex_attempts += 1
         ctx.stats.inflight.start(member.id)
@@ -576,7 +572,7 @@ class ClientConnection(asyncio.Protocol):
     def _send(self, attempt: _Attempt, conn: UpstreamConnection, now: float) -> None:
         req = self.ex
         attempt.conn = conn
-        head = b"".join((req.method, b" ", self.ex_route.upstream_target,  # type: ignore[union-attr]
+        head = b"".join((req.method, b" ", self.ex_routed.route.upstream_target,  # type: ignore[union-attr]
                          attempt.lines.host_line, self.ex_forwarding))
         remaining = self.ex_deadline - now
         first_byte = self.ctx.retry.try_timeout
@@ -612,7 +608,9 @@ class ClientConnection(asyncio.Protocol):
         """Extend a fast-path list (its first choice only) with the rest of the key's list."""
         ctx = self.ctx
         tried = self.ex_cands[: self.ex_next]
-        full = candidates(self.ex_table.ring, self.ex_hash, ctx.health, ctx.stats.inflight, ctx.loop.time(),  # type: ignore[arg-type]
+        routed = self.ex_routed
+        assert routed is not None  # candidates are only completed for a routed request
+        full = candidates(self.ex_table.ring, routed.hash, ctx.health, ctx.stats.inflight, ctx.loop.time(),  # type: ignore[arg-type]
                           ctx.pick_policy)
         self.ex_cands = tried + tuple(m for m in full if m not in tried)[: max(0, len(full) - len(tried))]
         self.ex_cands_full = True
@@ -690,8 +688,7 @@ class ClientConnection(asyncio.Protocol):
     def _win(self, attempt: _Attempt, conn: UpstreamConnection) -> None:
         req = self.ex
         self.ex_winner = attempt
-        self.ex_member = attempt.member
-        self.ex_log_node = attempt.lines.log_node
+        self.ex_lines = attempt.lines
         if len(self.ex_live) > 1:  # a hedged twin is still out: it loses
             for other in list(self.ex_live):
                 if other is not attempt:
@@ -839,8 +836,8 @@ class ClientConnection(asyncio.Protocol):
         ]
         if req is not None:
             out += (b"X-Request-Id: ", self.ex_request_id, b"\r\n")
-        if upstream_failed and self.ctx.node_header and self.ex_member is not None:
-            out += (self.ctx.node_header, b": ", self.ex_member.id.encode(), b"\r\n")
+        if upstream_failed and self.ex_lines is not None:
+            out.append(self.ex_lines.node_line)
         for name, value in extra or ():
             out += (name, b": ", value, b"\r\n")
         if not keep_alive:
@@ -883,8 +880,8 @@ class ClientConnection(asyncio.Protocol):
             return
         if now is None:
             now = ctx.loop.time()
-        member = self.ex_member
-        node = member.id if member is not None else "-"
+        lines = self.ex_lines
+        node = lines.member.id if lines is not None else "-"
         stats = ctx.stats
         stats.requests[(node, _METHOD_LABELS.get(req.method, "other"), _STATUS_CLASSES[status // 100])] += 1
         total = now - self.ex_t0
@@ -893,14 +890,15 @@ class ClientConnection(asyncio.Protocol):
             ctx.budget.request_finished()
             for _ in range(self.ex_budget_held):
                 ctx.budget.retry_finished()
-            if member is not None:
+            if lines is not None:
                 stats.bytes_out[node] += self.ex_bytes
         if self.ex_hedge_timer is not None:
             self.ex_hedge_timer.cancel()
             self.ex_hedge_timer = None
         ctx.access_log.request(
             time.time(), self.ex_request_id, self.client_ip, req.method,
-            self.ex_log_target or target_fields(req.target, None), self.ex_log_node, status, self.ex_bytes,
+            self.ex_routed.log_fields if self.ex_routed is not None else target_fields(req.target, None),
+            lines.log_node if lines is not None else b"null", status, self.ex_bytes,
             self.ex_attempts, total * 1000, (now - self.ex_t_upstream) * 1000 if self.ex_t_upstream else None,
             aborted,
         )

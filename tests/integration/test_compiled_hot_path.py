@@ -36,3 +36,11 @@ def test_stale_names_a_compiled_module_whose_source_is_newer(monkeypatch, tmp_pa
     monkeypatch.setattr(hot_path, "ROOT", tmp_path)
     hot_path.clean()
     assert hot_path.compiled() == {} and hot_path.stale() == []
+
+
+def test_a_machine_without_a_compiler_is_told_apart_from_a_failed_build(monkeypatch, capsys):
+    # make falls back to the sources only for CANNOT_COMPILE; any other failure stops it.
+    monkeypatch.setenv("CC", "no-such-compiler-here")
+    monkeypatch.setattr(sys, "argv", ["balancer.compile"])
+    assert hot_path.main() == hot_path.CANNOT_COMPILE
+    assert "no C compiler (no-such-compiler-here)" in capsys.readouterr().err
