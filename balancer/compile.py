@@ -34,7 +34,7 @@ __all__ = ["HOT_PATH", "build", "clean", "compiled", "describe", "stale"]
 PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parent
 # The modules every proxied request runs through, in import order.
-HOT_PATH = ("headers", "accesslog", "upstream", "front")
+HOT_PATH = ("membership", "routing", "headers", "accesslog", "picker", "stats", "retry", "upstream", "front")
 # mypyc's shared runtime for the group, a module of the package too, so it is found
 # wherever pixring runs from (a top-level one would need the checkout on sys.path).
 GROUP = "balancer._hot_path"
@@ -45,10 +45,14 @@ CANNOT_COMPILE = 3
 
 
 def compiled() -> dict[str, Path]:
-    """Module name -> its compiled extension in the package directory, where one exists."""
+    """Module name -> its compiled extension in the package directory, where one exists.
+
+    Every module of the package counts, not only HOT_PATH's: one dropped from the list
+    would otherwise keep shadowing its source, unseen by ``stale`` and ``clean``."""
     found = {}
-    for name in HOT_PATH:
-        for path in PACKAGE.glob(f"{name}.*.so"):
+    for path in PACKAGE.glob("*.so"):
+        name = path.name.split(".", 1)[0]
+        if (PACKAGE / f"{name}.py").exists():
             found[name] = path
     return found
 

@@ -36,16 +36,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Mapping, Protocol, Sequence
+from typing import Final, Mapping, Protocol, Sequence
 
 import xxhash
+from mypy_extensions import mypyc_attr
 
 from balancer.health import HealthTable
 
 __all__ = ["PickPolicy", "PickError", "Inflight", "candidates", "accepts_during_ramp"]
 
-_MASK64 = (1 << 64) - 1
-_SALT_SEED = 0x70697872696E67  # "pixring"; any fixed value, the same in every process
+_MASK64: Final = (1 << 64) - 1
+_SALT_SEED: Final = 0x70697872696E67  # "pixring"; any fixed value, the same in every process
 
 
 class PickError(ValueError):
@@ -60,6 +61,9 @@ class _RingLike(Protocol):
     def preference(self, key_hash: int, n: int) -> tuple[str, ...]: ...
 
 
+# Checked by __post_init__, not by compiled field types: mypyc (balancer/compile.py)
+# would raise a bare TypeError, or take True for 1, before the check could name the field.
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class PickPolicy:
     # HAProxy's manual suggests starting hash-balance-factor at 125 (a factor of 1.25),
@@ -74,15 +78,14 @@ class PickPolicy:
     bound_floor: int = 8
 
     def __post_init__(self) -> None:
-        bf = self.balance_factor
+        # Read untyped: compiled code would check the declared types on a plain read.
+        bf, n, floor = [getattr(self, name) for name in ("balance_factor", "max_attempts", "bound_floor")]
         if not (isinstance(bf, (int, float)) and not isinstance(bf, bool) and math.isfinite(bf)
                 and (bf == 0 or bf >= 1)):
             # Below 1 the bound is under the mean load: every member would overflow.
             raise PickError(f"balance_factor must be 0 (off) or a finite number >= 1, got {bf!r}")
-        n = self.max_attempts
         if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
             raise PickError(f"max_attempts must be an integer >= 1, got {n!r}")
-        floor = self.bound_floor
         if not (isinstance(floor, int) and not isinstance(floor, bool) and floor >= 1):
             raise PickError(f"bound_floor must be an integer >= 1, got {floor!r}")
 

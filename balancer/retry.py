@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Final
+from mypy_extensions import mypyc_attr
 
 __all__ = ["RetryPolicy", "RetryBudget", "RetryError", "backoff_s"]
 
@@ -41,6 +42,9 @@ def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# Checked by __post_init__, not by compiled field types: mypyc (balancer/compile.py)
+# would raise a bare TypeError, or take True for 1, before the check could name the field.
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     budget_ratio: float = 0.2  # Envoy's budget_percent default, 20%
@@ -49,16 +53,17 @@ class RetryPolicy:
     backoff_max_s: float = 0.05
 
     def __post_init__(self) -> None:
-        if not (_finite(self.budget_ratio) and 0 <= self.budget_ratio <= 1):
-            raise RetryError(f"budget_ratio must be between 0 and 1, got {self.budget_ratio!r}")
-        n = self.min_concurrent
+        # Read untyped: compiled code would check the declared types on a plain read.
+        ratio, n, base, cap = [getattr(self, name)
+                               for name in ("budget_ratio", "min_concurrent", "backoff_base_s", "backoff_max_s")]
+        if not (_finite(ratio) and 0 <= ratio <= 1):
+            raise RetryError(f"budget_ratio must be between 0 and 1, got {ratio!r}")
         if not (isinstance(n, int) and not isinstance(n, bool) and n >= 0):
             raise RetryError(f"min_concurrent must be an integer >= 0, got {n!r}")
-        if not (_finite(self.backoff_base_s) and self.backoff_base_s >= 0):
-            raise RetryError(f"backoff_base_s must be a finite number >= 0, got {self.backoff_base_s!r}")
-        if not (_finite(self.backoff_max_s) and self.backoff_max_s >= self.backoff_base_s):
-            raise RetryError(f"backoff_max_s must be a finite number >= backoff_base_s "
-                             f"({self.backoff_base_s!r}), got {self.backoff_max_s!r}")
+        if not (_finite(base) and base >= 0):
+            raise RetryError(f"backoff_base_s must be a finite number >= 0, got {base!r}")
+        if not (_finite(cap) and cap >= base):
+            raise RetryError(f"backoff_max_s must be a finite number >= backoff_base_s ({base!r}), got {cap!r}")
 
 
 class RetryBudget:
@@ -104,7 +109,7 @@ class RetryBudget:
 
 
 # 2 ** 1000 would still be a float, but nobody waits that long: past this the cap rules.
-_MAX_DOUBLINGS = 62
+_MAX_DOUBLINGS: Final = 62
 
 
 def backoff_s(attempt: int, policy: RetryPolicy, rand: Callable[[], float]) -> float:
