@@ -25,14 +25,13 @@ buffered whole per connection.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import random
 import socket
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Final
 
 import httptools
 import orjson
@@ -69,11 +68,11 @@ from balancer.upstream import UpstreamConnection, UpstreamError, UpstreamPool
 
 __all__ = ["ClientConnection", "FrontContext", "FrontLimits", "RetrySettings"]
 
-_MAX_PIPELINED = 32  # parsed requests queued per connection before we stop reading
-_MAX_DISCARDED_BODY = 64 * 1024  # a GET/HEAD body pixring never forwards, read and dropped
-_request_kind = REQUEST_KINDS.exact.get
-_METHOD_LABELS = {b"GET": "GET", b"HEAD": "HEAD"}  # metric labels; every other method is "other"
-_STATUS_CLASSES = tuple(status_class(100 * n) for n in range(10))  # by status // 100
+_MAX_PIPELINED: Final = 32  # parsed requests queued per connection before we stop reading
+_MAX_DISCARDED_BODY: Final = 64 * 1024  # a GET/HEAD body pixring never forwards, read and dropped
+_request_kind: Final = REQUEST_KINDS.exact.get
+_METHOD_LABELS: Final = {b"GET": "GET", b"HEAD": "HEAD"}  # metric labels; every other method is "other"
+_STATUS_CLASSES: Final = tuple(status_class(100 * n) for n in range(10))  # by status // 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +142,7 @@ class FrontContext:
         self.on_health_events = on_health_events
         self.rand = rand
         self.table = RoutingTable.empty()
+        self.ring_members = 0  # len(table.ring.members), read per request: the ring's is a property
         self.generation = 0
         # Request target -> its route, key hash and (per ring) owner: an image URL
         # repeats, so a hit costs one dict lookup where normalizing and hashing cost
@@ -152,13 +152,14 @@ class FrontContext:
         self.member_lines: dict[str, _MemberLines] = {}
         self.connections: set[ClientConnection] = set()
         self.draining = False
-        self.ids = itertools.count(1)
+        self.requests_started = 0  # numbers this worker's request ids
         self.id_prefix = os.urandom(4).hex().encode()
         self._sweeper: asyncio.TimerHandle | None = None
 
     def set_table(self, table: RoutingTable) -> None:
         """Swap in a new routing table; the health table follows its membership."""
         self.table = table
+        self.ring_members = len(table.ring.members)
         self.generation += 1  # cached owners are of the previous ring now
         self.member_lines = {m.id: _MemberLines(m, self.node_header) for m in table.members.values()}
         events = self.health.set_members(table.members, self.loop.time())
@@ -287,7 +288,7 @@ class ClientConnection(asyncio.Protocol):
         "writing_paused", "deadline", "deadline_status",
         # the request being parsed: its fields as forwarded (balancer.headers' rules)
         "p_url", "p_head_bytes", "p_body_bytes", "p_fields", "p_hosts", "p_forwarded_for", "p_via",
-        "p_request_id", "p_named",
+        "p_request_id", "p_named", "p_connection",
         # the exchange being answered
         "ex", "ex_table", "ex_routed", "ex_cands", "ex_cands_full", "ex_next", "ex_live", "ex_winner", "ex_lines",
         "ex_attempts", "ex_budget_held", "ex_deadline", "ex_hedge_timer", "ex_framing", "ex_keep_alive",
@@ -389,6 +390,7 @@ class ClientConnection(asyncio.Protocol):
         self.p_via = b""
         self.p_request_id: bytes | None = None
         self.p_named: frozenset[bytes] = frozenset()
+        self.p_connection = False  # a Connection field was present
 
     def on_url(self, url: bytes) -> None:
         self.p_url += url
@@ -414,8 +416,10 @@ class ClientConnection(asyncio.Protocol):
             self.p_forwarded_for = self.p_forwarded_for + b", " + value if self.p_forwarded_for else value
         elif kind == VIA:
             self.p_via = self.p_via + b", " + value if self.p_via else value
-        elif kind == CONNECTION and value not in PLAIN_CONNECTION:
-            self.p_named |= connection_tokens(value)
+        elif kind == CONNECTION:
+            self.p_connection = True
+            if value not in PLAIN_CONNECTION:
+                self.p_named |= connection_tokens(value)
 
     def on_body(self, body: bytes) -> None:
         self.p_body_bytes += len(body)
@@ -431,11 +435,16 @@ class ClientConnection(asyncio.Protocol):
             fields = without_named(fields, named)
             forwarded_for = b"" if b"x-forwarded-for" in named else forwarded_for
             via = b"" if b"via" in named else via
+        keep_alive = parser.should_keep_alive()
+        # Of the versions llhttp accepts (0.9, 1.0, 1.1, 2.0), it keeps alive by default
+        # only HTTP/1.1, and only a Connection field changes that: so without one the
+        # version string, which httptools builds with str.format per call, is not needed.
+        http11 = parser.get_http_version() == "1.1" if self.p_connection else keep_alive
         request = _Request(
             parser.get_method(),
             self.p_url,
-            parser.get_http_version() == "1.1",
-            parser.should_keep_alive(),
+            http11,
+            keep_alive,
             fields,
             self.p_hosts,
             forwarded_for,
@@ -482,7 +491,12 @@ class ClientConnection(asyncio.Protocol):
         self.ex_pending_head = b""
         self.ex_keep_alive = req.keep_alive and not ctx.draining
         # A random per-worker prefix and a counter: unique without a syscall per request.
-        self.ex_request_id = req.request_id or b"%s-%x" % (ctx.id_prefix, next(ctx.ids))
+        if req.request_id:
+            self.ex_request_id = req.request_id
+        else:
+            ctx.requests_started += 1
+            # A literal with %s and %d only: compiled, one allocation (see accesslog.py).
+            self.ex_request_id = b"%s-%d" % (ctx.id_prefix, ctx.requests_started)
 
         method = req.method
         if method != b"GET" and method != b"HEAD":
@@ -513,7 +527,7 @@ class ClientConnection(asyncio.Protocol):
             # members left, panic mode spreads over all of them instead.)
             self._respond_local(503, "no healthy render node", extra=[(b"Retry-After", b"1")])
             return
-        first = first_choice(routed.owner, health, ctx.stats.inflight, ctx.pick_policy, len(table.ring.members))
+        first = first_choice(routed.owner, health, ctx.stats.inflight, ctx.pick_policy, ctx.ring_members)
         if first is not None:
             self.ex_cands = (first,)  # the rest is computed if a retry needs it
             self.ex_cands_full = False

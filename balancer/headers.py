@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from enum import Enum
 from http import HTTPStatus
+from typing import Final
 
 __all__ = [
     "CONNECTION",
@@ -51,7 +52,7 @@ __all__ = [
     "without_named",
 ]
 
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -67,21 +68,21 @@ HOP_BY_HOP = frozenset(
 
 # What pixring does with a field, by its name. Every header rule is a row of the two
 # tables below.
-PASS = 0  # end-to-end: forwarded as it is
-DROP = 1  # hop-by-hop, or a field pixring sets itself: never forwarded
-CONNECTION = 2  # hop-by-hop, and its tokens name more hop-by-hop fields
-HOST = 3
-FORWARDED_FOR = 4
-VIA = 5
-REQUEST_ID = 6
-CONTENT_LENGTH = 7
-TRANSFER_ENCODING = 8
+PASS: Final = 0  # end-to-end: forwarded as it is
+DROP: Final = 1  # hop-by-hop, or a field pixring sets itself: never forwarded
+CONNECTION: Final = 2  # hop-by-hop, and its tokens name more hop-by-hop fields
+HOST: Final = 3
+FORWARDED_FOR: Final = 4
+VIA: Final = 5
+REQUEST_ID: Final = 6
+CONTENT_LENGTH: Final = 7
+TRANSFER_ENCODING: Final = 8
 
 # A client-sent X-Forwarded-For is extended rather than replaced (as nginx's
 # $proxy_add_x_forwarded_for does), Via is extended (RFC 9110 section 7.6.3); the other
 # fields pixring sets are rewritten, so a client cannot choose what the node believes
 # about the connection.
-_REQUEST_KINDS = {
+_REQUEST_KINDS: Final = {
     **{name: DROP for name in HOP_BY_HOP},
     b"connection": CONNECTION,
     b"host": HOST,
@@ -95,7 +96,7 @@ _REQUEST_KINDS = {
 }
 # In a response, X-Request-Id and the node header (``X-Pixring-Node`` unless configured
 # otherwise) are pixring's to set: a node's own would be a second, conflicting one.
-_RESPONSE_KINDS = {
+_RESPONSE_KINDS: Final = {
     **{name: DROP for name in HOP_BY_HOP},
     b"connection": CONNECTION,
     b"via": VIA,
@@ -105,7 +106,7 @@ _RESPONSE_KINDS = {
 }
 # Fields that most requests or responses carry, spelled as clients and servers spell
 # them: found by their exact spelling without lowercasing anything.
-_COMMON = (
+_COMMON: Final = (
     b"Accept", b"Accept-Encoding", b"Accept-Language", b"Accept-Ranges", b"Age", b"Cache-Control",
     b"Content-Type", b"Date", b"ETag", b"Etag", b"Expires", b"If-Modified-Since", b"If-None-Match",
     b"Last-Modified", b"Referer", b"Server", b"User-Agent", b"Vary", b"X-Cache",
@@ -145,15 +146,15 @@ def response_kinds(node_header: bytes) -> NameKinds:
     return NameKinds({**_RESPONSE_KINDS, node_header.lower(): DROP} if node_header else _RESPONSE_KINDS)
 
 
-REQUEST_KINDS = NameKinds(_REQUEST_KINDS)
-RESPONSE_KINDS = response_kinds(b"X-Pixring-Node")
+REQUEST_KINDS: Final = NameKinds(_REQUEST_KINDS)
+RESPONSE_KINDS: Final = response_kinds(b"X-Pixring-Node")
 
 # Connection values that name nothing beyond what is dropped by name anyway (Keep-Alive
 # is hop-by-hop itself): nearly every Connection field says one of these.
-PLAIN_CONNECTION = frozenset({b"keep-alive", b"Keep-Alive", b"close", b"Close"})
-_PLAIN_TOKENS = frozenset({b"keep-alive", b"close", b""})
+PLAIN_CONNECTION: Final = frozenset({b"keep-alive", b"Keep-Alive", b"close", b"Close"})
+_PLAIN_TOKENS: Final = frozenset({b"keep-alive", b"close", b""})
 
-_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+_REASONS: Final = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
 class Framing(Enum):
@@ -245,7 +246,7 @@ def _status_line(status: int, http11: bool) -> bytes:
     return b"%s %d %s\r\n" % (b"HTTP/1.1" if http11 else b"HTTP/1.0", status, _REASONS.get(status, b"Unknown"))
 
 
-_STATUS_LINES = {http11: {status: _status_line(status, http11) for status in _REASONS} for http11 in (False, True)}
+_STATUS_LINES: Final = {http11: {status: _status_line(status, http11) for status in _REASONS} for http11 in (False, True)}
 
 
 def reason_phrase(status: int) -> bytes:

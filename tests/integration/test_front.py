@@ -260,6 +260,37 @@ async def test_chunked_upstream_is_rechunked_for_http11_and_closed_for_http10(fr
     assert body == b"part0;part1;part2;part3;part4;"
 
 
+async def _raw_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One response's head and Content-Length body, read off a raw stream."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = next(int(line.partition(b":")[2]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    return head, await asyncio.wait_for(reader.readexactly(length), 5)
+
+
+@pytest.mark.parametrize("version, connection, keeps_alive", [
+    (b"1.1", None, True), (b"1.1", b"close", False), (b"1.1", b"keep-alive", True), (b"1.1", b"Upgrade", True),
+    (b"1.0", None, False), (b"1.0", b"keep-alive", True), (b"1.0", b"close", False),
+])
+async def test_the_answer_speaks_the_clients_version_and_keeps_alive_as_asked(front, version, connection,
+                                                                               keeps_alive):
+    """RFC 9112 section 9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive"."""
+    reader, writer = await front.connect()
+    field = b"Connection: " + connection + b"\r\n" if connection else b""
+    writer.write(b"GET /v1.jpg HTTP/" + version + b"\r\nHost: x\r\n" + field + b"\r\n")
+    head, body = await _raw_response(reader)
+    assert head.startswith(b"HTTP/" + version + b" 200 "), head
+    assert json.loads(body)["path"] == "/v1.jpg"
+    if keeps_alive:
+        writer.write(b"GET /v2.jpg HTTP/" + version + b"\r\nHost: x\r\n" + field + b"\r\n")
+        head, body = await _raw_response(reader)
+        assert json.loads(body)["path"] == "/v2.jpg"
+    else:
+        assert b"connection: close" in head.lower()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # pixring closed the connection
+    writer.close()
+
+
 @pytest.mark.parametrize(
     "raw, status, closes",
     [
