@@ -189,6 +189,7 @@ class FrontContext:
         if routed.generation != self.generation:
             routed.generation = self.generation
             routed.owner = self.table.ring.owner(routed.hash)
+            routed.prefs = None
         return routed
 
     def report(self, member: str, outcome: Outcome) -> None:
@@ -231,7 +232,7 @@ class _Routed:
     routing table ``generation`` (a number, not the ring: a cached entry must not keep
     an old ring alive)."""
 
-    __slots__ = ("route", "hash", "log_fields", "generation", "owner")
+    __slots__ = ("route", "hash", "log_fields", "generation", "owner", "prefs")
 
     def __init__(self, route: Route, hash_: int, log_fields: bytes) -> None:
         self.route = route
@@ -239,6 +240,9 @@ class _Routed:
         self.log_fields = log_fields  # the access log's "path" and "key", rendered once
         self.generation = -1
         self.owner: str | None = None
+        # The key's preference list on the same ring, once a request needed more than
+        # the owner (bounded load overflowing): a hot key overflows again and again.
+        self.prefs: tuple[str, ...] | None = None
 
 
 class _MemberLines:
@@ -532,7 +536,10 @@ class ClientConnection(asyncio.Protocol):
             self.ex_cands = (first,)  # the rest is computed if a retry needs it
             self.ex_cands_full = False
         else:
-            self.ex_cands = candidates(table.ring, routed.hash, health, ctx.stats.inflight, now, ctx.pick_policy)  # type: ignore[arg-type]
+            if routed.prefs is None:
+                routed.prefs = table.ring.preference(routed.hash, ctx.pick_policy.max_attempts)
+            self.ex_cands = candidates(table.ring, routed.hash, health, ctx.stats.inflight, now, ctx.pick_policy,  # type: ignore[arg-type]
+                                       prefs=routed.prefs)
             self.ex_cands_full = True
         self.ex_next = 0
         if not self.ex_cands:

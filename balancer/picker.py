@@ -174,15 +174,19 @@ def first_choice(owner: str | None, health: HealthTable, inflight: Mapping[str, 
 
 
 def candidates(ring: _RingLike, key_hash: int, health: HealthTable, inflight: Mapping[str, int],
-               now: float, policy: PickPolicy) -> tuple[str, ...]:
+               now: float, policy: PickPolicy, *, prefs: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """Up to ``policy.max_attempts`` distinct members to try, in order (see the module rules).
-    An empty tuple means nobody may take the request."""
+    An empty tuple means nobody may take the request.
+
+    ``prefs`` is ``ring.preference(key_hash, policy.max_attempts)`` when the caller keeps
+    it (the ring is immutable, so it holds for as long as the ring does)."""
     panic = health.panic
     skip = health.removed if panic else health.unroutable
     cold = health.slow_starting
 
     if not skip and not cold:
-        prefs = ring.preference(key_hash, policy.max_attempts)
+        if prefs is None:
+            prefs = ring.preference(key_hash, policy.max_attempts)
         if not prefs or not policy.balance_factor:
             return prefs
         load = inflight.get(prefs[0], 0)

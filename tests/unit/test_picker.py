@@ -412,3 +412,28 @@ def test_first_choice_is_the_head_of_the_candidate_list_whenever_it_answers(key,
     if not down:
         # With everyone healthy it steps aside only for a real overflow.
         assert (first is None) == (full[0] != ring.owner(key))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    key=st.sampled_from(KEYS[:200]),
+    loads=st.lists(st.integers(0, 40), min_size=len(MEMBERS), max_size=len(MEMBERS)),
+    factor=st.sampled_from([0, 1, 1.25, 2.0]),
+    attempts=st.integers(1, 5),
+    down=st.sets(st.sampled_from(MEMBERS), max_size=2),
+    cold=st.booleans(),
+)
+def test_a_kept_preference_list_gives_the_candidates_the_ring_gives(key, loads, factor, attempts, down, cold):
+    """The front keeps ring.preference(key, max_attempts) with a hot key's cached route."""
+    ring = _real_ring(MEMBERS)
+    t = health(MEMBERS[1:] if cold else MEMBERS, fall=1, slow_start_s=30)  # cold: the first joins late
+    t.set_members(MEMBERS, 0.0)
+    for member in down:
+        t.probe(member, False, 1.0)
+    inflight = Inflight()
+    for member, load in zip(MEMBERS, loads):
+        for _ in range(load):
+            inflight.start(member)
+    policy = PickPolicy(balance_factor=factor, max_attempts=attempts)
+    kept = ring.preference(key, attempts)
+    assert candidates(ring, key, t, inflight, 2.0, policy, prefs=kept) == candidates(ring, key, t, inflight, 2.0, policy)
