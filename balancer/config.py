@@ -226,7 +226,8 @@ FIELDS: tuple[Field, ...] = (
           "Without ID the node is named by its address", "[ID=]URL", repeatable=True, flag="--node"),
     Field("normalize_cache", _non_negative_int, 16384,
           "request targets whose route, key hash and owner are remembered per worker (an LRU; about 600 bytes "
-          "each for a typical image URL), so a hot URL is normalized and hashed once; 0 = off", "N"),
+          "each for a typical image URL, 64 more once its key has overflowed its owner under bounded load), so a "
+          "hot URL is normalized and hashed once; 0 = off", "N"),
     Field("nodes_file", str, "",
           "a JSON or TOML member list, re-read when it changes or on SIGHUP (instead of --node)", "PATH"),
     Field("consul_service", str, "",
