@@ -19,14 +19,16 @@ import asyncio
 import os
 import re
 import sys
-import orjson
 from typing import Final
+
+import orjson
 
 __all__ = ["AccessLog", "json_text", "target_fields"]
 
 _PLAIN: Final = re.compile(rb"[ !#-\[\]-~]*")  # printable ASCII except " and \, as JSON needs no escape
 # "000" .. "999": the digits after a decimal point, three at a time.
 _DIGITS3: Final = tuple(b"%03d" % n for n in range(1000))
+
 
 def json_text(value: bytes) -> bytes:
     """``value`` as a JSON string, quotes included (bytes read as latin-1, as ever)."""

@@ -6,8 +6,9 @@ most of pixring's time on the hot path. mypyc (part of mypy, well kept, used by 
 and black on themselves) compiles the same annotated modules into C extensions with
 native attribute slots and direct calls: measured with ``loadtest.request_path_bench``
 14.2 -> 9.7 µs of Python per request for the first four modules, and about 20% more
-requests per second in the benchmark. The modules stay plain Python that runs unchanged where no C compiler is
-around; ``make`` compiles them when their sources change.
+requests per second in the benchmark. The modules stay plain Python that runs
+unchanged where no C compiler is around; ``make`` compiles them when their sources
+change.
 
 A compiled module is imported in place of its source (an extension module beats a .py
 of the same name), so a source edited after compiling would be ignored: ``stale()``

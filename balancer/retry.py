@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Callable, Final
+
 from mypy_extensions import mypyc_attr
 
 __all__ = ["RetryPolicy", "RetryBudget", "RetryError", "backoff_s"]
