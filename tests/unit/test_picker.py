@@ -385,10 +385,22 @@ def test_no_member_overflows_below_the_floor_whatever_the_mean(make_ring):
     assert candidates(ring, h, t, crowded, 0.0, PickPolicy(balance_factor=1.25, bound_floor=1))[0] != p[0]
 
 
+# Requests in flight per member, in MEMBERS order.
+_LOADS = st.lists(st.integers(0, 40), min_size=len(MEMBERS), max_size=len(MEMBERS))
+
+
+def _in_flight(loads: list[int]) -> Inflight:
+    inflight = Inflight()
+    for member, load in zip(MEMBERS, loads):
+        for _ in range(load):
+            inflight.start(member)
+    return inflight
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     key=st.sampled_from(KEYS[:200]),
-    loads=st.lists(st.integers(0, 40), min_size=len(MEMBERS), max_size=len(MEMBERS)),
+    loads=_LOADS,
     factor=st.sampled_from([0, 1, 1.25, 2.0]),
     floor=st.integers(1, 12),
     down=st.sets(st.sampled_from(MEMBERS), max_size=2),
@@ -400,10 +412,7 @@ def test_first_choice_is_the_head_of_the_candidate_list_whenever_it_answers(key,
     t = health(fall=1)
     for member in down:
         t.probe(member, False, 1.0)
-    inflight = Inflight()
-    for member, load in zip(MEMBERS, loads):
-        for _ in range(load):
-            inflight.start(member)
+    inflight = _in_flight(loads)
     policy = PickPolicy(balance_factor=factor, bound_floor=floor)
     first = first_choice(ring.owner(key), t, inflight, policy, len(ring.members))
     full = candidates(ring, key, t, inflight, 0.0, policy)
@@ -417,7 +426,7 @@ def test_first_choice_is_the_head_of_the_candidate_list_whenever_it_answers(key,
 @settings(max_examples=300, deadline=None)
 @given(
     key=st.sampled_from(KEYS[:200]),
-    loads=st.lists(st.integers(0, 40), min_size=len(MEMBERS), max_size=len(MEMBERS)),
+    loads=_LOADS,
     factor=st.sampled_from([0, 1, 1.25, 2.0]),
     attempts=st.integers(1, 5),
     down=st.sets(st.sampled_from(MEMBERS), max_size=2),
@@ -430,10 +439,7 @@ def test_a_kept_preference_list_gives_the_candidates_the_ring_gives(key, loads, 
     t.set_members(MEMBERS, 0.0)
     for member in down:
         t.probe(member, False, 1.0)
-    inflight = Inflight()
-    for member, load in zip(MEMBERS, loads):
-        for _ in range(load):
-            inflight.start(member)
+    inflight = _in_flight(loads)
     policy = PickPolicy(balance_factor=factor, max_attempts=attempts)
     kept = ring.preference(key, attempts)
     assert candidates(ring, key, t, inflight, 2.0, policy, prefs=kept) == candidates(ring, key, t, inflight, 2.0, policy)
