@@ -10,11 +10,11 @@ Rules of this module
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
-from loadtest.summary import Row, RunRecord, Target
+from loadtest.summary import PairedRatio, Row, RunRecord, Target
 
-__all__ = ["LABELS", "format_rows", "format_rss", "format_targets", "progress_line"]
+__all__ = ["LABELS", "format_rows", "format_rss", "format_scaling", "format_targets", "pair_line", "progress_line"]
 
 LABELS = {
     "nginx": "nginx 1.22, 1 worker, hash $request_uri consistent, keepalive 64",
@@ -42,6 +42,25 @@ def progress_line(index: int, total: int, record: RunRecord, *, retrying: bool) 
     return (f"[{index}/{total}] {record.config} c={record.connections} round {record.round}: "
             f"{record.rps:,.0f} req/s p50 {record.p50_ms:.2f} ms p99 {record.p99_ms:.2f} ms{cpu_text}"
             f" | {busy} other {record.other_pct:.1f}% waited {record.waited_s:.0f}s{flags}")
+
+
+def pair_line(index: int, total: int, ours: RunRecord, reference: RunRecord) -> str:
+    """One back-to-back pair: both configurations' requests per CPU-second and their ratio."""
+    mine, theirs = ours.requests_per_cpu_s, reference.requests_per_cpu_s
+    ratio = mine / theirs if mine and theirs else None
+    flags = " DISTURBED, left out" if ours.disturbed or reference.disturbed else ""
+    return (f"[pair {index}/{total}] c={ours.connections}: {reference.config} {_num(theirs)} req per CPU-s, "
+            f"{ours.config} {_num(mine)}: {_num(ratio, 3)}{flags}")
+
+
+def format_scaling(results: Iterable[PairedRatio], *, seconds: int) -> str:
+    out = [f"\nrequests per CPU-second, two workers ÷ one, from back-to-back pairs of {seconds} s runs",
+           "\n| connections | pairs used (left out) | median ratio | 95% interval of the median |", "|---|---|---|---|"]
+    for result in results:
+        interval = "n/a (too few pairs)" if result.low is None else f"{result.low:.3f} – {result.high:.3f}"
+        out.append(f"| {result.connections} | {result.pairs} ({result.dropped}) | {_num(result.median, 3)} | "
+                   f"{interval} |")
+    return "\n".join(out)
 
 
 def _ratio_cell(ratios: Mapping[str, Mapping[str, float | None]], reference: str) -> str:

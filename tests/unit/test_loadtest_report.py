@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from loadtest.report import format_rows, format_rss, format_targets, progress_line
-from loadtest.summary import RunRecord, Target, summarize
+from loadtest.report import format_rows, format_rss, format_scaling, format_targets, pair_line, progress_line
+from loadtest.summary import PairedRatio, RunRecord, Target, summarize
 
 
 def record(config: str, rps: float, *, failed: int = 0, disturbed: bool = False, cpu_s: float | None = 4.0) -> RunRecord:
@@ -35,3 +35,13 @@ def test_targets_and_memory_tables_say_what_was_not_measured():
     assert "| rss | < 80 MiB | n/a | not measured |" in table
     memory = format_rss({"pixring": {"at rest": [40 * 1024], "peak under load": []}})
     assert "| 40.0 | n/a |" in memory
+
+
+def test_pair_line_and_scaling_table_give_the_ratio_and_its_interval():
+    line = pair_line(4, 30, record("pixring-2w", 38_000), record("pixring", 40_000, disturbed=True))
+    assert line.startswith("[pair 4/30] c=64: pixring 100,000 req per CPU-s, pixring-2w 95,000: 0.950")
+    assert line.endswith("DISTURBED, left out")
+    table = format_scaling([PairedRatio(64, 29, 1, 0.953, 0.91, 0.99), PairedRatio(8, 4, 0, 0.9, None, None)],
+                           seconds=1)
+    assert "| 64 | 29 (1) | 0.953 | 0.910 – 0.990 |" in table
+    assert "| 8 | 4 (0) | 0.900 | n/a (too few pairs) |" in table

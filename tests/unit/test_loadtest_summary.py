@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtest.summary import RunRecord, evaluate_targets, memory_growth, summarize
+from loadtest.summary import RunRecord, evaluate_targets, median_interval, memory_growth, paired_ratio, summarize
 
 
 def run(config: str, round_: int, rps: float, cpu_us: float | None = 20.0, *, connections: int = 64,
@@ -86,6 +86,56 @@ def test_targets_met_and_not_met():
     scaling = targets["pixring-2w req per CPU-second vs pixring, c=64"]
     assert scaling.measured == pytest.approx(28 / 33) and scaling.met is False
     assert targets["RSS per worker (largest seen)"].met is False
+
+
+def test_median_interval_takes_the_binomial_order_statistics():
+    # n=30: P(B <= 9) = 0.021 and P(B <= 10) = 0.049 for B ~ Binomial(30, 1/2), so the 95%
+    # interval is (x_10, x_21), the 10th and 21st smallest.
+    values = [float(v) for v in range(100, 130)]
+    assert median_interval(values[::-1]) == (109.0, 120.0)
+    # n=6: the whole range covers 1 - 2/64 = 97%; with n=5 it covers only 94%.
+    assert median_interval([5.0, 1.0, 4.0, 2.0, 6.0, 3.0]) == (1.0, 6.0)
+    assert median_interval([1.0, 2.0, 3.0, 4.0, 5.0]) is None
+    assert median_interval([]) is None
+
+
+def test_median_interval_covers_the_median_about_95_percent_of_the_time():
+    import random
+
+    rng = random.Random(7)
+    trials, covered = 2000, 0
+    for _ in range(trials):
+        low, high = median_interval([rng.expovariate(1.0) for _ in range(30)])  # skewed; true median ln 2
+        covered += low <= 0.6931 <= high
+    assert 0.93 <= covered / trials <= 0.985
+
+
+def test_paired_ratio_is_the_median_pair_ratio_and_leaves_disturbed_pairs_out():
+    # The machine's speed (requests per CPU-second) wanders from pair to pair, 40k to 20k;
+    # inside a pair two workers do 0.9x of one. A disturbed pair (0.5x) is left out.
+    speeds = [40_000, 20_000, 35_000, 25_000, 30_000, 22_000, 38_000]
+    pairs = [(run("pixring-2w", i, 30_000, cpu_us=1e6 / (0.9 * speed)), run("pixring", i, 30_000, cpu_us=1e6 / speed))
+             for i, speed in enumerate(speeds)]
+    pairs.append((run("pixring-2w", 99, 30_000, cpu_us=1e6 / 15_000, disturbed=True),
+                  run("pixring", 99, 30_000, cpu_us=1e6 / 30_000)))
+    result = paired_ratio(pairs)
+    assert result.pairs == 7 and result.dropped == 1
+    assert result.median == pytest.approx(0.9)
+    assert result.low == pytest.approx(0.9) and result.high == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="mix"):
+        paired_ratio([(run("pixring-2w", 1, 9, connections=8), run("pixring", 1, 10))])
+
+
+def test_two_worker_target_is_judged_on_the_pairs_when_there_are_some():
+    records = [run("nginx", r, 50_000, cpu_us=18.0) for r in (1, 2, 3)]
+    records += [run("pixring", r, 32_000, cpu_us=28.0) for r in (1, 2, 3)]
+    records += [run("pixring-2w", r, 30_000, cpu_us=33.0) for r in (1, 2, 3)]  # rounds alone: 0.85x
+    pairs = [(run("pixring-2w", i, 30_000, cpu_us=28.0 / ratio), run("pixring", i, 32_000, cpu_us=28.0))
+             for i, ratio in enumerate([0.93, 0.97, 0.88, 0.95, 1.01, 0.92, 0.96])]
+    targets = evaluate_targets(records, scaling={64: paired_ratio(pairs)})
+    scaling = next(t for t in targets if t.name.startswith("pixring-2w") and "c=64" in t.name)
+    assert scaling.measured == pytest.approx(0.95) and scaling.met is True
+    assert "median of 7 back-to-back pairs, 95% interval 0.88-1.01" in scaling.name
 
 
 def test_targets_not_measured_when_pixring_did_not_run():
