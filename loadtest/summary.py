@@ -262,6 +262,11 @@ def _same_round_ratio(records: Sequence[RunRecord], ours: str, reference: str, c
     raise ValueError(f"unknown metric {metric!r}")
 
 
+def _median_p99(records: Sequence[RunRecord], config: str, connections: int) -> float | None:
+    runs = _usable([r for r in records if r.config == config and r.connections == connections])[0]
+    return statistics.median(r.p99_ms for r in runs) if runs else None
+
+
 def _at_least(value: float | None, goal: float) -> bool | None:
     return None if value is None else value >= goal
 
@@ -288,9 +293,13 @@ def evaluate_targets(records: Sequence[RunRecord], *, one_worker: str = "pixring
                               _at_least(rps, rps_goal)))
         targets.append(Target(f"{one_worker} CPU per request vs {reference}, c={connections}",
                               f">= {cpu_goal}x (their µs/req ÷ ours)", cpu, _at_least(cpu, cpu_goal)))
-    p99_runs = _usable([r for r in records if r.config == one_worker and r.connections == p99_connections])[0]
-    p99 = statistics.median(r.p99_ms for r in p99_runs) if p99_runs else None
-    targets.append(Target(f"{one_worker} p99, c={p99_connections}", f"<= {p99_goal_ms:g} ms", p99,
+    p99 = _median_p99(records, one_worker, p99_connections)
+    # The others' p99 in the same runs: in a closed loop the mean latency is connections /
+    # throughput, so whether 3 ms is within reach depends on the machine's speed that day.
+    others = [f"{config} {value:.2f} ms" for config in (reference, "skeleton")
+              if (value := _median_p99(records, config, p99_connections)) is not None]
+    context = f" ({', '.join(others)} in the same rounds)" if p99 is not None and others else ""
+    targets.append(Target(f"{one_worker} p99, c={p99_connections}{context}", f"<= {p99_goal_ms:g} ms", p99,
                           _at_most(p99, p99_goal_ms)))
     for connections in sorted({r.connections for r in records}, reverse=True):
         name = f"{two_workers} req per CPU-second vs {one_worker}, c={connections}"
