@@ -36,14 +36,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final, Mapping, Protocol, Sequence
+from typing import Final, ItemsView, Mapping, Protocol, Sequence, Union, ValuesView
 
 import xxhash
 from mypy_extensions import mypyc_attr
 
 from balancer.health import HealthTable
 
-__all__ = ["PickPolicy", "PickError", "Inflight", "candidates", "accepts_during_ramp"]
+__all__ = ["PickPolicy", "PickError", "Inflight", "Loads", "candidates", "accepts_during_ramp"]
 
 _MASK64: Final = (1 << 64) - 1
 _SALT_SEED: Final = 0x70697872696E67  # "pixring"; any fixed value, the same in every process
@@ -90,32 +90,48 @@ class PickPolicy:
             raise PickError(f"bound_floor must be an integer >= 1, got {floor!r}")
 
 
-class Inflight(dict):
+class Inflight:
     """In-flight requests per member, keeping the total so the picker need not sum.
 
-    A plain ``Mapping[str, int]`` works with ``candidates`` too; this one saves a sum per
-    request. Not thread-safe, like everything in a worker's event loop.
+    The picker reads it like a ``Mapping[str, int]`` (``get``; a plain dict works there
+    too). Its own class, not a dict subclass: compiled, the request path then calls
+    ``start`` and ``finish`` as C functions, where a dict subclass's methods are found
+    through Python's method lookup on every call. Not thread-safe, like everything in a
+    worker's event loop.
     """
 
-    total: int
-
     def __init__(self) -> None:
-        super().__init__()
+        self.counts: dict[str, int] = {}
         self.total = 0
 
+    def get(self, member: str, default: int = 0) -> int:
+        return self.counts.get(member, default)
+
+    def items(self) -> ItemsView[str, int]:
+        return self.counts.items()
+
+    def values(self) -> ValuesView[int]:
+        return self.counts.values()
+
     def start(self, member: str) -> None:
-        self[member] = self.get(member, 0) + 1
+        counts = self.counts
+        counts[member] = counts.get(member, 0) + 1
         self.total += 1
 
     def finish(self, member: str) -> None:
-        count = self.get(member, 0)
+        counts = self.counts
+        count = counts.get(member, 0)
         if count <= 0:
             return  # a finish without a start is a caller's bug; never go negative
         if count == 1:
-            del self[member]
+            del counts[member]
         else:
-            self[member] = count - 1
+            counts[member] = count - 1
         self.total -= 1
+
+
+# What the picker reads loads from: the worker's Inflight, or any mapping (tests, tools).
+Loads = Union[Inflight, Mapping[str, int]]
 
 
 @lru_cache(maxsize=4096)
@@ -138,16 +154,16 @@ def accepts_during_ramp(key_hash: int, member: str, ramp: float) -> bool:
     return ramp >= 1.0 or _fraction(key_hash, member) < ramp
 
 
-def _total(inflight: Mapping[str, int]) -> int:
+def _total(inflight: Loads) -> int:
     total = getattr(inflight, "total", None)
     return sum(inflight.values()) if total is None else total
 
 
-def _bound(policy: PickPolicy, inflight: Mapping[str, int], n_routable: int) -> int:
+def _bound(policy: PickPolicy, inflight: Loads, n_routable: int) -> int:
     return max(policy.bound_floor, math.ceil(policy.balance_factor * (_total(inflight) + 1) / max(1, n_routable)))
 
 
-def first_choice(owner: str | None, health: HealthTable, inflight: Mapping[str, int],
+def first_choice(owner: str | None, health: HealthTable, inflight: Loads,
                  policy: PickPolicy, n_members: int) -> str | None:
     """The first candidate, when the key's ring ``owner`` alone decides it, else None.
 
@@ -173,7 +189,7 @@ def first_choice(owner: str | None, health: HealthTable, inflight: Mapping[str, 
     return None
 
 
-def candidates(ring: _RingLike, key_hash: int, health: HealthTable, inflight: Mapping[str, int],
+def candidates(ring: _RingLike, key_hash: int, health: HealthTable, inflight: Loads,
                now: float, policy: PickPolicy, *, prefs: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """Up to ``policy.max_attempts`` distinct members to try, in order (see the module rules).
     An empty tuple means nobody may take the request.
@@ -236,14 +252,14 @@ def _filtered(prefs: Sequence[str], key_hash: int, skip: frozenset[str], cold: f
     return taken + declined
 
 
-def _first_under(ordered: Sequence[str], inflight: Mapping[str, int], bound: int) -> str | None:
+def _first_under(ordered: Sequence[str], inflight: Loads, bound: int) -> str | None:
     for member in ordered:
         if inflight.get(member, 0) < bound:
             return member
     return None
 
 
-def _overflow(ring: _RingLike, key_hash: int, prefs: tuple[str, ...], inflight: Mapping[str, int],
+def _overflow(ring: _RingLike, key_hash: int, prefs: tuple[str, ...], inflight: Loads,
               policy: PickPolicy, n_routable: int) -> tuple[str, ...]:
     bound = _bound(policy, inflight, n_routable)
     first = _first_under(prefs, inflight, bound)

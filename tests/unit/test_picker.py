@@ -334,11 +334,11 @@ def test_inflight_counter_keeps_its_total_and_never_goes_negative():
     c.start("a")
     c.start("a")
     c.start("b")
-    assert c.total == 3 and c == {"a": 2, "b": 1}
+    assert c.total == 3 and c.counts == {"a": 2, "b": 1}
     c.finish("a")
     c.finish("b")
     c.finish("b")  # unpaired
-    assert c.total == 1 and c == {"a": 1}
+    assert c.total == 1 and c.counts == {"a": 1}
 
 
 # -- invariants --------------------------------------------------------------------------
