@@ -63,7 +63,7 @@ from balancer.picker import PickPolicy, candidates, first_choice
 from balancer.retry import RetryBudget, RetryPolicy, backoff_s
 from balancer.ring import key_hash
 from balancer.routing import RoutingTable
-from balancer.stats import WorkerStats, status_class
+from balancer.stats import NO_METHOD, MemberStats, WorkerStats, method_index
 from balancer.upstream import UpstreamConnection, UpstreamError, UpstreamPool
 
 __all__ = ["ClientConnection", "FrontContext", "FrontLimits", "RetrySettings"]
@@ -71,8 +71,6 @@ __all__ = ["ClientConnection", "FrontContext", "FrontLimits", "RetrySettings"]
 _MAX_PIPELINED: Final = 32  # parsed requests queued per connection before we stop reading
 _MAX_DISCARDED_BODY: Final = 64 * 1024  # a GET/HEAD body pixring never forwards, read and dropped
 _request_kind: Final = REQUEST_KINDS.exact.get
-_METHOD_LABELS: Final = {b"GET": "GET", b"HEAD": "HEAD"}  # metric labels; every other method is "other"
-_STATUS_CLASSES: Final = tuple(status_class(100 * n) for n in range(10))  # by status // 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +159,8 @@ class FrontContext:
         self.table = table
         self.ring_members = len(table.ring.members)
         self.generation += 1  # cached owners are of the previous ring now
-        self.member_lines = {m.id: _MemberLines(m, self.node_header) for m in table.members.values()}
+        self.member_lines = {m.id: _MemberLines(m, self.node_header, self.stats.member(m.id))
+                             for m in table.members.values()}
         events = self.health.set_members(table.members, self.loop.time())
         if events:
             self.on_health_events(events)
@@ -169,7 +168,7 @@ class FrontContext:
     def lines_of(self, member: Member) -> "_MemberLines":
         lines = self.member_lines.get(member.id)
         if lines is None or lines.member is not member:  # a member of an older table
-            lines = _MemberLines(member, self.node_header)
+            lines = _MemberLines(member, self.node_header, self.stats.member(member.id))
         return lines
 
     def route(self, target: bytes) -> "_Routed":
@@ -246,12 +245,13 @@ class _Routed:
 
 
 class _MemberLines:
-    """A member's parts of every head, rendered once per routing table."""
+    """A member's parts of every head, rendered once per routing table, and its counters."""
 
-    __slots__ = ("member", "host_line", "node_line", "log_node")
+    __slots__ = ("member", "host_line", "node_line", "log_node", "stats")
 
-    def __init__(self, member: Member, node_header: bytes) -> None:
+    def __init__(self, member: Member, node_header: bytes, stats: MemberStats) -> None:
         self.member = member
+        self.stats = stats
         self.host_line = host_line(member.address.encode())
         self.node_line = node_header + b": " + member.id.encode() + b"\r\n" if node_header else b""
         self.log_node = json_text(member.id.encode())
@@ -571,7 +571,7 @@ class ClientConnection(asyncio.Protocol):
         self.ex_live.append(attempt)
         self.ex_attempts += 1
         ctx.stats.inflight.start(member.id)
-        ctx.stats.attempts[member.id] += 1
+        attempt.lines.stats.attempts += 1
         conn = ctx.pool.take_idle(member)
         if conn is not None:
             self._send(attempt, conn, now)
@@ -787,7 +787,7 @@ class ClientConnection(asyncio.Protocol):
             attempt.fresh_retry = True
             attempt.conn = None
             self.ex_attempts += 1
-            ctx.stats.attempts[member.id] += 1
+            attempt.lines.stats.attempts += 1
             ctx.loop.create_task(self._connect_and_send(attempt))
             return
         self._end_attempt(attempt)
@@ -803,12 +803,10 @@ class ClientConnection(asyncio.Protocol):
         if attempt.done:
             return
         attempt.done = True
-        member_id = attempt.member.id
-        stats = self.ctx.stats
-        stats.inflight.finish(member_id)
+        self.ctx.stats.inflight.finish(attempt.member.id)
         if now is None:
             now = self.ctx.loop.time()
-        stats.upstream_latency[member_id].observe(now - attempt.started)
+        attempt.lines.stats.latency.observe(now - attempt.started)
         if attempt in self.ex_live:
             self.ex_live.remove(attempt)
 
@@ -883,7 +881,7 @@ class ClientConnection(asyncio.Protocol):
         if self.ex is None:
             self.ex_keep_alive = False
             self._respond_json(status, {"error": message, "status": status})
-            self.ctx.stats.requests[("-", "-", status_class(status))] += 1
+            self.ctx.stats.member("-").count_request(NO_METHOD, status)
             self.close()
         else:
             # Still answering an earlier request: let it finish, then close.
@@ -902,17 +900,16 @@ class ClientConnection(asyncio.Protocol):
         if now is None:
             now = ctx.loop.time()
         lines = self.ex_lines
-        node = lines.member.id if lines is not None else "-"
-        stats = ctx.stats
-        stats.requests[(node, _METHOD_LABELS.get(req.method, "other"), _STATUS_CLASSES[status // 100])] += 1
+        member_stats = lines.stats if lines is not None else ctx.stats.member("-")
+        member_stats.count_request(method_index(req.method), status)
         total = now - self.ex_t0
-        stats.request_latency.observe(total)
+        ctx.stats.request_latency.observe(total)
         if self.ex_t_upstream:
             ctx.budget.request_finished()
             for _ in range(self.ex_budget_held):
                 ctx.budget.retry_finished()
             if lines is not None:
-                stats.bytes_out[node] += self.ex_bytes
+                member_stats.bytes_out += self.ex_bytes
         if self.ex_hedge_timer is not None:
             self.ex_hedge_timer.cancel()
             self.ex_hedge_timer = None

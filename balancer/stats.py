@@ -1,8 +1,8 @@
 """Per-worker traffic counters, kept as plain numbers and merged across workers.
 
-The request path only increments integers in dicts it already holds: no locks, no
-metric objects, no per-request allocation beyond a dict slot on the first request
-of a (node, method, class) combination. Once a second the worker writes a
+The request path only increments integers in objects it already holds (a member's
+``MemberStats`` travels with the member's pre-rendered lines): no locks, no metric
+objects, no per-request allocation or dict lookup. Once a second the worker writes a
 ``snapshot()`` for the supervisor, which ``merge``s the snapshots of all workers
 (and the last snapshot of workers that have exited, so counters never go
 backwards when a worker is replaced) into the numbers that ``/metrics`` and
@@ -17,7 +17,7 @@ from typing import Any, Final, Iterable
 
 from balancer.picker import Inflight
 
-__all__ = ["LATENCY_BUCKETS", "Histogram", "WorkerStats", "merge_snapshots"]
+__all__ = ["LATENCY_BUCKETS", "METHOD_LABELS", "Histogram", "MemberStats", "WorkerStats", "merge_snapshots", "method_index"]
 
 # Seconds. Renders are tens to hundreds of milliseconds; cache hits on a node are
 # around a millisecond; the top buckets catch slow origins and timeouts.
@@ -49,21 +49,44 @@ class Histogram:
         return {"counts": list(self.counts), "sum": self.total}
 
 
-def status_class(status: int) -> str:
-    return ("1xx", "2xx", "3xx", "4xx", "5xx")[min(max(status // 100, 1), 5) - 1]
+_STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx")
+# The request counter's method label, by method_index; "-" for a request that was never
+# parsed far enough to have one.
+METHOD_LABELS: Final = ("GET", "HEAD", "other", "-")
+_METHOD_INDEX: Final = {b"GET": 0, b"HEAD": 1}
+NO_METHOD: Final = 3
+
+
+def _class_index(status: int) -> int:
+    return min(max(status // 100, 1), 5) - 1
+
+
+def method_index(method: bytes) -> int:
+    return _METHOD_INDEX.get(method, 2)
+
+
+class MemberStats:
+    """One member's counters in one worker ("-" for answers no member gave)."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.bytes_out = 0
+        self.latency = Histogram()  # of its attempts
+        # Requests by (method, status class): slot method_index * 5 + class index.
+        self.requests = [0] * (len(METHOD_LABELS) * len(_STATUS_CLASSES))
+
+    def count_request(self, method: int, status: int) -> None:
+        self.requests[method * 5 + _class_index(status)] += 1
 
 
 class WorkerStats:
     """One worker's counters since it started."""
 
     def __init__(self) -> None:
-        self.requests: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        self.members: dict[str, MemberStats] = {}
         self.upstream_errors: defaultdict[tuple[str, str], int] = defaultdict(int)
-        self.attempts: defaultdict[str, int] = defaultdict(int)
         self.inflight = Inflight()  # the picker reads it for bounded load
-        self.bytes_out: defaultdict[str, int] = defaultdict(int)
         self.request_latency = Histogram()
-        self.upstream_latency: defaultdict[str, Histogram] = defaultdict(Histogram)
         self.connections_open = 0
         self.connections_total = 0
         self.retries = 0
@@ -71,15 +94,24 @@ class WorkerStats:
         self.hedges = 0
         self.health_events: defaultdict[tuple[str, str], int] = defaultdict(int)
 
+    def member(self, member_id: str) -> MemberStats:
+        """The member's counters, created on first use (kept: counters never go back)."""
+        stats = self.members.get(member_id)
+        if stats is None:
+            stats = self.members[member_id] = MemberStats()
+        return stats
+
     def snapshot(self) -> dict[str, Any]:
+        members = self.members.items()
         return {
-            "requests": [[*key, n] for key, n in self.requests.items()],
+            "requests": [[node, METHOD_LABELS[slot // 5], _STATUS_CLASSES[slot % 5], n]
+                         for node, m in members for slot, n in enumerate(m.requests) if n],
             "upstream_errors": [[*key, n] for key, n in self.upstream_errors.items()],
-            "attempts": dict(self.attempts),
+            "attempts": {node: m.attempts for node, m in members if m.attempts},
             "inflight": {node: n for node, n in self.inflight.items() if n},
-            "bytes_out": dict(self.bytes_out),
+            "bytes_out": {node: m.bytes_out for node, m in members if m.bytes_out},
             "request_latency": self.request_latency.snapshot(),
-            "upstream_latency": {node: h.snapshot() for node, h in self.upstream_latency.items()},
+            "upstream_latency": {node: m.latency.snapshot() for node, m in members if any(m.latency.counts)},
             "connections_open": self.connections_open,
             "connections_total": self.connections_total,
             "retries": self.retries,

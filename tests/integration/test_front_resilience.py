@@ -156,7 +156,7 @@ async def test_every_member_failing_is_a_fast_502_within_the_attempt_limit(nodes
     ctx, port = await make_front(members, max_attempts=3)
     response = await get(port, "/img/1.jpg")
     assert response.status == 502
-    assert sum(ctx.stats.attempts.values()) == 3  # max_attempts, not every member
+    assert sum(m.attempts for m in ctx.stats.members.values()) == 3  # max_attempts, not every member
 
 
 async def test_a_spent_retry_budget_makes_the_retry_wait_for_a_slot_not_fail(nodes):
@@ -192,7 +192,7 @@ async def test_a_retry_budget_that_never_frees_ends_at_the_deadline(nodes):
     elapsed = loop.time() - started
     print(f"answered after {elapsed:.2f}s")
     assert response.status == 502
-    assert ctx.stats.retries == 0 and ctx.stats.attempts["b"] == 0  # the budget held: no retry reached b
+    assert ctx.stats.retries == 0 and ctx.stats.member("b").attempts == 0  # the budget held: no retry reached b
     assert 0.4 <= elapsed < 3.0
 
 
@@ -233,6 +233,6 @@ async def test_consecutive_failures_eject_a_member_and_its_keys_move_without_try
     for _ in range(3):
         assert (await get(port, path)).status == 200  # retried on the next member each time
     assert "dead" not in ctx.health.routable
-    attempts_before = ctx.stats.attempts["dead"]
+    attempts_before = ctx.stats.member("dead").attempts
     assert (await get(port, path)).status == 200
-    assert ctx.stats.attempts["dead"] == attempts_before  # ejected: not even tried
+    assert ctx.stats.member("dead").attempts == attempts_before  # ejected: not even tried

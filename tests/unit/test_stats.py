@@ -1,4 +1,5 @@
-"""The per-worker latency histogram: Prometheus buckets, filled on the request path."""
+"""The per-worker counters: the latency histogram's Prometheus buckets, per-member counters
+and the snapshot the supervisor merges."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from bisect import bisect_left
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from balancer.stats import LATENCY_BUCKETS, Histogram, merge_snapshots
+from balancer.stats import LATENCY_BUCKETS, NO_METHOD, Histogram, WorkerStats, merge_snapshots, method_index
 
 # Every bound itself, next to either side of it, and anything from 0 to past the top.
 _SECONDS = st.one_of(
@@ -50,3 +51,33 @@ def test_snapshots_of_several_workers_add_up():
     assert counts[LATENCY_BUCKETS.index(0.0025)] == 2
     assert counts[-1] == 1  # past the top bound: the +Inf slot
     assert merged["request_latency"]["sum"] == 0.0004 + 0.002 + 50.0 + 0.002
+
+
+def test_member_counters_snapshot_with_labels_and_without_zero_series():
+    stats = WorkerStats()
+    node = stats.member("n1")
+    assert stats.member("n1") is node  # one object per member, found once per exchange
+    for method, status in ((b"GET", 200), (b"GET", 200), (b"HEAD", 304), (b"PURGE", 502), (b"GET", 99),
+                           (b"GET", 600)):
+        node.count_request(method_index(method), status)
+    node.attempts += 3
+    node.bytes_out += 2048
+    node.latency.observe(0.002)
+    stats.member("-").count_request(NO_METHOD, 400)
+    stats.member("idle")  # looked up, never used: no series of zeros
+    stats.inflight.start("n1")
+    snap = stats.snapshot()
+    assert sorted(map(tuple, snap["requests"])) == [
+        ("-", "-", "4xx", 1),
+        ("n1", "GET", "1xx", 1),  # below 100 counts as 1xx, above 599 as 5xx, as before
+        ("n1", "GET", "2xx", 2),
+        ("n1", "GET", "5xx", 1),
+        ("n1", "HEAD", "3xx", 1),
+        ("n1", "other", "5xx", 1),
+    ]
+    assert snap["attempts"] == {"n1": 3}
+    assert snap["bytes_out"] == {"n1": 2048}
+    assert list(snap["upstream_latency"]) == ["n1"]
+    assert snap["inflight"] == {"n1": 1}
+    merged = merge_snapshots([snap, snap])
+    assert merged["requests"][("n1", "GET", "2xx")] == 4 and merged["attempts"] == {"n1": 6}
