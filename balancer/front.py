@@ -591,15 +591,17 @@ class ClientConnection(asyncio.Protocol):
         self._send(attempt, conn, self.ctx.loop.time())
 
     def _send(self, attempt: _Attempt, conn: UpstreamConnection, now: float) -> None:
-        req = self.ex
+        req, routed = self.ex, self.ex_routed
+        # Attempts run inside an exchange. Narrowed here, not ignored: compiled, a field
+        # of an Optional is read through Python's getattr, of a _Request from its struct.
+        assert req is not None and routed is not None
         attempt.conn = conn
-        head = b"".join((req.method, b" ", self.ex_routed.route.upstream_target,  # type: ignore[union-attr]
-                         attempt.lines.host_line, self.ex_forwarding))
+        head = b"".join((req.method, b" ", routed.route.upstream_target, attempt.lines.host_line, self.ex_forwarding))
         remaining = self.ex_deadline - now
         first_byte = self.ctx.retry.try_timeout
         if remaining < first_byte:
             first_byte = remaining if remaining > 0.001 else 0.001
-        conn.send(head, attempt, req.method == b"HEAD", first_byte, now)  # type: ignore[union-attr]
+        conn.send(head, attempt, req.method == b"HEAD", first_byte, now)
         if self.writing_paused:
             conn.pause_reading()
 
@@ -708,6 +710,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _win(self, attempt: _Attempt, conn: UpstreamConnection) -> None:
         req = self.ex
+        assert req is not None  # a response head arrives inside an exchange (see _send)
         self.ex_winner = attempt
         self.ex_lines = attempt.lines
         if len(self.ex_live) > 1:  # a hedged twin is still out: it loses
@@ -721,7 +724,7 @@ class ClientConnection(asyncio.Protocol):
             self.ex_hedge_timer = None
         status = conn.status
         content_length = conn.content_length
-        framing = response_framing(status, req.method == b"HEAD", content_length is not None, req.http11)  # type: ignore[union-attr]
+        framing = response_framing(status, req.method == b"HEAD", content_length is not None, req.http11)
         if framing is Framing.CLOSE:
             self.ex_keep_alive = False
         self.ex_framing = framing
@@ -731,7 +734,7 @@ class ClientConnection(asyncio.Protocol):
         # small response leaves in one writev instead of two sends.
         extra = b"X-Request-Id: " + self.ex_request_id + b"\r\n" + attempt.lines.node_line
         self.ex_pending_head = response_head(status, conn.fields, conn.prior_via, framing, content_length,
-                                             self.ex_keep_alive, req.http11, extra, self.ctx.via)  # type: ignore[union-attr]
+                                             self.ex_keep_alive, req.http11, extra, self.ctx.via)
         conn.body_sink = self._attempt_body
 
     def _attempt_body(self, data: bytes) -> None:
