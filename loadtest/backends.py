@@ -90,10 +90,14 @@ def backend_config(run_dir: Path, ports: Sequence[int], body_bytes: int = BODY_B
                   {"run_dir": run_dir, "listens": listens, "body": _body(body_bytes), "body_bytes": body_bytes})
 
 
-def nginx_balancer_config(run_dir: Path, port: int, backend_ports: Sequence[int], access_log: Path) -> str:
+def nginx_balancer_config(run_dir: Path, port: int, backend_ports: Sequence[int], access_log: Path, *,
+                          workers: int = 1, name: str = "nginx-balancer") -> str:
+    """nginx's balancer; with several workers each has its own listening socket
+    (``reuseport``), as pixring's workers do, so the kernel spreads connections the same way."""
     servers = "\n".join(f"        server 127.0.0.1:{p};" for p in backend_ports)
     return render(_template("nginx-balancer.conf"),
-                  {"run_dir": run_dir, "port": port, "servers": servers, "access_log": access_log})
+                  {"run_dir": run_dir, "port": port, "servers": servers, "access_log": access_log, "workers": workers,
+                   "name": name, "listen_options": " reuseport" if workers > 1 else ""})
 
 
 def haproxy_config(port: int, backend_ports: Sequence[int]) -> str:
@@ -220,13 +224,15 @@ def start_backends(run_dir: Path, cpu: int | None) -> Server:
     return server
 
 
-def start_nginx_balancer(run_dir: Path, backend_ports: Sequence[int], cpu: int | None) -> Server:
-    port, access_log = free_port(), run_dir / "nginx-access.log"
-    config = run_dir / "nginx-balancer.conf"
-    config.write_text(nginx_balancer_config(run_dir, port, backend_ports, access_log))
-    proc = _spawn("nginx", ["nginx", "-p", str(run_dir), "-c", str(config), "-e", str(run_dir / "nginx-balancer-error.log")],
+def start_nginx_balancer(run_dir: Path, backend_ports: Sequence[int], cpu: int | None, *, name: str = "nginx",
+                         workers: int = 1) -> Server:
+    port, access_log = free_port(), run_dir / f"{name}-access.log"
+    config = run_dir / f"{name}-balancer.conf"
+    config.write_text(nginx_balancer_config(run_dir, port, backend_ports, access_log, workers=workers,
+                                            name=f"{name}-balancer"))
+    proc = _spawn(name, ["nginx", "-p", str(run_dir), "-c", str(config), "-e", str(run_dir / f"{name}-balancer-error.log")],
                   run_dir, cpu)
-    server = Server("nginx", port, proc, run_dir, access_log=access_log)
+    server = Server(name, port, proc, run_dir, access_log=access_log)
     _wait_ready(server, port, PROBE_TARGET, BODY_BYTES)
     return server
 

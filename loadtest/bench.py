@@ -27,7 +27,8 @@ Method (the one behind DESIGN.md's anchors, see /work/shared/bench/README.md)
   rows in the rounds, ``--pairs`` back-to-back pairs of short runs per concurrency, the
   order alternating; the target is judged on the median pair ratio, printed with its 95%
   interval (``loadtest.summary.paired_ratio``), because the rounds alone are too few for
-  a goal this close to the measured value.
+  a goal this close to the measured value. nginx with two workers (``reuseport``) against
+  nginx with one is paired the same way in the same minutes, as the control.
 * RSS per pixring worker is read from /proc at rest, sampled every second under load,
   and read again at rest afterwards.
 * Raw results (every run, the summary, targets, microbenchmarks, versions) go to
@@ -92,9 +93,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, default=480.0,
                         help="seconds for the measured runs, waits and retries included: waits and retries only "
                              "use what the remaining runs do not need (default 480)")
-    parser.add_argument("--pairs", type=int, default=30,
-                        help="back-to-back pairs of pixring runs, one worker and two, per concurrency, for the "
-                             "two-worker ratio (default 30; 0 = judge it on the rounds)")
+    parser.add_argument("--pairs", type=int, default=24,
+                        help="back-to-back pairs of runs, one worker and two (pixring's, and nginx's as the "
+                             "control), per concurrency, for the two-worker ratio (default 24; 0 = judge it on "
+                             "the rounds)")
     parser.add_argument("--pair-duration", type=int, default=1, help="seconds per run of a pair (default 1)")
     parser.add_argument("--soak", type=int, metavar="SECONDS",
                         help="instead of the comparison: load one pixring worker at c=64 for SECONDS and "
@@ -176,7 +178,7 @@ def compare(bench: Runner, args: argparse.Namespace) -> dict:
         server = bench.servers[config]
         if server is not None and config.startswith("pixring"):
             rss[config] = {"at rest": worker_rss(server)}
-    for config in configs:
+    for config in configs + [ours for ours, _ in pair_kinds(args) if ours not in configs]:
         log(f"warming {config} ({args.warmup} s at c={max(args.connections)}) ...")
         bench.warm(config, args.warmup)
     total = args.rounds * len(args.connections) * len(configs)
@@ -206,48 +208,60 @@ def compare(bench: Runner, args: argparse.Namespace) -> dict:
     if rss:
         log("\n## Memory" + report.format_rss(rss))
     if scaling:
-        log("\n## Two workers against one" + report.format_scaling(scaling.values(), seconds=args.pair_duration))
+        log("\n## Two workers against one" + report.format_scaling(scaling, seconds=args.pair_duration))
     log("\n## Targets" + report.format_targets(targets))
     disturbed = sum(r.disturbed for r in records)
     if disturbed:
         log(f"\n{disturbed} of {len(records)} runs were disturbed by other processes and left out where a clean "
             f"run of the same round exists.")
     return {"runs": [r.to_json() for r in records], "summary": [asdict(r) for r in rows],
-            "pairs": [r.to_json() for r in pair_records], "scaling": [asdict(p) for p in scaling.values()],
+            "pairs": [r.to_json() for r in pair_records], "scaling": [asdict(p) for p in scaling],
             "targets": [asdict(t) for t in targets], "rss_kib": rss}
 
 
-def two_worker_pairs(bench: Runner, args: argparse.Namespace) -> tuple[list[RunRecord], dict[int, PairedRatio]]:
-    """pixring with two workers and with one, measured back to back, ``--pairs`` times per concurrency.
+def pair_kinds(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(two workers, one worker) configurations the pairs phase measures: pixring's, and
+    nginx's as the control (what sharing one core costs a server written in C)."""
+    if args.pairs == 0 or not {"pixring", "pixring-2w"} <= set(args.configs):
+        return []
+    return [("pixring-2w", "pixring")] + ([("nginx-2w", "nginx")] if "nginx" in args.configs else [])
 
-    Two workers sharing the core came to 0.94-0.96x one worker's requests per CPU-second
-    over 30 pairs when this was written, and single runs here scatter by ~20%: three
-    rounds cannot tell 0.85 from 0.95. Many short pairs can: the order inside a pair
-    alternates (so a drift favours neither), and ``paired_ratio`` gives the median with
-    its interval. Runs of 1 s scatter no more than runs of 2 s, so short runs buy pairs.
+
+def two_worker_pairs(bench: Runner, args: argparse.Namespace) -> tuple[list[RunRecord], list[PairedRatio]]:
+    """Two workers and one, measured back to back, ``--pairs`` times per concurrency.
+
+    Two pixring workers sharing the core came to 0.90-0.96x one worker's requests per
+    CPU-second over 30 pairs when this was written, and single runs here scatter by ~20%:
+    three rounds cannot tell 0.85 from 0.95. Many short pairs can: the order inside a pair
+    alternates (so a drift favours neither), and ``paired_ratio`` gives the median with its
+    interval. Runs of 1 s scatter no more than runs of 2 s, so short runs buy pairs. nginx
+    with two workers against one, paired the same way in the same minutes, is the control:
+    at c=8 it lost more than pixring (0.83x), two processes taking turns on one core.
     """
-    ours, reference = "pixring-2w", "pixring"
-    if args.pairs == 0 or not {ours, reference} <= set(args.configs):
-        return [], {}
-    runs = args.pairs * 2 * len(args.connections)
-    log(f"\ntwo workers against one: {args.pairs} pairs of {args.pair_duration} s runs per concurrency, "
-        f"{runs} runs, about {runs * (args.pair_duration + 0.4) / 60:.1f} min")
+    kinds = pair_kinds(args)
+    if not kinds:
+        return [], []
+    runs = args.pairs * 2 * len(kinds) * len(args.connections)
+    log(f"\ntwo workers against one ({', '.join(f'{ours} vs {one}' for ours, one in kinds)}): {args.pairs} pairs "
+        f"of {args.pair_duration} s runs per concurrency, {runs} runs, about "
+        f"{runs * (args.pair_duration + 0.4) / 60:.1f} min")
     wait_for_quiet(bench.ours, limit_pct=args.max_other, max_wait_s=args.max_wait)
     records: list[RunRecord] = []
-    scaling: dict[int, PairedRatio] = {}
+    results: list[PairedRatio] = []
     for connections in args.connections:
-        pairs = []
+        pairs: dict[tuple[str, str], list[tuple[RunRecord, RunRecord]]] = {kind: [] for kind in kinds}
         for index in range(1, args.pairs + 1):
-            bench.check_alive()
-            order = (reference, ours) if index % 2 else (ours, reference)
-            measured = {config: bench.measure(config, connections, args.pair_duration, round_=index, attempt=1,
-                                              waited_s=0.0)
-                        for config in order}
-            records += measured.values()
-            pairs.append((measured[ours], measured[reference]))
-            log(report.pair_line(index, args.pairs, measured[ours], measured[reference]))
-        scaling[connections] = paired_ratio(pairs)
-    return records, scaling
+            for ours, one in kinds:
+                bench.check_alive()
+                order = (one, ours) if index % 2 else (ours, one)
+                measured = {config: bench.measure(config, connections, args.pair_duration, round_=index, attempt=1,
+                                                  waited_s=0.0)
+                            for config in order}
+                records += measured.values()
+                pairs[(ours, one)].append((measured[ours], measured[one]))
+                log(report.pair_line(index, args.pairs, measured[ours], measured[one]))
+        results += [paired_ratio(kind_pairs) for kind_pairs in pairs.values()]
+    return records, results
 
 
 def soak(bench: Runner, args: argparse.Namespace) -> dict:
@@ -317,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     code = 0
     try:
-        bench.start(["pixring"] if args.soak is not None else args.configs)
+        controls = [ours for ours, _ in pair_kinds(args) if ours not in args.configs]
+        bench.start(["pixring"] if args.soak is not None else args.configs + controls)
         results.update(soak(bench, args) if args.soak is not None else compare(bench, args))
     except (StartError, wrk.WrkError) as exc:
         print(f"bench: {exc}", file=sys.stderr)

@@ -18,6 +18,7 @@ __all__ = ["LABELS", "format_rows", "format_rss", "format_scaling", "format_targ
 
 LABELS = {
     "nginx": "nginx 1.22, 1 worker, hash $request_uri consistent, keepalive 64",
+    "nginx-2w": "nginx 1.22, 2 workers on the same core (reuseport)",
     "haproxy": "HAProxy 2.6, 1 thread, balance uri whole, hash-type consistent",
     "pixring": "pixring, 1 worker, production defaults",
     "pixring-2w": "pixring, 2 workers on the same core",
@@ -55,11 +56,12 @@ def pair_line(index: int, total: int, ours: RunRecord, reference: RunRecord) -> 
 
 def format_scaling(results: Iterable[PairedRatio], *, seconds: int) -> str:
     out = [f"\nrequests per CPU-second, two workers ÷ one, from back-to-back pairs of {seconds} s runs",
-           "\n| connections | pairs used (left out) | median ratio | 95% interval of the median |", "|---|---|---|---|"]
+           "\n| two workers ÷ one | connections | pairs used (left out) | median ratio | 95% interval of the median |",
+           "|---|---|---|---|---|"]
     for result in results:
         interval = "n/a (too few pairs)" if result.low is None else f"{result.low:.3f} – {result.high:.3f}"
-        out.append(f"| {result.connections} | {result.pairs} ({result.dropped}) | {_num(result.median, 3)} | "
-                   f"{interval} |")
+        out.append(f"| {result.ours} ÷ {result.reference} | {result.connections} | {result.pairs} ({result.dropped}) "
+                   f"| {_num(result.median, 3)} | {interval} |")
     return "\n".join(out)
 
 

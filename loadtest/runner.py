@@ -71,6 +71,7 @@ class Runner:
         ports = self.backends.ports
         starters = {
             "nginx": lambda: start_nginx_balancer(self.run_dir, ports, args.proxy_cpu),
+            "nginx-2w": lambda: start_nginx_balancer(self.run_dir, ports, args.proxy_cpu, name="nginx-2w", workers=2),
             "haproxy": lambda: start_haproxy(self.run_dir, ports, args.proxy_cpu),
             "pixring": lambda: start_pixring("pixring", self.run_dir, ports, args.proxy_cpu, workers=1),
             "pixring-2w": lambda: start_pixring("pixring-2w", self.run_dir, ports, args.proxy_cpu, workers=2),

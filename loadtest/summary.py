@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 __all__ = [
     "PairedRatio",
@@ -191,6 +191,8 @@ class Target:
 class PairedRatio:
     """``ours`` / ``reference`` requests per CPU-second over back-to-back pairs of runs."""
 
+    ours: str
+    reference: str
     connections: int
     pairs: int  # pairs used
     dropped: int  # pairs left out: a run in them was disturbed or measured no CPU
@@ -232,12 +234,17 @@ def paired_ratio(pairs: Sequence[tuple[RunRecord, RunRecord]]) -> PairedRatio:
     connections = {r.connections for pair in pairs for r in pair}
     if len(connections) != 1:
         raise ValueError(f"pairs mix concurrencies {sorted(connections)}")
+    configs = {(ours.config, reference.config) for ours, reference in pairs}
+    if len(configs) != 1:
+        raise ValueError(f"pairs mix configurations {sorted(configs)}")
+    (ours_config, reference_config), = configs
     ratios = [ours.requests_per_cpu_s / reference.requests_per_cpu_s
               for ours, reference in pairs
               if not ours.disturbed and not reference.disturbed
               and ours.requests_per_cpu_s and reference.requests_per_cpu_s]
     interval = median_interval(ratios)
-    return PairedRatio(connections=connections.pop(), pairs=len(ratios), dropped=len(pairs) - len(ratios),
+    return PairedRatio(ours=ours_config, reference=reference_config, connections=connections.pop(),
+                       pairs=len(ratios), dropped=len(pairs) - len(ratios),
                        median=_median(ratios), low=interval[0] if interval else None,
                        high=interval[1] if interval else None)
 
@@ -262,6 +269,10 @@ def _same_round_ratio(records: Sequence[RunRecord], ours: str, reference: str, c
     raise ValueError(f"unknown metric {metric!r}")
 
 
+def _paired(results: Sequence[PairedRatio], reference: str, connections: int) -> PairedRatio | None:
+    return next((r for r in results if r.reference == reference and r.connections == connections), None)
+
+
 def _median_p99(records: Sequence[RunRecord], config: str, connections: int) -> float | None:
     runs = _usable([r for r in records if r.config == config and r.connections == connections])[0]
     return statistics.median(r.p99_ms for r in runs) if runs else None
@@ -279,11 +290,12 @@ def evaluate_targets(records: Sequence[RunRecord], *, one_worker: str = "pixring
                      reference: str = "nginx", worker_rss_mib: float | None = None,
                      rps_goal: float = 0.6, cpu_goal: float = 0.6, p99_goal_ms: float = 3.0,
                      p99_connections: int = 64, scaling_goal: float = 0.9, rss_goal_mib: float = 80.0,
-                     scaling: Mapping[int, PairedRatio] | None = None) -> list[Target]:
+                     scaling: Sequence[PairedRatio] = ()) -> list[Target]:
     """The issue's targets, each against the measured figure (the rows say per concurrency).
 
     The two-worker target is judged on ``scaling`` (back-to-back pairs) where it has the
-    concurrency, else on the rounds' same-round ratio.
+    concurrency, else on the rounds' same-round ratio; the reference's own two workers
+    against one, paired the same way, are named beside it.
     """
     targets = []
     for connections in sorted({r.connections for r in records}, reverse=True):
@@ -303,10 +315,14 @@ def evaluate_targets(records: Sequence[RunRecord], *, one_worker: str = "pixring
                           _at_most(p99, p99_goal_ms)))
     for connections in sorted({r.connections for r in records}, reverse=True):
         name = f"{two_workers} req per CPU-second vs {one_worker}, c={connections}"
-        paired = (scaling or {}).get(connections)
+        paired = _paired(scaling, one_worker, connections)
         if paired is not None:
             interval = "" if paired.low is None else f", 95% interval {paired.low:.2f}-{paired.high:.2f}"
-            name += f" (median of {paired.pairs} back-to-back pairs{interval})"
+            name += f" (median of {paired.pairs} back-to-back pairs{interval}"
+            control = _paired(scaling, reference, connections)
+            if control is not None and control.median is not None:
+                name += f"; {control.ours} vs {reference} in the same minutes: {control.median:.2f}"
+            name += ")"
             ratio = paired.median
         else:
             ratio = _same_round_ratio(records, two_workers, one_worker, connections, "per_cpu_s")

@@ -48,6 +48,13 @@ def test_nginx_balancer_hashes_the_request_uri_consistently_with_keepalive(tmp_p
     assert f"access_log {tmp_path / 'access.log'} " in config
     assert all(f"server 127.0.0.1:{p};" in config for p in PORTS)
     assert "listen 127.0.0.1:18000;" in config
+    assert "worker_processes 1;" in config
+
+
+def test_nginx_with_two_workers_gives_each_its_own_socket_and_files(tmp_path):
+    config = nginx_balancer_config(tmp_path, 18000, PORTS, tmp_path / "access.log", workers=2, name="nginx-2w-balancer")
+    assert "worker_processes 2;" in config and "listen 127.0.0.1:18000 reuseport;" in config
+    assert f"pid {tmp_path}/nginx-2w-balancer.pid;" in config
 
 
 def test_haproxy_hashes_the_whole_uri_consistently_and_logs():
@@ -69,12 +76,12 @@ def test_pixring_argv_follows_the_cli_contract(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
-@pytest.mark.parametrize("which", ["backends", "balancer"])
+@pytest.mark.parametrize("which", ["backends", "balancer", "balancer-2w"])
 def test_nginx_accepts_the_configs(tmp_path: Path, which: str):
     if which == "backends":
         text = backend_config(tmp_path, PORTS)
     else:
-        text = nginx_balancer_config(tmp_path, 18000, PORTS, tmp_path / "access.log")
+        text = nginx_balancer_config(tmp_path, 18000, PORTS, tmp_path / "access.log", workers=which.count("2w") + 1)
     path = tmp_path / "nginx.conf"
     path.write_text(text)
     done = subprocess.run(["nginx", "-t", "-q", "-p", str(tmp_path), "-c", str(path), "-e", str(tmp_path / "err.log")],

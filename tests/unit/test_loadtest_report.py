@@ -41,7 +41,7 @@ def test_pair_line_and_scaling_table_give_the_ratio_and_its_interval():
     line = pair_line(4, 30, record("pixring-2w", 38_000), record("pixring", 40_000, disturbed=True))
     assert line.startswith("[pair 4/30] c=64: pixring 100,000 req per CPU-s, pixring-2w 95,000: 0.950")
     assert line.endswith("DISTURBED, left out")
-    table = format_scaling([PairedRatio(64, 29, 1, 0.953, 0.91, 0.99), PairedRatio(8, 4, 0, 0.9, None, None)],
-                           seconds=1)
-    assert "| 64 | 29 (1) | 0.953 | 0.910 – 0.990 |" in table
-    assert "| 8 | 4 (0) | 0.900 | n/a (too few pairs) |" in table
+    table = format_scaling([PairedRatio("pixring-2w", "pixring", 64, 29, 1, 0.953, 0.91, 0.99),
+                            PairedRatio("nginx-2w", "nginx", 8, 4, 0, 0.9, None, None)], seconds=1)
+    assert "| pixring-2w ÷ pixring | 64 | 29 (1) | 0.953 | 0.910 – 0.990 |" in table
+    assert "| nginx-2w ÷ nginx | 8 | 4 (0) | 0.900 | n/a (too few pairs) |" in table

@@ -119,11 +119,13 @@ def test_paired_ratio_is_the_median_pair_ratio_and_leaves_disturbed_pairs_out():
     pairs.append((run("pixring-2w", 99, 30_000, cpu_us=1e6 / 15_000, disturbed=True),
                   run("pixring", 99, 30_000, cpu_us=1e6 / 30_000)))
     result = paired_ratio(pairs)
-    assert result.pairs == 7 and result.dropped == 1
+    assert (result.ours, result.reference, result.pairs, result.dropped) == ("pixring-2w", "pixring", 7, 1)
     assert result.median == pytest.approx(0.9)
     assert result.low == pytest.approx(0.9) and result.high == pytest.approx(0.9)
-    with pytest.raises(ValueError, match="mix"):
+    with pytest.raises(ValueError, match="mix concurrencies"):
         paired_ratio([(run("pixring-2w", 1, 9, connections=8), run("pixring", 1, 10))])
+    with pytest.raises(ValueError, match="mix configurations"):
+        paired_ratio([pairs[0], (run("nginx-2w", 1, 9), run("nginx", 1, 10))])
 
 
 def test_two_worker_target_is_judged_on_the_pairs_when_there_are_some():
@@ -132,10 +134,17 @@ def test_two_worker_target_is_judged_on_the_pairs_when_there_are_some():
     records += [run("pixring-2w", r, 30_000, cpu_us=33.0) for r in (1, 2, 3)]  # rounds alone: 0.85x
     pairs = [(run("pixring-2w", i, 30_000, cpu_us=28.0 / ratio), run("pixring", i, 32_000, cpu_us=28.0))
              for i, ratio in enumerate([0.93, 0.97, 0.88, 0.95, 1.01, 0.92, 0.96])]
-    targets = evaluate_targets(records, scaling={64: paired_ratio(pairs)})
+    control = [(run("nginx-2w", i, 40_000, cpu_us=18.0 / 0.83), run("nginx", i, 50_000, cpu_us=18.0)) for i in range(7)]
+    targets = evaluate_targets(records, scaling=[paired_ratio(pairs), paired_ratio(control)])
     scaling = next(t for t in targets if t.name.startswith("pixring-2w") and "c=64" in t.name)
     assert scaling.measured == pytest.approx(0.95) and scaling.met is True
-    assert "median of 7 back-to-back pairs, 95% interval 0.88-1.01" in scaling.name
+    assert scaling.name.endswith("(median of 7 back-to-back pairs, 95% interval 0.88-1.01; "
+                                 "nginx-2w vs nginx in the same minutes: 0.83)")
+    # Without pixring's own pairs the rounds decide, as before; the control alone is no verdict.
+    rounds_only = evaluate_targets(records, scaling=[paired_ratio(control)])
+    scaling = next(t for t in rounds_only if t.name.startswith("pixring-2w"))
+    assert scaling.name == "pixring-2w req per CPU-second vs pixring, c=64"
+    assert scaling.measured == pytest.approx(28 / 33) and scaling.met is False
 
 
 def test_targets_not_measured_when_pixring_did_not_run():
