@@ -17,7 +17,16 @@ from typing import Any, Final, Iterable
 
 from balancer.picker import Inflight
 
-__all__ = ["LATENCY_BUCKETS", "METHOD_LABELS", "Histogram", "MemberStats", "WorkerStats", "merge_snapshots", "method_index"]
+__all__ = [
+    "LATENCY_BUCKETS",
+    "METHOD_LABELS",
+    "NO_METHOD",
+    "Histogram",
+    "MemberStats",
+    "WorkerStats",
+    "merge_snapshots",
+    "method_index",
+]
 
 # Seconds. Renders are tens to hundreds of milliseconds; cache hits on a node are
 # around a millisecond; the top buckets catch slow origins and timeouts.
@@ -50,6 +59,7 @@ class Histogram:
 
 
 _STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx")
+_CLASSES: Final = 5
 # The request counter's method label, by method_index; "-" for a request that was never
 # parsed far enough to have one.
 METHOD_LABELS: Final = ("GET", "HEAD", "other", "-")
@@ -72,11 +82,11 @@ class MemberStats:
         self.attempts = 0
         self.bytes_out = 0
         self.latency = Histogram()  # of its attempts
-        # Requests by (method, status class): slot method_index * 5 + class index.
-        self.requests = [0] * (len(METHOD_LABELS) * len(_STATUS_CLASSES))
+        # Requests by (method, status class): slot method_index * _CLASSES + class index.
+        self.requests = [0] * (len(METHOD_LABELS) * _CLASSES)
 
     def count_request(self, method: int, status: int) -> None:
-        self.requests[method * 5 + _class_index(status)] += 1
+        self.requests[method * _CLASSES + _class_index(status)] += 1
 
 
 class WorkerStats:
@@ -104,7 +114,7 @@ class WorkerStats:
     def snapshot(self) -> dict[str, Any]:
         members = self.members.items()
         return {
-            "requests": [[node, METHOD_LABELS[slot // 5], _STATUS_CLASSES[slot % 5], n]
+            "requests": [[node, METHOD_LABELS[slot // _CLASSES], _STATUS_CLASSES[slot % _CLASSES], n]
                          for node, m in members for slot, n in enumerate(m.requests) if n],
             "upstream_errors": [[*key, n] for key, n in self.upstream_errors.items()],
             "attempts": {node: m.attempts for node, m in members if m.attempts},

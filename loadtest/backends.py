@@ -230,8 +230,8 @@ def start_nginx_balancer(run_dir: Path, backend_ports: Sequence[int], cpu: int |
     config = run_dir / f"{name}-balancer.conf"
     config.write_text(nginx_balancer_config(run_dir, port, backend_ports, access_log, workers=workers,
                                             name=f"{name}-balancer"))
-    proc = _spawn(name, ["nginx", "-p", str(run_dir), "-c", str(config), "-e", str(run_dir / f"{name}-balancer-error.log")],
-                  run_dir, cpu)
+    error_log = run_dir / f"{name}-balancer-error.log"
+    proc = _spawn(name, ["nginx", "-p", str(run_dir), "-c", str(config), "-e", str(error_log)], run_dir, cpu)
     server = Server(name, port, proc, run_dir, access_log=access_log)
     _wait_ready(server, port, PROBE_TARGET, BODY_BYTES)
     return server
