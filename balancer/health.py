@@ -63,6 +63,8 @@ import math
 from dataclasses import dataclass
 from typing import Iterable
 
+from mypy_extensions import mypyc_attr
+
 __all__ = [
     "Outcome",
     "HealthPolicy",
@@ -119,6 +121,9 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# Checked by __post_init__, not by compiled field types: mypyc (balancer/compile.py)
+# would raise a bare TypeError, or take True for 1, before the check could name the field.
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class HealthPolicy:
     rise: int = 2  # HAProxy's default rise
@@ -131,22 +136,23 @@ class HealthPolicy:
     slow_start_s: float = 30.0  # 0 disables slow start
 
     def __post_init__(self) -> None:
+        # Read untyped: compiled code would check the declared types on a plain read.
         for name in ("rise", "fall"):
             value = getattr(self, name)
             _require(_is_int(value) and value >= 1, f"{name} must be an integer >= 1, got {value!r}")
-        value = self.consecutive_errors
+        value = getattr(self, "consecutive_errors")
         _require(_is_int(value) and value >= 0,
                  f"consecutive_errors must be an integer >= 0 (0 = off), got {value!r}")
-        _require(_is_number(self.base_ejection_s) and self.base_ejection_s > 0,
-                 f"base_ejection_s must be a finite number > 0, got {self.base_ejection_s!r}")
-        _require(_is_number(self.max_ejection_s) and self.max_ejection_s >= self.base_ejection_s,
-                 f"max_ejection_s must be a finite number >= base_ejection_s ({self.base_ejection_s!r}), "
-                 f"got {self.max_ejection_s!r}")
+        base, most = getattr(self, "base_ejection_s"), getattr(self, "max_ejection_s")
+        _require(_is_number(base) and base > 0, f"base_ejection_s must be a finite number > 0, got {base!r}")
+        _require(_is_number(most) and most >= base,
+                 f"max_ejection_s must be a finite number >= base_ejection_s ({base!r}), got {most!r}")
         for name in ("max_ejected_fraction", "panic_threshold"):
             value = getattr(self, name)
             _require(_is_number(value) and 0 <= value <= 1, f"{name} must be between 0 and 1, got {value!r}")
-        _require(_is_number(self.slow_start_s) and self.slow_start_s >= 0,
-                 f"slow_start_s must be a finite number >= 0 (0 = off), got {self.slow_start_s!r}")
+        value = getattr(self, "slow_start_s")
+        _require(_is_number(value) and value >= 0,
+                 f"slow_start_s must be a finite number >= 0 (0 = off), got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import types
 
 import pytest
 from hypothesis import given, settings
@@ -15,6 +15,7 @@ from balancer.health import (
     HealthTable,
     Outcome,
     UnknownMember,
+    _State,
 )
 
 FAIL = Outcome.SERVER_ERROR
@@ -430,18 +431,23 @@ def test_invariants_hold_after_any_sequence_of_events(steps):
 
 
 def _internal_state(t: HealthTable) -> dict:
-    return {m: {name: getattr(s, name) for name in s.__slots__} for m, s in t._members.items()}
+    # Every field of every member's record: slots when the module runs as Python, getset
+    # descriptors when it is compiled (balancer/compile.py).
+    fields = [name for name, value in vars(_State).items()
+              if isinstance(value, (types.MemberDescriptorType, types.GetSetDescriptorType))]
+    assert "consecutive_errors" in fields and "probation" in fields
+    return {m: {name: getattr(s, name) for name in fields} for m, s in t._members.items()}
 
 
 def _assert_ok_changes_nothing_for_unwatched(t: HealthTable, now: float) -> None:
     """The request path skips reporting an OK for members outside ``watched``: that must be
-    exactly a no-op, which an OK reported on a copy of the table shows."""
+    exactly a no-op. Reported on the table itself: if it is one, the run goes on unchanged;
+    if not, the run fails here."""
     for member in t.members - t.watched:
-        twin = copy.deepcopy(t)
-        before = _internal_state(twin)
-        assert twin.outcome(member, Outcome.OK, now) == []
-        assert _internal_state(twin) == before, member
-        assert twin.watched == t.watched
+        before, watched = _internal_state(t), set(t.watched)
+        assert t.outcome(member, Outcome.OK, now) == []
+        assert _internal_state(t) == before, member
+        assert t.watched == watched
 
 
 def test_a_node_the_probes_see_come_back_is_readmitted_without_waiting_out_its_ejection():
