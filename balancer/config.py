@@ -398,6 +398,21 @@ class BalancerConfig:
     def worker_count(self) -> int:
         return self.workers or _cpu_count()
 
+    def sharing_warning(self, cpus: int | None = None) -> str | None:
+        """What to tell the operator when there are more workers than CPUs to run them.
+
+        Workers that share a core take turns on it, and each comes back to caches the other
+        has filled: ``make bench`` measured two workers on one core at 0.83-0.92x the
+        requests per CPU-second of one (README, "Why the hot path is not aiohttp").
+        """
+        cpus = _cpu_count() if cpus is None else cpus
+        workers = self.worker_count
+        if workers <= cpus:
+            return None
+        return (f"pixring: warning: {workers} workers on {cpus} CPU{'s' if cpus != 1 else ''} (this process's "
+                f"affinity): workers will take turns on a core and spend more CPU per request; "
+                f"--workers 0 starts one per CPU")
+
     def as_flags(self) -> dict[str, Any]:
         """Every field in a form ``load_config(flags=...)`` parses back to this config."""
         out: dict[str, Any] = {}

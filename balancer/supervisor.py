@@ -158,6 +158,9 @@ class Supervisor:
                 return
             old_config, old = self.config, dict(self.procs)
             self.config = self.admin_state.config = new
+            warning = new.sharing_warning()
+            if warning:
+                self.log(warning)
             fresh = [self._new_index() for _ in range(new.worker_count)]
             try:
                 for index in fresh:
@@ -205,6 +208,9 @@ class Supervisor:
                 await site.start()
             except OSError as exc:
                 raise StartupError(f"cannot listen on admin {config.admin}: {exc.strerror or exc}") from None
+            warning = config.sharing_warning()
+            if warning:
+                self.log(warning)
             for _ in range(config.worker_count):
                 await self._spawn(self._new_index())
             await asyncio.gather(*(self._wait_ready(i, p) for i, p in list(self.procs.items())))

@@ -163,6 +163,34 @@ def test_access_log_lines_are_json_with_the_documented_fields(node, tmp_path):
     assert record["total_ms"] >= record["upstream_ms"] > 0
 
 
+def test_more_workers_than_cpus_starts_with_a_warning_naming_both(node, tmp_path):
+    cpu = min(os.sched_getaffinity(0))
+    port, admin = free_port(), free_port()
+    proc = subprocess.Popen(
+        [*PIXRING, "balancer", "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}", "--workers", "2",
+         "--node", f"n1=http://127.0.0.1:{node}", "--profile", "generic", "--access-log", "off"],
+        stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.05)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/a.jpg", timeout=5) as response:
+            assert response.status == 200  # a warning, not a refusal: both workers serve
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "warning: 2 workers on 1 CPU (this process's affinity)" in stderr, stderr
+    assert stderr.index("warning: 2 workers") < stderr.index("balancer ready")
+
+
 def test_sigterm_lets_in_flight_requests_finish(node, tmp_path):
     proc, port, admin, log = start_balancer(node, tmp_path)
     results: dict[str, object] = {}

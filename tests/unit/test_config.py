@@ -93,3 +93,14 @@ def test_exactly_one_membership_source(flags, message):
     with pytest.raises(ConfigError, match=message):
         load_config(environ={}, flags=flags).check_sources()
     load_config(environ={}, flags={"consul_service": "render"}).check_sources()
+
+
+def test_more_workers_than_cpus_is_warned_about_and_naming_both_counts():
+    two = load_config(environ={}, flags={"workers": 2})
+    assert two.sharing_warning(cpus=2) is None
+    assert two.sharing_warning(cpus=4) is None
+    warning = two.sharing_warning(cpus=1)
+    assert warning is not None and "2 workers on 1 CPU " in warning and "--workers 0" in warning
+    assert "3 CPUs" in load_config(environ={}, flags={"workers": 5}).sharing_warning(cpus=3)
+    # One per CPU (--workers 0) never shares.
+    assert load_config(environ={}, flags={"workers": 0}).sharing_warning() is None
