@@ -65,16 +65,23 @@ def start_balancer(node_port: int, tmp_path, *extra: str):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
+    wait_ready(proc, admin)
+    return proc, port, admin, log
+
+
+def wait_ready(proc: subprocess.Popen, admin: int, timeout: float = 30.0) -> None:
+    """Until the admin listener answers /readyz with 200; fails the test if the balancer
+    exits first or is not ready in time."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1) as response:
                 if response.status == 200:
-                    return proc, port, admin, log
+                    return
         except (urllib.error.URLError, OSError):
             pass
         if proc.poll() is not None:
-            pytest.fail(f"balancer exited: {proc.stderr.read()}")
+            pytest.fail(f"balancer exited: {proc.stderr.read() if proc.stderr else ''}")
         time.sleep(0.05)
     proc.kill()
     pytest.fail("balancer not ready")
@@ -172,14 +179,7 @@ def test_more_workers_than_cpus_starts_with_a_warning_naming_both(node, tmp_path
         stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.05)
+        wait_ready(proc, admin)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/a.jpg", timeout=5) as response:
             assert response.status == 200  # a warning, not a refusal: both workers serve
         proc.send_signal(signal.SIGTERM)
@@ -226,14 +226,7 @@ def test_sighup_reloads_the_config_without_dropping_requests_and_refuses_a_bad_o
         stderr=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.05)
+        wait_ready(proc, admin)
         failures: list[str] = []
         headers_seen: set[str] = set()
         stop = threading.Event()
@@ -329,13 +322,7 @@ def test_operator_drains_a_member_and_brings_it_back_through_the_admin_api(tmp_p
             return next(m["state"] for m in json.loads(response.read())["members"] if m["id"] == name)
 
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1):
-                    break
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.05)
+        wait_ready(proc, admin)
         assert nodes_serving() == {"n1", "n2"}
         assert post("/members/n1/drain", token=None) == 401
         assert post("/members/n1/drain", token="wrong") == 401
