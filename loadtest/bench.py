@@ -178,7 +178,7 @@ def compare(bench: Runner, args: argparse.Namespace) -> dict:
         server = bench.servers[config]
         if server is not None and config.startswith("pixring"):
             rss[config] = {"at rest": worker_rss(server)}
-    for config in configs + [ours for ours, _ in pair_kinds(args) if ours not in configs]:
+    for config in configs + pair_controls(args):
         log(f"warming {config} ({args.warmup} s at c={max(args.connections)}) ...")
         bench.warm(config, args.warmup)
     total = args.rounds * len(args.connections) * len(configs)
@@ -219,6 +219,11 @@ def compare(bench: Runner, args: argparse.Namespace) -> dict:
             "targets": [asdict(t) for t in targets], "rss_kib": rss}
 
 
+def pair_controls(args: argparse.Namespace) -> list[str]:
+    """Configurations the pairs phase needs that the rounds do not run (nginx-2w)."""
+    return [ours for ours, _ in pair_kinds(args) if ours not in args.configs]
+
+
 def pair_kinds(args: argparse.Namespace) -> list[tuple[str, str]]:
     """(two workers, one worker) configurations the pairs phase measures: pixring's, and
     nginx's as the control (what sharing one core costs a server written in C)."""
@@ -230,13 +235,13 @@ def pair_kinds(args: argparse.Namespace) -> list[tuple[str, str]]:
 def two_worker_pairs(bench: Runner, args: argparse.Namespace) -> tuple[list[RunRecord], list[PairedRatio]]:
     """Two workers and one, measured back to back, ``--pairs`` times per concurrency.
 
-    Two pixring workers sharing the core came to 0.90-0.96x one worker's requests per
-    CPU-second over 30 pairs when this was written, and single runs here scatter by ~20%:
-    three rounds cannot tell 0.85 from 0.95. Many short pairs can: the order inside a pair
-    alternates (so a drift favours neither), and ``paired_ratio`` gives the median with its
-    interval. Runs of 1 s scatter no more than runs of 2 s, so short runs buy pairs. nginx
-    with two workers against one, paired the same way in the same minutes, is the control:
-    at c=8 it lost more than pixring (0.83x), two processes taking turns on one core.
+    Two pixring workers sharing the core come close to the 0.9 goal (0.83-0.92x
+    one worker's requests per CPU-second when this was written), and single runs here
+    scatter by ~20%: three rounds cannot tell 0.85 from 0.95. Many short pairs can: the order
+    inside a pair alternates (so a drift favours neither), and ``paired_ratio`` gives the
+    median with its interval. Runs of 1 s scatter no more than runs of 2 s, so short runs
+    buy pairs. nginx with two workers against one, paired the same way in the same minutes,
+    is the control: what two processes taking turns on one core cost a server in C.
     """
     kinds = pair_kinds(args)
     if not kinds:
@@ -331,8 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     code = 0
     try:
-        controls = [ours for ours, _ in pair_kinds(args) if ours not in args.configs]
-        bench.start(["pixring"] if args.soak is not None else args.configs + controls)
+        bench.start(["pixring"] if args.soak is not None else args.configs + pair_controls(args))
         results.update(soak(bench, args) if args.soak is not None else compare(bench, args))
     except (StartError, wrk.WrkError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
