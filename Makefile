@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # any balancer module changes: the compiled ones also take types from those they import.
 COMPILED := $(VENV)/.compiled
 
-.PHONY: run test test-consul install compile bench clean
+.PHONY: run test test-consul install compile bench profile clean
 
 $(STAMP): pyproject.toml
 	@echo "==> setting up $(VENV) (first run only)"
@@ -46,6 +46,10 @@ test-consul: $(STAMP)
 # The throughput benchmark against nginx and HAProxy (installs them when missing).
 bench: $(COMPILED)
 	$(PY) -m loadtest.bench $(BENCH_ARGS)
+
+# Where one worker's CPU goes under the benchmark's load (perf; installs it when missing).
+profile: $(COMPILED)
+	$(PY) -m loadtest.profile $(PROFILE_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache balancer/*.so *__mypyc*.so

@@ -4,7 +4,8 @@ Rules of this module
 --------------------
 * Only what is missing is installed, with ``apt-get update`` once and then
   ``apt-get install -y`` of the Debian packages named in ``PACKAGES`` (Debian 12 ships
-  nginx 1.22, HAProxy 2.6 and wrk 4.1, the versions of DESIGN.md's anchors).
+  nginx 1.22, HAProxy 2.6 and wrk 4.1, the versions of DESIGN.md's anchors; perf, for
+  ``make profile``, comes with linux-perf).
 * Installing a server package may start its system service (Debian's maintainer scripts
   call ``invoke-rc.d``, unless ``policy-rc.d`` forbids it). The benchmark starts its own
   instances with its own configs; a service that *our* install started is stopped again by
@@ -24,7 +25,7 @@ from typing import Callable, Iterable
 __all__ = ["PACKAGES", "ToolsError", "ensure_tools", "missing"]
 
 # program -> Debian package that provides it
-PACKAGES = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk", "taskset": "util-linux"}
+PACKAGES = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk", "taskset": "util-linux", "perf": "linux-perf"}
 # pid files of the services those packages may start (Debian's defaults)
 SERVICE_PID_FILES = {"nginx": Path("/run/nginx.pid"), "haproxy": Path("/run/haproxy.pid")}
 
