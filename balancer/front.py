@@ -64,7 +64,7 @@ from balancer.retry import RetryBudget, RetryPolicy, backoff_s
 from balancer.ring import key_hash
 from balancer.routing import RoutingTable
 from balancer.stats import NO_METHOD, MemberStats, WorkerStats, method_index
-from balancer.upstream import UpstreamConnection, UpstreamError, UpstreamPool
+from balancer.upstream import ResponseSink, UpstreamConnection, UpstreamError, UpstreamPool
 
 __all__ = ["ClientConnection", "FrontContext", "FrontLimits", "RetrySettings"]
 
@@ -257,7 +257,7 @@ class _MemberLines:
         self.log_node = json_text(member.id.encode())
 
 
-class _Attempt:
+class _Attempt(ResponseSink):
     """One try of an exchange on one member: the upstream connection's ResponseSink.
 
     An exchange has one attempt at a time, or two while hedging; the first to
@@ -278,6 +278,9 @@ class _Attempt:
 
     def on_response_head(self, conn: UpstreamConnection) -> None:
         self.client._attempt_head(self, conn)
+
+    def on_response_body(self, data: bytes) -> None:
+        self.client._attempt_body(data)
 
     def on_response_complete(self) -> None:
         self.client._attempt_complete(self)
@@ -735,7 +738,7 @@ class ClientConnection(asyncio.Protocol):
         extra = b"X-Request-Id: " + self.ex_request_id + b"\r\n" + attempt.lines.node_line
         self.ex_pending_head = response_head(status, conn.fields, conn.prior_via, framing, content_length,
                                              self.ex_keep_alive, req.http11, extra, self.ctx.via)
-        conn.body_sink = self._attempt_body
+        conn.forward_body = True
 
     def _attempt_body(self, data: bytes) -> None:
         if self.closed:
