@@ -459,6 +459,9 @@ class ClientConnection(asyncio.Protocol):
             self.p_request_id,
         )
         self._reset_parsed()
+        if self.ex is None and not self.queue and not self.closed:
+            self._start(request)  # the usual case: nothing ahead of it, no trip through the queue
+            return
         self.queue.append(request)
         if len(self.queue) > _MAX_PIPELINED and not self.reading_paused:
             self.reading_paused = True
