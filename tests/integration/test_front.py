@@ -455,3 +455,30 @@ async def test_a_cached_route_follows_the_ring_when_membership_changes(aiohttp_s
     back = await owners()  # n2 is back, slow-starting: its keys return gradually
     assert all(back[t] == before[t] for t in targets if t not in moved)
     assert all(back[t] in (before[t], after[t]) for t in moved)
+
+
+@pytest.mark.parametrize("size", [2, 0])
+async def test_the_route_cache_is_bounded_and_drops_the_least_recently_used_target(size):
+    loop = asyncio.get_running_loop()
+    normalize = make_normalizer("generic", cache_size=0)
+    normalized: list[bytes] = []
+
+    def counting(target: bytes):
+        normalized.append(target)
+        return normalize(target)
+
+    ctx = FrontContext(
+        loop=loop, normalize=counting, stats=WorkerStats(), access_log=AccessLog("off"),
+        pool=UpstreamPool(loop, connect_timeout=1.0, read_timeout=2.0, max_idle=8, idle_timeout=30.0),
+        limits=FrontLimits(max_request_line=8192, max_header_bytes=16384, header_timeout=10.0, idle_timeout=60.0),
+        node_header="X-Pixring-Node", via="pixring", route_cache_size=size,
+    )
+    ctx.set_table(RoutingTable.build(Membership.of([Member("n0", "127.0.0.1", 9)])))
+    for target in (b"/a.jpg", b"/b.jpg", b"/a.jpg", b"/c.jpg", b"/a.jpg", b"/b.jpg"):
+        assert ctx.route(target).owner == "n0"
+        assert len(ctx.routes) <= size
+    if size:
+        # /a.jpg was used after /b.jpg, so /c.jpg pushed /b.jpg out, not /a.jpg
+        assert normalized == [b"/a.jpg", b"/b.jpg", b"/c.jpg", b"/b.jpg"]
+    else:
+        assert len(normalized) == 6  # nothing kept
