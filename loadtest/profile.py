@@ -8,8 +8,11 @@ The set-up is ``make bench``'s (``loadtest.runner``): three nginx backends and w
 worker at ``--frequency`` Hz (perf itself runs on the load CPU); ``perf report`` then
 gives the samples per shared object and symbol, which ``loadtest.cpu_layers`` sorts into
 layers (kernel, CPython, pixring's compiled path, httptools, uvloop, libc). With the
-requests wrk counted and the worker's CPU time from /proc, each layer's share becomes
+requests wrk counted and the server's CPU time (its process tree) from /proc, each layer's share becomes
 microseconds per request.
+
+``--server skeleton`` and ``--server nginx`` profile the design's floor and the reference
+the same way.
 
 Why perf and not py-spy: the request path is compiled (mypyc), and compiled functions
 have no Python frames, so py-spy's default sampling sees one frame, the event loop.
@@ -60,8 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m loadtest.profile",
         description="Profile one pixring worker under wrk's load with perf: CPU by layer and by function.")
-    parser.add_argument("--server", choices=("pixring", "skeleton"), default="pixring",
-                        help="what to profile: pixring's worker (default) or loadtest.skeleton, the design's floor")
+    parser.add_argument("--server", choices=("pixring", "skeleton", "nginx"), default="pixring",
+                        help="what to profile: pixring's worker (default), loadtest.skeleton (the design's floor) "
+                             "or nginx's worker (the reference), each under the same load")
     parser.add_argument("--seconds", type=int, default=8, help="seconds of load sampled (default 8)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     parser.add_argument("--frequency", type=int, default=999, help="perf samples per second (default 999)")
@@ -97,20 +101,21 @@ def package_objects(package: object) -> frozenset[str]:
 def layers() -> Layers:
     named = {name: "httptools (HTTP parsing)" for name in package_objects(httptools)}
     named.update({name: "uvloop (event loop, transports)" for name in package_objects(uvloop)})
+    named["nginx"] = "nginx (its own code)"  # the binary, when profiling the reference
     return Layers(pixring=package_objects(balancer), named=named)
 
 
 def record(runner: Runner, args: argparse.Namespace, data: Path) -> RunRecord:
-    """One wrk run with perf sampling the server throughout (pixring: its one worker)."""
+    """One wrk run with perf sampling the server throughout (pixring and nginx: their one worker)."""
     server = runner.servers[args.server]
     assert server is not None
-    if args.server == "pixring":
+    if args.server == "skeleton":
+        pid = server.pid  # one process, no workers
+    else:
         workers = server.workers(snapshot())
         if len(workers) != 1:
-            raise StartError(f"expected one pixring worker, found {len(workers)}")
+            raise StartError(f"expected one {args.server} worker, found {len(workers)}")
         pid = workers[0]
-    else:
-        pid = server.pid
     perf = subprocess.Popen(
         ["taskset", "-c", str(args.load_cpu), "perf", "record", "-F", str(args.frequency), "-p", str(pid),
          "-o", str(data), "--", "sleep", str(args.seconds)],
@@ -145,7 +150,7 @@ def render(profile: Profile, run: RunRecord, args: argparse.Namespace) -> str:
                   for name, n in rows]
         return lines
 
-    what = "pixring, 1 worker" if args.server == "pixring" else args.server
+    what = args.server if args.server == "skeleton" else f"{args.server}, 1 worker"
     lines = [
         f"{what} on CPU {args.proxy_cpu}; wrk c={args.connections} for {args.seconds} s on CPU {args.load_cpu}; "
         f"perf at {args.frequency} Hz: {profile.samples:,} samples",
