@@ -61,7 +61,7 @@ from loadtest.quiet import DEFAULT_LIMIT_PCT, wait_for_quiet
 from loadtest.runner import Runner, worker_rss
 from loadtest.summary import PairedRatio, RunRecord, evaluate_targets, memory_growth, paired_ratio, summarize
 from loadtest.targets import DEFAULT_COUNT
-from loadtest.tools import ToolsError, ensure_tools
+from loadtest.tools import ToolsError, require
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = ("nginx", "haproxy", "pixring", "pixring-2w", "skeleton", "direct")
@@ -310,14 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     needed = ["nginx", "taskset", "wrk"] + (["haproxy"] if "haproxy" in args.configs else [])
     try:
-        if args.no_install:
-            from loadtest.tools import missing
-
-            absent = missing(needed)
-            if absent:
-                raise ToolsError(f"missing packages {', '.join(absent)} (--no-install given)")
-        else:
-            ensure_tools(needed, log=log)
+        require(needed, install=not args.no_install, log=log)
     except ToolsError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

@@ -49,7 +49,7 @@ from loadtest.quiet import DEFAULT_LIMIT_PCT
 from loadtest.runner import Runner
 from loadtest.summary import RunRecord
 from loadtest.targets import DEFAULT_COUNT
-from loadtest.tools import ToolsError, ensure_tools, missing
+from loadtest.tools import ToolsError, require
 
 REPO = Path(__file__).resolve().parent.parent
 _PERF_GRACE_S = 15  # perf's own start and its write of the data file, beyond the run
@@ -172,14 +172,8 @@ def render(profile: Profile, run: RunRecord, args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    needed = ["nginx", "taskset", "wrk", "perf"]
     try:
-        if args.no_install:
-            absent = missing(needed)
-            if absent:
-                raise ToolsError(f"missing packages {', '.join(absent)} (--no-install given)")
-        else:
-            ensure_tools(needed, log=log)
+        require(["nginx", "taskset", "wrk", "perf"], install=not args.no_install, log=log)
     except ToolsError as exc:
         print(f"profile: {exc}", file=sys.stderr)
         return 2

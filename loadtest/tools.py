@@ -22,7 +22,7 @@ import subprocess
 from pathlib import Path
 from typing import Callable, Iterable
 
-__all__ = ["PACKAGES", "ToolsError", "ensure_tools", "missing"]
+__all__ = ["PACKAGES", "ToolsError", "ensure_tools", "missing", "require"]
 
 # program -> Debian package that provides it
 PACKAGES = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk", "taskset": "util-linux", "perf": "linux-perf"}
@@ -79,3 +79,13 @@ def ensure_tools(programs: Iterable[str] = tuple(PACKAGES), log: Callable[[str],
     if still:
         raise ToolsError(f"still missing after install: {', '.join(still)}")
     return packages
+
+
+def require(programs: Iterable[str], *, install: bool, log: Callable[[str], None] = print) -> None:
+    """Install what is missing, or with ``install`` false refuse with the packages named."""
+    if install:
+        ensure_tools(programs, log=log)
+        return
+    absent = missing(programs)
+    if absent:
+        raise ToolsError(f"missing packages {', '.join(absent)} (--no-install given)")
