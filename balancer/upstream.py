@@ -6,8 +6,9 @@ README's design notes). Here a pooled connection is an ``asyncio.Protocol`` whos
 httptools response parser calls straight into a ``ResponseSink`` (the client
 connection's exchange), so a response is forwarded from callbacks without any Task.
 ``ResponseSink`` is a base class rather than a ``typing.Protocol`` so that, compiled,
-those calls are direct calls through the class's method table instead of Python
-method lookups by name (two to three per request).
+those calls go straight through the class's method table, where a protocol's were
+Python method lookups by name (a response's head and end) and the body a call of a
+bound method built per request.
 
 The pool keeps a LIFO stack of idle connections per node: the most recently used
 connection is reused first and the oldest ones age out after ``idle_timeout``,

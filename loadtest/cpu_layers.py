@@ -23,7 +23,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-__all__ = ["KERNEL", "Layers", "Profile", "Row", "ProfileError", "parse_report", "pixring_function", "summarize"]
+__all__ = [
+    "CPYTHON", "KERNEL", "LIBC", "MYPYC_RUNTIME", "OTHER", "PIXRING",
+    "Layers", "Profile", "ProfileError", "Row", "parse_report", "pixring_function", "summarize",
+]
 
 KERNEL = "kernel (TCP/IP, system calls, wake-ups)"
 CPYTHON = "CPython (objects, calls, memory)"

@@ -20,7 +20,8 @@ have no Python frames, so py-spy's default sampling sees one frame, the event lo
 skews the result: it put 84% of its samples in system calls where perf, which samples
 without stopping anything, measures 52% in the kernel (2026-11-26, same worker, same load).
 
-The perf data is kept in ``--out`` (``var/bench/profile-<time>.data``) for ``perf report -i``.
+The perf data is kept in ``--out`` (``var/bench/profile-<time>.data``) for ``perf report -i``,
+with the tables as JSON beside it (``profile-<time>.json``).
 """
 
 from __future__ import annotations
