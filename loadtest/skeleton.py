@@ -37,7 +37,9 @@ class _Upstream(asyncio.Protocol):
         self.sent = b""  # the request in flight, sent again if the backend closes first
 
     def send(self, client: "_Client", request: bytes) -> None:
-        self.client, self.sent = client, request
+        # A fresh head: one left from an answer whose client had gone (its body dropped,
+        # its head never sent) would otherwise be sent in front of this one.
+        self.client, self.sent, self.head = client, request, []
         self.transport.write(request)  # type: ignore[union-attr]
 
     def connection_lost(self, exc: Exception | None) -> None:
