@@ -31,6 +31,7 @@ from balancer.retry import RetryBudget, RetryPolicy
 from balancer.routing import RoutingTable
 from balancer.stats import WorkerStats
 from balancer.upstream import UpstreamConnection, UpstreamPool
+from loadtest.transports import NullTransport
 
 BODY = b"x" * 2048
 RESPONSE = (
@@ -38,31 +39,6 @@ RESPONSE = (
     b"Content-Type: image/jpeg\r\nContent-Length: 2048\r\nConnection: keep-alive\r\n\r\n" + BODY
 )
 URLS = 10_000
-
-
-class _NullTransport:
-    """Takes what the proxy writes and drops it."""
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def writelines(self, data) -> None:
-        pass
-
-    def get_extra_info(self, name: str):
-        return ("127.0.0.1", 40000) if name == "peername" else None
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
 
 
 async def run(requests: int, access_log: str) -> float:
@@ -89,10 +65,10 @@ async def run(requests: int, access_log: str) -> float:
     ctx.set_table(RoutingTable.build(Membership.of(members)))
     for member in members:
         conn = UpstreamConnection(pool, member)
-        conn.connection_made(_NullTransport())  # type: ignore[arg-type]
+        conn.connection_made(NullTransport())  # type: ignore[arg-type]
         pool.release(conn)
     client = ClientConnection(ctx)
-    client.connection_made(_NullTransport())  # type: ignore[arg-type]
+    client.connection_made(NullTransport())  # type: ignore[arg-type]
     targets = [f"GET /img/{i}.jpg?w=400&h=300 HTTP/1.1\r\nHost: localhost\r\n\r\n".encode() for i in range(URLS)]
 
     def one(target: bytes) -> None:

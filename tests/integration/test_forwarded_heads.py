@@ -24,6 +24,7 @@ from balancer.normalize import make_normalizer
 from balancer.routing import RoutingTable
 from balancer.stats import WorkerStats
 from balancer.upstream import UpstreamConnection, UpstreamPool
+from loadtest.transports import RecordingTransport
 
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate", b"proxy-authorization",
               b"te", b"trailer", b"transfer-encoding", b"upgrade"}
@@ -89,32 +90,6 @@ def expected_client_head(pairs: list[tuple[bytes, bytes]], body: bytes, request_
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-class _Recorder:
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.written.append(bytes(data))
-
-    def writelines(self, chunks) -> None:
-        self.written.extend(bytes(c) for c in chunks)
-
-    def get_extra_info(self, name: str):
-        return (CLIENT_IP.decode(), 40000) if name == "peername" else None
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-
 def _exchange(request: bytes, response: bytes) -> tuple[bytes, bytes]:
     """Feed one request and its node's response through a front; return what the node
     and the client received."""
@@ -129,10 +104,10 @@ def _exchange(request: bytes, response: bytes) -> tuple[bytes, bytes]:
                                idle_timeout=60.0),
         )
         ctx.set_table(RoutingTable.build(Membership.of([MEMBER])))
-        upstream, node_side = UpstreamConnection(pool, MEMBER), _Recorder()
+        upstream, node_side = UpstreamConnection(pool, MEMBER), RecordingTransport()
         upstream.connection_made(node_side)  # type: ignore[arg-type]
         pool.release(upstream)
-        client, client_side = ClientConnection(ctx), _Recorder()
+        client, client_side = ClientConnection(ctx), RecordingTransport(CLIENT_IP.decode())
         client.connection_made(client_side)  # type: ignore[arg-type]
         client.data_received(request)
         sent_upstream = b"".join(node_side.written)
