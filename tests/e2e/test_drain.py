@@ -2,7 +2,7 @@
 
 Real processes: fault nodes (``tests/fault_node.py``) slow enough that dozens of
 requests are in flight when the signal lands, one ``pixring balancer``, and the
-open-loop client of ``faultkit``. A request the client started before SIGTERM must
+open-loop client of ``steadyload``. A request the client started before SIGTERM must
 complete with 200. After SIGTERM, the listener closes: a new connection may be refused
 and an idle keep-alive connection may be closed under a request the client had just
 written; both are counted apart and printed, never hidden (RFC 9112 section 9.3.1 lets
@@ -20,7 +20,8 @@ from collections import Counter
 
 import pytest
 
-from tests.e2e.faultkit import Fleet, SteadyLoad, opaque_urls, summarize, wait_until
+from tests.e2e.faultkit import Fleet, opaque_urls, wait_until
+from tests.e2e.steadyload import SteadyLoad, summarize
 
 pytestmark = pytest.mark.e2e
 

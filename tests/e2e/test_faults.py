@@ -3,7 +3,7 @@
 Real processes throughout: reference renderers (``pixring renderer``) or fault nodes
 (``tests/fault_node.py``, switched through ``PUT /_fault``), one ``pixring balancer``
 over them, and an open-loop async client at 200 requests per second over keep-alive
-connections (``faultkit.SteadyLoad``). Signals make the faults: SIGKILL (a crash),
+connections (``steadyload.SteadyLoad``). Signals make the faults: SIGKILL (a crash),
 SIGSTOP/SIGCONT (a hang), or a fault node's mode (503, ten times slower).
 
 Timing on these machines is noisy, so the tests assert what must hold whatever the
@@ -26,19 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.faultkit import (
-    Balancer,
-    Fleet,
-    Metrics,
-    http,
-    image_urls,
-    opaque_urls,
-    placement,
-    shares,
-    SteadyLoad,
-    summarize,
-    wait_until,
-)
+from tests.e2e.faultkit import Balancer, Fleet, Metrics, http, image_urls, opaque_urls, placement, wait_until
+from tests.e2e.steadyload import SteadyLoad, shares, summarize
 
 pytestmark = pytest.mark.e2e
 
