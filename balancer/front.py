@@ -227,14 +227,19 @@ class FrontContext:
 
 
 class _Routed:
-    """A request target's route and key hash, and the key's owner on the ring of the
-    routing table ``generation`` (a number, not the ring: a cached entry must not keep
-    an old ring alive)."""
+    """What a request needs of its target's route: the target sent to the node, the key's
+    hash, and the key's owner on the ring of the routing table ``generation`` (a number,
+    not the ring: a cached entry must not keep an old ring alive).
 
-    __slots__ = ("route", "hash", "log_fields", "generation", "owner", "prefs")
+    The ``Route`` itself is not kept: an entry is read on every request for one of
+    thousands of targets, so each object it points to is one more cache line to fetch,
+    and the key is only needed to make the hash and the log fields.
+    """
+
+    __slots__ = ("upstream_target", "hash", "log_fields", "generation", "owner", "prefs")
 
     def __init__(self, route: Route, hash_: int, log_fields: bytes) -> None:
-        self.route = route
+        self.upstream_target = route.upstream_target
         self.hash = hash_
         self.log_fields = log_fields  # the access log's "path" and "key", rendered once
         self.generation = -1
@@ -602,7 +607,7 @@ class ClientConnection(asyncio.Protocol):
         # of an Optional is read through Python's getattr, of a _Request from its struct.
         assert req is not None and routed is not None
         attempt.conn = conn
-        head = b"".join((req.method, b" ", routed.route.upstream_target, attempt.lines.host_line, self.ex_forwarding))
+        head = b"".join((req.method, b" ", routed.upstream_target, attempt.lines.host_line, self.ex_forwarding))
         remaining = self.ex_deadline - now
         first_byte = self.ctx.retry.try_timeout
         if remaining < first_byte:
