@@ -37,6 +37,7 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from types import ModuleType
 
 import httptools
 import uvloop
@@ -93,9 +94,9 @@ def runner_args(args: argparse.Namespace) -> argparse.Namespace:
                               connections=[args.connections], duration=args.seconds, max_other=DEFAULT_LIMIT_PCT)
 
 
-def package_objects(package: object) -> frozenset[str]:
+def package_objects(package: ModuleType) -> frozenset[str]:
     """The base names of a package's compiled extension modules (what perf names them by)."""
-    directory = Path(package.__file__).parent  # type: ignore[attr-defined]
+    directory = Path(str(package.__file__)).parent
     return frozenset(path.name for path in directory.rglob("*.so"))
 
 
