@@ -34,7 +34,7 @@ from balancer.metrics import BalancerCollector
 from balancer.stats import merge_snapshots
 from balancer.worker import OPERATOR_FILE
 
-__all__ = ["AdminState", "make_admin_app"]
+__all__ = ["AdminState", "judge_readiness", "make_admin_app"]
 
 # A worker that has not written its state for this long is reported as stuck.
 _STALE_WORKER_S = 5.0
@@ -47,25 +47,36 @@ class AdminState:
         state_dir: Path,
         *,
         live_pids: Callable[[], set[int]],
+        serving_pids: Callable[[], set[int]],
         signal_workers: Callable[[int], int] = lambda sig: 0,
     ) -> None:
         self.config = config
         self.signal_workers = signal_workers
         self.state_dir = state_dir
         self.live_pids = live_pids
+        self.serving_pids = serving_pids
         self.started = time.time()
         self.draining = False
         self._exited: list[dict[str, Any]] = []
 
     def workers(self) -> list[dict[str, Any]]:
-        live = self.live_pids()
+        """The state of every live worker in service (a reload's new generation joins
+        once it has taken over, so it cannot make readiness flicker while it warms)."""
+        return self._states(self.serving_pids())
+
+    def stats(self) -> dict[str, Any]:
+        """Counters over every worker that ever ran: live ones (a generation still
+        warming or draining included) and exited ones, so totals never go backwards."""
+        return merge_snapshots((w["stats"] for w in self._states(self.live_pids())), self._exited)
+
+    def _states(self, pids: set[int]) -> list[dict[str, Any]]:
         states = []
         for path in sorted(self.state_dir.glob("worker-*.json")):
             try:
                 state = orjson.loads(path.read_bytes())
             except (OSError, ValueError):
                 continue
-            if state.get("pid") in live:
+            if state.get("pid") in pids:
                 states.append(state)
         return states
 
@@ -101,39 +112,13 @@ class AdminState:
         self.signal_workers(signal.SIGUSR2)
 
     def readiness(self, workers: list[dict[str, Any]]) -> tuple[bool, str]:
-        if self.draining:
-            return False, "draining: shutting down"
-        expected = self.config.worker_count
-        if len(workers) < expected:
-            return False, f"{len(workers)} of {expected} workers running"
-        now = time.time()
-        for worker in workers:
-            if worker["draining"]:
-                return False, f"worker {worker['index']} is draining"
-            if now - worker["time"] > _STALE_WORKER_S:
-                return False, f"worker {worker['index']} has not reported for {now - worker['time']:.1f}s"
-            if not worker["discovery"]["ready"]:
-                return False, f"worker {worker['index']}: membership not known yet ({worker['discovery']['kind']})"
-            if worker["ring"]["members"] == 0:
-                return False, f"worker {worker['index']}: no member in the ring"
-            health = worker.get("health", {})
-            if health and not any(view.get("routable") for view in health.values()):
-                return False, f"worker {worker['index']}: no healthy member (every one down, ejected or taken out)"
-        notes = []
-        stale = [w for w in workers if w["discovery"]["stale"]]
-        if stale:
-            # Still routable with the last good membership (static stability): ready,
-            # but say why an operator should look.
-            notes.append(f"discovery stale: {stale[0]['discovery']['detail']}")
-        if any(w.get("panic") for w in workers):
-            notes.append("panic mode: too few healthy members, routing over all of them")
-        return True, "; ".join(["ok", *notes]) if notes else "ok"
+        return judge_readiness(workers, expected=self.config.worker_count, draining=self.draining, now=time.time())
 
     def metrics_view(self) -> dict[str, Any]:
         workers = self.workers()
         ready, _ = self.readiness(workers)
         return {
-            "stats": merge_snapshots((w["stats"] for w in workers), self._exited),
+            "stats": self.stats(),
             "workers": workers,
             "ready": ready,
         }
@@ -143,7 +128,7 @@ class AdminState:
 
         workers = self.workers()
         ready, reason = self.readiness(workers)
-        stats = merge_snapshots((w["stats"] for w in workers), self._exited)
+        stats = self.stats()
         newest = max(workers, key=lambda w: w["time"], default=None)
         members = []
         ring_members: set[str] = set()
@@ -210,6 +195,45 @@ class AdminState:
             ],
             "config": self.config.summary(),
         }
+
+
+def judge_readiness(
+    workers: list[dict[str, Any]], *, expected: int, draining: bool, now: float
+) -> tuple[bool, str]:
+    """Ready or not, and why, from the serving workers' state files (pure: no I/O).
+
+    Only listening workers count: one still waiting for its first membership takes
+    no connections, so it neither makes the balancer ready nor unready; if it is one
+    the balancer needs (a cold start, a dead worker's replacement), the count says so.
+    """
+    if draining:
+        return False, "draining: shutting down"
+    listening = [w for w in workers if w["listening"]]
+    if len(listening) < expected:
+        warming = [w for w in workers if not w["listening"]]
+        why = f"; worker {warming[0]['index']} is waiting for its first membership" if warming else ""
+        return False, f"{len(listening)} of {expected} workers listening{why}"
+    for worker in listening:
+        if worker["draining"]:
+            return False, f"worker {worker['index']} is draining"
+        if now - worker["time"] > _STALE_WORKER_S:
+            return False, f"worker {worker['index']} has not reported for {now - worker['time']:.1f}s"
+        if not worker["discovery"]["ready"]:
+            return False, f"worker {worker['index']}: membership not known yet ({worker['discovery']['kind']})"
+        if worker["ring"]["members"] == 0:
+            return False, f"worker {worker['index']}: no member in the ring"
+        health = worker.get("health", {})
+        if health and not any(view.get("routable") for view in health.values()):
+            return False, f"worker {worker['index']}: no healthy member (every one down, ejected or taken out)"
+    notes = []
+    stale = [w for w in listening if w["discovery"]["stale"]]
+    if stale:
+        # Still routable with the last good membership (static stability): ready,
+        # but say why an operator should look.
+        notes.append(f"discovery stale: {stale[0]['discovery']['detail']}")
+    if any(w.get("panic") for w in listening):
+        notes.append("panic mode: too few healthy members, routing over all of them")
+    return True, "; ".join(["ok", *notes]) if notes else "ok"
 
 
 def _codes_for(requests: dict[tuple[str, str, str], int], node: str) -> dict[str, int]:

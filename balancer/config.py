@@ -258,6 +258,9 @@ FIELDS: tuple[Field, ...] = (
           "seconds an idle client keep-alive connection is kept open", "S"),
     Field("drain_timeout", _positive(float), 10.0,
           "on SIGTERM, seconds to let in-flight requests finish before exiting", "S"),
+    Field("warmup_timeout", _positive(float), 10.0,
+          "seconds a starting worker waits for its first membership before it listens anyway (answering 503 "
+          "until one comes); on SIGHUP, a new generation without a membership by then is refused", "S"),
     Field("max_request_line", _positive(int), MAX_TARGET_LENGTH, "longest accepted request line, bytes (414 beyond)", "BYTES"),
     Field("max_header_bytes", _positive(int), 16384, "largest accepted request head, bytes (431 beyond)", "BYTES"),
     Field("pool_max_idle", _non_negative_int, 64,
@@ -334,6 +337,7 @@ class BalancerConfig:
     client_header_timeout: float
     client_idle_timeout: float
     drain_timeout: float
+    warmup_timeout: float
     max_request_line: int
     max_header_bytes: int
     pool_max_idle: int

@@ -8,9 +8,9 @@ listener for the whole balancer means ``/status`` and ``/metrics`` describe ever
 worker, not whichever one the kernel picked.
 
 SIGHUP re-reads the config file: a valid new config replaces the workers one
-generation at a time (the new ones bind beside the old, then the old drain), an
-invalid one is refused with the error logged; the workers also re-read a member
-file. Shutdown (SIGTERM/SIGINT): ``/readyz`` turns 503 first, then the workers drain
+generation at a time (the new ones listen beside the old once they have their
+membership, then the old drain), an invalid one is refused with the error logged;
+the workers also re-read a member file. Shutdown (SIGTERM/SIGINT): ``/readyz`` turns 503 first, then the workers drain
 (each stops accepting and finishes its in-flight requests, up to the drain
 timeout), then the admin listener closes and the process exits 0.
 """
@@ -32,12 +32,12 @@ from aiohttp import web
 
 from balancer.admin import AdminState, make_admin_app
 from balancer.config import BalancerConfig
-from balancer.worker import CONFIG_ENV, bind_reuseport, die_with_parent
+from balancer.worker import CONFIG_ENV, EXIT_NO_MEMBERSHIP, WARMUP_ENV, bind_reuseport, die_with_parent
 
 __all__ = ["Supervisor", "run_balancer"]
 
 _RESTART_BACKOFF_MAX_S = 30.0
-_READY_TIMEOUT_S = 30.0
+_START_TIMEOUT_S = 30.0  # for a worker process to start, on top of its warm-up
 
 
 class StartupError(RuntimeError):
@@ -57,17 +57,25 @@ class Supervisor:
         self.reload_config = reload_config
         self._next_index = 0
         self._keepers: dict[int, asyncio.Task] = {}
+        self._serving: set[int] = set()  # the indices of the generation taking traffic
         self._reloading = False
         self.state_dir = Path(tempfile.mkdtemp(prefix="pixring-"))
         self.stopping = False
         self.procs: dict[int, asyncio.subprocess.Process] = {}
         self.listen_port = config.listen.port
         self.admin_state = AdminState(
-            config, self.state_dir, live_pids=self.live_pids, signal_workers=self.signal_workers
+            config,
+            self.state_dir,
+            live_pids=self.live_pids,
+            serving_pids=self.serving_pids,
+            signal_workers=self.signal_workers,
         )
 
     def live_pids(self) -> set[int]:
         return {p.pid for p in self.procs.values() if p.returncode is None}
+
+    def serving_pids(self) -> set[int]:
+        return {p.pid for i, p in self.procs.items() if i in self._serving and p.returncode is None}
 
     def signal_workers(self, sig: int) -> int:
         sent = 0
@@ -85,8 +93,11 @@ class Supervisor:
         self._next_index += 1
         return index
 
-    async def _spawn(self, index: int) -> asyncio.subprocess.Process:
+    async def _spawn(self, index: int, *, strict_warmup: bool = False) -> asyncio.subprocess.Process:
         env = dict(os.environ)
+        env.pop(WARMUP_ENV, None)
+        if strict_warmup:
+            env[WARMUP_ENV] = "strict"
         env[CONFIG_ENV] = orjson.dumps(self.config.as_flags()).decode()
         env["PIXRING_WORKER_INDEX"] = str(index)
         env["PIXRING_STATE_DIR"] = str(self.state_dir)
@@ -97,19 +108,25 @@ class Supervisor:
         self.procs[index] = proc
         return proc
 
-    async def _wait_ready(self, index: int, proc: asyncio.subprocess.Process) -> None:
+    async def _wait_listening(self, index: int, proc: asyncio.subprocess.Process) -> None:
+        """Until the worker's state says it listens (it has its membership, or at start
+        gave up waiting for one); StartupError if it exits or hangs first."""
         path = self.state_dir / f"worker-{index}.json"
-        deadline = time.monotonic() + _READY_TIMEOUT_S
+        limit = _START_TIMEOUT_S + self.config.warmup_timeout
+        deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
+            if proc.returncode == EXIT_NO_MEMBERSHIP:
+                raise StartupError(f"worker {index} found no membership within {self.config.warmup_timeout:g}s")
             if proc.returncode is not None:
                 raise StartupError(f"worker {index} exited with code {proc.returncode} during start-up")
             try:
-                if orjson.loads(path.read_bytes())["pid"] == proc.pid:
+                state = orjson.loads(path.read_bytes())
+                if state["pid"] == proc.pid and state["listening"]:
                     return
             except (OSError, ValueError, KeyError):
                 pass
             await asyncio.sleep(0.02)
-        raise StartupError(f"worker {index} did not start within {_READY_TIMEOUT_S:g}s")
+        raise StartupError(f"worker {index} did not start listening within {limit:g}s")
 
     async def _keep_running(self, index: int) -> None:
         backoff = 0.5
@@ -136,9 +153,12 @@ class Supervisor:
     async def reload(self) -> None:
         """SIGHUP: re-read the config; if it is valid, replace the workers without a gap.
 
-        The new generation starts and binds beside the old one (SO_REUSEPORT), and
-        only once every new worker is ready do the old ones drain and exit, so no
-        connection is refused or dropped. An invalid config changes nothing.
+        The new generation starts beside the old one; each new worker listens
+        (SO_REUSEPORT) once it has its membership, and only once every one does do
+        the old ones drain and exit, so no connection is refused or dropped. A new
+        generation without a membership within ``warmup_timeout`` is stopped and the
+        old one kept, as is the running config when the new one is invalid. Until
+        the new generation takes over, the admin listener reports on the old one.
         """
         self.signal_workers(signal.SIGHUP)  # a member file is re-read either way
         if self.reload_config is None or self._reloading or self.stopping:
@@ -157,15 +177,15 @@ class Supervisor:
                 self.log("pixring: reload: config unchanged")
                 return
             old_config, old = self.config, dict(self.procs)
-            self.config = self.admin_state.config = new
+            self.config = new  # what the new generation is started with
             warning = new.sharing_warning()
             if warning:
                 self.log(warning)
             fresh = [self._new_index() for _ in range(new.worker_count)]
             try:
                 for index in fresh:
-                    await self._spawn(index)
-                await asyncio.gather(*(self._wait_ready(i, self.procs[i]) for i in fresh))
+                    await self._spawn(index, strict_warmup=True)
+                await asyncio.gather(*(self._wait_listening(i, self.procs[i]) for i in fresh))
             except StartupError as exc:
                 self.log(f"pixring: reload failed, keeping the running workers: {exc}")
                 for index in fresh:
@@ -173,15 +193,18 @@ class Supervisor:
                     if proc is not None and proc.returncode is None:
                         proc.kill()
                         await proc.wait()
-                self.config = self.admin_state.config = old_config
+                self.config = old_config
                 return
+            # The new generation takes over: admin reports on it and its config from now on.
+            self._serving = set(fresh)
+            self.admin_state.config = new
             self._keep(fresh)
             for index in old:
                 self._keepers.pop(index).cancel()
-            retiring = [self.procs.pop(index) for index in old]
-            await self._terminate(retiring)
-            for index, proc in zip(old, retiring):
-                self.admin_state.worker_exited(index, proc.pid)
+            # The old generation drains; its counters stay in the totals until it exits.
+            await self._terminate([self.procs[index] for index in old])
+            for index in old:
+                self.admin_state.worker_exited(index, self.procs.pop(index).pid)
             self.log(f"pixring: reloaded config; {len(fresh)} workers replaced {len(old)}")
         finally:
             self._reloading = False
@@ -213,7 +236,8 @@ class Supervisor:
                 self.log(warning)
             for _ in range(config.worker_count):
                 await self._spawn(self._new_index())
-            await asyncio.gather(*(self._wait_ready(i, p) for i, p in list(self.procs.items())))
+            self._serving = set(self.procs)
+            await asyncio.gather(*(self._wait_listening(i, p) for i, p in list(self.procs.items())))
         except BaseException:
             await self._stop_workers()
             await runner.cleanup()

@@ -5,6 +5,10 @@ kernel spreads new connections across them), runs its own membership source and
 builds its own ring from it; since the ring is a pure function of the membership,
 every worker (and every balancer host) routes a key to the same node.
 
+The worker listens once it has its first membership (or, at start, once
+``warmup_timeout`` has passed without one), so it never takes connections only to
+answer them 503 while a running generation could serve them.
+
 Once a second the worker writes its state (counters, ring, membership, source
 status) to ``<state_dir>/worker-<index>.json`` with an atomic rename; the
 supervisor's admin listener merges those files for ``/status`` and ``/metrics``.
@@ -44,11 +48,12 @@ from balancer.stats import WorkerStats
 from balancer.upstream import UpstreamPool
 from discovery.source import MembershipSource
 
-__all__ = ["Worker", "bind_reuseport", "die_with_parent"]
+__all__ = ["EXIT_NO_MEMBERSHIP", "WARMUP_ENV", "Worker", "bind_reuseport", "die_with_parent"]
 
 STATE_INTERVAL_S = 1.0
 HEALTH_TICK_S = 0.1  # how often ejections expire and slow starts advance
 OPERATOR_FILE = "operator.json"  # member id -> "drain" | "maintenance", written by the admin API
+EXIT_NO_MEMBERSHIP = 3  # a reload's worker found no membership within warmup_timeout
 
 
 def bind_reuseport(host: str, port: int, *, listen: bool = True, backlog: int = 1024) -> socket.socket:
@@ -86,6 +91,7 @@ class Worker:
         index: int,
         state_dir: Path,
         listen_port: int,
+        listen_without_membership: bool = True,
     ) -> None:
         self.config = config
         self.source = source
@@ -97,6 +103,9 @@ class Worker:
         self.ctx: FrontContext | None = None
         self.membership_updates = 0
         self.health: HealthTable | None = None
+        self.listen_without_membership = listen_without_membership
+        self.listening = False
+        self._first_table = asyncio.Event()
         # Large rings are built in a child process that dies with this worker.
         self.ring_builder = RingBuilder(self._swap_table, initializer=die_with_parent)
 
@@ -161,8 +170,6 @@ class Worker:
             loop.add_signal_handler(signal.SIGUSR1, self.source.confirm)
         loop.add_signal_handler(signal.SIGUSR2, self.apply_operator_modes)
 
-        sock = bind_reuseport(config.listen.host, self.listen_port)
-        server = await loop.create_server(lambda: ClientConnection(ctx), sock=sock)
         pool.start()
         ctx.start()
         tasks = [
@@ -180,10 +187,21 @@ class Worker:
                 on_events=self.health_events,
             )
             tasks.append(loop.create_task(prober.run(), name="prober"))
+        server: asyncio.AbstractServer | None = None
+        sock: socket.socket | None = None
+        exit_code = 0
         try:
-            await stop.wait()
+            if await self._warm_up(stop):
+                sock = bind_reuseport(config.listen.host, self.listen_port)
+                server = await loop.create_server(lambda: ClientConnection(ctx), sock=sock)
+                self.listening = True
+                self._write_state()
+                await stop.wait()
+            elif not stop.is_set():
+                exit_code = EXIT_NO_MEMBERSHIP
         finally:
-            await self._drain(server, ctx, sock)
+            if server is not None and sock is not None:
+                await self._drain(server, ctx, sock)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -192,7 +210,37 @@ class Worker:
             ctx.stop()
             access_log.close()
             self._write_state(draining=True)
-        return 0
+        return exit_code
+
+    async def _warm_up(self, stop: asyncio.Event) -> bool:
+        """Wait for the first membership before listening; True when the worker should listen.
+
+        A worker that listened with an empty ring would take its share of the port's
+        connections (SO_REUSEPORT) and answer them 503, which during a reload means
+        errors while the old generation could have served them (Envoy warms a listener
+        the same way before it takes traffic). At start, or replacing a dead worker,
+        it listens anyway after ``warmup_timeout`` so the balancer answers and says
+        why; a reload's new generation gives up instead (``EXIT_NO_MEMBERSHIP``), and
+        the supervisor keeps the running one.
+        """
+        first_table = asyncio.ensure_future(self._first_table.wait())
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait(
+                (first_table, stopped), timeout=self.config.warmup_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            first_table.cancel()
+            stopped.cancel()
+        if stop.is_set():
+            return False
+        if self._first_table.is_set():
+            return True
+        detail = self.source.status().detail or "no answer yet"
+        then = "listening anyway, answering 503 until one comes" if self.listen_without_membership else "giving up"
+        print(f"pixring worker {self.index}: no membership after {self.config.warmup_timeout:g}s ({detail}); {then}",
+              file=sys.stderr, flush=True)
+        return self.listen_without_membership
 
     def publish(self, membership: Membership) -> None:
         """Called by the source with each new membership: build, then swap in whole. A small
@@ -210,6 +258,7 @@ class Worker:
         old = ctx.table.members
         ctx.set_table(table)
         self.membership_updates += 1
+        self._first_table.set()
         current = table.members
         for member_id, member in old.items():
             if current.get(member_id) != member:
@@ -295,6 +344,7 @@ class Worker:
             "index": self.index,
             "time": time.time(),
             "started": self.started,
+            "listening": self.listening,
             "draining": draining or ctx.draining,
             "stats": self.stats.snapshot(),
             "pool_idle": ctx.pool.idle_count(),
@@ -334,6 +384,7 @@ class Worker:
 
 
 CONFIG_ENV = "PIXRING_WORKER_CONFIG"
+WARMUP_ENV = "PIXRING_WORKER_WARMUP"  # "strict": never listen without a membership (a reload's generation)
 
 
 def main() -> int:
@@ -352,6 +403,7 @@ def main() -> int:
         index=int(os.environ["PIXRING_WORKER_INDEX"]),
         state_dir=Path(os.environ["PIXRING_STATE_DIR"]),
         listen_port=int(os.environ["PIXRING_LISTEN_PORT"]),
+        listen_without_membership=os.environ.get(WARMUP_ENV) != "strict",
     )
     try:
         return uvloop.run(worker.run())

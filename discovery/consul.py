@@ -447,12 +447,13 @@ class ConsulSource:
         publish = self._publish
         if publish is None:
             return
+        was_published, self._published = self._published, True  # the state written meanwhile says ready
         try:
             publish(membership)
         except Exception:  # the balancer's bug must not kill discovery
+            self._published = was_published
             log.exception("consul %s: publishing a membership of %d failed", self.service, len(membership))
             return
-        self._published = True
         self._publish_count += 1
 
 

@@ -152,9 +152,9 @@ class FileSource:
                 membership = parse_member_file(self.path.read_text(encoding="utf-8"), toml=self._toml, name=str(self.path))
                 self._signature = signature
                 if membership != self._current:
+                    self._current = membership  # first: the state written as the table is swapped in says ready
                     publish(membership)
                     log.info("file %s: publishing %d members", self.path, len(membership))
-                    self._current = membership
         except (OSError, UnicodeDecodeError, MemberFileError) as exc:
             message = str(exc) if isinstance(exc, MemberFileError) else f"{self.path}: {exc}"
             if message != self._error:

@@ -18,8 +18,8 @@ class StaticSource:
         self._published = False
 
     async def run(self, publish: Publish) -> None:
+        self._published = True  # first: the state written as the table is swapped in says ready
         publish(self._membership)
-        self._published = True
         await asyncio.Event().wait()  # nothing ever changes; live until cancelled
 
     def status(self) -> SourceStatus:

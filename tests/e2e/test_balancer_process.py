@@ -288,6 +288,45 @@ def test_sighup_reloads_the_config_without_dropping_requests_and_refuses_a_bad_o
     assert "reload refused" in stderr and "workers" in stderr
 
 
+def test_a_reload_whose_workers_find_no_membership_is_refused_and_the_running_ones_keep_serving(node, tmp_path):
+    config = tmp_path / "pixring.toml"
+    config.write_text(f'nodes = ["n1=http://127.0.0.1:{node}"]\nprofile = "generic"\nwarmup_timeout = 0.5\n')
+    port, admin = free_port(), free_port()
+    proc = subprocess.Popen(
+        [*PIXRING, "balancer", "--config", str(config), "--listen", f"127.0.0.1:{port}",
+         "--admin", f"127.0.0.1:{admin}", "--workers", "2", "--access-log", "off"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_ready(proc, admin)
+        # Valid, but its membership never comes (think: Consul down at the time of the reload).
+        config.write_text(f'nodes_file = "{tmp_path / "missing.json"}"\nprofile = "generic"\nwarmup_timeout = 0.5\n')
+        proc.send_signal(signal.SIGHUP)
+        answers: list[int] = []
+        readiness: list[int] = []
+        deadline = time.monotonic() + 3.0  # the new workers give up after 0.5 s
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/a.jpg", timeout=5) as response:
+                answers.append(response.status)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=5) as response:
+                    readiness.append(response.status)
+            except urllib.error.HTTPError as exc:
+                readiness.append(exc.code)
+            time.sleep(0.02)
+        print(f"{len(answers)} requests and readiness checks during and after the refused reload")
+        assert set(answers) == {200} and set(readiness) == {200}
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/status", timeout=5) as response:
+            status = json.loads(response.read())
+        assert status["config"]["nodes_file"] == "" and len(status["workers"]) == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "reload failed, keeping the running workers" in stderr
+    assert "found no membership within 0.5s" in stderr, stderr
+
+
 def test_operator_drains_a_member_and_brings_it_back_through_the_admin_api(tmp_path):
     servers = [ThreadingHTTPServer(("127.0.0.1", 0), SlowNode) for _ in range(2)]
     for server in servers:

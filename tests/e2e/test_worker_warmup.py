@@ -1,0 +1,154 @@
+"""A worker listens only once it has a membership: real worker processes, real sockets.
+
+The worker is started the way the supervisor starts it (``python -m balancer.worker``
+with its config in the environment), its membership from a nodes file that does not
+exist yet, so the test decides when the first membership comes. Intervals are short
+(the file source polls every second); the assertions are on the order of events.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import orjson
+import pytest
+
+from balancer.config import load_config
+from balancer.worker import CONFIG_ENV, EXIT_NO_MEMBERSHIP, WARMUP_ENV
+
+pytestmark = pytest.mark.e2e
+
+
+class Node(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = b"rendered"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def node():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Node)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except ConnectionRefusedError:
+        return False
+
+
+def state(state_dir: Path) -> dict | None:
+    try:
+        return json.loads((state_dir / "worker-0.json").read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def start_worker(tmp_path: Path, nodes_file: Path, *, warmup_timeout: float, strict: bool):
+    config = load_config(environ={}, flags={"nodes_file": str(nodes_file), "warmup_timeout": warmup_timeout,
+                                            "profile": "generic", "access_log": "off"})
+    port = free_port()
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    env = {**os.environ, CONFIG_ENV: orjson.dumps(config.as_flags()).decode(), "PIXRING_WORKER_INDEX": "0",
+           "PIXRING_STATE_DIR": str(state_dir), "PIXRING_LISTEN_PORT": str(port)}
+    env.pop(WARMUP_ENV, None)
+    if strict:
+        env[WARMUP_ENV] = "strict"
+    proc = subprocess.Popen([sys.executable, "-m", "balancer.worker"], env=env, stderr=subprocess.PIPE, text=True)
+    return proc, port, state_dir
+
+
+def wait_for(what: str, predicate, timeout: float = 20.0) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            elapsed = time.monotonic() - started
+            print(f"{what}: {elapsed:.2f}s")
+            return elapsed
+        time.sleep(0.02)
+    pytest.fail(f"timed out after {timeout:g}s waiting for: {what}")
+
+
+def stop(proc: subprocess.Popen) -> tuple[int, str]:
+    if proc.poll() is None:
+        proc.terminate()
+    _, stderr = proc.communicate(timeout=20)
+    return proc.returncode, stderr
+
+
+def test_a_worker_takes_no_connection_before_its_first_membership_and_serves_the_first_one_after(node, tmp_path):
+    nodes_file = tmp_path / "nodes.json"
+    proc, port, state_dir = start_worker(tmp_path, nodes_file, warmup_timeout=60, strict=False)
+    try:
+        wait_for("the worker reports, warming", lambda: (state(state_dir) or {}).get("pid") == proc.pid)
+        assert state(state_dir)["listening"] is False
+        time.sleep(0.5)  # a running, reporting worker: still nothing listens
+        assert not accepts(port), "the worker listened before it had a membership"
+        nodes_file.write_text(json.dumps([{"id": "n1", "host": "127.0.0.1", "port": node}]))
+        wait_for("the worker listens", lambda: accepts(port))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/a.jpg", timeout=5) as response:
+            assert response.status == 200 and response.read() == b"rendered"
+        assert state(state_dir)["listening"] is True
+    finally:
+        code, stderr = stop(proc)
+    assert code == 0, stderr
+    assert "no membership" not in stderr
+
+
+def test_at_start_a_worker_without_membership_listens_after_the_warmup_and_says_why(tmp_path):
+    proc, port, state_dir = start_worker(tmp_path, tmp_path / "missing.json", warmup_timeout=0.5, strict=False)
+    try:
+        wait_for("the worker listens anyway", lambda: accepts(port))
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/a.jpg", timeout=5)
+        assert answer.value.code == 503
+        print(answer.value.read().decode())
+        assert state(state_dir)["listening"] is True
+    finally:
+        code, stderr = stop(proc)
+    assert code == 0, stderr
+    assert "no membership after 0.5s" in stderr and "listening anyway" in stderr
+    assert "missing.json" in stderr  # the source's own reason, for the operator
+
+
+def test_a_reload_generation_without_membership_gives_up_without_ever_listening(tmp_path):
+    proc, port, _ = start_worker(tmp_path, tmp_path / "missing.json", warmup_timeout=0.5, strict=True)
+    refused = 0
+    while proc.poll() is None:
+        assert not accepts(port), "a strict worker listened without a membership"
+        refused += 1
+        time.sleep(0.05)
+    code, stderr = stop(proc)
+    print(f"connection refused {refused} times before the worker gave up")
+    assert refused > 0
+    assert code == EXIT_NO_MEMBERSHIP, stderr
+    assert "no membership after 0.5s" in stderr and "giving up" in stderr
