@@ -956,7 +956,11 @@ class ClientConnection(asyncio.Protocol):
             self.close()
 
     def is_idle(self) -> bool:
-        return self.ex is None and not self.queue
+        """Between two requests of a kept-alive connection, the only time a drain may close
+        it (a client retries a request on a reused connection that closes, RFC 9112
+        section 9.3.1). A connection waiting for a request head (just accepted, or part
+        of a head in) is owed an answer; its header timeout bounds the wait."""
+        return self.ex is None and not self.queue and not self.deadline_status
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

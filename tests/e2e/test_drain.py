@@ -93,6 +93,28 @@ def test_connections_waiting_in_the_accept_queue_are_served_not_reset(fleet):
     assert code == 0
 
 
+def test_a_connection_accepted_before_sigterm_gets_its_first_request_answered(fleet):
+    nodes = fleet.fault_nodes(["n1"], delay=1.0)
+    balancer = fleet.balancer(nodes, workers=1, extra=["--drain-timeout", str(DRAIN_TIMEOUT)])
+    with socket.create_connection(("127.0.0.1", balancer.port), timeout=10) as busy, \
+            socket.create_connection(("127.0.0.1", balancer.port), timeout=10) as early:
+        # One request in flight keeps the worker draining; the other connection has sent nothing yet.
+        busy.sendall(b"GET /busy.jpg HTTP/1.1\r\nHost: pixring\r\n\r\n")
+        time.sleep(0.3)  # both accepted
+        balancer.send(signal.SIGTERM)
+        time.sleep(0.5)  # the worker has closed its listener and its idle keep-alive connections
+        early.sendall(b"GET /early.jpg HTTP/1.1\r\nHost: pixring\r\n\r\n")
+        answer = _read_all(early)
+        busy_answer = _read_all(busy)
+    code = balancer.popen.wait(timeout=DRAIN_TIMEOUT + 15)
+    first_lines = [text.partition(b"\r\n")[0] for text in (answer, busy_answer)]
+    print(f"late first request: {first_lines[0]!r}; the one in flight: {first_lines[1]!r}")
+    assert answer.startswith(b"HTTP/1.1 200 OK") and b"/early.jpg" in answer
+    assert b"\r\nconnection: close\r\n" in answer.lower()  # answered, then closed: the worker is leaving
+    assert busy_answer.startswith(b"HTTP/1.1 200 OK")
+    assert code == 0
+
+
 def _read_all(sock: socket.socket) -> bytes:
     """Everything the balancer sends until it closes; a reset reads as what came before it."""
     chunks = []
