@@ -2,17 +2,19 @@
 
 The supervisor never touches client traffic. It checks that the public port can be
 bound (and reserves it, so ``--listen HOST:0`` gives every worker the same port),
-starts ``--workers`` worker processes, restarts one that dies (with backoff), and
-serves the admin listener from the state files the workers write. One admin
+makes one SO_REUSEPORT socket per worker and starts ``--workers`` worker processes,
+each inheriting its socket, restarts one that dies (with backoff), and serves the
+admin listener from the state files the workers write. One admin
 listener for the whole balancer means ``/status`` and ``/metrics`` describe every
 worker, not whichever one the kernel picked.
 
 SIGHUP re-reads the config file: a valid new config replaces the workers one
-generation at a time (the new ones listen beside the old once they have their
-membership, then the old drain), an invalid one is refused with the error logged;
-the workers also re-read a member file. Shutdown (SIGTERM/SIGINT): ``/readyz`` turns 503 first, then the workers drain
-(each stops accepting and finishes its in-flight requests, up to the drain
-timeout), then the admin listener closes and the process exits 0.
+generation at a time (each new worker takes over its predecessor's socket and
+listens once it has its membership, then the old drain), an invalid one is refused
+with the error logged; the workers also re-read a member file. Shutdown
+(SIGTERM/SIGINT): ``/readyz`` turns 503 first, then the workers drain (each stops
+accepting and finishes its in-flight requests, up to the drain timeout), then the
+admin listener closes and the process exits 0.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -32,7 +35,7 @@ from aiohttp import web
 
 from balancer.admin import AdminState, make_admin_app
 from balancer.config import BalancerConfig
-from balancer.worker import CONFIG_ENV, EXIT_NO_MEMBERSHIP, WARMUP_ENV, bind_reuseport, die_with_parent
+from balancer.worker import CONFIG_ENV, EXIT_NO_MEMBERSHIP, LISTENER_FD_ENV, WARMUP_ENV, bind_reuseport, die_with_parent
 
 __all__ = ["Supervisor", "run_balancer"]
 
@@ -62,6 +65,9 @@ class Supervisor:
         self.state_dir = Path(tempfile.mkdtemp(prefix="pixring-"))
         self.stopping = False
         self.procs: dict[int, asyncio.subprocess.Process] = {}
+        # Worker index -> its listening socket, created here and inherited by the worker;
+        # a reload's new worker is handed its predecessor's, so no socket closes under load.
+        self._listeners: dict[int, socket.socket] = {}
         self.listen_port = config.listen.port
         self.admin_state = AdminState(
             config,
@@ -78,9 +84,13 @@ class Supervisor:
         return {p.pid for i, p in self.procs.items() if i in self._serving and p.returncode is None}
 
     def signal_workers(self, sig: int) -> int:
+        """Signal every worker that has reported: one still starting has no handler yet,
+        and the signal's default action would kill it (libuv resets a spawned child's
+        dispositions, so it cannot inherit SIG_IGN). A starting worker reads the member
+        and operator files itself, so it misses nothing."""
         sent = 0
-        for proc in self.procs.values():
-            if proc.returncode is None:
+        for index, proc in self.procs.items():
+            if proc.returncode is None and self._has_reported(index, proc):
                 try:
                     proc.send_signal(sig)
                     sent += 1
@@ -88,12 +98,39 @@ class Supervisor:
                     pass
         return sent
 
+    def _has_reported(self, index: int, proc: asyncio.subprocess.Process) -> bool:
+        try:
+            return orjson.loads((self.state_dir / f"worker-{index}.json").read_bytes()).get("pid") == proc.pid
+        except (OSError, ValueError):
+            return False
+
     def _new_index(self) -> int:
         index = self._next_index
         self._next_index += 1
         return index
 
-    async def _spawn(self, index: int, *, strict_warmup: bool = False) -> asyncio.subprocess.Process:
+    def _listener(self, successor_of: int | None = None) -> socket.socket:
+        """The predecessor's listening socket, or a new one: bound, not yet listening
+        (the worker listens once it has its membership)."""
+        if successor_of is not None and successor_of in self._listeners:
+            return self._listeners[successor_of]
+        return bind_reuseport(self.config.listen.host, self.listen_port, listen=False)
+
+    def _release_listener(self, index: int) -> None:
+        """Drop a worker's claim on its socket; close our handle once no worker of ours has it.
+
+        Closing a listening socket resets the connections in its accept queue, so it is
+        closed only when no successor takes it over: then the exiting worker, which
+        still has its own handle, accepts what is queued before it closes it.
+        """
+        sock = self._listeners.pop(index, None)
+        if sock is not None and all(other is not sock for other in self._listeners.values()):
+            sock.close()
+
+    async def _spawn(
+        self, index: int, *, successor_of: int | None = None, strict_warmup: bool = False
+    ) -> asyncio.subprocess.Process:
+        listener = self._listeners[index] = self._listener(successor_of)
         env = dict(os.environ)
         env.pop(WARMUP_ENV, None)
         if strict_warmup:
@@ -101,9 +138,10 @@ class Supervisor:
         env[CONFIG_ENV] = orjson.dumps(self.config.as_flags()).decode()
         env["PIXRING_WORKER_INDEX"] = str(index)
         env["PIXRING_STATE_DIR"] = str(self.state_dir)
-        env["PIXRING_LISTEN_PORT"] = str(self.listen_port)
+        env[LISTENER_FD_ENV] = str(listener.fileno())
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "balancer.worker", env=env, preexec_fn=die_with_parent
+            sys.executable, "-m", "balancer.worker", env=env, preexec_fn=die_with_parent,
+            pass_fds=(listener.fileno(),)
         )
         self.procs[index] = proc
         return proc
@@ -138,6 +176,9 @@ class Supervisor:
                 return
             self.log(f"pixring: worker {index} (pid {proc.pid}) exited with code {code}; restarting")
             self.admin_state.worker_exited(index, proc.pid)
+            # Nobody accepts from its socket until the restart: close it, so that new
+            # connections go to the other workers instead of waiting in its queue.
+            self._release_listener(index)
             if time.monotonic() - started > 10:
                 backoff = 0.5
             await asyncio.sleep(backoff)
@@ -182,17 +223,18 @@ class Supervisor:
             if warning:
                 self.log(warning)
             fresh = [self._new_index() for _ in range(new.worker_count)]
+            predecessors: list[int | None] = [*sorted(old), *[None] * len(fresh)]
             try:
-                for index in fresh:
-                    await self._spawn(index, strict_warmup=True)
+                for index, predecessor in zip(fresh, predecessors):
+                    await self._spawn(index, successor_of=predecessor, strict_warmup=True)
                 await asyncio.gather(*(self._wait_listening(i, self.procs[i]) for i in fresh))
             except StartupError as exc:
                 self.log(f"pixring: reload failed, keeping the running workers: {exc}")
+                # Drained, not killed: a new worker that did start listening may have
+                # taken connections from the queue it shares with its predecessor.
                 for index in fresh:
-                    proc = self.procs.pop(index, None)
-                    if proc is not None and proc.returncode is None:
-                        proc.kill()
-                        await proc.wait()
+                    self._release_listener(index)
+                await self._terminate([self.procs.pop(index) for index in fresh if index in self.procs])
                 self.config = old_config
                 return
             # The new generation takes over: admin reports on it and its config from now on.
@@ -202,6 +244,8 @@ class Supervisor:
             for index in old:
                 self._keepers.pop(index).cancel()
             # The old generation drains; its counters stay in the totals until it exits.
+            for index in old:
+                self._release_listener(index)
             await self._terminate([self.procs[index] for index in old])
             for index in old:
                 self.admin_state.worker_exited(index, self.procs.pop(index).pid)
@@ -215,6 +259,19 @@ class Supervisor:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        # From the first moment: SIGHUP's default action would kill the balancer, and
+        # /readyz can say 200 a moment before start-up has finished here.
+        started = False
+        reload_asked = False
+
+        def on_sighup() -> None:
+            nonlocal reload_asked
+            if started:
+                loop.create_task(self.reload())
+            else:
+                reload_asked = True
+
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
 
         # Reserve the port (bound, not listening, so it takes no connections) and
         # fail early with one clear message if it is taken.
@@ -248,8 +305,10 @@ class Supervisor:
             f"pixring balancer ready: http://{_host(config.listen.host)}:{self.listen_port} "
             f"(admin http://{_host(config.admin.host)}:{admin_port}, {config.worker_count} workers)"
         )
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
         self._keep(list(self.procs))
+        started = True
+        if reload_asked:
+            loop.create_task(self.reload())
         await stop.wait()
         self.log("pixring: shutting down, draining in-flight requests")
         self.stopping = True
@@ -266,6 +325,8 @@ class Supervisor:
 
     async def _stop_workers(self) -> None:
         self.stopping = True
+        for index in list(self._listeners):
+            self._release_listener(index)  # each worker closes the last handle on its own
         await self._terminate(list(self.procs.values()))
 
     async def _terminate(self, procs: list[asyncio.subprocess.Process]) -> None:

@@ -1,9 +1,11 @@
 """One balancer worker process: the public listener, its membership source and pool.
 
-Workers share nothing. Each binds the public port itself with SO_REUSEPORT (the
-kernel spreads new connections across them), runs its own membership source and
-builds its own ring from it; since the ring is a pure function of the membership,
-every worker (and every balancer host) routes a key to the same node.
+Workers share nothing. Each listens on a socket of its own bound to the public port
+with SO_REUSEPORT (the kernel spreads new connections across them), runs its own
+membership source and builds its own ring from it; since the ring is a pure function
+of the membership, every worker (and every balancer host) routes a key to the same
+node. The supervisor makes the socket and the worker inherits it, so that a reload's
+new worker can take over its predecessor's queue instead of the kernel resetting it.
 
 The worker listens once it has its first membership (or, at start, once
 ``warmup_timeout`` has passed without one), so it never takes connections only to
@@ -48,15 +50,16 @@ from balancer.stats import WorkerStats
 from balancer.upstream import UpstreamPool
 from discovery.source import MembershipSource
 
-__all__ = ["EXIT_NO_MEMBERSHIP", "WARMUP_ENV", "Worker", "bind_reuseport", "die_with_parent"]
+__all__ = ["EXIT_NO_MEMBERSHIP", "LISTENER_FD_ENV", "WARMUP_ENV", "Worker", "bind_reuseport", "die_with_parent"]
 
 STATE_INTERVAL_S = 1.0
 HEALTH_TICK_S = 0.1  # how often ejections expire and slow starts advance
 OPERATOR_FILE = "operator.json"  # member id -> "drain" | "maintenance", written by the admin API
+LISTEN_BACKLOG = 1024
 EXIT_NO_MEMBERSHIP = 3  # a reload's worker found no membership within warmup_timeout
 
 
-def bind_reuseport(host: str, port: int, *, listen: bool = True, backlog: int = 1024) -> socket.socket:
+def bind_reuseport(host: str, port: int, *, listen: bool = True, backlog: int = LISTEN_BACKLOG) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -90,14 +93,14 @@ class Worker:
         *,
         index: int,
         state_dir: Path,
-        listen_port: int,
+        listener: socket.socket | None = None,
         listen_without_membership: bool = True,
     ) -> None:
         self.config = config
         self.source = source
         self.index = index
         self.state_dir = state_dir
-        self.listen_port = listen_port
+        self.listener = listener
         self.started = time.time()
         self.stats = WorkerStats()
         self.ctx: FrontContext | None = None
@@ -105,6 +108,7 @@ class Worker:
         self.health: HealthTable | None = None
         self.listen_without_membership = listen_without_membership
         self.listening = False
+        self._operator_signature: tuple[int, int, int] | None = None
         self._first_table = asyncio.Event()
         # Large rings are built in a child process that dies with this worker.
         self.ring_builder = RingBuilder(self._swap_table, initializer=die_with_parent)
@@ -166,8 +170,8 @@ class Worker:
             loop.add_signal_handler(signal.SIGHUP, self.source.reload)
         else:
             loop.add_signal_handler(signal.SIGHUP, lambda: None)
-        if hasattr(self.source, "confirm"):
-            loop.add_signal_handler(signal.SIGUSR1, self.source.confirm)
+        # A source with nothing to confirm ignores it (SIGUSR1's default would kill us).
+        loop.add_signal_handler(signal.SIGUSR1, getattr(self.source, "confirm", lambda: None))
         loop.add_signal_handler(signal.SIGUSR2, self.apply_operator_modes)
 
         pool.start()
@@ -192,8 +196,12 @@ class Worker:
         exit_code = 0
         try:
             if await self._warm_up(stop):
-                sock = bind_reuseport(config.listen.host, self.listen_port)
-                server = await loop.create_server(lambda: ClientConnection(ctx), sock=sock)
+                assert self.listener is not None, "a worker that serves needs its listening socket"
+                sock = self.listener
+                sock.setblocking(False)
+                # listen() again on a socket a predecessor handed over is harmless; the
+                # backlog is given here because create_server calls listen() with its own (100).
+                server = await loop.create_server(lambda: ClientConnection(ctx), sock=sock, backlog=LISTEN_BACKLOG)
                 self.listening = True
                 self._write_state()
                 await stop.wait()
@@ -276,7 +284,10 @@ class Worker:
             sys.stderr.write(orjson.dumps(line).decode() + "\n")
 
     def apply_operator_modes(self) -> None:
-        """Drain / maintenance set from the admin API (SIGUSR2, and at start)."""
+        """Drain / maintenance set from the admin API (SIGUSR2, at start, and whenever
+        the state writer sees the file changed: the supervisor does not signal a worker
+        before its first report, so a change made while it starts reaches it that way)."""
+        self._operator_signature = self._operator_file_signature()
         try:
             modes = orjson.loads((self.state_dir / OPERATOR_FILE).read_bytes())
         except (OSError, ValueError):
@@ -285,6 +296,13 @@ class Worker:
         now = self.ctx.loop.time()
         for member in set(self.ctx.table.members) | set(modes):
             self.health_events(self.health.set_operator(member, modes.get(member), now))
+
+    def _operator_file_signature(self) -> tuple[int, int, int] | None:
+        try:
+            stat = (self.state_dir / OPERATOR_FILE).stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
     async def _tick_health_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -331,6 +349,8 @@ class Worker:
     async def _write_state_forever(self) -> None:
         while True:
             self._write_state()
+            if self._operator_file_signature() != self._operator_signature:
+                self.apply_operator_modes()
             await asyncio.sleep(STATE_INTERVAL_S)
 
     def state(self, *, draining: bool = False) -> dict[str, Any]:
@@ -384,6 +404,7 @@ class Worker:
 
 
 CONFIG_ENV = "PIXRING_WORKER_CONFIG"
+LISTENER_FD_ENV = "PIXRING_WORKER_LISTENER_FD"  # the listening socket the supervisor made for this worker
 WARMUP_ENV = "PIXRING_WORKER_WARMUP"  # "strict": never listen without a membership (a reload's generation)
 
 
@@ -402,7 +423,7 @@ def main() -> int:
         source_for(config),
         index=int(os.environ["PIXRING_WORKER_INDEX"]),
         state_dir=Path(os.environ["PIXRING_STATE_DIR"]),
-        listen_port=int(os.environ["PIXRING_LISTEN_PORT"]),
+        listener=socket.socket(fileno=int(os.environ[LISTENER_FD_ENV])),
         listen_without_membership=os.environ.get(WARMUP_ENV) != "strict",
     )
     try:

@@ -79,7 +79,7 @@ def worker_without_sockets(state_dir: Path) -> Worker:
     """A worker whose context is made here, not by ``run()``: no listener, no source task."""
     loop = asyncio.get_running_loop()
     config = load_config(environ={}, flags={})
-    worker = Worker(config, StaticSource(fleet(0)), index=0, state_dir=state_dir, listen_port=0)
+    worker = Worker(config, StaticSource(fleet(0)), index=0, state_dir=state_dir)
     worker.health = HealthTable(config.health_policy(), loop.time())
     worker.ctx = FrontContext(
         loop=loop,

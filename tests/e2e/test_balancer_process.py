@@ -46,9 +46,13 @@ class SlowNode(BaseHTTPRequestHandler):
         pass
 
 
+class NodeServer(ThreadingHTTPServer):
+    request_queue_size = 128  # socketserver's 5 drops the SYNs of a burst: pixring's connects would time out
+
+
 @pytest.fixture
 def node():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowNode)
+    server = NodeServer(("127.0.0.1", 0), SlowNode)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server.server_address[1]
@@ -325,6 +329,87 @@ def test_a_reload_whose_workers_find_no_membership_is_refused_and_the_running_on
     assert proc.returncode == 0
     assert "reload failed, keeping the running workers" in stderr
     assert "found no membership within 0.5s" in stderr, stderr
+
+
+def test_control_signals_during_start_up_are_honoured_not_fatal(node, tmp_path):
+    config = tmp_path / "pixring.toml"
+    config.write_text(f'nodes = ["n1=http://127.0.0.1:{node}"]\nnode_header = "X-Pixring-Node"\nprofile = "generic"\n')
+    port, admin = free_port(), free_port()
+    proc = subprocess.Popen(
+        [*PIXRING, "balancer", "--config", str(config), "--listen", f"127.0.0.1:{port}",
+         "--admin", f"127.0.0.1:{admin}", "--workers", "2", "--access-log", "off"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        # The admin listener answers before the workers have started: reload now.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{admin}/healthz", timeout=1).close()
+                break
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.01)
+        config.write_text(config.read_text().replace("X-Pixring-Node", "X-Served-By"))
+        proc.send_signal(signal.SIGHUP)
+        # A static balancer has nothing to confirm; the workers must shrug it off.
+        confirm = urllib.request.Request(f"http://127.0.0.1:{admin}/discovery/confirm", method="POST")
+        urllib.request.urlopen(confirm, timeout=5).close()
+        wait_ready(proc, admin)
+        deadline = time.monotonic() + 20
+        served_by = None
+        while served_by is None and time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/a.jpg", timeout=5) as response:
+                served_by = response.headers.get("X-Served-By")
+            time.sleep(0.05)
+        assert served_by == "n1", "the SIGHUP sent during start-up was never acted on"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert "exited with code" not in stderr, stderr  # no worker died of a signal
+
+
+def test_connections_queued_for_a_worker_being_replaced_are_served_by_its_successor(node, tmp_path):
+    config = tmp_path / "pixring.toml"
+    config.write_text(f'nodes = ["n1=http://127.0.0.1:{node}"]\nnode_header = "X-Pixring-Node"\nprofile = "generic"\n'
+                      "drain_timeout = 1.0\n")
+    port, admin = free_port(), free_port()
+    proc = subprocess.Popen(
+        [*PIXRING, "balancer", "--config", str(config), "--listen", f"127.0.0.1:{port}",
+         "--admin", f"127.0.0.1:{admin}", "--workers", "1", "--access-log", "off"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    clients: list[socket.socket] = []
+    try:
+        wait_ready(proc, admin)
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/status", timeout=5) as response:
+            (old_worker,) = [w["pid"] for w in json.loads(response.read())["workers"]]
+        os.kill(old_worker, signal.SIGSTOP)  # it cannot accept: the kernel queues what comes
+        for i in range(10):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(f"GET /queued/{i}.jpg HTTP/1.1\r\nHost: pixring\r\nConnection: close\r\n\r\n".encode())
+            clients.append(sock)
+        config.write_text(config.read_text().replace("X-Pixring-Node", "X-Served-By"))
+        proc.send_signal(signal.SIGHUP)
+        answers = []
+        for sock in clients:
+            sock.settimeout(20)
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+            answers.append(b"".join(chunks))
+        os.kill(old_worker, signal.SIGCONT)
+    finally:
+        for sock in clients:
+            sock.close()
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    heads = [answer.partition(b"\r\n")[0] for answer in answers]
+    print(f"answers to the queued connections: {heads}")
+    assert heads == [b"HTTP/1.1 200 OK"] * 10
+    for i, answer in enumerate(answers):
+        assert f"/queued/{i}.jpg".encode() in answer and b"X-Served-By: n1" in answer  # the new generation's
+    assert proc.returncode == 0, stderr
 
 
 def test_operator_drains_a_member_and_brings_it_back_through_the_admin_api(tmp_path):

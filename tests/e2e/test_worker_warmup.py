@@ -1,7 +1,7 @@
 """A worker listens only once it has a membership: real worker processes, real sockets.
 
 The worker is started the way the supervisor starts it (``python -m balancer.worker``
-with its config in the environment), its membership from a nodes file that does not
+with its config in the environment and a bound socket to listen on), its membership from a nodes file that does not
 exist yet, so the test decides when the first membership comes. Intervals are short
 (the file source polls every second); the assertions are on the order of events.
 """
@@ -24,7 +24,7 @@ import orjson
 import pytest
 
 from balancer.config import load_config
-from balancer.worker import CONFIG_ENV, EXIT_NO_MEMBERSHIP, WARMUP_ENV
+from balancer.worker import CONFIG_ENV, EXIT_NO_MEMBERSHIP, LISTENER_FD_ENV, WARMUP_ENV, bind_reuseport
 
 pytestmark = pytest.mark.e2e
 
@@ -51,12 +51,6 @@ def node():
     server.shutdown()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def accepts(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -75,16 +69,18 @@ def state(state_dir: Path) -> dict | None:
 def start_worker(tmp_path: Path, nodes_file: Path, *, warmup_timeout: float, strict: bool):
     config = load_config(environ={}, flags={"nodes_file": str(nodes_file), "warmup_timeout": warmup_timeout,
                                             "profile": "generic", "access_log": "off"})
-    port = free_port()
     state_dir = tmp_path / "state"
     state_dir.mkdir()
-    env = {**os.environ, CONFIG_ENV: orjson.dumps(config.as_flags()).decode(), "PIXRING_WORKER_INDEX": "0",
-           "PIXRING_STATE_DIR": str(state_dir), "PIXRING_LISTEN_PORT": str(port)}
-    env.pop(WARMUP_ENV, None)
-    if strict:
-        env[WARMUP_ENV] = "strict"
-    proc = subprocess.Popen([sys.executable, "-m", "balancer.worker"], env=env, stderr=subprocess.PIPE, text=True)
-    return proc, port, state_dir
+    # As the supervisor does: a bound socket, not listening, handed to the worker.
+    with bind_reuseport("127.0.0.1", 0, listen=False) as listener:
+        env = {**os.environ, CONFIG_ENV: orjson.dumps(config.as_flags()).decode(), "PIXRING_WORKER_INDEX": "0",
+               "PIXRING_STATE_DIR": str(state_dir), LISTENER_FD_ENV: str(listener.fileno())}
+        env.pop(WARMUP_ENV, None)
+        if strict:
+            env[WARMUP_ENV] = "strict"
+        proc = subprocess.Popen([sys.executable, "-m", "balancer.worker"], env=env, stderr=subprocess.PIPE, text=True,
+                                pass_fds=(listener.fileno(),))
+        return proc, listener.getsockname()[1], state_dir
 
 
 def wait_for(what: str, predicate, timeout: float = 20.0) -> float:

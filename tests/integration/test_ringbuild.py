@@ -35,7 +35,7 @@ def fleet(size: int, *, prefix: str = "render", leave_out: int | None = None) ->
 def worker_without_sockets(state_dir: Path) -> Worker:
     loop = asyncio.get_running_loop()
     config = load_config(environ={}, flags={})
-    worker = Worker(config, StaticSource(fleet(0)), index=0, state_dir=state_dir, listen_port=0)
+    worker = Worker(config, StaticSource(fleet(0)), index=0, state_dir=state_dir)
     worker.health = HealthTable(config.health_policy(), loop.time())
     worker.ctx = FrontContext(
         loop=loop,
