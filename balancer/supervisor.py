@@ -228,13 +228,16 @@ class Supervisor:
                 for index, predecessor in zip(fresh, predecessors):
                     await self._spawn(index, successor_of=predecessor, strict_warmup=True)
                 await asyncio.gather(*(self._wait_listening(i, self.procs[i]) for i in fresh))
-            except StartupError as exc:
+            except (StartupError, OSError) as exc:  # OSError: no socket or process could be made
                 self.log(f"pixring: reload failed, keeping the running workers: {exc}")
                 # Drained, not killed: a new worker that did start listening may have
                 # taken connections from the queue it shares with its predecessor.
+                started = [index for index in fresh if index in self.procs]
                 for index in fresh:
                     self._release_listener(index)
-                await self._terminate([self.procs.pop(index) for index in fresh if index in self.procs])
+                await self._terminate([self.procs[index] for index in started])
+                for index in started:
+                    self.admin_state.worker_exited(index, self.procs.pop(index).pid)
                 self.config = old_config
                 return
             # The new generation takes over: admin reports on it and its config from now on.

@@ -73,6 +73,17 @@ def start_balancer(node_port: int, tmp_path, *extra: str):
     return proc, port, admin, log
 
 
+def start_from_config(config, *, workers: int) -> tuple[subprocess.Popen, int, int]:
+    """A balancer reading ``config`` (so SIGHUP can reload it), stderr captured; not waited for."""
+    port, admin = free_port(), free_port()
+    proc = subprocess.Popen(
+        [*PIXRING, "balancer", "--config", str(config), "--listen", f"127.0.0.1:{port}",
+         "--admin", f"127.0.0.1:{admin}", "--workers", str(workers), "--access-log", "off"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    return proc, port, admin
+
+
 def wait_ready(proc: subprocess.Popen, admin: int, timeout: float = 30.0) -> None:
     """Until the admin listener answers /readyz with 200; fails the test if the balancer
     exits first or is not ready in time."""
@@ -223,12 +234,7 @@ def test_sigterm_lets_in_flight_requests_finish(node, tmp_path):
 def test_sighup_reloads_the_config_without_dropping_requests_and_refuses_a_bad_one(node, tmp_path):
     config = tmp_path / "pixring.toml"
     config.write_text(f'nodes = ["n1=http://127.0.0.1:{node}"]\nnode_header = "X-Pixring-Node"\nprofile = "generic"\n')
-    port, admin = free_port(), free_port()
-    proc = subprocess.Popen(
-        [*PIXRING, "balancer", "--config", str(config), "--listen", f"127.0.0.1:{port}",
-         "--admin", f"127.0.0.1:{admin}", "--workers", "2", "--access-log", "off"],
-        stderr=subprocess.PIPE, text=True,
-    )
+    proc, port, admin = start_from_config(config, workers=2)
     try:
         wait_ready(proc, admin)
         failures: list[str] = []
@@ -295,12 +301,7 @@ def test_sighup_reloads_the_config_without_dropping_requests_and_refuses_a_bad_o
 def test_a_reload_whose_workers_find_no_membership_is_refused_and_the_running_ones_keep_serving(node, tmp_path):
     config = tmp_path / "pixring.toml"
     config.write_text(f'nodes = ["n1=http://127.0.0.1:{node}"]\nprofile = "generic"\nwarmup_timeout = 0.5\n')
-    port, admin = free_port(), free_port()
-    proc = subprocess.Popen(
-        [*PIXRING, "balancer", "--config", str(config), "--listen", f"127.0.0.1:{port}",
-         "--admin", f"127.0.0.1:{admin}", "--workers", "2", "--access-log", "off"],
-        stderr=subprocess.PIPE, text=True,
-    )
+    proc, port, admin = start_from_config(config, workers=2)
     try:
         wait_ready(proc, admin)
         # Valid, but its membership never comes (think: Consul down at the time of the reload).
@@ -334,12 +335,7 @@ def test_a_reload_whose_workers_find_no_membership_is_refused_and_the_running_on
 def test_control_signals_during_start_up_are_honoured_not_fatal(node, tmp_path):
     config = tmp_path / "pixring.toml"
     config.write_text(f'nodes = ["n1=http://127.0.0.1:{node}"]\nnode_header = "X-Pixring-Node"\nprofile = "generic"\n')
-    port, admin = free_port(), free_port()
-    proc = subprocess.Popen(
-        [*PIXRING, "balancer", "--config", str(config), "--listen", f"127.0.0.1:{port}",
-         "--admin", f"127.0.0.1:{admin}", "--workers", "2", "--access-log", "off"],
-        stderr=subprocess.PIPE, text=True,
-    )
+    proc, port, admin = start_from_config(config, workers=2)
     try:
         # The admin listener answers before the workers have started: reload now.
         deadline = time.monotonic() + 30
@@ -373,12 +369,7 @@ def test_connections_queued_for_a_worker_being_replaced_are_served_by_its_succes
     config = tmp_path / "pixring.toml"
     config.write_text(f'nodes = ["n1=http://127.0.0.1:{node}"]\nnode_header = "X-Pixring-Node"\nprofile = "generic"\n'
                       "drain_timeout = 1.0\n")
-    port, admin = free_port(), free_port()
-    proc = subprocess.Popen(
-        [*PIXRING, "balancer", "--config", str(config), "--listen", f"127.0.0.1:{port}",
-         "--admin", f"127.0.0.1:{admin}", "--workers", "1", "--access-log", "off"],
-        stderr=subprocess.PIPE, text=True,
-    )
+    proc, port, admin = start_from_config(config, workers=1)
     clients: list[socket.socket] = []
     try:
         wait_ready(proc, admin)

@@ -1,9 +1,10 @@
 """A worker listens only once it has a membership: real worker processes, real sockets.
 
 The worker is started the way the supervisor starts it (``python -m balancer.worker``
-with its config in the environment and a bound socket to listen on), its membership from a nodes file that does not
-exist yet, so the test decides when the first membership comes. Intervals are short
-(the file source polls every second); the assertions are on the order of events.
+with its config in the environment and a bound socket to listen on), its membership
+from a nodes file that does not exist yet, so the test decides when the first
+membership comes; the node is a fault node process. Intervals are short (the file
+source polls every second); the assertions are on the order of events.
 """
 
 from __future__ import annotations
@@ -13,11 +14,7 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import orjson
@@ -25,30 +22,15 @@ import pytest
 
 from balancer.config import load_config
 from balancer.worker import CONFIG_ENV, EXIT_NO_MEMBERSHIP, LISTENER_FD_ENV, WARMUP_ENV, bind_reuseport
+from tests.e2e.faultkit import Fleet, http, wait_until
 
 pytestmark = pytest.mark.e2e
 
 
-class Node(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        body = b"rendered"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def node():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Node)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
+def fleet(tmp_path):
+    with Fleet(tmp_path / "logs") as fleet:
+        yield fleet
 
 
 def accepts(port: int) -> bool:
@@ -83,15 +65,10 @@ def start_worker(tmp_path: Path, nodes_file: Path, *, warmup_timeout: float, str
         return proc, listener.getsockname()[1], state_dir
 
 
-def wait_for(what: str, predicate, timeout: float = 20.0) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            elapsed = time.monotonic() - started
-            print(f"{what}: {elapsed:.2f}s")
-            return elapsed
-        time.sleep(0.02)
-    pytest.fail(f"timed out after {timeout:g}s waiting for: {what}")
+def waited(what: str, predicate, timeout: float = 20.0) -> None:
+    elapsed = wait_until(predicate, timeout, interval=0.02)
+    assert elapsed is not None, f"timed out after {timeout:g}s waiting for: {what}"
+    print(f"{what}: {elapsed:.2f}s")
 
 
 def stop(proc: subprocess.Popen) -> tuple[int, str]:
@@ -101,18 +78,19 @@ def stop(proc: subprocess.Popen) -> tuple[int, str]:
     return proc.returncode, stderr
 
 
-def test_a_worker_takes_no_connection_before_its_first_membership_and_serves_the_first_one_after(node, tmp_path):
+def test_a_worker_takes_no_connection_before_its_first_membership_and_serves_the_first_one_after(fleet, tmp_path):
+    node = fleet.fault_nodes(["n1"])["n1"]
     nodes_file = tmp_path / "nodes.json"
     proc, port, state_dir = start_worker(tmp_path, nodes_file, warmup_timeout=60, strict=False)
     try:
-        wait_for("the worker reports, warming", lambda: (state(state_dir) or {}).get("pid") == proc.pid)
+        waited("the worker reports, warming", lambda: (state(state_dir) or {}).get("pid") == proc.pid)
         assert state(state_dir)["listening"] is False
         time.sleep(0.5)  # a running, reporting worker: still nothing listens
         assert not accepts(port), "the worker listened before it had a membership"
-        nodes_file.write_text(json.dumps([{"id": "n1", "host": "127.0.0.1", "port": node}]))
-        wait_for("the worker listens", lambda: accepts(port))
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/a.jpg", timeout=5) as response:
-            assert response.status == 200 and response.read() == b"rendered"
+        nodes_file.write_text(json.dumps([{"id": "n1", "host": "127.0.0.1", "port": node.port}]))
+        waited("the worker listens", lambda: accepts(port))
+        status, headers, _ = http("GET", f"http://127.0.0.1:{port}/a.jpg")
+        assert status == 200 and headers["X-Pixring-Node"] == "n1"  # the first connection is served
         assert state(state_dir)["listening"] is True
     finally:
         code, stderr = stop(proc)
@@ -123,11 +101,10 @@ def test_a_worker_takes_no_connection_before_its_first_membership_and_serves_the
 def test_at_start_a_worker_without_membership_listens_after_the_warmup_and_says_why(tmp_path):
     proc, port, state_dir = start_worker(tmp_path, tmp_path / "missing.json", warmup_timeout=0.5, strict=False)
     try:
-        wait_for("the worker listens anyway", lambda: accepts(port))
-        with pytest.raises(urllib.error.HTTPError) as answer:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/a.jpg", timeout=5)
-        assert answer.value.code == 503
-        print(answer.value.read().decode())
+        waited("the worker listens anyway", lambda: accepts(port))
+        status, _, body = http("GET", f"http://127.0.0.1:{port}/a.jpg")
+        print(body.decode())
+        assert status == 503 and b"no render node" in body
         assert state(state_dir)["listening"] is True
     finally:
         code, stderr = stop(proc)
