@@ -235,7 +235,7 @@ def pair_kinds(args: argparse.Namespace) -> list[tuple[str, str]]:
 def two_worker_pairs(bench: Runner, args: argparse.Namespace) -> tuple[list[RunRecord], list[PairedRatio]]:
     """Two workers and one, measured back to back, ``--pairs`` times per concurrency.
 
-    Two pixring workers sharing the core come close to the 0.9 goal (0.81-0.92x
+    Two pixring workers sharing the core come close to the 0.9 goal (0.81-0.94x
     one worker's requests per CPU-second when this was written), and single runs here
     scatter by ~20%: three rounds cannot tell 0.85 from 0.95. Many short pairs can: the order
     inside a pair alternates (so a drift favours neither), and ``paired_ratio`` gives the

@@ -14,7 +14,7 @@ Rules of this module
   reference needs per request"; it is the per-core capacity ratio and holds even when the
   load side, not the proxy, limits the req/s.
 * One ratio is too fine for a few rounds: two workers against one, per CPU-second, where
-  the goal (0.9) sits within the measured values' spread (0.81-0.92 on this VM) and
+  the goal (0.9) sits within the measured values' spread (0.81-0.94 on this VM) and
   single runs scatter by ~20%. It comes from many short back-to-back pairs instead (``paired_ratio``): the
   median of the per-pair ratios, with a distribution-free 95% interval around it, so the
   reader sees how far the verdict is from the noise.
