@@ -371,6 +371,7 @@ def test_connections_queued_for_a_worker_being_replaced_are_served_by_its_succes
                       "drain_timeout = 1.0\n")
     proc, port, admin = start_from_config(config, workers=1)
     clients: list[socket.socket] = []
+    old_worker = 0
     try:
         wait_ready(proc, admin)
         with urllib.request.urlopen(f"http://127.0.0.1:{admin}/status", timeout=5) as response:
@@ -389,8 +390,9 @@ def test_connections_queued_for_a_worker_being_replaced_are_served_by_its_succes
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
             answers.append(b"".join(chunks))
-        os.kill(old_worker, signal.SIGCONT)
     finally:
+        if old_worker:
+            os.kill(old_worker, signal.SIGCONT)  # its drain then finds nothing left to do
         for sock in clients:
             sock.close()
         proc.send_signal(signal.SIGTERM)
