@@ -34,7 +34,7 @@ from balancer.metrics import BalancerCollector
 from balancer.stats import merge_snapshots
 from balancer.worker import OPERATOR_FILE
 
-__all__ = ["AdminState", "judge_readiness", "make_admin_app"]
+__all__ = ["AdminState", "judge_readiness", "make_admin_app", "worker_report"]
 
 # A worker that has not written its state for this long is reported as stuck.
 _STALE_WORKER_S = 5.0
@@ -82,12 +82,9 @@ class AdminState:
 
     def worker_exited(self, index: int, pid: int) -> None:
         """Keep a dead worker's last counters so totals never go backwards."""
-        try:
-            state = orjson.loads((self.state_dir / f"worker-{index}.json").read_bytes())
-        except (OSError, ValueError):
-            return
-        if state.get("pid") == pid:
-            self._exited.append(state["stats"])
+        report = worker_report(self.state_dir, index, pid)
+        if report is not None:
+            self._exited.append(report["stats"])
 
     def known_members(self) -> set[str]:
         return {m["id"] for w in self.workers() for m in w["membership"]["members"]}
@@ -195,6 +192,16 @@ class AdminState:
             ],
             "config": self.config.summary(),
         }
+
+
+def worker_report(state_dir: Path, index: int, pid: int) -> dict[str, Any] | None:
+    """The last state worker ``index`` wrote, if the process ``pid`` wrote it (the file
+    outlives its writer, and a restarted worker reuses the index)."""
+    try:
+        report = orjson.loads((state_dir / f"worker-{index}.json").read_bytes())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) and report.get("pid") == pid else None
 
 
 def judge_readiness(

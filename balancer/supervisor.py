@@ -33,7 +33,7 @@ from typing import Callable
 import orjson
 from aiohttp import web
 
-from balancer.admin import AdminState, make_admin_app
+from balancer.admin import AdminState, make_admin_app, worker_report
 from balancer.config import BalancerConfig
 from balancer.worker import CONFIG_ENV, EXIT_NO_MEMBERSHIP, LISTENER_FD_ENV, WARMUP_ENV, bind_reuseport, die_with_parent
 
@@ -90,19 +90,13 @@ class Supervisor:
         and operator files itself, so it misses nothing."""
         sent = 0
         for index, proc in self.procs.items():
-            if proc.returncode is None and self._has_reported(index, proc):
+            if proc.returncode is None and worker_report(self.state_dir, index, proc.pid) is not None:
                 try:
                     proc.send_signal(sig)
                     sent += 1
                 except ProcessLookupError:
                     pass
         return sent
-
-    def _has_reported(self, index: int, proc: asyncio.subprocess.Process) -> bool:
-        try:
-            return orjson.loads((self.state_dir / f"worker-{index}.json").read_bytes()).get("pid") == proc.pid
-        except (OSError, ValueError):
-            return False
 
     def _new_index(self) -> int:
         index = self._next_index
@@ -149,7 +143,6 @@ class Supervisor:
     async def _wait_listening(self, index: int, proc: asyncio.subprocess.Process) -> None:
         """Until the worker's state says it listens (it has its membership, or at start
         gave up waiting for one); StartupError if it exits or hangs first."""
-        path = self.state_dir / f"worker-{index}.json"
         limit = _START_TIMEOUT_S + self.config.warmup_timeout
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
@@ -157,12 +150,9 @@ class Supervisor:
                 raise StartupError(f"worker {index} found no membership within {self.config.warmup_timeout:g}s")
             if proc.returncode is not None:
                 raise StartupError(f"worker {index} exited with code {proc.returncode} during start-up")
-            try:
-                state = orjson.loads(path.read_bytes())
-                if state["pid"] == proc.pid and state["listening"]:
-                    return
-            except (OSError, ValueError, KeyError):
-                pass
+            report = worker_report(self.state_dir, index, proc.pid)
+            if report is not None and report["listening"]:
+                return
             await asyncio.sleep(0.02)
         raise StartupError(f"worker {index} did not start listening within {limit:g}s")
 
