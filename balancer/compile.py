@@ -37,7 +37,7 @@ ROOT = PACKAGE.parent
 # The modules every proxied request runs through, in import order. Not here: ring
 # (it pickles itself and checks argument types that compiled signatures would check
 # first).
-HOT_PATH = ("health", "membership", "routing", "headers", "accesslog", "picker", "stats", "retry", "upstream", "front")
+HOT_PATH = ("health", "membership", "routing", "headers", "accesslog", "picker", "stats", "retry", "outbox", "upstream", "front")
 # mypyc's shared runtime for the group, a module of the package too, so it is found
 # wherever pixring runs from (a top-level one would need the checkout on sys.path).
 GROUP = "balancer._hot_path"

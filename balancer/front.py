@@ -59,6 +59,7 @@ from balancer.headers import (
 from balancer.health import HealthPolicy, HealthTable, Outcome
 from balancer.membership import Member
 from balancer.normalize import NormalizeError, Route
+from balancer.outbox import Outbox
 from balancer.picker import PickPolicy, candidates, first_choice
 from balancer.retry import RetryBudget, RetryPolicy, backoff_s
 from balancer.ring import key_hash
@@ -124,6 +125,7 @@ class FrontContext:
         self.loop = loop
         self.normalize = normalize
         self.pool = pool
+        self.outbox: Outbox = pool.outbox  # one per loop: a turn's answers leave with its requests to nodes
         self.stats = stats
         self.access_log = access_log
         self.limits = limits
@@ -753,19 +755,20 @@ class ClientConnection(asyncio.Protocol):
             return
         self.ex_bytes += len(data)
         head, self.ex_pending_head = self.ex_pending_head, b""
+        out, transport = self.ctx.outbox, self.transport
+        assert transport is not None  # set before any request is parsed
+        if head:
+            out.write(transport, head)
         if self.ex_framing is Framing.CHUNKED:
-            self.transport.writelines((head, b"%x\r\n" % len(data), data, b"\r\n"))  # type: ignore[union-attr]
+            out.write(transport, b"%x\r\n" % len(data))
+            out.write(transport, data)
+            out.write(transport, b"\r\n")
         elif self.ex_framing is not Framing.NONE:
-            if head:
-                self.transport.writelines((head, data))  # type: ignore[union-attr]
-            else:
-                self.transport.write(data)  # type: ignore[union-attr]
-        elif head:
-            self.transport.write(head)  # type: ignore[union-attr]
+            out.write(transport, data)
 
     def _flush_head(self) -> None:
         if self.ex_pending_head and not self.closed:
-            self.transport.write(self.ex_pending_head)  # type: ignore[union-attr]
+            self.ctx.outbox.write(self.transport, self.ex_pending_head)  # type: ignore[arg-type]
         self.ex_pending_head = b""
 
     def _attempt_complete(self, attempt: _Attempt) -> None:
@@ -776,7 +779,7 @@ class ClientConnection(asyncio.Protocol):
         if self.ex_pending_head:
             self._flush_head()
         if self.ex_framing is Framing.CHUNKED and not self.closed:
-            self.transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
+            self.ctx.outbox.write(self.transport, b"0\r\n\r\n")  # type: ignore[arg-type]
         self._finish_exchange(self.ex_status, now=now)
 
     def _attempt_error(self, attempt: _Attempt, error: UpstreamError) -> None:
@@ -883,7 +886,7 @@ class ClientConnection(asyncio.Protocol):
         self.ex_status = status
         self.ex_sent_head = True
         if not self.closed:
-            self.transport.write(b"".join(out))  # type: ignore[union-attr]
+            self.ctx.outbox.write(self.transport, b"".join(out))  # type: ignore[arg-type]
         if req is not None:
             self.ex_bytes = len(body)
             self._finish_exchange(status)
@@ -964,7 +967,7 @@ class ClientConnection(asyncio.Protocol):
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+            self.ctx.outbox.close(self.transport)
 
 
 class _Request:

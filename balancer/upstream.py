@@ -39,6 +39,7 @@ from balancer.headers import (
     without_named,
 )
 from balancer.membership import Member
+from balancer.outbox import Outbox
 
 __all__ = ["ResponseSink", "UpstreamConnection", "UpstreamError", "UpstreamPool"]
 
@@ -221,7 +222,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.named = frozenset()
         self.last_read = now
         self.reads_seen = self.reads
-        self.transport.write(head)  # type: ignore[union-attr]
+        self.pool.outbox.write(self.transport, head)  # type: ignore[arg-type]
         self.pool._busy.add(self)  # the pool's sweep enforces the timeouts
 
     def pause_reading(self) -> None:
@@ -242,7 +243,7 @@ class UpstreamConnection(asyncio.Protocol):
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
-            self.transport.close()
+            self.pool.outbox.close(self.transport)
         self.pool._forget(self)
 
     # -- internals ----------------------------------------------------------
@@ -299,8 +300,11 @@ class UpstreamPool:
         max_idle: int,
         idle_timeout: float,
         response_kinds: NameKinds = RESPONSE_KINDS,
+        outbox: Outbox | None = None,
     ) -> None:
         self.loop = loop
+        # Request heads leave with the rest of the turn's writes (balancer.outbox).
+        self.outbox = outbox or Outbox(loop)
         self.response_kinds = response_kinds  # which fields of an answer cross to the client
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout

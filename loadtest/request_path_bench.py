@@ -73,7 +73,9 @@ async def run(requests: int, access_log: str) -> float:
 
     def one(target: bytes) -> None:
         client.data_received(target)
+        pool.outbox.flush()  # the end of a turn: the head goes to the node
         client.ex_live[0].conn.data_received(RESPONSE)  # type: ignore[union-attr]
+        pool.outbox.flush()  # and the answer to the client
 
     for target in targets:  # warm the normalization cache, as a running balancer has
         one(target)

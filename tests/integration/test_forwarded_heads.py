@@ -110,8 +110,10 @@ def _exchange(request: bytes, response: bytes) -> tuple[bytes, bytes]:
         client, client_side = ClientConnection(ctx), RecordingTransport(CLIENT_IP.decode())
         client.connection_made(client_side)  # type: ignore[arg-type]
         client.data_received(request)
+        await asyncio.sleep(0)  # the turn ends: its writes leave (balancer.outbox)
         sent_upstream = b"".join(node_side.written)
         upstream.data_received(response)
+        await asyncio.sleep(0)
         return sent_upstream, b"".join(client_side.written)
 
     return asyncio.run(run())
