@@ -306,7 +306,7 @@ class ClientConnection(asyncio.Protocol):
         # the exchange being answered
         "ex", "ex_table", "ex_routed", "ex_cands", "ex_cands_full", "ex_next", "ex_live", "ex_winner", "ex_lines",
         "ex_attempts", "ex_budget_held", "ex_deadline", "ex_hedge_timer", "ex_framing", "ex_keep_alive",
-        "ex_status", "ex_bytes", "ex_t0", "ex_t_upstream", "ex_request_id", "ex_sent_head", "ex_pending_head",
+        "ex_status", "ex_bytes", "ex_t0", "ex_t_upstream", "ex_request_id", "ex_sent_head",
         "ex_forwarding",
     )
 
@@ -505,7 +505,6 @@ class ClientConnection(asyncio.Protocol):
         self.ex_status = 0
         self.ex_bytes = 0
         self.ex_sent_head = False
-        self.ex_pending_head = b""
         self.ex_keep_alive = req.keep_alive and not ctx.draining
         # A random per-worker prefix and a counter: unique without a syscall per request.
         if req.request_id:
@@ -743,22 +742,20 @@ class ClientConnection(asyncio.Protocol):
         self.ex_framing = framing
         self.ex_status = status
         self.ex_sent_head = True
-        # Held back until the first body bytes (usually parsed from the same read), so a
-        # small response leaves in one writev instead of two sends.
         extra = b"X-Request-Id: " + self.ex_request_id + b"\r\n" + attempt.lines.node_line
-        self.ex_pending_head = response_head(status, conn.fields, conn.prior_via, framing, content_length,
-                                             self.ex_keep_alive, req.http11, extra, self.ctx.via)
+        head = response_head(status, conn.fields, conn.prior_via, framing, content_length, self.ex_keep_alive,
+                             req.http11, extra, self.ctx.via)
+        if not self.closed:
+            # Queued: the body, usually parsed from the same read, joins it in one writev.
+            self.ctx.outbox.write(self.transport, head)  # type: ignore[arg-type]
         conn.forward_body = True
 
     def _attempt_body(self, data: bytes) -> None:
         if self.closed:
             return
         self.ex_bytes += len(data)
-        head, self.ex_pending_head = self.ex_pending_head, b""
         out, transport = self.ctx.outbox, self.transport
         assert transport is not None  # set before any request is parsed
-        if head:
-            out.write(transport, head)
         if self.ex_framing is Framing.CHUNKED:
             out.write(transport, b"%x\r\n" % len(data))
             out.write(transport, data)
@@ -766,18 +763,11 @@ class ClientConnection(asyncio.Protocol):
         elif self.ex_framing is not Framing.NONE:
             out.write(transport, data)
 
-    def _flush_head(self) -> None:
-        if self.ex_pending_head and not self.closed:
-            self.ctx.outbox.write(self.transport, self.ex_pending_head)  # type: ignore[arg-type]
-        self.ex_pending_head = b""
-
     def _attempt_complete(self, attempt: _Attempt) -> None:
         now = self.ctx.loop.time()
         self._end_attempt(attempt, now)
         if attempt is not self.ex_winner:
             return  # a discarded answer, fully read
-        if self.ex_pending_head:
-            self._flush_head()
         if self.ex_framing is Framing.CHUNKED and not self.closed:
             self.ctx.outbox.write(self.transport, b"0\r\n\r\n")  # type: ignore[arg-type]
         self._finish_exchange(self.ex_status, now=now)
@@ -791,7 +781,6 @@ class ClientConnection(asyncio.Protocol):
         if attempt is self.ex_winner:
             # Part of the response is already out: the only honest signal left is to
             # cut the connection, so the client sees a truncated body, not a short one.
-            self._flush_head()
             self._end_attempt(attempt)
             self.ex_keep_alive = False
             ctx.report(member.id, Outcome.TIMEOUT if error.kind == "timeout" else Outcome.CONNECT_ERROR)
