@@ -406,7 +406,7 @@ class BalancerConfig:
         """What to tell the operator when there are more workers than CPUs to run them.
 
         Workers that share a core take turns on it, and each comes back to caches the other
-        has filled: ``make bench`` measured two workers on one core at 0.81-0.94x the
+        has filled: ``make bench`` measured two workers on one core at 0.79-0.94x the
         requests per CPU-second of one (README, "Why the hot path is not aiohttp").
         """
         cpus = _cpu_count() if cpus is None else cpus
