@@ -13,7 +13,8 @@ one forwarded exchange at a time. Every decision is made by the pure cores:
 ``normalize`` turns the target into a key and the target to forward, the picker
 orders the members to try (ring, health, bounded load), the retry budget says
 whether another try may go, ``headers`` says what crosses in each direction. This
-file only moves bytes, keeps time and counts.
+file only moves bytes, keeps time and counts; what it writes, and the pool's request
+heads, go through the worker's ``Outbox`` and leave together at the end of the turn.
 
 Limits: request line (414) and head size (431), a header-read timeout (408) and a
 keep-alive idle timeout, checked by one coarse per-worker sweep instead of a timer
