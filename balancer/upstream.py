@@ -300,11 +300,11 @@ class UpstreamPool:
         max_idle: int,
         idle_timeout: float,
         response_kinds: NameKinds = RESPONSE_KINDS,
-        outbox: Outbox | None = None,
     ) -> None:
         self.loop = loop
-        # Request heads leave with the rest of the turn's writes (balancer.outbox).
-        self.outbox = outbox or Outbox(loop)
+        # Request heads leave with the rest of the turn's writes (balancer.outbox); the
+        # front of the same loop writes through this one too.
+        self.outbox = Outbox(loop)
         self.response_kinds = response_kinds  # which fields of an answer cross to the client
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
