@@ -75,8 +75,9 @@ _MAX_DISCARDED_BODY: Final = 64 * 1024  # a GET/HEAD body pixring never forwards
 _request_kind: Final = REQUEST_KINDS.exact.get
 # The front's clock: CLOCK_MONOTONIC read directly. The loop's own (libuv's uv_now) moves
 # in whole milliseconds, and an exchange with a warm node takes a fraction of one, so the
-# latencies in the access log and the histograms came out as 0 or 1 ms. It is the same
-# clock, so a deadline set here and checked against the loop's time fires < 1 ms late.
+# latencies in the access log and the histograms came out as 0 or 1 ms. The worker and
+# the prober feed the health table from the same clock; the pool's sweeps still read the
+# loop's, the same clock rounded down, so its timeouts fire under a millisecond late.
 _clock: Final = time.monotonic
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from typing import Callable
 
 import aiohttp
@@ -49,7 +50,6 @@ class Prober:
         self.rounds = 0
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         connector = aiohttp.TCPConnector(force_close=True, limit=0)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers={"User-Agent": "pixring-probe"}) as session:
@@ -58,7 +58,7 @@ class Prober:
                 table = self.table()
                 targets = [table.members[m] for m in sorted(self.health.probing()) if m in table.members]
                 results = await asyncio.gather(*(self._probe(session, m.address) for m in targets))
-                now = loop.time()
+                now = time.monotonic()
                 for member, ok in zip(targets, results):
                     events = self.health.probe(member.id, ok, now)
                     if events:

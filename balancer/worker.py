@@ -125,7 +125,7 @@ class Worker:
             idle_timeout=config.pool_idle_timeout,
             response_kinds=response_kinds(config.node_header.encode("latin-1")),
         )
-        health = self.health = HealthTable(config.health_policy(), loop.time())
+        health = self.health = HealthTable(config.health_policy(), time.monotonic())
         retry_policy = config.retry_policy()
         retry_statuses = {502, 503, 504} | ({500} if config.retry_on_500 else set())
         ctx = self.ctx = FrontContext(
@@ -293,7 +293,7 @@ class Worker:
         except (OSError, ValueError):
             modes = {}
         assert self.health is not None and self.ctx is not None
-        now = self.ctx.loop.time()
+        now = time.monotonic()
         for member in set(self.ctx.table.members) | set(modes):
             self.health_events(self.health.set_operator(member, modes.get(member), now))
 
@@ -305,10 +305,9 @@ class Worker:
         return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
     async def _tick_health_forever(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(HEALTH_TICK_S)
-            self.health_events(self.health.tick(loop.time()))  # type: ignore[union-attr]
+            self.health_events(self.health.tick(time.monotonic()))  # type: ignore[union-attr]
 
     async def _drain(self, server: asyncio.AbstractServer, ctx: FrontContext, sock: socket.socket) -> None:
         # Readiness is already false (the supervisor flips it before signalling us);
@@ -369,7 +368,7 @@ class Worker:
             "stats": self.stats.snapshot(),
             "pool_idle": ctx.pool.idle_count(),
             "panic": self.health.panic if self.health else False,
-            "health": self.health.snapshot(ctx.loop.time()) if self.health else {},
+            "health": self.health.snapshot(time.monotonic()) if self.health else {},
             "ring": {
                 "algorithm": ring.algorithm,
                 "version": ring.version,
