@@ -109,7 +109,7 @@ class AdminState:
         self.signal_workers(signal.SIGUSR2)
 
     def readiness(self, workers: list[dict[str, Any]]) -> tuple[bool, str]:
-        return judge_readiness(workers, expected=self.config.worker_count, draining=self.draining, now=time.time())
+        return judge_readiness(workers, expected=self.config.worker_count(), draining=self.draining, now=time.time())
 
     def metrics_view(self) -> dict[str, Any]:
         workers = self.workers()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from balancer.cpus import CpuBudget, cpu_budget
 from balancer.health import HealthPolicy
 from balancer.membership import Member, MembershipError
 from balancer.picker import PickPolicy
@@ -193,13 +194,6 @@ def _nodes(value: Any) -> tuple[Member, ...]:
     return tuple(members)
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 @dataclass(frozen=True, slots=True)
 class Field:
     name: str
@@ -220,7 +214,8 @@ FIELDS: tuple[Field, ...] = (
     Field("admin", parse_address, Address("127.0.0.1", 8081),
           "admin listener (/healthz /readyz /status /metrics); keep it private", "HOST:PORT"),
     Field("workers", _non_negative_int, 0,
-          "worker processes sharing the public port with SO_REUSEPORT; 0 = one per CPU", "N"),
+          "worker processes sharing the public port with SO_REUSEPORT; 0 = one per CPU the process can use "
+          "(its affinity, capped by a cgroup CPU quota: see balancer/cpus.py)", "N"),
     Field("nodes", _nodes, (),
           "a static render node, [ID=]http://HOST:PORT[;weight=W]; repeat the flag for more. "
           "Without ID the node is named by its address", "[ID=]URL", repeatable=True, flag="--node"),
@@ -398,23 +393,24 @@ class BalancerConfig:
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(budget_ratio=self.retry_budget, min_concurrent=self.retry_min_concurrent)
 
-    @property
-    def worker_count(self) -> int:
-        return self.workers or _cpu_count()
+    def worker_count(self, cpus: CpuBudget | None = None) -> int:
+        """``workers``, or with 0 one per CPU the process can use (``balancer.cpus``)."""
+        return self.workers or (cpus or cpu_budget()).usable
 
-    def sharing_warning(self, cpus: int | None = None) -> str | None:
+    def sharing_warning(self, cpus: CpuBudget | None = None) -> str | None:
         """What to tell the operator when there are more workers than CPUs to run them.
 
         Workers that share a core take turns on it, and each comes back to caches the other
         has filled: ``make bench`` measured two workers on one core at 0.79-0.94x the
-        requests per CPU-second of one (README, "Why the hot path is not aiohttp").
+        requests per CPU-second of one, with two to ten times the p99 (``balancer.cpus``).
         """
-        cpus = _cpu_count() if cpus is None else cpus
-        workers = self.worker_count
-        if workers <= cpus:
+        cpus = cpus or cpu_budget()
+        workers = self.worker_count(cpus)
+        usable = cpus.usable
+        if workers <= usable:
             return None
-        return (f"pixring: warning: {workers} workers on {cpus} CPU{'s' if cpus != 1 else ''} (this process's "
-                f"affinity): workers will take turns on a core and spend more CPU per request; "
+        return (f"pixring: warning: {workers} workers on {usable} CPU{'s' if usable != 1 else ''} "
+                f"({cpus.describe()}): workers will take turns on a core and spend more CPU per request; "
                 f"--workers 0 starts one per CPU")
 
     def as_flags(self) -> dict[str, Any]:
@@ -437,7 +433,9 @@ class BalancerConfig:
         for field in FIELDS:
             if field.secret and out[field.name]:
                 out[field.name] = "(set)"
-        out["workers_effective"] = self.worker_count
+        cpus = cpu_budget()
+        out["workers_effective"] = self.worker_count(cpus)
+        out["cpus_usable"] = {"count": cpus.usable, "affinity": cpus.affinity, "cgroup_quota": cpus.quota}
         return out
 
 

@@ -212,7 +212,7 @@ class Supervisor:
             warning = new.sharing_warning()
             if warning:
                 self.log(warning)
-            fresh = [self._new_index() for _ in range(new.worker_count)]
+            fresh = [self._new_index() for _ in range(new.worker_count())]
             predecessors: list[int | None] = [*sorted(old), *[None] * len(fresh)]
             try:
                 for index, predecessor in zip(fresh, predecessors):
@@ -284,7 +284,7 @@ class Supervisor:
             warning = config.sharing_warning()
             if warning:
                 self.log(warning)
-            for _ in range(config.worker_count):
+            for _ in range(config.worker_count()):
                 await self._spawn(self._new_index())
             self._serving = set(self.procs)
             await asyncio.gather(*(self._wait_listening(i, p) for i, p in list(self.procs.items())))
@@ -294,9 +294,10 @@ class Supervisor:
             reservation.close()
             raise
         admin_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        workers = len(self.procs)
         self.log(
             f"pixring balancer ready: http://{_host(config.listen.host)}:{self.listen_port} "
-            f"(admin http://{_host(config.admin.host)}:{admin_port}, {config.worker_count} workers)"
+            f"(admin http://{_host(config.admin.host)}:{admin_port}, {workers} worker{'s' if workers != 1 else ''})"
         )
         self._keep(list(self.procs))
         started = True

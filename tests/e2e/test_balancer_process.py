@@ -13,8 +13,11 @@ import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+
+from balancer.cpus import cpu_cgroup_dirs
 
 pytestmark = pytest.mark.e2e
 
@@ -212,8 +215,78 @@ def test_more_workers_than_cpus_starts_with_a_warning_naming_both(node, tmp_path
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert "warning: 2 workers on 1 CPU (this process's affinity)" in stderr, stderr
+    assert "warning: 2 workers on 1 CPU (this process's affinity allows 1)" in stderr, stderr
     assert stderr.index("warning: 2 workers") < stderr.index("balancer ready")
+
+
+def _make_cgroup(quota_cpus: float) -> Path:
+    """A new cgroup below this process's own, limited to ``quota_cpus``; skips if it cannot be made."""
+    dirs = cpu_cgroup_dirs(Path("/proc/self/cgroup").read_text(), Path("/proc/self/mountinfo").read_text())
+    period = 100_000
+    for directory, version in dirs:  # innermost first; the first of each hierarchy is our own cgroup
+        parent = Path(directory)
+        if version == 2 and "cpu" not in (parent / "cgroup.subtree_control").read_text().split():
+            continue
+        child = parent / f"pixring-test-{os.getpid()}-{time.monotonic_ns()}"
+        try:
+            child.mkdir()
+        except OSError as exc:
+            pytest.skip(f"cannot make a cgroup in {parent}: {exc}")
+        if version == 1:
+            (child / "cpu.cfs_period_us").write_text(f"{period}\n")
+            (child / "cpu.cfs_quota_us").write_text(f"{int(quota_cpus * period)}\n")
+        else:
+            (child / "cpu.max").write_text(f"{int(quota_cpus * period)} {period}\n")
+        return child
+    pytest.skip("no cgroup hierarchy with the cpu controller to make a limited cgroup in")
+
+
+def _remove_cgroup(cgroup: Path) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            cgroup.rmdir()  # only an empty cgroup can go; its last process may still be exiting
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_one_worker_per_cpu_of_the_cgroup_quota(node):
+    """`--workers 0` in a real cgroup made for the test, limited to one CPU: one worker. Skipped
+    where cgroups cannot be written (not root, no hierarchy with the cpu controller)."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs in the affinity for a one-CPU quota to change the count")
+    cgroup = _make_cgroup(1.0)
+    port, admin = free_port(), free_port()
+    try:
+        proc = subprocess.Popen(
+            [*PIXRING, "balancer", "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
+             "--workers", "0", "--node", f"n1=http://127.0.0.1:{node}", "--profile", "generic",
+             "--access-log", "off"],
+            stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: (cgroup / "cgroup.procs").write_text(f"{os.getpid()}\n"),
+        )
+        try:
+            wait_ready(proc, admin)
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/status", timeout=5) as response:
+                config = json.load(response)["config"]
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/a.jpg", timeout=5) as response:
+                assert response.status == 200
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        _remove_cgroup(cgroup)
+    print("cpus as the balancer saw them:", config["cpus_usable"])
+    assert config["cpus_usable"] == {"count": 1, "affinity": len(os.sched_getaffinity(0)), "cgroup_quota": 1.0}
+    assert config["workers_effective"] == 1
+    assert ", 1 worker)" in stderr, stderr
+    assert "warning" not in stderr, stderr  # one worker on one CPU shares nothing
 
 
 def test_sigterm_lets_in_flight_requests_finish(node, tmp_path):

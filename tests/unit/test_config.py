@@ -3,6 +3,7 @@
 import pytest
 
 from balancer.config import Address, ConfigError, load_config, parse_address, parse_node
+from balancer.cpus import CpuBudget
 
 
 def test_layers_file_then_environment_then_flags(tmp_path):
@@ -97,10 +98,24 @@ def test_exactly_one_membership_source(flags, message):
 
 def test_more_workers_than_cpus_is_warned_about_and_naming_both_counts():
     two = load_config(environ={}, flags={"workers": 2})
-    assert two.sharing_warning(cpus=2) is None
-    assert two.sharing_warning(cpus=4) is None
-    warning = two.sharing_warning(cpus=1)
-    assert warning is not None and "2 workers on 1 CPU " in warning and "--workers 0" in warning
-    assert "3 CPUs" in load_config(environ={}, flags={"workers": 5}).sharing_warning(cpus=3)
+    assert two.sharing_warning(CpuBudget(2, None)) is None
+    assert two.sharing_warning(CpuBudget(4, None)) is None
+    warning = two.sharing_warning(CpuBudget(1, None))
+    assert warning is not None and "2 workers on 1 CPU (this process's affinity allows 1)" in warning
+    assert "--workers 0" in warning
+    assert "3 CPUs" in load_config(environ={}, flags={"workers": 5}).sharing_warning(CpuBudget(3, None))
     # One per CPU (--workers 0) never shares.
     assert load_config(environ={}, flags={"workers": 0}).sharing_warning() is None
+
+
+def test_one_worker_per_cpu_counts_the_cgroup_quota():
+    auto = load_config(environ={}, flags={"workers": 0})
+    assert auto.worker_count(CpuBudget(8, None)) == 8
+    assert auto.worker_count(CpuBudget(8, 2.5)) == 2
+    assert auto.worker_count(CpuBudget(8, 0.25)) == 1
+    assert auto.sharing_warning(CpuBudget(8, 2.5)) is None
+    four = load_config(environ={}, flags={"workers": 4})
+    assert four.worker_count(CpuBudget(8, 2.5)) == 4  # a number given is kept, with a warning
+    assert four.sharing_warning(CpuBudget(8, 2.5)) == (
+        "pixring: warning: 4 workers on 2 CPUs (this process's affinity allows 8, its cgroup's CPU quota 2.5): "
+        "workers will take turns on a core and spend more CPU per request; --workers 0 starts one per CPU")
