@@ -85,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--render-workers", type=_positive_int, default=None, metavar="N",
-        help=f"render worker processes, the CPU-bound part (default: one per core, {default_workers()} here)",
+        help=f"render worker processes, the CPU-bound part (default: one per CPU this process can use, counting "
+             f"a cgroup CPU quota; {default_workers()} here)",
     )
     parser.add_argument(
         "--render-queue", type=_non_negative_int, default=None, metavar="N",

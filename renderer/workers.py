@@ -43,6 +43,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, TypeVar
 
+from balancer.cpus import cpu_budget
 from renderer.errors import Overloaded, RenderTimeout, WorkerLost
 
 __all__ = ["DEFAULT_QUEUE_PER_WORKER", "RenderPool", "default_workers"]
@@ -60,11 +61,9 @@ _PRELOAD = ["PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "PIL.WebPI
 
 
 def default_workers() -> int:
-    """The cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    """The CPUs this process can keep busy: its affinity, capped by its cgroup's CPU quota
+    (``balancer.cpus``: a render process per CPU of a container's limit, not per core of its host)."""
+    return cpu_budget().usable
 
 
 class RenderPool:
