@@ -64,7 +64,7 @@ class CpuBudget:
 def usable_cpus(affinity: int, quota: float | None) -> int:
     if quota is None:
         return max(1, affinity)
-    return max(1, min(affinity, math.floor(quota + 1e-9)))  # 1.9999999 of float division is 2
+    return max(1, min(affinity, math.floor(quota)))
 
 
 def quota_from_cpu_max(text: str) -> float | None:

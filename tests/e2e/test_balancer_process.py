@@ -223,10 +223,14 @@ def _make_cgroup(quota_cpus: float) -> Path:
     """A new cgroup below this process's own, limited to ``quota_cpus``; skips if it cannot be made."""
     dirs = cpu_cgroup_dirs(Path("/proc/self/cgroup").read_text(), Path("/proc/self/mountinfo").read_text())
     period = 100_000
-    for directory, version in dirs:  # innermost first; the first of each hierarchy is our own cgroup
+    seen: set[int] = set()
+    for directory, version in dirs:  # innermost first
+        if version in seen:
+            continue  # an ancestor: the new cgroup goes right below this process's own
+        seen.add(version)
         parent = Path(directory)
-        if version == 2 and "cpu" not in (parent / "cgroup.subtree_control").read_text().split():
-            continue
+        if version == 2 and "cpu" not in _read(parent / "cgroup.subtree_control").split():
+            continue  # cpu.max exists only where the parent hands the cpu controller down
         child = parent / f"pixring-test-{os.getpid()}-{time.monotonic_ns()}"
         try:
             child.mkdir()
@@ -239,6 +243,13 @@ def _make_cgroup(quota_cpus: float) -> Path:
             (child / "cpu.max").write_text(f"{int(quota_cpus * period)} {period}\n")
         return child
     pytest.skip("no cgroup hierarchy with the cpu controller to make a limited cgroup in")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def _remove_cgroup(cgroup: Path) -> None:
