@@ -76,8 +76,8 @@ _request_kind: Final = REQUEST_KINDS.exact.get
 # The front's clock: CLOCK_MONOTONIC read directly. The loop's own (libuv's uv_now) moves
 # in whole milliseconds, and an exchange with a warm node takes a fraction of one, so the
 # latencies in the access log and the histograms came out as 0 or 1 ms. The worker and
-# the prober feed the health table from the same clock; the pool's sweeps still read the
-# loop's, the same clock rounded down, so its timeouts fire under a millisecond late.
+# the prober feed the health table from the same clock, and the pool times its
+# connections with it, so every comparison of two times is on one clock.
 _clock: Final = time.monotonic
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import httptools
 
@@ -325,7 +326,9 @@ class UpstreamPool:
         self._busy_sweeper = self.loop.call_later(self.timeout_tick, self._sweep_busy)
 
     def _sweep_busy(self) -> None:
-        now = self.loop.time()
+        # The front's clock, not the loop's: ``send`` stamps ``last_read`` with the front's
+        # time, and uvloop's ``loop.time()`` lags it (whole milliseconds, read once a turn).
+        now = time.monotonic()
         for conn in list(self._busy):
             conn.check_timeout(now)
         self._busy_sweeper = self.loop.call_later(self.timeout_tick, self._sweep_busy)
@@ -357,7 +360,7 @@ class UpstreamPool:
         if len(stack) >= self.max_idle:
             conn.close()
             return
-        conn.idle_since = self.loop.time()
+        conn.idle_since = time.monotonic()
         stack.append(conn)
 
     def close_member(self, member: Member) -> None:
@@ -387,7 +390,7 @@ class UpstreamPool:
         self._sweeper = self.loop.call_later(min(self.idle_timeout, 5.0), self._sweep)
 
     def _sweep(self) -> None:
-        deadline = self.loop.time() - self.idle_timeout
+        deadline = time.monotonic() - self.idle_timeout
         for stack in self._idle.values():
             # Oldest first: the bottom of each LIFO stack ages out first.
             while stack and stack[0].idle_since <= deadline:

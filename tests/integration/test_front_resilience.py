@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 
 import pytest
 from aiohttp import web
@@ -72,7 +73,7 @@ async def make_front(members, *, health_policy=None, retry_policy=None, max_atte
         limits=FrontLimits(max_request_line=8192, max_header_bytes=16384, header_timeout=10.0, idle_timeout=60.0),
         node_header="X-Pixring-Node",
         via="pixring",
-        health=HealthTable(health_policy or HealthPolicy(slow_start_s=0), loop.time()),
+        health=HealthTable(health_policy or HealthPolicy(slow_start_s=0), time.monotonic()),
         budget=RetryBudget(retry_policy),
         pick_policy=PickPolicy(balance_factor=0, max_attempts=max_attempts),
         retry_policy=retry_policy,
