@@ -54,7 +54,7 @@ async def run(requests: int, access_log: str) -> float:
         limits=FrontLimits(max_request_line=8192, max_header_bytes=16384, header_timeout=10.0, idle_timeout=60.0),
         node_header="X-Pixring-Node",
         via="pixring",
-        health=HealthTable(HealthPolicy(), loop.time()),
+        health=HealthTable(HealthPolicy(), time.monotonic()),
         budget=RetryBudget(RetryPolicy()),
         pick_policy=PickPolicy(),
         retry_policy=RetryPolicy(),

@@ -80,7 +80,7 @@ def worker_without_sockets(state_dir: Path) -> Worker:
     loop = asyncio.get_running_loop()
     config = load_config(environ={}, flags={})
     worker = Worker(config, StaticSource(fleet(0)), index=0, state_dir=state_dir)
-    worker.health = HealthTable(config.health_policy(), loop.time())
+    worker.health = HealthTable(config.health_policy(), time.monotonic())
     worker.ctx = FrontContext(
         loop=loop,
         normalize=make_normalizer(config.profile),
