@@ -40,12 +40,15 @@ import orjson
 from balancer.accesslog import AccessLog, json_text, target_fields
 from balancer.headers import (
     CONNECTION,
+    EXPECT,
     FORWARDED_FOR,
     HOST,
     PASS,
     PLAIN_CONNECTION,
     REQUEST_ID,
     REQUEST_KINDS,
+    TRANSFER_ENCODING,
+    VALID_HOST,
     VIA,
     Framing,
     connection_tokens,
@@ -73,6 +76,7 @@ __all__ = ["ClientConnection", "FrontContext", "FrontLimits", "RetrySettings"]
 _MAX_PIPELINED: Final = 32  # parsed requests queued per connection before we stop reading
 _MAX_DISCARDED_BODY: Final = 64 * 1024  # a GET/HEAD body pixring never forwards, read and dropped
 _request_kind: Final = REQUEST_KINDS.exact.get
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 # The front's clock: CLOCK_MONOTONIC read directly. The loop's own (libuv's uv_now) moves
 # in whole milliseconds, and an exchange with a warm node takes a fraction of one, so the
 # latencies in the access log and the histograms came out as 0 or 1 ms. The worker and
@@ -306,10 +310,12 @@ class _Attempt(ResponseSink):
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "ctx", "transport", "parser", "client_ip", "queue", "closed", "reading_paused",
-        "writing_paused", "deadline", "deadline_status",
+        "writing_paused", "deadline", "deadline_status", "input_ended", "refusal", "continue_owed",
+        "unparsed_bytes",
         # the request being parsed: its fields as forwarded (balancer.headers' rules)
-        "p_url", "p_head_bytes", "p_body_bytes", "p_fields", "p_hosts", "p_forwarded_for", "p_via",
-        "p_request_id", "p_named", "p_connection",
+        "p_begun", "p_in_body", "p_url", "p_head_bytes", "p_body_bytes", "p_fields", "p_hosts", "p_host_ok",
+        "p_forwarded_for", "p_via", "p_request_id", "p_named", "p_connection", "p_transfer_encoding",
+        "p_expect_continue",
         # the exchange being answered
         "ex", "ex_table", "ex_routed", "ex_cands", "ex_cands_full", "ex_next", "ex_live", "ex_winner", "ex_lines",
         "ex_attempts", "ex_budget_held", "ex_deadline", "ex_hedge_timer", "ex_framing", "ex_keep_alive",
@@ -328,6 +334,10 @@ class ClientConnection(asyncio.Protocol):
         self.writing_paused = False
         self.deadline = 0.0
         self.deadline_status = 0
+        self.input_ended = False  # no request will follow those parsed (an upgrade stops the parser)
+        self.refusal: tuple[int, str] | None = None  # a malformed request's answer, owed after those ahead of it
+        self.continue_owed = False  # a parsed head expects 100-continue and its body has not come
+        self.unparsed_bytes = 0  # received since the parser last finished a head or passed body bytes
         self._reset_parsed()
         self.ex: _Request | None = None
         self.ex_live: list[_Attempt] = []
@@ -355,12 +365,16 @@ class ClientConnection(asyncio.Protocol):
         self._arm(self.ctx.limits.header_timeout, 408)
 
     def data_received(self, data: bytes) -> None:
-        if self.closed:
+        if self.closed or self.input_ended:
             return
         if not self.deadline_status and self.ex is None and not self.queue:
             # The first bytes of a request on an idle connection: the whole head must
             # follow within the header timeout (a slow client cannot hold it open).
             self._arm(self.ctx.limits.header_timeout, 408)
+        # httptools hands a field over only once it ends, joining the pieces of its value
+        # until then; so the bytes of a head are also counted here, as they come, or one
+        # field that never ends would grow without bound.
+        self.unparsed_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except _Reject as rejected:
@@ -372,9 +386,28 @@ class ClientConnection(asyncio.Protocol):
             else:  # pragma: no cover - a bug in a callback
                 self._reject(400, f"malformed request: {callback_error}")
         except httptools.HttpParserUpgrade:
-            self._reject(400, "protocol upgrades are not supported")
+            # llhttp parses nothing after a request that asks to switch protocols (or a
+            # CONNECT); pixring switches to nothing, so that request is answered as a
+            # plain one, with Connection: close (RFC 9110 section 7.8 lets it ignore
+            # Upgrade), and it is the connection's last.
+            self._end_input()
         except httptools.HttpParserError as parse_error:
             self._reject(400, f"malformed request: {parse_error}")
+        else:
+            if self.p_begun:
+                self._read_ended_inside_a_request()
+
+    def _read_ended_inside_a_request(self) -> None:
+        limits = self.ctx.limits
+        if not self.p_in_body and self.unparsed_bytes > limits.max_request_line + limits.max_header_bytes:
+            self._reject(431, f"request header fields larger than {limits.max_header_bytes} bytes")
+        elif self.ex is None and not self.queue:
+            if not self.deadline_status:
+                # A request answered in this read (pixring's own answers are immediate)
+                # left the idle timer running: the next head has the header timeout.
+                self._arm(limits.header_timeout, 408)
+            if self.continue_owed:
+                self._send_continue()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.closed:
@@ -402,16 +435,24 @@ class ClientConnection(asyncio.Protocol):
 
     # -- httptools callbacks (request parsing) ------------------------------
     def _reset_parsed(self) -> None:
+        self.p_begun = False  # the parser is inside a request (its first byte has come)
+        self.p_in_body = False  # past its head: the fields httptools reports now are trailers
         self.p_url = b""
         self.p_head_bytes = 0
         self.p_body_bytes = 0
         self.p_fields: list[bytes] = []
         self.p_hosts = 0
+        self.p_host_ok = True
         self.p_forwarded_for = b""
         self.p_via = b""
         self.p_request_id: bytes | None = None
         self.p_named: frozenset[bytes] = frozenset()
         self.p_connection = False  # a Connection field was present
+        self.p_transfer_encoding = False
+        self.p_expect_continue = False
+
+    def on_message_begin(self) -> None:
+        self.p_begun = True
 
     def on_url(self, url: bytes) -> None:
         self.p_url += url
@@ -422,6 +463,12 @@ class ClientConnection(asyncio.Protocol):
         self.p_head_bytes += len(name) + len(value) + 4
         if self.p_head_bytes > self.ctx.limits.max_header_bytes:
             raise _Reject(431, f"request header fields larger than {self.ctx.limits.max_header_bytes} bytes")
+        if self.p_in_body:
+            # A trailer field of a chunked body. It is never merged into the head (RFC
+            # 9110 section 6.5.1): it could otherwise set the Host, Connection or
+            # X-Forwarded-For after the head was checked. The body is not forwarded, so
+            # neither is its trailer.
+            return
         # Each field is classified once, here, and laid out as the node will get it.
         kind = _request_kind(name)
         if kind is None:
@@ -430,6 +477,8 @@ class ClientConnection(asyncio.Protocol):
             self.p_fields += (name, b": ", value, b"\r\n")
         elif kind == HOST:
             self.p_hosts += 1
+            if not VALID_HOST(value):
+                self.p_host_ok = False
         elif kind == REQUEST_ID:
             if self.p_request_id is None:
                 self.p_request_id = value if is_valid_request_id(value) else b""
@@ -441,8 +490,23 @@ class ClientConnection(asyncio.Protocol):
             self.p_connection = True
             if value not in PLAIN_CONNECTION:
                 self.p_named |= connection_tokens(value)
+        elif kind == TRANSFER_ENCODING:
+            self.p_transfer_encoding = True
+        elif kind == EXPECT:
+            if value.lower() == b"100-continue":
+                self.p_expect_continue = True
+
+    def on_headers_complete(self) -> None:
+        self.p_in_body = True
+        self.unparsed_bytes = 0
+        # RFC 9110 section 10.1.1: a client that expects 100-continue may wait for it
+        # before sending the body, which pixring must read (and drop) before it answers.
+        # An HTTP/1.0 request's expectation is ignored, as the RFC says.
+        if self.p_expect_continue and self.parser.get_http_version() == "1.1":
+            self.continue_owed = True
 
     def on_body(self, body: bytes) -> None:
+        self.unparsed_bytes = 0
         self.p_body_bytes += len(body)
         if self.p_body_bytes > _MAX_DISCARDED_BODY:
             raise _Reject(413, "request body too large (pixring serves GET and HEAD)")
@@ -457,21 +521,36 @@ class ClientConnection(asyncio.Protocol):
             forwarded_for = b"" if b"x-forwarded-for" in named else forwarded_for
             via = b"" if b"via" in named else via
         keep_alive = parser.should_keep_alive()
-        # Of the versions llhttp accepts (0.9, 1.0, 1.1, 2.0), it keeps alive by default
-        # only HTTP/1.1, and only a Connection field changes that: so without one the
-        # version string, which httptools builds with str.format per call, is not needed.
-        http11 = parser.get_http_version() == "1.1" if self.p_connection else keep_alive
+        if self.p_connection or self.p_transfer_encoding:
+            http11 = parser.get_http_version() == "1.1"
+            if self.p_connection and parser.should_upgrade():
+                keep_alive = False  # the parser stops after it (see data_received)
+            if self.p_transfer_encoding and not http11:
+                # RFC 9112 section 6.1: Transfer-Encoding in HTTP/1.0 means the framing
+                # may be faulty, so nothing after this request can be trusted.
+                keep_alive = False
+        else:
+            # Of the versions llhttp accepts (0.9, 1.0, 1.1, 2.0), it keeps alive by
+            # default only HTTP/1.1, and only a Connection field changes that: so without
+            # one the version string, which httptools builds with str.format per call,
+            # is not needed.
+            http11 = keep_alive
+        if self.p_hosts == 1 and self.p_host_ok:
+            host_problem = None
+        else:
+            host_problem = self._host_problem(http11)
         request = _Request(
             parser.get_method(),
             self.p_url,
             http11,
             keep_alive,
             fields,
-            self.p_hosts,
+            host_problem,
             forwarded_for,
             via,
             self.p_request_id,
         )
+        self.continue_owed = False  # the body came, or there was none
         self._reset_parsed()
         if self.ex is None and not self.queue and not self.closed:
             self._start(request)  # the usual case: nothing ahead of it, no trip through the queue
@@ -483,20 +562,56 @@ class ClientConnection(asyncio.Protocol):
         if self.ex is None:
             self._next()
 
+    def _host_problem(self, http11: bool) -> str | None:
+        """RFC 9112 section 3.2: a server answers 400 to an HTTP/1.1 request without a
+        Host, and to any request with two Host lines or an invalid one. The Host never
+        chooses the node (nodes come from discovery only); the rule is the RFC's."""
+        if self.p_hosts > 1:
+            return "a request may have only one Host header"
+        if self.p_hosts == 1:
+            return "the Host header is not a valid host[:port]"
+        return "an HTTP/1.1 request needs a Host header" if http11 else None
+
     # -- request handling ----------------------------------------------------
     def _next(self, now: float | None = None) -> None:
         while self.queue and self.ex is None and not self.closed:
-            if self.reading_paused and len(self.queue) <= _MAX_PIPELINED // 2:
+            if self.reading_paused and not self.input_ended and len(self.queue) <= _MAX_PIPELINED // 2:
                 self.reading_paused = False
                 self.transport.resume_reading()  # type: ignore[union-attr]
             self._start(self.queue.popleft())
             now = None
         if self.ex is None and not self.queue and not self.closed:
-            if self.ctx.draining:
+            if self.refusal is not None:
+                # The requests ahead of a malformed one are answered; now its 400.
+                status, message = self.refusal
+                self.refusal = None
+                self._refuse(status, message)
+            elif self.input_ended or self.ctx.draining:
                 self.close()
+            elif self.p_begun:
+                # Part of the next request came while this one was answered: its head
+                # (and any body) has the header timeout from now, as on an idle connection.
+                self._arm(self.ctx.limits.header_timeout, 408)
+                if self.continue_owed:
+                    self._send_continue()
             else:
                 self.deadline = (_clock() if now is None else now) + self.ctx.limits.idle_timeout
                 self.deadline_status = 0
+
+    def _send_continue(self) -> None:
+        self.continue_owed = False
+        self.ctx.outbox.write(self.transport, _CONTINUE)  # type: ignore[arg-type]
+
+    def _end_input(self) -> None:
+        """No request follows those already parsed: they are answered, then it closes."""
+        self.input_ended = True
+        transport = self.transport
+        assert transport is not None  # set before any request is parsed
+        if not self.reading_paused and not transport.is_closing():
+            self.reading_paused = True
+            transport.pause_reading()
+        if self.ex is None and not self.queue and self.refusal is None:
+            self.close()
 
     def _start(self, req: _Request) -> None:
         ctx = self.ctx
@@ -523,12 +638,12 @@ class ClientConnection(asyncio.Protocol):
 
         method = req.method
         if method != b"GET" and method != b"HEAD":
+            if method == b"CONNECT":
+                self.ex_keep_alive = False  # the parser reads nothing after a CONNECT
             self._respond_local(405, "only GET and HEAD are served", extra=[(b"Allow", b"GET, HEAD")])
             return
-        if req.http11 and req.hosts != 1:
-            # RFC 9112 section 3.2: exactly one Host in an HTTP/1.1 request. The Host
-            # never chooses the node: nodes come from discovery only.
-            self._respond_local(400, "an HTTP/1.1 request needs exactly one Host header")
+        if req.host_problem is not None:
+            self._respond_local(400, req.host_problem)
             return
         if req.target == b"/healthz":
             if ctx.draining:
@@ -888,21 +1003,22 @@ class ClientConnection(asyncio.Protocol):
             self._finish_exchange(status)
 
     def _reject(self, status: int, message: str) -> None:
-        """A request we cannot parse or accept: answer once and close (RFC 9112 section 2.2)."""
-        if self.closed:
+        """A request we cannot parse or accept: answered once, and the connection closes
+        (RFC 9112 section 2.2); the parser's place in the stream is lost. Requests parsed
+        before it are answered first, in order."""
+        if self.closed or self.refusal is not None:
             return
-        if self.ex is None:
-            self.ex_keep_alive = False
-            self._respond_json(status, {"error": message, "status": status})
-            self.ctx.stats.member("-").count_request(NO_METHOD, status)
-            self.close()
-        else:
-            # Still answering an earlier request: let it finish, then close.
-            self.queue.clear()
-            self.ex_keep_alive = False
-            if not self.reading_paused:
-                self.reading_paused = True
-                self.transport.pause_reading()  # type: ignore[union-attr]
+        self.refusal = (status, message)
+        self._end_input()
+        if self.ex is None and not self.queue:
+            self.refusal = None
+            self._refuse(status, message)
+
+    def _refuse(self, status: int, message: str) -> None:
+        self.ex_keep_alive = False
+        self._respond_json(status, {"error": message, "status": status})
+        self.ctx.stats.member("-").count_request(NO_METHOD, status)
+        self.close()
 
     # -- bookkeeping -------------------------------------------------------------
     def _finish_exchange(self, status: int, *, aborted: bool = False, now: float | None = None) -> None:
@@ -949,7 +1065,7 @@ class ClientConnection(asyncio.Protocol):
 
     def check_deadline(self, now: float) -> None:
         if self.deadline and now >= self.deadline and self.ex is None and not self.closed:
-            if self.deadline_status and self.p_head_bytes + len(self.p_url) > 0:
+            if self.deadline_status and self.p_begun:
                 self.ex_keep_alive = False
                 self._respond_json(408, {"error": "request not received in time", "status": 408})
             self.close()
@@ -969,18 +1085,19 @@ class ClientConnection(asyncio.Protocol):
 class _Request:
     """A parsed request, queued until its turn (pipelining answers in order)."""
 
-    __slots__ = ("method", "target", "http11", "keep_alive", "fields", "hosts", "forwarded_for", "via", "request_id")
+    __slots__ = ("method", "target", "http11", "keep_alive", "fields", "host_problem", "forwarded_for", "via",
+                 "request_id")
 
     def __init__(
-        self, method: bytes, target: bytes, http11: bool, keep_alive: bool, fields: list[bytes], hosts: int,
-        forwarded_for: bytes, via: bytes, request_id: bytes | None,
+        self, method: bytes, target: bytes, http11: bool, keep_alive: bool, fields: list[bytes],
+        host_problem: str | None, forwarded_for: bytes, via: bytes, request_id: bytes | None,
     ) -> None:
         self.method = method
         self.target = target
         self.http11 = http11
         self.keep_alive = keep_alive
         self.fields = fields  # end-to-end fields, laid out for the node
-        self.hosts = hosts
+        self.host_problem = host_problem  # why its Host fields earn a 400, or None
         self.forwarded_for = forwarded_for
         self.via = via
         self.request_id = request_id  # b"" when the client's was not fit to keep

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from http import HTTPStatus
 
 import httptools
 import pytest
@@ -482,3 +484,198 @@ async def test_the_route_cache_is_bounded_and_drops_the_least_recently_used_targ
         assert normalized == [b"/a.jpg", b"/b.jpg", b"/c.jpg", b"/b.jpg"]
     else:
         assert len(normalized) == 6  # nothing kept
+
+
+async def _read_all(reader: asyncio.StreamReader, timeout: float = 5.0) -> bytes:
+    """Everything up to pixring's close."""
+    return await asyncio.wait_for(reader.read(), timeout)
+
+
+def _status_lines(data: bytes) -> list[bytes]:
+    """The status lines in a stream of responses (whose bodies here never hold one)."""
+    return re.findall(rb"HTTP/1\.[01] \d{3} [A-Za-z -]+(?=\r\n)", data)
+
+
+@pytest.mark.parametrize("raw, status", [
+    (b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n", 405),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 200),
+    (b"GET /up.jpg HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n", 200),
+    (b"GET /up.jpg HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n", 400),  # no Host
+])
+async def test_a_request_asking_to_switch_protocols_gets_one_plain_answer_then_close(front, raw, status):
+    """llhttp parses nothing after an upgrade request or a CONNECT; pixring switches to
+    nothing, so the request is answered as a plain one and is the connection's last. A
+    request pipelined behind it must not receive a second answer meant for the first."""
+    reader, writer = await front.connect()
+    writer.write(raw + b"GET /behind.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = await _read_all(reader)
+    assert _status_lines(data) == [b"HTTP/1.1 %d %s" % (status, reason(status))], data
+    assert b"\r\nConnection: close\r\n" in data
+    writer.close()
+
+
+def reason(status: int) -> bytes:
+    return HTTPStatus(status).phrase.encode()
+
+
+async def test_trailer_fields_are_not_merged_into_the_head(front):
+    """RFC 9110 section 6.5.1: a chunked body's trailer is not header fields. Merged, it
+    could set what the head was checked for (a second Host) or what the node trusts."""
+    reader, writer = await front.connect()
+    writer.write(b"GET /t.jpg HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+                 b"Host: second\r\nX-Request-Id: from-trailer\r\nX-Forwarded-For: 6.6.6.6\r\nX-Trailer: yes\r\n\r\n")
+    (response,) = await read_responses(reader, 1)
+    assert response.status == 200
+    seen = json.loads(response.body)["headers"]
+    assert "x-trailer" not in seen
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+    assert response.headers["x-request-id"] != "from-trailer"
+    writer.write(b"GET /after.jpg HTTP/1.1\r\nHost: x\r\n\r\n")  # and the stream is still in step
+    (after,) = await read_responses(reader, 1)
+    assert json.loads(after.body)["path"] == "/after.jpg"
+    writer.close()
+
+
+async def test_an_http10_request_with_transfer_encoding_is_the_connections_last(front):
+    """RFC 9112 section 6.1: its framing may be faulty, so what follows is not read as a request."""
+    reader, writer = await front.connect()
+    writer.write(b"GET /ten.jpg HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                 b"GET /smuggled.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = await _read_all(reader)
+    assert len(_status_lines(data)) == 1 and data.startswith(b"HTTP/1.0 200 "), data
+    assert b"/smuggled.jpg" not in data and b"\r\nConnection: close\r\n" in data
+    writer.close()
+
+
+async def test_a_header_field_that_never_ends_gets_431_without_being_buffered(backend):
+    """httptools gathers a field's value until its line ends; pixring counts the bytes as
+    they come instead, so one endless field is refused at the head limit, not at the
+    header timeout after holding everything sent."""
+    harness = await start_front([Member("n1", "127.0.0.1", backend.port)], header_timeout=30.0)
+    reader, writer = await harness.connect()
+    writer.write(b"GET /x.jpg HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+    piece, sent = b"v" * 65536, 0
+    answer = asyncio.ensure_future(reader.read(65536))
+    while not answer.done() and sent < 64 * 1024 * 1024:
+        writer.write(piece)
+        sent += len(piece)
+        try:
+            await writer.drain()
+        except ConnectionError:
+            break
+        await asyncio.sleep(0)
+    data = await asyncio.wait_for(answer, 5)
+    print(f"sent {sent} bytes of one field before the answer")
+    assert data.startswith(b"HTTP/1.1 431 "), data[:80]
+    (conn_count,) = {len(harness.ctx.connections)}
+    assert conn_count <= 1
+    writer.close()
+
+
+async def test_a_malformed_request_in_a_pipeline_is_answered_after_those_before_it(front):
+    reader, writer = await front.connect()
+    writer.write(b"GET /slow.jpg?s=0.2 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2.jpg HTTP/1.1\r\nHost: x\r\n\r\n"
+                 b"GET /p3.jpg HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\nGET /p4.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = await _read_all(reader)
+    assert _status_lines(data) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK", b"HTTP/1.1 400 Bad Request"], data
+    assert data.index(b"late") < data.index(b"/p2.jpg") < data.index(b"malformed request")
+    writer.close()
+
+
+async def test_nothing_is_answered_after_a_request_that_asked_to_close(front):
+    """RFC 9112 section 9.6: the request that says close is the last one processed; what
+    follows it is neither served nor refused."""
+    reader, writer = await front.connect()
+    writer.write(b"GET /slow.jpg?s=0.2 HTTP/1.1\r\nHost: x\r\n\r\nGET /c2.jpg HTTP/1.1\r\nHost: x\r\n"
+                 b"Connection: close\r\n\r\nGET /c3.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = await _read_all(reader)
+    assert _status_lines(data) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK"], data
+    assert b"/c2.jpg" in data and b"/c3.jpg" not in data
+    writer.close()
+
+
+@pytest.mark.parametrize("method, then", [(b"GET", 200), (b"POST", 405)])
+async def test_expect_100_continue_is_answered_before_the_body_comes(front, method, then):
+    """RFC 9110 section 10.1.1: the client may wait for 100 Continue before sending the
+    body, and pixring reads (and drops) a body before answering."""
+    reader, writer = await front.connect()
+    writer.write(method + b" /e.jpg HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n")
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(b"0123456789")
+    (response,) = await read_responses(reader, 1)
+    assert response.status == then
+    if then == 200:
+        assert "expect" not in json.loads(response.body)["headers"]  # the node gets no body to expect
+    writer.close()
+
+
+async def test_100_continue_waits_its_turn_in_a_pipeline(front):
+    """An interim answer belongs to its request: it must not cut into the answer ahead."""
+    reader, writer = await front.connect()
+    writer.write(b"GET /slow.jpg?s=0.3 HTTP/1.1\r\nHost: x\r\n\r\n"
+                 b"GET /e.jpg HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+    so_far = await asyncio.wait_for(reader.readuntil(b"HTTP/1.1 100 Continue\r\n\r\n"), 5)
+    assert so_far.index(b"late") < so_far.index(b"100 Continue")  # the first answer is whole, then the 100
+    writer.write(b"body")
+    (second,) = await read_responses(reader, 1)
+    assert json.loads(second.body)["path"] == "/e.jpg"
+    writer.close()
+
+
+async def test_an_http10_expectation_is_ignored(front):
+    """RFC 9110 section 10.1.1: a 100-continue in an HTTP/1.0 request MUST be ignored."""
+    reader, writer = await front.connect()
+    writer.write(b"GET /e.jpg HTTP/1.0\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 0.3)
+    writer.write(b"ok")
+    data = await _read_all(reader)
+    assert data.startswith(b"HTTP/1.0 200 ") and b"100 Continue" not in data
+    writer.close()
+
+
+@pytest.mark.parametrize("hosts, status", [
+    ([b"a b/c@d"], 400), ([b"x:abc"], 400), ([b"[::1"], 400), ([b"%zz"], 400), ([b"a/b"], 400),
+    ([b"user@host"], 400), ([b"a", b"b"], 400),
+    ([b"img.example.com"], 200), ([b"127.0.0.1:8080"], 200), ([b"[::1]:80"], 200), ([b"a,b"], 200),
+    ([b"caf%C3%A9.example"], 200), ([b""], 200),
+])
+@pytest.mark.parametrize("version", [b"1.1", b"1.0"])
+async def test_host_fields_the_rfc_refuses_get_400(front, hosts, status, version):
+    """RFC 9112 section 3.2: more than one Host line, or an invalid one, is a 400 whatever
+    the version (reg-name, IP literal and port syntax of RFC 3986 section 3.2.2)."""
+    fields = b"".join(b"Host: " + host + b"\r\n" for host in hosts)
+    response = await request(front, b"GET /h.jpg HTTP/" + version + b"\r\n" + fields + b"\r\n")
+    assert response.status == status, hosts
+    if status == 400:
+        assert "Host" in json.loads(response.body)["error"]
+
+
+async def test_a_partial_head_behind_an_answered_request_gets_its_408(backend):
+    """The next head, begun while the one ahead was answered, has the header timeout from
+    the moment the connection is free, not the (longer) idle timeout."""
+    harness = await start_front([Member("n1", "127.0.0.1", backend.port)], header_timeout=0.3, idle_timeout=30.0)
+    for first in (b"GET /slow.jpg?s=0.2 HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"):
+        reader, writer = await harness.connect()
+        writer.write(first + b"GET /next.jpg HTTP/1.1\r\nHost: x\r\n")  # the second head never ends
+        data = await _read_all(reader)
+        assert _status_lines(data) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 408 Request Timeout"], data
+        writer.close()
+
+
+async def test_a_client_that_closes_its_side_is_taken_as_gone(backend):
+    """A FIN while the request is with the node: pixring abandons the exchange (the client
+    left, nginx's 499) rather than render for nobody; it does not wait for the node."""
+    harness = await start_front([Member("n1", "127.0.0.1", backend.port)])
+    reader, writer = await harness.connect()
+    writer.write(b"GET /slow.jpg?s=3 HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.sleep(0.1)
+    writer.write_eof()
+    started = asyncio.get_running_loop().time()
+    assert await _read_all(reader) == b""
+    waited = asyncio.get_running_loop().time() - started
+    print(f"closed {waited * 1000:.0f} ms after the client's FIN")
+    assert waited < 2.5  # the node takes 3 s
+    assert harness.ctx.stats.inflight.get("n1") == 0  # the try was ended, not left to run
+    writer.close()

@@ -5,12 +5,15 @@ pool parse them, is checked against an independent statement of the rules in
 ``tests/integration/test_forwarded_heads.py``; this file checks the pieces.
 """
 
+import pytest
+
 from balancer.headers import (
     DROP,
     PASS,
     REQUEST_KINDS,
     RESPONSE_KINDS,
     Framing,
+    HostSyntax,
     NameKinds,
     connection_tokens,
     forwarding_fields,
@@ -139,3 +142,21 @@ def test_request_id_validation():
     assert not is_valid_request_id(b"x" * 129)
     assert not is_valid_request_id("é".encode())
     assert not is_valid_request_id(b'a"b') and not is_valid_request_id(b"a\\b")  # logged unescaped
+
+
+@pytest.mark.parametrize("value, valid", [
+    (b"img.example.com", True), (b"img.example.com:8080", True), (b"127.0.0.1", True), (b"[::1]:443", True),
+    (b"[v1.fe80::a+en1]", True), (b"", True), (b"a,b", True), (b"caf%C3%A9.example", True), (b"host:", True),
+    (b"a b", False), (b"a/b", False), (b"user@host", False), (b"x:abc", False), (b"[::1", False),
+    (b"::1", False), (b"%zz", False), (b"%4", False), (b"a\x00b", False), (b"h\xc3\xa9", False), (b"a:1:2", False),
+])
+def test_host_syntax_follows_rfc_3986_uri_host_and_port(value, valid):
+    assert HostSyntax()(value) is valid
+
+
+def test_host_syntax_remembers_a_bounded_number_of_valid_values_only():
+    check = HostSyntax(limit=2)
+    for value in (b"a", b"b", b"c", b"a b", b"a b"):
+        check(value)
+    assert check._valid == {b"a", b"b"}  # c found valid but past the limit; the invalid one never kept
+    assert check(b"c") and not check(b"a b")  # and still answered right
