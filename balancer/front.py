@@ -54,6 +54,7 @@ from balancer.headers import (
     connection_tokens,
     forwarding_fields,
     host_line,
+    interim_head,
     is_valid_request_id,
     reason_phrase,
     response_framing,
@@ -297,6 +298,9 @@ class _Attempt(ResponseSink):
     def on_response_head(self, conn: UpstreamConnection) -> None:
         self.client._attempt_head(self, conn)
 
+    def on_response_interim(self, conn: UpstreamConnection) -> None:
+        self.client._attempt_interim(self, conn)
+
     def on_response_body(self, data: bytes) -> None:
         self.client._attempt_body(data)
 
@@ -310,7 +314,7 @@ class _Attempt(ResponseSink):
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "ctx", "transport", "parser", "client_ip", "queue", "closed", "reading_paused",
-        "writing_paused", "deadline", "deadline_status", "input_ended", "refusal", "continue_owed",
+        "writing_paused", "paused_since", "deadline", "deadline_status", "input_ended", "refusal", "continue_owed",
         "unparsed_bytes",
         # the request being parsed: its fields as forwarded (balancer.headers' rules)
         "p_begun", "p_in_body", "p_url", "p_head_bytes", "p_body_bytes", "p_fields", "p_hosts", "p_host_ok",
@@ -332,6 +336,7 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self.reading_paused = False
         self.writing_paused = False
+        self.paused_since = 0.0
         self.deadline = 0.0
         self.deadline_status = 0
         self.input_ended = False  # no request will follow those parsed (an upgrade stops the parser)
@@ -423,6 +428,7 @@ class ClientConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.writing_paused = True
+        self.paused_since = _clock()
         winner = self.ex_winner
         if winner is not None and winner.conn is not None:
             winner.conn.pause_reading()
@@ -842,6 +848,14 @@ class ClientConnection(asyncio.Protocol):
                 return
         self._win(attempt, conn)
 
+    def _attempt_interim(self, attempt: _Attempt, conn: UpstreamConnection) -> None:
+        """A 1xx from the node (103 Early Hints, say): passed on to an HTTP/1.1 client
+        (RFC 9110 section 15.2; never to HTTP/1.0 ones) while no final answer is out."""
+        req = self.ex
+        if attempt.done or self.ex_winner is not None or req is None or not req.http11 or self.closed:
+            return
+        self.ctx.outbox.write(self.transport, interim_head(conn.status, conn.fields))  # type: ignore[arg-type]
+
     def _win(self, attempt: _Attempt, conn: UpstreamConnection) -> None:
         req = self.ex
         assert req is not None  # a response head arrives inside an exchange (see _send)
@@ -907,7 +921,10 @@ class ClientConnection(asyncio.Protocol):
             self.ex_keep_alive = False
             ctx.report(member.id, Outcome.TIMEOUT if error.kind == "timeout" else Outcome.CONNECT_ERROR)
             self._finish_exchange(self.ex_status, aborted=True)
-            self.close()
+            if self.transport is not None:
+                # A reset, not a close: a body delimited by the close (an HTTP/1.0
+                # client's) would otherwise look complete (RFC 9112 section 8).
+                ctx.outbox.abort(self.transport)
             return
         if error.stale and not attempt.fresh_retry:
             # A pooled connection the node had already closed: one fresh try on the
@@ -1064,6 +1081,11 @@ class ClientConnection(asyncio.Protocol):
         self.deadline_status = status
 
     def check_deadline(self, now: float) -> None:
+        if self.writing_paused and now - self.paused_since >= self.ctx.limits.idle_timeout and not self.closed:
+            # The client has read nothing of its answer for the idle timeout (nginx's
+            # send_timeout): cut it, and with it the node's connection held for it.
+            self.ctx.outbox.abort(self.transport)  # type: ignore[arg-type]
+            return
         if self.deadline and now >= self.deadline and self.ex is None and not self.closed:
             if self.deadline_status and self.p_begun:
                 self.ex_keep_alive = False

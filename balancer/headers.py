@@ -48,6 +48,7 @@ __all__ = [
     "connection_tokens",
     "forwarding_fields",
     "host_line",
+    "interim_head",
     "is_valid_request_id",
     "reason_phrase",
     "response_framing",
@@ -62,6 +63,7 @@ HOP_BY_HOP: Final = frozenset(
         b"keep-alive",
         b"proxy-connection",
         b"proxy-authenticate",
+        b"proxy-authentication-info",
         b"proxy-authorization",
         b"te",
         b"trailer",
@@ -289,6 +291,12 @@ def response_head(status: int, fields: list[bytes], prior_via: bytes, framing: F
         out.append(b"Connection: keep-alive\r\n")
     out.append(b"\r\n")
     return b"".join(out)
+
+
+def interim_head(status: int, fields: list[bytes]) -> bytes:
+    """A node's 1xx answer as passed on: its end-to-end fields, no framing (it has no
+    body). Only HTTP/1.1 clients get one (RFC 9110 section 15.2)."""
+    return b"".join((_STATUS_LINES[True].get(status) or _status_line(status, True), *fields, b"\r\n"))
 
 
 def _status_line(status: int, http11: bool) -> bytes:

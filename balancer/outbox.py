@@ -22,8 +22,12 @@ before the loop polls for more input.
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 
 __all__ = ["Outbox"]
+
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # struct linger {l_onoff = 1, l_linger = 0}
 
 
 class Outbox:
@@ -55,6 +59,20 @@ class Outbox:
         if chunks is not None:
             self._send(transport, chunks)
         transport.close()
+
+    def abort(self, transport: asyncio.WriteTransport) -> None:
+        """Cut ``transport`` with a reset, dropping what is queued: a reset tells the peer
+        that what it got is incomplete, where a close could pass for the end of the data.
+        ``abort`` alone sends a FIN when nothing is left unread; a zero linger time makes
+        the close a reset (socket(7), SO_LINGER)."""
+        self._pending.pop(transport, None)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+            except OSError:
+                pass  # already closed: nothing more reaches the peer either way
+        transport.abort()
 
     def flush(self) -> None:
         """Hand every queued chunk to its transport: one write (or writev) per transport."""

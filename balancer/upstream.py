@@ -17,6 +17,14 @@ not the node, closes an idle connection. A node can still close one first (a rac
 no pool can avoid); a request that finds its reused connection closed before any
 response byte arrived is retried once on a fresh connection by the front
 (``UpstreamError.stale``), as RFC 9112 section 9.3.1 allows for idempotent methods.
+
+What a node sends is checked as a client of it must (RFC 9112 sections 6.3 and 8):
+interim (1xx) answers are passed on and the final one awaited; a 101 to a request that
+asked for no upgrade, a status past 599, a transfer coding other than chunked and a
+head larger than ``MAX_RESPONSE_HEAD`` are protocol errors (a 502, or a cut connection
+once the answer is underway); bytes after the end of a response are never read as the
+next one (the connection is closed instead); and a body delimited by the close is
+complete only if the node closed cleanly, not on a reset.
 """
 
 from __future__ import annotations
@@ -42,7 +50,11 @@ from balancer.headers import (
 from balancer.membership import Member
 from balancer.outbox import Outbox
 
-__all__ = ["ResponseSink", "UpstreamConnection", "UpstreamError", "UpstreamPool"]
+__all__ = ["MAX_RESPONSE_HEAD", "ResponseSink", "UpstreamConnection", "UpstreamError", "UpstreamPool"]
+
+# The largest response head (status line and fields) read from a node. Renderers send
+# a few hundred bytes; Envoy's default limit is 60 KiB, nginx's proxy_buffer_size 4-8 KiB.
+MAX_RESPONSE_HEAD = 64 * 1024
 
 
 class UpstreamError(Exception):
@@ -68,6 +80,10 @@ class ResponseSink:
     def on_response_head(self, conn: "UpstreamConnection") -> None:
         raise NotImplementedError
 
+    def on_response_interim(self, conn: "UpstreamConnection") -> None:
+        """A 1xx answer (not 101) before the final one: ``status`` and ``fields`` are its."""
+        raise NotImplementedError
+
     def on_response_body(self, data: bytes) -> None:
         raise NotImplementedError
 
@@ -84,9 +100,10 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "pool", "member", "transport", "parser", "sink", "forward_body", "head_request", "kinds", "kind_of",
         "received_any", "reads", "reads_seen", "reused", "closed", "last_read", "read_timeout", "first_byte_timeout", "idle_since",
-        "keep_alive", "until_close",
+        "keep_alive", "until_close", "paused", "feeding", "ended", "trailing",
         # the response head being read: see ``on_header``
-        "status", "fields", "content_length", "delimited", "prior_via", "named",
+        "in_head", "head_bytes", "head_read", "status", "fields", "content_length", "delimited", "chunked_only", "prior_via",
+        "named", "interim",
     )
 
     def __init__(self, pool: "UpstreamPool", member: Member) -> None:
@@ -116,6 +133,15 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.keep_alive = True
         self.until_close = False
+        self.paused = False  # reading paused for a slow client: the node is not late
+        self.feeding = False  # inside parser.feed_data
+        self.ended = False  # the response ended inside the current feed; reuse waits for its end
+        self.trailing = False  # bytes followed the end of the response (RFC 9112 section 6.3)
+        self.in_head = False
+        self.head_bytes = 0  # the fields of the head being read, as on_header sees them
+        self.head_read = 0  # bytes read while inside a head: bounds a field that never ends
+        self.chunked_only = True
+        self.interim = False
 
     # -- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -134,21 +160,35 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.received_any = True
         self.reads += 1  # the sweep notices progress; no clock read per read
+        if self.in_head:
+            # httptools joins a field's pieces until its line ends: count as they come.
+            self.head_read += len(data)
+        self.feeding = True
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # After a 101 llhttp reads nothing more; the 101 itself failed the exchange.
+            self._fail(UpstreamError("protocol", f"{self.member.id} switched protocols unasked"))
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError("protocol", f"bad response from {self.member.id}: {exc}"))
+        self.feeding = False
+        if self.ended:
+            self._reuse_or_close()
+        elif self.in_head and self.head_read > MAX_RESPONSE_HEAD:
+            self._fail(UpstreamError("protocol", f"{self.member.id} sent a response head over {MAX_RESPONSE_HEAD} bytes"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool._forget(self)
         if self.sink is not None:
-            if self.until_close:
-                # A body delimited by the close itself (RFC 9112 section 6.3, rule 8) is complete now.
+            if self.until_close and exc is None:
+                # A body delimited by the close itself (RFC 9112 section 6.3, rule 8) is
+                # complete now; cut by a reset, it is not (section 8).
                 self._finish()
                 return
             stale = self.reused and not self.received_any
-            self._fail(UpstreamError("reset", f"{self.member.id} closed the connection", stale=stale))
+            reset = "reset" if exc is not None else "closed"
+            self._fail(UpstreamError("reset", f"{self.member.id} {reset} the connection", stale=stale))
 
     def pause_writing(self) -> None:  # we only write small request heads
         pass
@@ -157,9 +197,15 @@ class UpstreamConnection(asyncio.Protocol):
         pass
 
     # -- httptools callbacks ----------------------------------------------
+    def on_message_begin(self) -> None:
+        if self.sink is None:
+            self.trailing = True  # a second response where one was asked for: see _reuse_or_close
+        self.in_head = True
+
     def on_header(self, name: bytes, value: bytes) -> None:
         # Each field is classified once, here: end-to-end fields are laid out as the
         # client will get them (``fields``), the rest noted (balancer.headers' rules).
+        self.head_bytes += len(name) + len(value) + 4
         kind = self.kind_of(name)
         if kind is None:
             kind = self.kinds(name)
@@ -170,18 +216,30 @@ class UpstreamConnection(asyncio.Protocol):
             self.delimited = True
         elif kind == TRANSFER_ENCODING:
             self.delimited = True
+            if value != b"chunked" and value.strip().lower() != b"chunked":
+                # The body would reach the client still encoded (gzip, say) with nothing
+                # saying so: pixring decodes chunked only (RFC 9112 section 6.1).
+                self.chunked_only = False
         elif kind == VIA:
             self.prior_via = self.prior_via + b", " + value if self.prior_via else value
         elif kind == CONNECTION and value not in PLAIN_CONNECTION:
             self.named |= connection_tokens(value)
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
+        head_bytes, self.head_bytes, self.head_read = self.head_bytes, 0, 0
         sink = self.sink
         if sink is None:
             return
         parser = self.parser
         self.keep_alive = parser.should_keep_alive()
         status = self.status = parser.get_status_code()
+        if head_bytes > MAX_RESPONSE_HEAD:
+            self._fail(UpstreamError("protocol", f"{self.member.id} sent a response head over {MAX_RESPONSE_HEAD} bytes"))
+            return
+        if status < 200 or status > 599 or not self.chunked_only:
+            self._unusual_head(sink, status)
+            return
         if self.named:
             self.fields = without_named(self.fields, self.named)
             if b"via" in self.named:
@@ -196,13 +254,41 @@ class UpstreamConnection(asyncio.Protocol):
             self.parser = httptools.HttpResponseParser(self)
             self._finish()
 
+    def _unusual_head(self, sink: ResponseSink, status: int) -> None:
+        """A head that is not an ordinary final answer: an interim one, or an error."""
+        member = self.member.id
+        if status == 101:
+            self._fail(UpstreamError("protocol", f"{member} answered 101 to a request that asked for no upgrade"))
+        elif status < 200:
+            # RFC 9110 section 15.2: a 1xx is interim; the final answer follows on the
+            # same exchange, and a proxy passes the 1xx on.
+            self.interim = True
+            if self.named:
+                self.fields = without_named(self.fields, self.named)
+            sink.on_response_interim(self)
+        elif status > 599:
+            self._fail(UpstreamError("protocol", f"{member} answered an invalid status {status}"))
+        else:
+            self._fail(UpstreamError("protocol", f"{member} used a transfer coding other than chunked"))
+
     def on_body(self, body: bytes) -> None:
         sink = self.sink
-        if self.forward_body and sink is not None:
+        if sink is None:
+            self.trailing = True  # a body after a response that has none (HEAD, say)
+        elif self.forward_body:
             sink.on_response_body(body)
 
     def on_message_complete(self) -> None:
-        if self.sink is not None and not self.head_request:
+        if self.interim:
+            # The final answer is next: its head starts afresh.
+            self.interim = False
+            self.fields = []
+            self.content_length = None
+            self.delimited = False
+            self.chunked_only = True
+            self.prior_via = b""
+            self.named = frozenset()
+        elif self.sink is not None and not self.head_request:
             self._finish()
 
     # -- used by the front --------------------------------------------------
@@ -216,9 +302,13 @@ class UpstreamConnection(asyncio.Protocol):
         self.head_request = head_request
         self.received_any = False
         self.until_close = False
+        self.ended = False
+        self.head_bytes = self.head_read = 0
         self.fields = []
         self.content_length = None
         self.delimited = False
+        self.chunked_only = True
+        self.interim = False
         self.prior_via = b""
         self.named = frozenset()
         self.last_read = now
@@ -227,10 +317,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool._busy.add(self)  # the pool's sweep enforces the timeouts
 
     def pause_reading(self) -> None:
+        self.paused = True
         if self.transport is not None and not self.closed:
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
+        self.paused = False
         if self.transport is not None and not self.closed:
             self.transport.resume_reading()
 
@@ -253,6 +345,11 @@ class UpstreamConnection(asyncio.Protocol):
         if self.sink is None:
             self.pool._busy.discard(self)
             return
+        if self.paused:
+            # pixring stopped reading (a slow client): the node's silence is ours. The
+            # front bounds how long a client may stall (its send timeout).
+            self.last_read = now
+            return
         if self.reads != self.reads_seen:
             # Data arrived since the last sweep: the gap restarts now (up to a tick after
             # the read), so a timeout fires up to two ticks late, never early.
@@ -272,12 +369,31 @@ class UpstreamConnection(asyncio.Protocol):
         sink, self.sink = self.sink, None
         self.forward_body = False
         self._not_busy()
-        reusable = self.keep_alive and not self.closed
-        if reusable:
-            self.pool.release(self)
+        if self.feeding:
+            # The response ended inside this read: whatever else the read holds is
+            # not a response to anything, so the connection goes back to the pool only
+            # once the read is parsed (data_received), or closes.
+            self.ended = True
+        elif self.keep_alive and not self.closed:
+            self._release()
         else:
             self.close()
         sink.on_response_complete()  # type: ignore[union-attr]
+
+    def _reuse_or_close(self) -> None:
+        self.ended = False
+        if self.trailing or self.in_head or not self.keep_alive or self.closed:
+            # RFC 9112 section 6.3: bytes after a response are not a next response.
+            self.trailing = False
+            if not self.closed:
+                self.close()
+        else:
+            self._release()
+
+    def _release(self) -> None:
+        if self.paused:  # paused for the last client, which is done with it
+            self.resume_reading()
+        self.pool.release(self)
 
     def _fail(self, error: UpstreamError) -> None:
         sink, self.sink = self.sink, None

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
+import struct
 from http import HTTPStatus
 
 import httptools
@@ -678,4 +680,186 @@ async def test_a_client_that_closes_its_side_is_taken_as_gone(backend):
     print(f"closed {waited * 1000:.0f} ms after the client's FIN")
     assert waited < 2.5  # the node takes 3 s
     assert harness.ctx.stats.inflight.get("n1") == 0  # the try was ended, not left to run
+    writer.close()
+
+
+# -- nodes that misbehave ------------------------------------------------------------
+# A scripted node: raw bytes per request path, so each test shows exactly what a node
+# sent and what the client got for it. ``requests`` records (connection number, path).
+
+class ScriptedNode:
+    def __init__(self, script: dict[bytes, list]) -> None:
+        self.script = script  # path -> list of bytes to write, or "rst" / "close"
+        self.requests: list[tuple[int, bytes]] = []
+        self.connections = 0
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> int:
+        node = self
+
+        class Conn(asyncio.Protocol):
+            def connection_made(self, transport):
+                node.connections += 1
+                self.number, self.transport, self.buffer = node.connections, transport, b""
+
+            def data_received(self, data):
+                self.buffer += data
+                while b"\r\n\r\n" in self.buffer:
+                    head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+                    path = head.split(b" ", 2)[1]
+                    node.requests.append((self.number, path))
+                    for step in node.script.get(path, [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]):
+                        if step == "rst":
+                            sock = self.transport.get_extra_info("socket")
+                            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                            self.transport.abort()
+                        elif step == "close":
+                            self.transport.close()
+                        else:
+                            self.transport.write(step)
+
+        self.server = await asyncio.get_running_loop().create_server(Conn, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+
+async def scripted_front(script: dict[bytes, list], **limits) -> tuple[Harness, ScriptedNode]:
+    node = ScriptedNode(script)
+    port = await node.start()
+    return await start_front([Member("n1", "127.0.0.1", port)], **limits), node
+
+
+async def test_interim_answers_are_passed_on_and_the_final_one_follows():
+    """RFC 9110 section 15.2: a 1xx is interim, the final answer comes on the same
+    exchange, and a proxy passes 1xx on (to HTTP/1.1 clients only). Taken as final, the
+    real answer was left on the pooled connection for the next request to receive."""
+    harness, node = await scripted_front({b"/hints.jpg": [
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nConnection: keep-alive\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal"]})
+    reader, writer = await harness.connect()
+    writer.write(b"GET /hints.jpg HTTP/1.1\r\nHost: x\r\n\r\nGET /other.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while data.count(b"HTTP/1.1 200") < 2:
+        data += await asyncio.wait_for(reader.read(65536), 5)
+    assert _status_lines(data) == [b"HTTP/1.1 103 Early Hints", b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK"], data
+    interim, _, rest = data.partition(b"\r\n\r\n")
+    assert b"Link: </a.css>; rel=preload" in interim and b"Connection" not in interim
+    assert rest.index(b"final") < rest.index(b"\r\n\r\nok")
+    writer.close()
+
+    reader, writer = await harness.connect()
+    writer.write(b"GET /hints.jpg HTTP/1.0\r\n\r\n")
+    data = await _read_all(reader)
+    assert _status_lines(data) == [b"HTTP/1.0 200 OK"] and data.endswith(b"final")
+
+
+@pytest.mark.parametrize("method, answer", [
+    (b"GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nPHANTOM"),
+    (b"GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"),
+    (b"GET", b"HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\nPHANTOM"),
+    (b"HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nPHANTOM"),
+])
+async def test_bytes_after_a_response_are_never_taken_as_the_next_one(method, answer):
+    """RFC 9112 section 6.3: a client must not process data after a complete response as
+    a separate response. It came in the same read as the response; the next request,
+    pipelined behind, must get its own answer on another connection."""
+    harness, node = await scripted_front({b"/extra.jpg": [answer]})
+    reader, writer = await harness.connect()
+    writer.write(method + b" /extra.jpg HTTP/1.1\r\nHost: x\r\n\r\nGET /next.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while not data.endswith(b"\r\n\r\nok"):
+        chunk = await asyncio.wait_for(reader.read(65536), 5)
+        assert chunk, data
+        data += chunk
+    assert b"PHANTOM" not in data
+    assert len(_status_lines(data)) == 2
+    assert node.requests[1][0] != node.requests[0][0]  # the next request went on a fresh connection
+    writer.close()
+
+
+@pytest.mark.parametrize("answer, error", [
+    (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nRAW", "101"),
+    (b"HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nok", "invalid status 600"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "transfer coding"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc", "transfer coding"),
+])
+async def test_answers_a_proxy_cannot_pass_on_are_a_502(answer, error):
+    """A 101 to a request that asked for no upgrade (RFC 9110 section 7.8), a status past
+    599 (section 15), a body in a coding pixring cannot undo (RFC 9112 section 6.1)."""
+    harness, node = await scripted_front({b"/odd.jpg": [answer]})
+    response = await request(harness, b"GET /odd.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert response.status == 502
+    assert error in json.loads(response.body)["error"]
+    assert harness.ctx.stats.upstream_errors[("n1", "protocol")] == 1
+    after = await request(harness, b"GET /fine.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert after.status == 200 and after.body == b"ok"
+
+
+async def test_an_oversized_response_head_is_a_502_not_a_buffer():
+    pad = b"X-Pad: " + b"a" * 1000 + b"\r\n"
+    harness, node = await scripted_front({b"/fat.jpg": [b"HTTP/1.1 200 OK\r\n", *[pad * 16] * 12,
+                                                         b"Content-Length: 2\r\n\r\nok"]})
+    response = await request(harness, b"GET /fat.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert response.status == 502
+    assert "response head over" in json.loads(response.body)["error"]
+
+
+@pytest.mark.parametrize("version", [b"1.1", b"1.0"])
+async def test_a_body_delimited_by_close_and_cut_by_a_reset_is_not_complete(version):
+    """RFC 9112 sections 6.3 and 8: a close ends such a body, a reset cuts it. The client
+    must be able to tell: an HTTP/1.1 one gets no last chunk, an HTTP/1.0 one (whose
+    body ends at the close) a reset rather than a close."""
+    harness, node = await scripted_front({b"/cut.jpg": [b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n\r\nhello",
+                                                        "rst"]})
+    reader, writer = await harness.connect()
+    writer.write(b"GET /cut.jpg HTTP/" + version + b"\r\nHost: x\r\n\r\n")
+    data = b""
+    try:
+        while chunk := await asyncio.wait_for(reader.read(65536), 5):
+            data += chunk
+        ended = "close"
+    except ConnectionResetError:
+        ended = "reset"
+    assert data.startswith(b"HTTP/" + version + b" 200 ") and b"hello" in data
+    assert not data.endswith(b"0\r\n\r\n")
+    assert ended == "reset"
+    writer.close()
+
+
+async def test_a_slow_client_does_not_make_the_node_late():
+    """pixring stops reading the node while the client is slow: that pause is not the
+    node's silence, so the read timeout must not fire nor count against the node."""
+    body = b"x" * (8 * 1024 * 1024)
+    harness, node = await scripted_front(
+        {b"/big.jpg": [b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body]}, read_timeout=0.3)
+    reader, writer = await harness.connect()
+    writer.write(b"GET /big.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)  # the answer has started
+    await asyncio.sleep(1.0)  # the client stops reading for three read timeouts
+    received = 0
+    while received < len(body):
+        chunk = await asyncio.wait_for(reader.read(1 << 20), 5)
+        assert chunk, f"cut after {received} bytes"
+        received += len(chunk)
+    assert not harness.ctx.stats.upstream_errors
+    writer.close()
+
+
+async def test_a_client_that_reads_nothing_for_the_idle_timeout_is_cut():
+    """The bound on a stalled client (nginx's send_timeout), now that the node's read
+    timeout no longer is one: the connection, and the node's held for it, are dropped."""
+    body = b"x" * (16 * 1024 * 1024)
+    harness, node = await scripted_front(
+        {b"/big.jpg": [b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body]},
+        read_timeout=0.3, idle_timeout=0.6)
+    reader, writer = await harness.connect()
+    writer.write(b"GET /big.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.wait_for(reader.read(1024), 5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while harness.ctx.connections and loop.time() - started < 5:
+        await asyncio.sleep(0.05)
+    print(f"cut {loop.time() - started:.2f} s after the client stopped reading")
+    assert not harness.ctx.connections
+    assert harness.ctx.pool.idle_count() == 0 and not harness.ctx.pool._busy
+    assert not harness.ctx.stats.upstream_errors  # the node did nothing wrong
     writer.close()

@@ -160,3 +160,10 @@ def test_host_syntax_remembers_a_bounded_number_of_valid_values_only():
         check(value)
     assert check._valid == {b"a", b"b"}  # c found valid but past the limit; the invalid one never kept
     assert check(b"c") and not check(b"a b")  # and still answered right
+
+
+def test_every_proxy_authentication_field_stays_with_its_hop():
+    """RFC 9110 section 11.7: Proxy-Authenticate, Proxy-Authorization and
+    Proxy-Authentication-Info are for the proxy on that hop, not for the next one."""
+    for name in (b"Proxy-Authenticate", b"Proxy-Authorization", b"Proxy-Authentication-Info"):
+        assert RESPONSE_KINDS(name) == DROP and REQUEST_KINDS(name) == DROP
