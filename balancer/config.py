@@ -246,11 +246,13 @@ FIELDS: tuple[Field, ...] = (
           "P1,P2"),
     Field("connect_timeout", _positive(float), 1.0, "seconds to open a connection to a node", "S"),
     Field("upstream_timeout", _positive(float), 30.0,
-          "seconds a node may pause between two reads of a response body", "S"),
+          "seconds a node may pause between two reads of a response body (not counted while a slow client "
+          "has pixring holding its reads)", "S"),
     Field("client_header_timeout", _positive(float), 10.0,
           "seconds a client may take to send a request's head", "S"),
     Field("client_idle_timeout", _positive(float), 60.0,
-          "seconds an idle client keep-alive connection is kept open", "S"),
+          "seconds an idle client keep-alive connection is kept open; also how long a client may read "
+          "nothing of an answer before it is cut (nginx's send_timeout)", "S"),
     Field("drain_timeout", _positive(float), 10.0,
           "on SIGTERM, seconds to let in-flight requests finish before exiting", "S"),
     Field("warmup_timeout", _positive(float), 10.0,
