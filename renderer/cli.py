@@ -191,6 +191,14 @@ def run(args: argparse.Namespace, *, while_serving: ServingHook | None = None) -
         return runner.run(_serve(settings, host, port, args.shutdown_timeout, while_serving))
 
 
+# Every request head the balancer forwards at its defaults: a target of up to its
+# max_request_line (8 KiB), a head of up to its max_header_bytes (16 KiB), plus the
+# fields pixring adds. aiohttp's own limits (8190-byte lines and fields, 128 fields)
+# would answer some requests the balancer accepted with a plain-text 400.
+ACCEPTED_HEADS: dict[str, int] = {"max_line_size": 8192 + 64, "max_field_size": 16384 + 512,
+                                  "max_headers": 16384 // 5 + 16}
+
+
 async def _serve(
     settings: RendererSettings, host: str, port: int, shutdown_timeout: float, while_serving: ServingHook | None
 ) -> int:
@@ -203,7 +211,7 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
 
     app = make_app(settings)
-    options: dict[str, object] = {"access_log_class": JsonAccessLogger}
+    options: dict[str, object] = {"access_log_class": JsonAccessLogger, **ACCEPTED_HEADS}
     if not settings.access_log:
         options["access_log"] = None
     runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, **options)  # type: ignore[arg-type]

@@ -196,3 +196,15 @@ def test_python_m_renderer_is_the_same_command() -> None:
     done = subprocess.run([sys.executable, "-m", "renderer", "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert "--disk-cache" in done.stdout and "--render-timeout" in done.stdout and "DIR|URL" in done.stdout
+
+
+def test_accepts_every_head_the_balancer_forwards(renderer: tuple[subprocess.Popen[str], str]) -> None:
+    """The balancer passes heads of up to 16 KiB with targets of up to 8 KiB (its 431 and
+    414 limits); the renderer must not refuse one of those with aiohttp's smaller limits."""
+    _, base = renderer
+    long_target = f"{base}/photo.jpg?w=100&fm=png&" + "&".join(f"u{i}=x" for i in range(1150))
+    fields = {f"X-F{i}": "v" for i in range(300)} | {"X-Big": "b" * 12000}
+    request = urllib.request.Request(long_target, headers=fields)
+    assert 8000 < len(long_target) - len(base) < 8192
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200 and response.read()[1:4] == b"PNG"
