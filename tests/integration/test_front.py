@@ -569,8 +569,7 @@ async def test_a_header_field_that_never_ends_gets_431_without_being_buffered(ba
     data = await asyncio.wait_for(answer, 5)
     print(f"sent {sent} bytes of one field before the answer")
     assert data.startswith(b"HTTP/1.1 431 "), data[:80]
-    (conn_count,) = {len(harness.ctx.connections)}
-    assert conn_count <= 1
+    assert sent < 64 * 1024 * 1024  # refused while the field was still coming
     writer.close()
 
 
