@@ -26,9 +26,12 @@ buffered whole per connection.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import random
 import socket
+import struct
+import termios
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -314,7 +317,7 @@ class _Attempt(ResponseSink):
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "ctx", "transport", "parser", "client_ip", "queue", "closed", "reading_paused",
-        "writing_paused", "paused_since", "deadline", "deadline_status", "input_ended", "refusal", "continue_owed",
+        "writing_paused", "paused_since", "paused_unsent", "deadline", "deadline_status", "input_ended", "refusal", "continue_owed",
         "unparsed_bytes",
         # the request being parsed: its fields as forwarded (balancer.headers' rules)
         "p_begun", "p_in_body", "p_url", "p_head_bytes", "p_body_bytes", "p_fields", "p_hosts", "p_host_ok",
@@ -323,7 +326,7 @@ class ClientConnection(asyncio.Protocol):
         # the exchange being answered
         "ex", "ex_table", "ex_routed", "ex_cands", "ex_cands_full", "ex_next", "ex_live", "ex_winner", "ex_lines",
         "ex_attempts", "ex_budget_held", "ex_deadline", "ex_hedge_timer", "ex_framing", "ex_keep_alive",
-        "ex_status", "ex_bytes", "ex_t0", "ex_t_upstream", "ex_request_id", "ex_sent_head",
+        "ex_status", "ex_bytes", "ex_t0", "ex_t_upstream", "ex_request_id", "ex_sent_head", "ex_head",
         "ex_forwarding",
     )
 
@@ -337,6 +340,7 @@ class ClientConnection(asyncio.Protocol):
         self.reading_paused = False
         self.writing_paused = False
         self.paused_since = 0.0
+        self.paused_unsent = 0  # bytes on their way to the client when it last made progress
         self.deadline = 0.0
         self.deadline_status = 0
         self.input_ended = False  # no request will follow those parsed (an upgrade stops the parser)
@@ -351,6 +355,7 @@ class ClientConnection(asyncio.Protocol):
         self.ex_cands: tuple[str, ...] = ()
         self.ex_routed: _Routed | None = None
         self.ex_lines: _MemberLines | None = None  # of the member the exchange is with
+        self.ex_head = b""  # the answer's head as queued (see _attempt_error)
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -429,6 +434,7 @@ class ClientConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.writing_paused = True
         self.paused_since = _clock()
+        self.paused_unsent = _unsent_bytes(self.transport)  # type: ignore[arg-type]
         winner = self.ex_winner
         if winner is not None and winner.conn is not None:
             winner.conn.pause_reading()
@@ -881,6 +887,7 @@ class ClientConnection(asyncio.Protocol):
         extra = b"X-Request-Id: " + self.ex_request_id + b"\r\n" + attempt.lines.node_line
         head = response_head(status, conn.fields, conn.prior_via, framing, content_length, self.ex_keep_alive,
                              req.http11, extra, self.ctx.via)
+        self.ex_head = head  # the very object queued, so an error this turn can take it back
         if not self.closed:
             # Queued: the body, usually parsed from the same read, joins it in one writev.
             self.ctx.outbox.write(self.transport, head)  # type: ignore[arg-type]
@@ -915,11 +922,22 @@ class ClientConnection(asyncio.Protocol):
         if attempt.done:
             return  # a discarded or abandoned try: nobody waits for it
         if attempt is self.ex_winner:
+            self._end_attempt(attempt)
+            timeout = error.kind == "timeout"
+            ctx.report(member.id, Outcome.TIMEOUT if timeout else Outcome.CONNECT_ERROR)
+            if not self.closed and ctx.outbox.withdraw(self.transport, self.ex_head):  # type: ignore[arg-type]
+                # The answer failed in the turn it started (a bad chunk in the same read
+                # as the head): none of it has left, so it is as if the node had never
+                # answered, and the request moves on like any other failed try.
+                self.ex_winner = None
+                self.ex_sent_head = False
+                self.ex_status = 0
+                self.ex_bytes = 0
+                self._retry_or_fail(504 if timeout else 502, str(error))
+                return
             # Part of the response is already out: the only honest signal left is to
             # cut the connection, so the client sees a truncated body, not a short one.
-            self._end_attempt(attempt)
             self.ex_keep_alive = False
-            ctx.report(member.id, Outcome.TIMEOUT if error.kind == "timeout" else Outcome.CONNECT_ERROR)
             self._finish_exchange(self.ex_status, aborted=True)
             if self.transport is not None:
                 # A reset, not a close: a body delimited by the close (an HTTP/1.0
@@ -1082,10 +1100,16 @@ class ClientConnection(asyncio.Protocol):
 
     def check_deadline(self, now: float) -> None:
         if self.writing_paused and now - self.paused_since >= self.ctx.limits.idle_timeout and not self.closed:
-            # The client has read nothing of its answer for the idle timeout (nginx's
-            # send_timeout): cut it, and with it the node's connection held for it.
-            self.ctx.outbox.abort(self.transport)  # type: ignore[arg-type]
-            return
+            unsent = _unsent_bytes(self.transport)  # type: ignore[arg-type]
+            if unsent < self.paused_unsent:
+                # A slow reader, not a stalled one: the kernel only reports the socket
+                # writable once a good part of its (megabytes of) buffer has drained.
+                self.paused_since, self.paused_unsent = now, unsent
+            else:
+                # The client has read nothing of its answer for the idle timeout (nginx's
+                # send_timeout): cut it, and with it the node's connection held for it.
+                self.ctx.outbox.abort(self.transport)  # type: ignore[arg-type]
+                return
         if self.deadline and now >= self.deadline and self.ex is None and not self.closed:
             if self.deadline_status and self.p_begun:
                 self.ex_keep_alive = False
@@ -1102,6 +1126,20 @@ class ClientConnection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.ctx.outbox.close(self.transport)
+
+
+def _unsent_bytes(transport: asyncio.Transport) -> int:
+    """Bytes written to ``transport`` that the client has not acknowledged yet: the
+    transport's own buffer plus the socket's send queue (SIOCOUTQ, the same request as
+    TIOCOUTQ: tcp(7)), which shrinks as the client reads."""
+    unsent = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            unsent += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        except (OSError, ValueError):
+            pass  # closed meanwhile: no progress to see
+    return unsent
 
 
 class _Request:

@@ -60,6 +60,20 @@ class Outbox:
             self._send(transport, chunks)
         transport.close()
 
+    def withdraw(self, transport: asyncio.WriteTransport, first: bytes) -> bool:
+        """Take back ``first`` (the very object queued) and everything queued after it for
+        ``transport``, if it has not been written yet. True if it was still queued: then
+        none of those bytes ever reach the peer."""
+        chunks = self._pending.get(transport)
+        if chunks is not None:
+            for index, chunk in enumerate(chunks):
+                if chunk is first:
+                    del chunks[index:]
+                    if not chunks:
+                        del self._pending[transport]
+                    return True
+        return False
+
     def abort(self, transport: asyncio.WriteTransport) -> None:
         """Cut ``transport`` with a reset, dropping what is queued: a reset tells the peer
         that what it got is incomplete, where a close could pass for the end of the data.

@@ -688,7 +688,7 @@ async def test_a_client_that_closes_its_side_is_taken_as_gone(backend):
 
 class ScriptedNode:
     def __init__(self, script: dict[bytes, list]) -> None:
-        self.script = script  # path -> list of bytes to write, or "rst" / "close"
+        self.script = script  # path -> list of bytes to write, "rst", "close", or seconds to wait
         self.requests: list[tuple[int, bytes]] = []
         self.connections = 0
         self.server: asyncio.AbstractServer | None = None
@@ -707,15 +707,21 @@ class ScriptedNode:
                     head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
                     path = head.split(b" ", 2)[1]
                     node.requests.append((self.number, path))
-                    for step in node.script.get(path, [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]):
-                        if step == "rst":
-                            sock = self.transport.get_extra_info("socket")
-                            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                            self.transport.abort()
-                        elif step == "close":
-                            self.transport.close()
-                        else:
-                            self.transport.write(step)
+                    steps = node.script.get(path, [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"])
+                    asyncio.ensure_future(self.play(steps))
+
+            async def play(self, steps: list) -> None:
+                for step in steps:
+                    if isinstance(step, float):
+                        await asyncio.sleep(step)
+                    elif step == "rst":
+                        sock = self.transport.get_extra_info("socket")
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        self.transport.abort()
+                    elif step == "close":
+                        self.transport.close()
+                    else:
+                        self.transport.write(step)
 
         self.server = await asyncio.get_running_loop().create_server(Conn, "127.0.0.1", 0)
         return self.server.sockets[0].getsockname()[1]
@@ -808,7 +814,7 @@ async def test_a_body_delimited_by_close_and_cut_by_a_reset_is_not_complete(vers
     must be able to tell: an HTTP/1.1 one gets no last chunk, an HTTP/1.0 one (whose
     body ends at the close) a reset rather than a close."""
     harness, node = await scripted_front({b"/cut.jpg": [b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n\r\nhello",
-                                                        "rst"]})
+                                                        0.2, "rst"]})  # the head leaves before the reset
     reader, writer = await harness.connect()
     writer.write(b"GET /cut.jpg HTTP/" + version + b"\r\nHost: x\r\n\r\n")
     data = b""
@@ -861,4 +867,54 @@ async def test_a_client_that_reads_nothing_for_the_idle_timeout_is_cut():
     assert not harness.ctx.connections
     assert harness.ctx.pool.idle_count() == 0 and not harness.ctx.pool._busy
     assert not harness.ctx.stats.upstream_errors  # the node did nothing wrong
+    writer.close()
+
+
+async def test_an_answer_that_fails_in_the_turn_it_starts_is_taken_back_and_retried(aiohttp_server):
+    """A bad chunk in the same read as the head: nothing of the answer has left pixring
+    yet, so it is taken back and the request fails over like any failed try (here to
+    the next member), rather than the client getting a bare reset."""
+    node = ScriptedNode({b"/bad.jpg": [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n"]})
+    good = await aiohttp_server(backend_app())
+    members = [Member("bad", "127.0.0.1", await node.start()), Member("good", "127.0.0.1", good.port)]
+    harness = await start_front(members)
+    alone = await start_front(members[:1])
+    target = next(b"/bad.jpg?k=%d" % i for i in range(200)
+                  if harness.ctx.route(b"/bad.jpg?k=%d" % i).owner == "bad")
+    node.script[target] = node.script[b"/bad.jpg"]
+    response = await request(harness, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert response.status == 200 and response.headers["x-pixring-node"] == "good"
+    assert harness.ctx.stats.upstream_errors[("bad", "protocol")] == 1
+
+    reader, writer = await alone.connect()
+    writer.write(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    (failed,) = await read_responses(reader, 1)
+    assert failed.status == 502 and "bad response from bad" in json.loads(failed.body)["error"]
+    writer.write(b"GET /fine.jpg HTTP/1.1\r\nHost: x\r\n\r\n")  # a whole answer: the connection lives on
+    (after,) = await read_responses(reader, 1)
+    assert after.status == 200
+    writer.close()
+
+
+async def test_a_slow_reader_is_not_cut_by_the_idle_timeout():
+    """The kernel reports a slow reader's socket writable only once a good part of its
+    send buffer has drained, so 'no write for the idle timeout' is not 'read nothing':
+    pixring looks at what the client acknowledged."""
+    body = b"x" * (24 * 1024 * 1024)
+    harness, node = await scripted_front(
+        {b"/big.jpg": [b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body]}, idle_timeout=0.5)
+    reader, writer = await harness.connect()
+    transport_sock = writer.get_extra_info("socket")
+    transport_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    writer.write(b"GET /big.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    loop = asyncio.get_running_loop()
+    started, received = loop.time(), 0
+    while loop.time() - started < 2.5:  # five idle timeouts, reading 64 KiB every 0.1 s
+        chunk = await asyncio.wait_for(reader.read(65536), 5)
+        assert chunk, f"cut after {received} bytes"
+        received += len(chunk)
+        await asyncio.sleep(0.1)
+    print(f"read {received} bytes slowly over {loop.time() - started:.1f} s without being cut")
+    assert harness.ctx.connections
     writer.close()
