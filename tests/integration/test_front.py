@@ -692,6 +692,7 @@ class ScriptedNode:
         self.requests: list[tuple[int, bytes]] = []
         self.connections = 0
         self.server: asyncio.AbstractServer | None = None
+        self.playing: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
 
     async def start(self) -> int:
         node = self
@@ -708,7 +709,9 @@ class ScriptedNode:
                     path = head.split(b" ", 2)[1]
                     node.requests.append((self.number, path))
                     steps = node.script.get(path, [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"])
-                    asyncio.ensure_future(self.play(steps))
+                    task = asyncio.ensure_future(self.play(steps))
+                    node.playing.add(task)
+                    task.add_done_callback(node.playing.discard)
 
             async def play(self, steps: list) -> None:
                 for step in steps:
