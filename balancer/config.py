@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from balancer.cpus import CpuBudget, cpu_budget
+from balancer.headers import MAX_REQUEST_HEAD
 from balancer.health import HealthPolicy
 from balancer.membership import Member, MembershipError
 from balancer.picker import PickPolicy
@@ -259,7 +260,7 @@ FIELDS: tuple[Field, ...] = (
           "seconds a starting worker waits for its first membership before it listens anyway (answering 503 "
           "until one comes); on SIGHUP, a new generation without a membership by then is refused", "S"),
     Field("max_request_line", _positive(int), MAX_TARGET_LENGTH, "longest accepted request line, bytes (414 beyond)", "BYTES"),
-    Field("max_header_bytes", _positive(int), 16384, "largest accepted request head, bytes (431 beyond)", "BYTES"),
+    Field("max_header_bytes", _positive(int), MAX_REQUEST_HEAD, "largest accepted request head, bytes (431 beyond)", "BYTES"),
     Field("pool_max_idle", _non_negative_int, 64,
           "idle keep-alive connections kept per node per worker", "N"),
     Field("pool_idle_timeout", _positive(float), 30.0,

@@ -410,7 +410,7 @@ class ClientConnection(asyncio.Protocol):
     def _read_ended_inside_a_request(self) -> None:
         limits = self.ctx.limits
         if not self.p_in_body and self.unparsed_bytes > limits.max_request_line + limits.max_header_bytes:
-            self._reject(431, f"request header fields larger than {limits.max_header_bytes} bytes")
+            self._reject(431, _head_too_large(limits))
         elif self.ex is None and not self.queue:
             if not self.deadline_status:
                 # A request answered in this read (pixring's own answers are immediate)
@@ -474,7 +474,7 @@ class ClientConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self.p_head_bytes += len(name) + len(value) + 4
         if self.p_head_bytes > self.ctx.limits.max_header_bytes:
-            raise _Reject(431, f"request header fields larger than {self.ctx.limits.max_header_bytes} bytes")
+            raise _Reject(431, _head_too_large(self.ctx.limits))
         if self.p_in_body:
             # A trailer field of a chunked body. It is never merged into the head (RFC
             # 9110 section 6.5.1): it could otherwise set the Host, Connection or
@@ -1126,6 +1126,10 @@ class ClientConnection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.ctx.outbox.close(self.transport)
+
+
+def _head_too_large(limits: FrontLimits) -> str:
+    return f"request header fields larger than {limits.max_header_bytes} bytes"
 
 
 def _unsent_bytes(transport: asyncio.Transport) -> int:

@@ -175,7 +175,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.ended:
             self._reuse_or_close()
         elif self.in_head and self.head_read > MAX_RESPONSE_HEAD:
-            self._fail(UpstreamError("protocol", f"{self.member.id} sent a response head over {MAX_RESPONSE_HEAD} bytes"))
+            self._head_too_large()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -235,7 +235,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.keep_alive = parser.should_keep_alive()
         status = self.status = parser.get_status_code()
         if head_bytes > MAX_RESPONSE_HEAD:
-            self._fail(UpstreamError("protocol", f"{self.member.id} sent a response head over {MAX_RESPONSE_HEAD} bytes"))
+            self._head_too_large()
             return
         if status < 200 or status > 599 or not self.chunked_only:
             self._unusual_head(sink, status)
@@ -253,6 +253,9 @@ class UpstreamConnection(asyncio.Protocol):
             # give the connection a fresh parser for its next exchange.
             self.parser = httptools.HttpResponseParser(self)
             self._finish()
+
+    def _head_too_large(self) -> None:
+        self._fail(UpstreamError("protocol", f"{self.member.id} sent a response head over {MAX_RESPONSE_HEAD} bytes"))
 
     def _unusual_head(self, sink: ResponseSink, status: int) -> None:
         """A head that is not an ordinary final answer: an interim one, or an error."""
@@ -374,10 +377,8 @@ class UpstreamConnection(asyncio.Protocol):
             # not a response to anything, so the connection goes back to the pool only
             # once the read is parsed (data_received), or closes.
             self.ended = True
-        elif self.keep_alive and not self.closed:
-            self._release()
         else:
-            self.close()
+            self.close()  # outside a read, only the node's close ends a response
         sink.on_response_complete()  # type: ignore[union-attr]
 
     def _reuse_or_close(self) -> None:

@@ -23,6 +23,9 @@ from typing import Callable
 
 from aiohttp import web
 
+from balancer.headers import MAX_REQUEST_HEAD
+from balancer.normalize import MAX_TARGET_LENGTH
+
 from renderer.settings import (
     DEFAULT_CACHE_BYTES,
     DEFAULT_CACHE_CONTROL,
@@ -195,8 +198,8 @@ def run(args: argparse.Namespace, *, while_serving: ServingHook | None = None) -
 # max_request_line (8 KiB), a head of up to its max_header_bytes (16 KiB), plus the
 # fields pixring adds. aiohttp's own limits (8190-byte lines and fields, 128 fields)
 # would answer some requests the balancer accepted with a plain-text 400.
-ACCEPTED_HEADS: dict[str, int] = {"max_line_size": 8192 + 64, "max_field_size": 16384 + 512,
-                                  "max_headers": 16384 // 5 + 16}
+ACCEPTED_HEADS: dict[str, int] = {"max_line_size": MAX_TARGET_LENGTH + 64, "max_field_size": MAX_REQUEST_HEAD + 512,
+                                  "max_headers": MAX_REQUEST_HEAD // 5 + 16}
 
 
 async def _serve(
