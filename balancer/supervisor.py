@@ -14,7 +14,9 @@ listens once it has its membership, then the old drain), an invalid one is refus
 with the error logged; the workers also re-read a member file. Shutdown
 (SIGTERM/SIGINT): ``/readyz`` turns 503 first, then the workers drain (each stops
 accepting and finishes its in-flight requests, up to the drain timeout), then the
-admin listener closes and the process exits 0.
+admin listener closes and the process exits 0. A shutdown that comes while workers
+are still starting (at start, or a reload's new generation) stops them without waiting
+for their warm-up; an abandoned reload is no failure, and is not logged as one.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ class StartupError(RuntimeError):
     pass
 
 
+class ShutdownBegun(Exception):
+    """A generation was still starting when SIGTERM or SIGINT came: it is abandoned
+    (the shutdown stops whatever of it started), which is no failure to report."""
+
+
 class Supervisor:
     def __init__(
         self,
@@ -62,6 +69,9 @@ class Supervisor:
         self._keepers: dict[int, asyncio.Task] = {}
         self._serving: set[int] = set()  # the indices of the generation taking traffic
         self._reloading = False
+        self._reload_task: asyncio.Task | None = None
+        self._generation_starting = False  # a reload's new workers are being started
+        self._shutdown_asked = asyncio.Event()  # set by SIGTERM/SIGINT, even mid start-up
         self.state_dir = Path(tempfile.mkdtemp(prefix="pixring-"))
         self.stopping = False
         self.procs: dict[int, asyncio.subprocess.Process] = {}
@@ -134,7 +144,7 @@ class Supervisor:
         env["PIXRING_STATE_DIR"] = str(self.state_dir)
         env[LISTENER_FD_ENV] = str(listener.fileno())
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "balancer.worker", env=env, preexec_fn=die_with_parent,
+            sys.executable, "-m", "balancer.worker", env=env, preexec_fn=_start_as_worker,
             pass_fds=(listener.fileno(),)
         )
         self.procs[index] = proc
@@ -146,6 +156,8 @@ class Supervisor:
         limit = _START_TIMEOUT_S + self.config.warmup_timeout
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
+            if proc.returncode is not None and self._shutdown_asked.is_set():
+                raise ShutdownBegun()  # Ctrl-C signals the whole group: it may have died of it
             if proc.returncode == EXIT_NO_MEMBERSHIP:
                 raise StartupError(f"worker {index} found no membership within {self.config.warmup_timeout:g}s")
             if proc.returncode is not None:
@@ -153,6 +165,10 @@ class Supervisor:
             report = worker_report(self.state_dir, index, proc.pid)
             if report is not None and report["listening"]:
                 return
+            # Only after the report: once every worker listens, /readyz has said 200,
+            # and the start-up is finished however soon a SIGTERM follows.
+            if self._shutdown_asked.is_set():
+                raise ShutdownBegun()
             await asyncio.sleep(0.02)
         raise StartupError(f"worker {index} did not start listening within {limit:g}s")
 
@@ -181,6 +197,9 @@ class Supervisor:
         for index in indices:
             self._keepers[index] = loop.create_task(self._keep_running(index), name=f"keep-worker-{index}")
 
+    def _start_reload(self) -> None:
+        self._reload_task = asyncio.get_running_loop().create_task(self.reload(), name="reload")
+
     async def reload(self) -> None:
         """SIGHUP: re-read the config; if it is valid, replace the workers without a gap.
 
@@ -192,7 +211,7 @@ class Supervisor:
         the new generation takes over, the admin listener reports on the old one.
         """
         self.signal_workers(signal.SIGHUP)  # a member file is re-read either way
-        if self.reload_config is None or self._reloading or self.stopping:
+        if self.reload_config is None or self._reloading or self._shutdown_asked.is_set():
             return
         self._reloading = True
         try:
@@ -214,10 +233,17 @@ class Supervisor:
                 self.log(warning)
             fresh = [self._new_index() for _ in range(new.worker_count())]
             predecessors: list[int | None] = [*sorted(old), *[None] * len(fresh)]
+            self._generation_starting = True
             try:
                 for index, predecessor in zip(fresh, predecessors):
+                    if self._shutdown_asked.is_set():
+                        raise ShutdownBegun()
                     await self._spawn(index, successor_of=predecessor, strict_warmup=True)
                 await asyncio.gather(*(self._wait_listening(i, self.procs[i]) for i in fresh))
+            except ShutdownBegun:
+                # Every worker it started is in self.procs, which the shutdown stops.
+                self.log("pixring: reload abandoned: shutting down")
+                return
             except (StartupError, OSError) as exc:  # OSError: no socket or process could be made
                 self.log(f"pixring: reload failed, keeping the running workers: {exc}")
                 # Drained, not killed: a new worker that did start listening may have
@@ -230,6 +256,8 @@ class Supervisor:
                     self.admin_state.worker_exited(index, self.procs.pop(index).pid)
                 self.config = old_config
                 return
+            finally:
+                self._generation_starting = False
             # The new generation takes over: admin reports on it and its config from now on.
             self._serving = set(fresh)
             self.admin_state.config = new
@@ -249,7 +277,7 @@ class Supervisor:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         config = self.config
-        stop = asyncio.Event()
+        stop = self._shutdown_asked
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         # From the first moment: SIGHUP's default action would kill the balancer, and
@@ -260,7 +288,7 @@ class Supervisor:
         def on_sighup() -> None:
             nonlocal reload_asked
             if started:
-                loop.create_task(self.reload())
+                self._start_reload()
             else:
                 reload_asked = True
 
@@ -288,6 +316,12 @@ class Supervisor:
                 await self._spawn(self._new_index())
             self._serving = set(self.procs)
             await asyncio.gather(*(self._wait_listening(i, p) for i, p in list(self.procs.items())))
+        except ShutdownBegun:
+            self.log("pixring: shutting down during start-up")
+            await self._stop_workers()
+            await runner.cleanup()
+            reservation.close()
+            return 0
         except BaseException:
             await self._stop_workers()
             await runner.cleanup()
@@ -302,12 +336,20 @@ class Supervisor:
         self._keep(list(self.procs))
         started = True
         if reload_asked:
-            loop.create_task(self.reload())
+            self._start_reload()
         await stop.wait()
         self.log("pixring: shutting down, draining in-flight requests")
         self.stopping = True
         self.admin_state.draining = True
+        reload_task = self._reload_task
+        if self._generation_starting and reload_task is not None:
+            # It gives up at its next step (a poll is 20 ms), and then every worker it
+            # started is in self.procs, to be stopped with the rest. A reload that has
+            # switched over is only draining the old generation: stopped alongside.
+            await asyncio.wait({reload_task})
         await self._stop_workers()
+        if reload_task is not None:
+            await asyncio.gather(reload_task, return_exceptions=True)
         keepers = list(self._keepers.values())
         for task in keepers:
             task.cancel()
@@ -339,6 +381,15 @@ class Supervisor:
                 if proc.returncode is None:
                     proc.kill()
             await asyncio.gather(*(p.wait() for p in procs))
+
+
+def _start_as_worker() -> None:
+    """In the new worker, before it runs Python: tie its life to ours, and give it a
+    process group of its own, so that a terminal's Ctrl-C (which signals the whole
+    foreground group) reaches the supervisor alone, which drains the workers in order.
+    A worker signalled directly could die of it while still importing, with a traceback."""
+    die_with_parent()
+    os.setpgid(0, 0)
 
 
 def _host(host: str) -> str:

@@ -178,8 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+    except KeyboardInterrupt:
+        # Ctrl-C before a command has set its own handlers (during the imports, say):
+        # the shell's convention for death by SIGINT, without a traceback.
+        return 128 + 2
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from balancer.cpus import cpu_cgroup_dirs
+from tests.e2e.proctree import alive, descendants
 
 pytestmark = pytest.mark.e2e
 
@@ -457,6 +458,80 @@ def test_control_signals_during_start_up_are_honoured_not_fatal(node, tmp_path):
         _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
     assert "exited with code" not in stderr, stderr  # no worker died of a signal
+
+
+def wait_for_workers(proc: subprocess.Popen, count: int, timeout: float = 20.0) -> set[int]:
+    """Until ``proc`` has ``count`` live worker processes; their pids."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = {pid for pid in descendants(proc.pid) if alive(pid)}
+        if len(workers) >= count:
+            return workers
+        time.sleep(0.02)
+    pytest.fail(f"{count} workers never ran")
+
+
+def test_sigterm_while_a_reload_is_starting_its_workers_abandons_the_reload_and_exits_cleanly(node, tmp_path):
+    config = tmp_path / "pixring.toml"
+    config.write_text(f'nodes = ["n1=http://127.0.0.1:{node}"]\nprofile = "generic"\n')
+    proc, port, admin = start_from_config(config, workers=2)
+    try:
+        wait_ready(proc, admin)
+        # The new generation waits for a membership that will not come before the SIGTERM.
+        config.write_text(f'nodes_file = "{tmp_path / "missing.json"}"\nprofile = "generic"\nwarmup_timeout = 60\n')
+        proc.send_signal(signal.SIGHUP)
+        workers = wait_for_workers(proc, 4)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/a.jpg", timeout=5) as response:
+            assert response.status == 200  # the old generation serves meanwhile
+    finally:
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=45)
+    took = time.monotonic() - sent
+    print(f"exited {took:.2f}s after the SIGTERM")
+    assert proc.returncode == 0, stderr
+    assert "reload abandoned: shutting down" in stderr, stderr
+    assert "reload failed" not in stderr and "exited with code" not in stderr, stderr
+    assert took < 30, "the shutdown waited for the abandoned generation's warm-up"
+    assert not [pid for pid in workers if alive(pid)], "a worker outlived the balancer"
+
+
+def test_sigterm_during_start_up_stops_the_starting_workers_without_waiting_for_their_warm_up(tmp_path):
+    config = tmp_path / "pixring.toml"
+    config.write_text(f'nodes_file = "{tmp_path / "missing.json"}"\nprofile = "generic"\nwarmup_timeout = 60\n')
+    proc, _, _ = start_from_config(config, workers=2)
+    try:
+        workers = wait_for_workers(proc, 2)
+    finally:
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=45)
+    took = time.monotonic() - sent
+    print(f"exited {took:.2f}s after the SIGTERM")
+    assert proc.returncode == 0, stderr
+    assert "shutting down during start-up" in stderr and "ready" not in stderr, stderr
+    assert took < 30, "the shutdown waited for the warm-up"
+    assert not [pid for pid in workers if alive(pid)], "a worker outlived the balancer"
+
+
+@pytest.mark.parametrize("after", [0.0, 0.1, 0.3, 0.6, 1.0])
+def test_ctrl_c_at_any_moment_of_start_up_exits_quietly_and_leaves_no_process(tmp_path, after):
+    config = tmp_path / "pixring.toml"
+    config.write_text(f'nodes_file = "{tmp_path / "missing.json"}"\nprofile = "generic"\nwarmup_timeout = 60\n')
+    proc = subprocess.Popen(
+        [*PIXRING, "balancer", "--config", str(config), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+         "--workers", "2", "--access-log", "off"],
+        stderr=subprocess.PIPE, text=True, start_new_session=True,  # its own group, as under a terminal
+    )
+    time.sleep(after)
+    started = descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+    _, stderr = proc.communicate(timeout=45)
+    print(f"SIGINT after {after}s with {len(started)} workers started: exit {proc.returncode}")
+    # Killed by it before Python runs, 130 while it imports, 0 once the supervisor handles it.
+    assert proc.returncode in (-signal.SIGINT, 128 + signal.SIGINT, 0), stderr
+    assert "Traceback" not in stderr and "exited with code" not in stderr, stderr
+    assert not [pid for pid in started if alive(pid)], "a worker outlived the balancer"
 
 
 def test_connections_queued_for_a_worker_being_replaced_are_served_by_its_successor(node, tmp_path):
