@@ -6,9 +6,12 @@ share one. This module is a pure core: bytes in, a ``Route`` or a ``NormalizeErr
 
 Rules of this module
 --------------------
-* Only origin-form targets are accepted (RFC 9112 §3.2.1: ``/path?query``). Absolute form
-  (``http://host/``), authority form (``host:443``), asterisk form (``*``) or anything not
-  starting with ``/`` is a 400: pixring is never an open proxy.
+* Origin-form targets (RFC 9112 §3.2.1: ``/path?query``) are what clients send. Absolute
+  form (``http://host/path?query``) is accepted too, as RFC 9112 §3.2.2 says a server MUST:
+  its authority is checked like a Host field and then ignored, as the Host is, so the
+  route and what the node receives are those of ``/path?query``. Authority form
+  (``host:443``), asterisk form (``*``), another scheme, userinfo, or anything else is a
+  400: no part of a target ever chooses where pixring connects, so it is never an open proxy.
 * Bytes: controls (0x00-0x1F, 0x7F), space and ``#`` are a 400, so are malformed escapes
   (``%zz``, ``%4``) and an encoded NUL (``%00``) anywhere, and encoded controls in the path.
   Bytes that RFC 3986 does not allow raw but that clients do send (non-ASCII UTF-8,
@@ -29,7 +32,8 @@ Rules of this module
   are kept byte-for-byte apart from escape normalization (RFC 3986 §6.2.2.2), denylisted
   names (``utm_*``, ``fbclid``, ... compared case-insensitively) are dropped, and the rest
   sorted by name, stably, so the relative order of repeated names (which an opaque backend
-  may care about) survives. The raw target is forwarded unchanged.
+  may care about) survives. The raw target is forwarded unchanged (its origin-form part,
+  for an absolute-form target).
 * A bounded LRU dict of raw target -> Route keeps repeated URLs at a dict look-up. Errors
   are not cached (a client repeating a bad URL gains nothing from it).
 """
@@ -42,6 +46,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 from urllib.parse import unquote
 
+from balancer.headers import VALID_HOST
 from pixring import schema
 
 __all__ = [
@@ -122,13 +127,38 @@ def _is_control_escape(hex_digits: str) -> bool:
     return code < 0x20 or code == 0x7F
 
 
+# The scheme is case-insensitive (RFC 3986 section 3.1); the authority runs to the first
+# "/", "?" or "#" (section 3.2).
+_ABSOLUTE_FORM = re.compile(rb"[Hh][Tt][Tt][Pp][Ss]?://([^/?#]*)")
+
+
+def origin_form(raw: bytes) -> bytes:
+    """``raw`` as an origin-form target: itself, or the path and query of an absolute-form one.
+
+    The authority of an absolute-form target must be a well-formed host[:port] (the Host
+    field's syntax, RFC 9112 section 3.2) and is otherwise ignored: RFC 9112 section 3.2.2
+    has the server use it in place of the Host, and pixring routes by neither.
+    """
+    if raw.startswith(b"/"):
+        return raw
+    if not raw:
+        raise NormalizeError("empty request target")
+    absolute = _ABSOLUTE_FORM.match(raw)
+    if absolute is None:
+        raise NormalizeError("request target must be a path starting with '/' (origin-form) or an http(s) URL "
+                             "(absolute-form); authority and asterisk forms are refused")
+    authority = absolute.group(1)
+    if b"@" in authority:
+        raise NormalizeError("userinfo ('user@') in the request target's authority is not allowed")
+    if not authority or not VALID_HOST(authority):
+        raise NormalizeError("the request target's authority is not a valid host[:port]")
+    rest = raw[absolute.end():]
+    return rest if rest.startswith(b"/") else b"/" + rest
+
+
 def _target_text(raw: bytes) -> str:
-    """The target as ASCII text: validated, oddities percent-encoded, escapes well formed."""
-    if not raw.startswith(b"/"):
-        if not raw:
-            raise NormalizeError("empty request target")
-        raise NormalizeError("request target must be a path starting with '/' (origin-form); "
-                             "absolute, authority and asterisk forms are refused")
+    """The origin-form target as ASCII text: validated, oddities percent-encoded, escapes
+    well formed."""
     if _CLEAN_TARGET.fullmatch(raw) is None:
         encoded = bytearray()
         for byte in raw:
@@ -271,6 +301,7 @@ def make_normalizer(
     def route_of(raw: bytes) -> Route:
         if len(raw) > max_target_length:
             raise NormalizeError(f"request target longer than {max_target_length} bytes", status=414)
+        raw = origin_form(raw)
         text = _target_text(raw)
         path, question, query = text.partition("?")
         path = normalize_path(path)

@@ -295,6 +295,21 @@ async def test_the_answer_speaks_the_clients_version_and_keeps_alive_as_asked(fr
     writer.close()
 
 
+async def test_an_absolute_form_target_is_served_by_a_discovered_node_never_by_the_host_it_names(front, backend):
+    """RFC 9112 section 3.2.2: a server MUST accept absolute-form; the authority stands
+    in for the Host, and neither chooses where pixring connects."""
+    reader, writer = await front.connect()
+    writer.write(b"GET http://evil.example:81/x.jpg?b=2&a=1 HTTP/1.1\r\nHost: elsewhere.example\r\n\r\n"
+                 b"GET HTTPS://evil.example?a=1 HTTP/1.1\r\nHost: elsewhere.example\r\nConnection: close\r\n\r\n")
+    first, second = await read_responses(reader, 2)
+    writer.close()
+    assert (first.status, first.headers["x-pixring-node"]) == (200, "n1")
+    seen = json.loads(first.body)
+    # The node got the origin-form target and its own address as the Host.
+    assert seen["path"] == "/x.jpg?b=2&a=1" and seen["headers"]["host"] == f"127.0.0.1:{backend.port}"
+    assert (second.status, json.loads(second.body)["path"]) == (200, "/?a=1")
+
+
 @pytest.mark.parametrize(
     "raw, status, closes",
     [
@@ -302,7 +317,8 @@ async def test_the_answer_speaks_the_clients_version_and_keeps_alive_as_asked(fr
         (b"GET /x.jpg HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400, True),
         (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, True),
         (b"GET /x.jpg HTTP/1.1\r\nHost: x\r\n" + b"X-Fill: " + b"f" * 17000 + b"\r\n\r\n", 431, True),
-        (b"GET http://evil.example/x.jpg HTTP/1.1\r\nHost: evil.example\r\n\r\n", 400, False),
+        (b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400, False),  # asterisk form: OPTIONS only, and not served
+        (b"GET http://user@evil.example/x.jpg HTTP/1.1\r\nHost: evil.example\r\n\r\n", 400, False),
         (b"GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", 400, False),
         (b"GET /x.jpg HTTP/1.1\r\n\r\n", 400, False),  # HTTP/1.1 without Host
         (b"GET /x.jpg HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, False),

@@ -106,11 +106,24 @@ def test_urls_that_could_render_differently_get_different_keys(different):
 
 # ---------------------------------------------------------------------------- refusals
 
-@pytest.mark.parametrize("target", [
-    b"http://evil.example/a.jpg", b"https://evil.example/", b"evil.example:443", b"*", b"",
-    b"a.jpg", b"?w=10", b" /a.jpg", b"HTTP://x/",
+@pytest.mark.parametrize("absolute, origin", [
+    (b"http://pix.example/a.jpg?h=10&w=20", b"/a.jpg?h=10&w=20"),
+    (b"HTTPS://pix.example:8443/a.jpg?W=20&h=10", b"/a.jpg?W=20&h=10"),
+    (b"http://[::1]:8080/a/../b.jpg", b"/a/../b.jpg"),
+    (b"http://pix.example?w=20", b"/?w=20"),
+    (b"http://pix.example", b"/"),
 ])
-def test_anything_but_origin_form_is_refused(target):
+def test_an_absolute_form_target_routes_as_its_path_and_query(absolute, origin):
+    for normalize in (imgix, generic):
+        assert normalize(absolute) == normalize(origin)
+
+
+@pytest.mark.parametrize("target", [
+    b"evil.example:443", b"*", b"", b"a.jpg", b"?w=10", b" /a.jpg",
+    b"ftp://evil.example/a.jpg", b"http:/a.jpg", b"http://user:pw@evil.example/a.jpg", b"http:///a.jpg",
+    b"http://evil example/a.jpg", b"http://evil.example/a.jpg#x",
+])
+def test_anything_but_origin_or_absolute_form_is_refused(target):
     with pytest.raises(NormalizeError) as caught:
         imgix(target)
     assert caught.value.status == 400
@@ -158,7 +171,7 @@ def test_too_long_targets_are_414():
 
 
 def test_the_generic_profile_refuses_the_same_targets():
-    for target in (b"http://evil/", b"/../x", b"/a%00", b"/a\nb"):
+    for target in (b"evil:80", b"http://u@evil/", b"/../x", b"/a%00", b"/a\nb"):
         with pytest.raises(NormalizeError):
             generic(target)
 
