@@ -68,7 +68,6 @@ class Supervisor:
         self._next_index = 0
         self._keepers: dict[int, asyncio.Task] = {}
         self._serving: set[int] = set()  # the indices of the generation taking traffic
-        self._reloading = False
         self._reload_task: asyncio.Task | None = None
         self._generation_starting = False  # a reload's new workers are being started
         self._shutdown_asked = asyncio.Event()  # set by SIGTERM/SIGINT, even mid start-up
@@ -198,6 +197,11 @@ class Supervisor:
             self._keepers[index] = loop.create_task(self._keep_running(index), name=f"keep-worker-{index}")
 
     def _start_reload(self) -> None:
+        """One reload at a time: a SIGHUP during one only has the workers re-read a
+        member file (as every SIGHUP does), and the shutdown knows which task to wait for."""
+        if self._reload_task is not None and not self._reload_task.done():
+            self.signal_workers(signal.SIGHUP)
+            return
         self._reload_task = asyncio.get_running_loop().create_task(self.reload(), name="reload")
 
     async def reload(self) -> None:
@@ -211,68 +215,64 @@ class Supervisor:
         the new generation takes over, the admin listener reports on the old one.
         """
         self.signal_workers(signal.SIGHUP)  # a member file is re-read either way
-        if self.reload_config is None or self._reloading or self._shutdown_asked.is_set():
+        if self.reload_config is None or self._shutdown_asked.is_set():
             return
-        self._reloading = True
         try:
-            try:
-                new = self.reload_config()
-            except ValueError as exc:
-                self.log(f"pixring: reload refused, keeping the running config: {exc}")
-                return
-            if (new.listen, new.admin) != (self.config.listen, self.config.admin):
-                self.log("pixring: reload refused: --listen and --admin changes need a restart")
-                return
-            if new == self.config:
-                self.log("pixring: reload: config unchanged")
-                return
-            old_config, old = self.config, dict(self.procs)
-            self.config = new  # what the new generation is started with
-            warning = new.sharing_warning()
-            if warning:
-                self.log(warning)
-            fresh = [self._new_index() for _ in range(new.worker_count())]
-            predecessors: list[int | None] = [*sorted(old), *[None] * len(fresh)]
-            self._generation_starting = True
-            try:
-                for index, predecessor in zip(fresh, predecessors):
-                    if self._shutdown_asked.is_set():
-                        raise ShutdownBegun()
-                    await self._spawn(index, successor_of=predecessor, strict_warmup=True)
-                await asyncio.gather(*(self._wait_listening(i, self.procs[i]) for i in fresh))
-            except ShutdownBegun:
-                # Every worker it started is in self.procs, which the shutdown stops.
-                self.log("pixring: reload abandoned: shutting down")
-                return
-            except (StartupError, OSError) as exc:  # OSError: no socket or process could be made
-                self.log(f"pixring: reload failed, keeping the running workers: {exc}")
-                # Drained, not killed: a new worker that did start listening may have
-                # taken connections from the queue it shares with its predecessor.
-                started = [index for index in fresh if index in self.procs]
-                for index in fresh:
-                    self._release_listener(index)
-                await self._terminate([self.procs[index] for index in started])
-                for index in started:
-                    self.admin_state.worker_exited(index, self.procs.pop(index).pid)
-                self.config = old_config
-                return
-            finally:
-                self._generation_starting = False
-            # The new generation takes over: admin reports on it and its config from now on.
-            self._serving = set(fresh)
-            self.admin_state.config = new
-            self._keep(fresh)
-            for index in old:
-                self._keepers.pop(index).cancel()
-            # The old generation drains; its counters stay in the totals until it exits.
-            for index in old:
+            new = self.reload_config()
+        except ValueError as exc:
+            self.log(f"pixring: reload refused, keeping the running config: {exc}")
+            return
+        if (new.listen, new.admin) != (self.config.listen, self.config.admin):
+            self.log("pixring: reload refused: --listen and --admin changes need a restart")
+            return
+        if new == self.config:
+            self.log("pixring: reload: config unchanged")
+            return
+        old_config, old = self.config, dict(self.procs)
+        self.config = new  # what the new generation is started with
+        warning = new.sharing_warning()
+        if warning:
+            self.log(warning)
+        fresh = [self._new_index() for _ in range(new.worker_count())]
+        predecessors: list[int | None] = [*sorted(old), *[None] * len(fresh)]
+        self._generation_starting = True
+        try:
+            for index, predecessor in zip(fresh, predecessors):
+                if self._shutdown_asked.is_set():
+                    raise ShutdownBegun()
+                await self._spawn(index, successor_of=predecessor, strict_warmup=True)
+            await asyncio.gather(*(self._wait_listening(i, self.procs[i]) for i in fresh))
+        except ShutdownBegun:
+            # Every worker it started is in self.procs, which the shutdown stops.
+            self.log("pixring: reload abandoned: shutting down")
+            return
+        except (StartupError, OSError) as exc:  # OSError: no socket or process could be made
+            self.log(f"pixring: reload failed, keeping the running workers: {exc}")
+            # Drained, not killed: a new worker that did start listening may have
+            # taken connections from the queue it shares with its predecessor.
+            started = [index for index in fresh if index in self.procs]
+            for index in fresh:
                 self._release_listener(index)
-            await self._terminate([self.procs[index] for index in old])
-            for index in old:
+            await self._terminate([self.procs[index] for index in started])
+            for index in started:
                 self.admin_state.worker_exited(index, self.procs.pop(index).pid)
-            self.log(f"pixring: reloaded config; {len(fresh)} workers replaced {len(old)}")
+            self.config = old_config
+            return
         finally:
-            self._reloading = False
+            self._generation_starting = False
+        # The new generation takes over: admin reports on it and its config from now on.
+        self._serving = set(fresh)
+        self.admin_state.config = new
+        self._keep(fresh)
+        for index in old:
+            self._keepers.pop(index).cancel()
+        # The old generation drains; its counters stay in the totals until it exits.
+        for index in old:
+            self._release_listener(index)
+        await self._terminate([self.procs[index] for index in old])
+        for index in old:
+            self.admin_state.worker_exited(index, self.procs.pop(index).pid)
+        self.log(f"pixring: reloaded config; {len(fresh)} workers replaced {len(old)}")
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()

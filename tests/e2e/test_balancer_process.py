@@ -481,6 +481,7 @@ def test_sigterm_while_a_reload_is_starting_its_workers_abandons_the_reload_and_
         config.write_text(f'nodes_file = "{tmp_path / "missing.json"}"\nprofile = "generic"\nwarmup_timeout = 60\n')
         proc.send_signal(signal.SIGHUP)
         workers = wait_for_workers(proc, 4)
+        proc.send_signal(signal.SIGHUP)  # a second one while the first reload runs changes nothing
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/a.jpg", timeout=5) as response:
             assert response.status == 200  # the old generation serves meanwhile
     finally:
