@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # any balancer module changes: the compiled ones also take types from those they import.
 COMPILED := $(VENV)/.compiled
 
-.PHONY: run test test-consul install compile bench profile clean
+.PHONY: run test test-consul install compile bench profile capacity clean
 
 $(STAMP): pyproject.toml
 	@echo "==> setting up $(VENV) (first run only)"
@@ -50,6 +50,12 @@ bench: $(COMPILED)
 # Where one worker's CPU goes under the benchmark's load (perf; installs it when missing).
 profile: $(COMPILED)
 	$(PY) -m loadtest.profile $(PROFILE_ARGS)
+
+# A capacity test with locust: a local cluster (or CAPACITY_ARGS='--host URL'), imgix-like
+# traffic, a summary; exit 1 when too many requests failed.
+#   make capacity CAPACITY_ARGS='--run-time 2m --users 40'
+capacity: $(COMPILED)
+	$(PY) -m loadtest.capacity $(CAPACITY_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache balancer/*.so *__mypyc*.so

@@ -1,0 +1,200 @@
+"""The capacity test's traffic for locust: imgix-like image requests against a pixring balancer.
+
+Run it through ``python -m loadtest.capacity`` (which starts a cluster, runs locust headless
+and summarizes), or with locust itself::
+
+    .venv/bin/locust -f loadtest/locustfile.py --headless -H http://127.0.0.1:8080 -u 10 -r 10 -t 30s
+
+Each simulated user loops without think time (a closed loop: N users keep N requests in
+flight, which is what a capacity test varies) over ``loadtest.traffic``'s catalogue: a URL
+drawn with Zipf-like popularity, sent as its canonical spelling or, for a share of requests,
+as an equivalent one (reordered, aliased, defaults spelled out, junk added...). Every answer
+is tallied by the node that served it (the balancer's node header) and the reference
+renderer's cache outcome (``X-Render-Cache``), per group of equivalent URLs.
+
+Options (locust's own mechanism, so each is also a ``LOCUST_*`` environment variable and a
+config-file key; https://docs.locust.io/en/stable/configuration.html and the custom-argument
+example https://github.com/locustio/locust/blob/master/examples/add_command_line_argument.py):
+
+    --pixring-sources LIST       comma-separated source paths, or @FILE with one per line
+                                 (default: the sample images `pixring up` generates)
+    --pixring-urls-per-source N  distinct renders per source (default 40)
+    --pixring-zipf S             popularity exponent; 0 is uniform (default 0.8)
+    --pixring-variant-share F    share of requests spelled non-canonically (default 0.25)
+    --pixring-seed N             seed of the catalogue and the users' draws (default 1)
+    --pixring-node-header NAME   the balancer's node header (default X-Pixring-Node)
+    --pixring-cache-header NAME  the node's cache-outcome header (default X-Render-Cache)
+    --pixring-accept VALUE       the Accept header sent, for auto=format (default: Chrome's)
+    --pixring-think-time S       seconds a user waits between requests (default 0)
+    --pixring-tally FILE         where to write the node/cache/affinity tally when locust quits
+
+Rules of this file
+------------------
+* Only locust imports it: locust patches the process with gevent on import, so the tests
+  import ``loadtest.traffic`` (everything pure) and run this file in a locust process.
+* FastHttpUser (geventhttpclient): several times less CPU per request than HttpUser, so the
+  load generator is less often the bottleneck of a capacity test
+  (https://docs.locust.io/en/stable/increase-performance.html). It sends the target as given
+  but for unreserved escapes, which ``loadtest.traffic`` never writes.
+* Statistics are grouped by source path (``name=``), so locust's table has one row per
+  image rather than one per URL.
+* With ``--processes``/``--worker``, each worker sends its tally to the master with its
+  statistics (``report_to_master``/``worker_report`` events,
+  https://docs.locust.io/en/stable/api.html#event-hooks) and the master writes the sum.
+* The CSV files are flushed every second (``locust.stats.CSV_STATS_FLUSH_INTERVAL_SEC``,
+  https://docs.locust.io/en/stable/retrieving-stats.html), so ``loadtest.capacity`` can show
+  progress from ``*_stats_history.csv`` while the run goes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import locust.stats
+from locust import FastHttpUser, events, task
+from locust.runners import WorkerRunner
+
+# locust puts this file's directory on sys.path, not the repository's; `loadtest` is not an
+# installed package (pyproject.toml installs pixring, balancer, discovery and renderer).
+_REPO = str(Path(__file__).resolve().parent.parent)
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+from loadtest import traffic  # noqa: E402
+from loadtest.spellings import equivalent_spelling  # noqa: E402
+from loadtest.tally import Tally  # noqa: E402
+
+locust.stats.CSV_STATS_FLUSH_INTERVAL_SEC = 1
+
+# What Chrome sends for an <img>: AVIF and WebP named, so auto=format picks AVIF.
+CHROME_IMAGE_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser: Any) -> None:
+    add = parser.add_argument
+    add("--pixring-sources", env_var="LOCUST_PIXRING_SOURCES", default="",
+        help="source image paths, comma-separated, or @FILE with one per line (default: pixring's samples)")
+    add("--pixring-urls-per-source", env_var="LOCUST_PIXRING_URLS_PER_SOURCE", type=int,
+        default=traffic.DEFAULT_URLS_PER_SOURCE, help="distinct renders per source image")
+    add("--pixring-zipf", env_var="LOCUST_PIXRING_ZIPF", type=float, default=traffic.DEFAULT_ZIPF_EXPONENT,
+        help="Zipf exponent of URL popularity (0 = uniform)")
+    add("--pixring-variant-share", env_var="LOCUST_PIXRING_VARIANT_SHARE", type=float, default=0.25,
+        help="share of requests spelled non-canonically but equivalently")
+    add("--pixring-seed", env_var="LOCUST_PIXRING_SEED", type=int, default=1,
+        help="seed of the URL catalogue and of the users' draws")
+    add("--pixring-node-header", env_var="LOCUST_PIXRING_NODE_HEADER", default="X-Pixring-Node",
+        help="response header naming the node that served (the balancer's node_header)")
+    add("--pixring-cache-header", env_var="LOCUST_PIXRING_CACHE_HEADER", default="X-Render-Cache",
+        help="response header with the node's cache outcome (hit, hit-disk, miss)")
+    add("--pixring-accept", env_var="LOCUST_PIXRING_ACCEPT", default=CHROME_IMAGE_ACCEPT,
+        help="Accept header sent with every request (auto=format negotiates on it)")
+    add("--pixring-think-time", env_var="LOCUST_PIXRING_THINK_TIME", type=float, default=0.0,
+        help="seconds each user waits between requests (0 = closed loop)")
+    add("--pixring-tally", env_var="LOCUST_PIXRING_TALLY", default="", include_in_web_ui=False,
+        help="file to write the per-node, cache and affinity tally to (JSON) when locust quits")
+
+
+class _Model:
+    """The traffic of this process, built once from the parsed options."""
+
+    def __init__(self, options: Any) -> None:
+        sources = _sources(options.pixring_sources) or traffic.DEFAULT_SOURCES
+        if not 0.0 <= options.pixring_variant_share <= 1.0:
+            raise ValueError(f"--pixring-variant-share must be within 0-1, not {options.pixring_variant_share}")
+        self.catalog = traffic.build_catalog(sources, options.pixring_urls_per_source, options.pixring_seed)
+        self.popularity = traffic.Popularity(len(self.catalog), options.pixring_zipf)
+        self.variant_share = options.pixring_variant_share
+        self.seed = options.pixring_seed
+        self.node_header = options.pixring_node_header
+        self.cache_header = options.pixring_cache_header
+        self.request_headers = {"Accept": options.pixring_accept}
+        self.think_time = max(0.0, options.pixring_think_time)
+
+
+def _sources(text: str) -> list[str]:
+    if text.startswith("@"):
+        lines = Path(text[1:]).read_text().splitlines()
+        return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+_model: _Model | None = None
+_environment: Any = None
+_tally = Tally()
+_user_numbers = itertools.count()
+
+
+@events.init.add_listener
+def _build_model(environment: Any, **_kw: Any) -> None:
+    global _model, _environment
+    _environment = environment
+    if environment.parsed_options is not None:
+        _model = _Model(environment.parsed_options)
+
+
+@events.report_to_master.add_listener
+def _send_tally(client_id: str, data: dict[str, Any]) -> None:
+    global _tally
+    data["pixring_tally"] = _tally.to_json()
+    _tally = Tally()
+
+
+@events.worker_report.add_listener
+def _receive_tally(client_id: str, data: dict[str, Any]) -> None:
+    if "pixring_tally" in data:
+        _tally.merge(Tally.from_json(data["pixring_tally"]))
+
+
+@events.quit.add_listener
+def _write_tally(exit_code: int, **_kw: Any) -> None:
+    # `quit` fires after the runner stopped every user (and, on a master, after the workers'
+    # last reports), so the tally is complete; `quitting` fires before that on a SIGTERM.
+    environment = _environment
+    options = environment.parsed_options if environment is not None else None
+    path = options.pixring_tally if options is not None else ""
+    if not path or isinstance(environment.runner, WorkerRunner):
+        return
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as out:
+        json.dump(_tally.to_json(), out)
+    os.replace(tmp, path)  # a reader never sees half a file
+
+
+class ImageClient(FastHttpUser):
+    """A client of an image CDN: one request after another, drawn from the catalogue."""
+
+    def wait_time(self) -> float:
+        return _model.think_time if _model is not None else 0.0
+
+    def on_start(self) -> None:
+        if _model is None:
+            raise RuntimeError("the pixring traffic model was not built (locust's init event did not run)")
+        self.model = _model
+        # Per user and reproducible: the same seed asks for the same sequences; with several
+        # locust processes, each worker's users get sequences of their own.
+        worker = getattr(self.environment.runner, "worker_index", 0)
+        self.rng = random.Random(f"pixring-capacity-user-{_model.seed}-{worker}-{next(_user_numbers)}")
+
+    @task
+    def image(self) -> None:
+        model = self.model
+        target = model.catalog[model.popularity.draw(self.rng)]
+        variant = self.rng.random() < model.variant_share
+        url = equivalent_spelling(target, self.rng) if variant else target.url
+        response = self.client.get(url, name=target.path, headers=model.request_headers)
+        status, headers = response.status_code, response.headers
+        if status and headers is not None:
+            _tally.record(target.url, variant, headers.get(model.node_header), headers.get(model.cache_header))
+        # The same rule as locust's own failure count (FastHttpSession: no answer, or >= 400).
+        if not status:
+            error = getattr(response, "error", None)
+            _tally.record_failure(type(error).__name__ if error is not None else "no answer")
+        elif status >= 400:
+            _tally.record_failure(f"HTTP {status}")
