@@ -31,11 +31,12 @@ example https://github.com/locustio/locust/blob/master/examples/add_command_line
 Rules of this file
 ------------------
 * Only locust imports it: locust patches the process with gevent on import, so the tests
-  import ``loadtest.traffic`` (everything pure) and run this file in a locust process.
+  import the pure modules (``loadtest.traffic``, ``spellings``, ``tally``) and run this file in
+  a locust process.
 * FastHttpUser (geventhttpclient): several times less CPU per request than HttpUser, so the
   load generator is less often the bottleneck of a capacity test
   (https://docs.locust.io/en/stable/increase-performance.html). It sends the target as given
-  but for unreserved escapes, which ``loadtest.traffic`` never writes.
+  but for unreserved escapes, which ``loadtest.spellings`` never writes.
 * Statistics are grouped by source path (``name=``), so locust's table has one row per
   image rather than one per URL.
 * With ``--processes``/``--worker``, each worker sends its tally to the master with its
