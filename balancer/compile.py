@@ -77,36 +77,51 @@ def stale() -> list[str]:
 def clean() -> None:
     for path in compiled().values():
         path.unlink()
-    for path in [*PACKAGE.glob("*__mypyc.*.so"), *ROOT.glob("*__mypyc.*.so")]:  # the group's runtime
+    # The group's runtime. Only the package's own: beside an installed package is
+    # site-packages, where other projects built with mypyc (mypy itself) keep theirs.
+    for path in PACKAGE.glob("*__mypyc.*.so"):
         path.unlink()
 
 
 def build() -> None:
-    """Compile HOT_PATH in place (a setuptools build_ext in a scratch directory)."""
+    """Compile HOT_PATH and copy the extensions into the package.
+
+    The build runs on a copy of the package (and of ``pixring``, whose schema the
+    normalizer imports), in a scratch directory: mypy takes its working directory for
+    the root of the modules it checks, and an installed pixring's is site-packages,
+    where every other installed module would pass for one of ours (mypy refuses a
+    ``typing_extensions.py`` there). So a checkout and a deployed virtualenv compile
+    the same way (the Ansible role runs ``python -m balancer.compile`` on the host).
+    """
     from mypyc.build import mypycify  # imported here: only the build needs mypy
     from setuptools import setup
 
     clean()
-    sources = [str(PACKAGE / f"{name}.py") for name in HOT_PATH]
     with tempfile.TemporaryDirectory(prefix="pixring-mypyc-") as scratch:
+        tree = Path(scratch) / "src"
+        for package in (PACKAGE, ROOT / "pixring"):
+            shutil.copytree(package, tree / package.name, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+        build_dir = str(Path(scratch) / "build")
         cwd = os.getcwd()
-        os.chdir(ROOT)  # mypyc names modules from paths relative to the working directory
+        os.chdir(tree)  # mypyc names modules from paths relative to the working directory
         try:
             setup(
                 name="pixring-hot-path",
                 ext_modules=mypycify(
-                    [os.path.relpath(s, ROOT) for s in sources]
+                    [f"{PACKAGE.name}/{name}.py" for name in HOT_PATH]
                     + ["--ignore-missing-imports", "--follow-imports=silent"],
                     opt_level="3",
-                    target_dir=scratch,
+                    target_dir=build_dir,
                     group_name=GROUP,
                 ),
-                script_args=["--quiet", "build_ext", "--inplace", "--build-temp", scratch, "--build-lib", scratch],
+                script_args=["--quiet", "build_ext", "--inplace", "--build-temp", build_dir, "--build-lib", build_dir],
             )
         finally:
             os.chdir(cwd)
-    # The copy into the package keeps the build's file times; what was just built
-    # matches the sources now, which is what ``stale`` compares.
+        for extension in (tree / PACKAGE.name).glob("*.so"):
+            shutil.copyfile(extension, PACKAGE / extension.name)
+    # Fresh file times: what was just built matches the sources now, which is what
+    # ``stale`` compares.
     for path in compiled().values():
         path.touch()
 

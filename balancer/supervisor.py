@@ -35,6 +35,7 @@ from typing import Callable
 import orjson
 from aiohttp import web
 
+from balancer import compile as hot_path
 from balancer.admin import AdminState, make_admin_app, worker_report
 from balancer.config import BalancerConfig
 from balancer.worker import CONFIG_ENV, EXIT_NO_MEMBERSHIP, LISTENER_FD_ENV, WARMUP_ENV, bind_reuseport, die_with_parent
@@ -399,6 +400,16 @@ def _host(host: str) -> str:
 def run_balancer(config: BalancerConfig, reload_config: Callable[[], BalancerConfig] | None = None) -> int:
     import uvloop
 
+    stale = hot_path.stale()
+    if stale:
+        # An extension module is imported in place of its source: the workers would run
+        # the code as it was when compiled, beside the newer rest of pixring.
+        names = ", ".join(f"balancer/{name}.py" for name in stale)
+        print(f"pixring: {names} changed after the request path was compiled, so its old compiled code "
+              "would run: compile it again (`make compile` in a checkout, `python -m balancer.compile` "
+              "where pixring is installed) or remove the compiled modules (`python -m balancer.compile "
+              "--clean`)", file=sys.stderr)
+        return 1
     supervisor = Supervisor(
         config, log=lambda msg: print(msg, file=sys.stderr, flush=True), reload_config=reload_config
     )

@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 from balancer import compile as hot_path
+from balancer.config import load_config
+from balancer.supervisor import run_balancer
 
 
 def test_the_request_path_imports_from_any_working_directory(tmp_path):
@@ -44,3 +46,28 @@ def test_a_machine_without_a_compiler_is_told_apart_from_a_failed_build(monkeypa
     monkeypatch.setattr(sys, "argv", ["balancer.compile"])
     assert hot_path.main() == hot_path.CANNOT_COMPILE
     assert "no C compiler (no-such-compiler-here)" in capsys.readouterr().err
+
+
+def test_clean_removes_only_the_packages_own_compiled_modules(monkeypatch, tmp_path):
+    # Beside an installed pixring is site-packages, where mypy keeps its own mypyc runtime.
+    package = tmp_path / "balancer"
+    package.mkdir()
+    (package / "front.py").write_text("")
+    ours = [package / "front.cpython-311-x86_64-linux-gnu.so", package / "_hot_path__mypyc.cpython-311-x86_64-linux-gnu.so"]
+    theirs = tmp_path / "6ec57f84c680d3a3778b__mypyc.cpython-311-x86_64-linux-gnu.so"
+    for path in [*ours, theirs]:
+        path.write_bytes(b"")
+    monkeypatch.setattr(hot_path, "PACKAGE", package)
+    monkeypatch.setattr(hot_path, "ROOT", tmp_path)
+    hot_path.clean()
+    assert not any(path.exists() for path in ours) and theirs.exists()
+
+
+def test_the_balancer_refuses_to_start_on_a_stale_compiled_module(monkeypatch, capsys):
+    monkeypatch.setattr(hot_path, "stale", lambda: ["front"])
+    config = load_config(environ={}, flags={"nodes": ["n1=http://127.0.0.1:9"], "listen": "127.0.0.1:0",
+                                            "admin": "127.0.0.1:0"})
+    assert run_balancer(config) == 1
+    message = capsys.readouterr().err
+    assert "balancer/front.py changed after the request path was compiled" in message
+    assert "python -m balancer.compile" in message
