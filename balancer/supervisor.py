@@ -38,6 +38,7 @@ from aiohttp import web
 from balancer import compile as hot_path
 from balancer.admin import AdminState, make_admin_app, worker_report
 from balancer.config import BalancerConfig
+from balancer.sdnotify import NOTIFY_SOCKET_ENV, Notifier
 from balancer.worker import CONFIG_ENV, EXIT_NO_MEMBERSHIP, LISTENER_FD_ENV, WARMUP_ENV, bind_reuseport, die_with_parent
 
 __all__ = ["Supervisor", "run_balancer"]
@@ -73,6 +74,7 @@ class Supervisor:
         self._generation_starting = False  # a reload's new workers are being started
         self._shutdown_asked = asyncio.Event()  # set by SIGTERM/SIGINT, even mid start-up
         self.state_dir = Path(tempfile.mkdtemp(prefix="pixring-"))
+        self.notify = Notifier()
         self.stopping = False
         self.procs: dict[int, asyncio.subprocess.Process] = {}
         # Worker index -> its listening socket, created here and inherited by the worker;
@@ -137,6 +139,7 @@ class Supervisor:
         listener = self._listeners[index] = self._listener(successor_of)
         env = dict(os.environ)
         env.pop(WARMUP_ENV, None)
+        env.pop(NOTIFY_SOCKET_ENV, None)  # the supervisor speaks for the balancer
         if strict_warmup:
             env[WARMUP_ENV] = "strict"
         env[CONFIG_ENV] = orjson.dumps(self.config.as_flags()).decode()
@@ -197,6 +200,10 @@ class Supervisor:
         for index in indices:
             self._keepers[index] = loop.create_task(self._keep_running(index), name=f"keep-worker-{index}")
 
+    def _serving_status(self) -> str:
+        workers = len(self._serving)
+        return f"serving on port {self.listen_port} with {workers} worker{'s' if workers != 1 else ''}"
+
     def _start_reload(self) -> None:
         """One reload at a time: a SIGHUP during one only has the workers re-read a
         member file (as every SIGHUP does), and the shutdown knows which task to wait for."""
@@ -229,51 +236,59 @@ class Supervisor:
         if new == self.config:
             self.log("pixring: reload: config unchanged")
             return
-        old_config, old = self.config, dict(self.procs)
-        self.config = new  # what the new generation is started with
-        warning = new.sharing_warning()
-        if warning:
-            self.log(warning)
-        fresh = [self._new_index() for _ in range(new.worker_count())]
-        predecessors: list[int | None] = [*sorted(old), *[None] * len(fresh)]
-        self._generation_starting = True
+        self.notify.reloading("reloading the config: starting a new generation of workers")
+        switched = False
         try:
-            for index, predecessor in zip(fresh, predecessors):
-                if self._shutdown_asked.is_set():
-                    raise ShutdownBegun()
-                await self._spawn(index, successor_of=predecessor, strict_warmup=True)
-            await asyncio.gather(*(self._wait_listening(i, self.procs[i]) for i in fresh))
-        except ShutdownBegun:
-            # Every worker it started is in self.procs, which the shutdown stops.
-            self.log("pixring: reload abandoned: shutting down")
-            return
-        except (StartupError, OSError) as exc:  # OSError: no socket or process could be made
-            self.log(f"pixring: reload failed, keeping the running workers: {exc}")
-            # Drained, not killed: a new worker that did start listening may have
-            # taken connections from the queue it shares with its predecessor.
-            started = [index for index in fresh if index in self.procs]
-            for index in fresh:
+            old_config, old = self.config, dict(self.procs)
+            self.config = new  # what the new generation is started with
+            warning = new.sharing_warning()
+            if warning:
+                self.log(warning)
+            fresh = [self._new_index() for _ in range(new.worker_count())]
+            predecessors: list[int | None] = [*sorted(old), *[None] * len(fresh)]
+            self._generation_starting = True
+            try:
+                for index, predecessor in zip(fresh, predecessors):
+                    if self._shutdown_asked.is_set():
+                        raise ShutdownBegun()
+                    await self._spawn(index, successor_of=predecessor, strict_warmup=True)
+                await asyncio.gather(*(self._wait_listening(i, self.procs[i]) for i in fresh))
+            except ShutdownBegun:
+                # Every worker it started is in self.procs, which the shutdown stops.
+                self.log("pixring: reload abandoned: shutting down")
+                return
+            except (StartupError, OSError) as exc:  # OSError: no socket or process could be made
+                self.log(f"pixring: reload failed, keeping the running workers: {exc}")
+                # Drained, not killed: a new worker that did start listening may have
+                # taken connections from the queue it shares with its predecessor.
+                started = [index for index in fresh if index in self.procs]
+                for index in fresh:
+                    self._release_listener(index)
+                await self._terminate([self.procs[index] for index in started])
+                for index in started:
+                    self.admin_state.worker_exited(index, self.procs.pop(index).pid)
+                self.config = old_config
+                return
+            finally:
+                self._generation_starting = False
+            # The new generation takes over: admin reports on it and its config from now on.
+            self._serving = set(fresh)
+            self.admin_state.config = new
+            self._keep(fresh)
+            switched = True
+            self.notify.ready(self._serving_status())  # the new config serves; the old drain
+            for index in old:
+                self._keepers.pop(index).cancel()
+            # The old generation drains; its counters stay in the totals until it exits.
+            for index in old:
                 self._release_listener(index)
-            await self._terminate([self.procs[index] for index in started])
-            for index in started:
+            await self._terminate([self.procs[index] for index in old])
+            for index in old:
                 self.admin_state.worker_exited(index, self.procs.pop(index).pid)
-            self.config = old_config
-            return
+            self.log(f"pixring: reloaded config; {len(fresh)} workers replaced {len(old)}")
         finally:
-            self._generation_starting = False
-        # The new generation takes over: admin reports on it and its config from now on.
-        self._serving = set(fresh)
-        self.admin_state.config = new
-        self._keep(fresh)
-        for index in old:
-            self._keepers.pop(index).cancel()
-        # The old generation drains; its counters stay in the totals until it exits.
-        for index in old:
-            self._release_listener(index)
-        await self._terminate([self.procs[index] for index in old])
-        for index in old:
-            self.admin_state.worker_exited(index, self.procs.pop(index).pid)
-        self.log(f"pixring: reloaded config; {len(fresh)} workers replaced {len(old)}")
+            if not switched and not self._shutdown_asked.is_set():  # else the shutdown says STOPPING
+                self.notify.ready(self._serving_status())
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -319,6 +334,7 @@ class Supervisor:
             await asyncio.gather(*(self._wait_listening(i, p) for i, p in list(self.procs.items())))
         except ShutdownBegun:
             self.log("pixring: shutting down during start-up")
+            self.notify.stopping("shutting down during start-up")
             await self._stop_workers()
             await runner.cleanup()
             reservation.close()
@@ -335,11 +351,13 @@ class Supervisor:
             f"(admin http://{_host(config.admin.host)}:{admin_port}, {workers} worker{'s' if workers != 1 else ''})"
         )
         self._keep(list(self.procs))
+        self.notify.ready(self._serving_status())
         started = True
         if reload_asked:
             self._start_reload()
         await stop.wait()
         self.log("pixring: shutting down, draining in-flight requests")
+        self.notify.stopping("shutting down, draining in-flight requests")
         self.stopping = True
         self.admin_state.draining = True
         reload_task = self._reload_task

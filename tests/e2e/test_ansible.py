@@ -384,10 +384,23 @@ def test_site_deploys_a_working_tier(tmp_path: Path) -> None:
 
         argv, env, workdir = service_launch(balancer_unit)
         assert argv[:2] == [str(venv / "bin/pixring"), "balancer"]
+        # Type=notify: as systemd does, hand it a notification socket and count it
+        # started at READY=1, which must mean routable.
+        assert balancer_settings["Type"] == ["notify"] and balancer_settings["NotifyAccess"] == ["main"]
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(str(tmp_path / "notify"))
+        notify.settimeout(60)
+        env["NOTIFY_SOCKET"] = str(tmp_path / "notify")
         balancer = subprocess.Popen(argv, env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         procs.append(balancer)
         admin = f"http://127.0.0.1:{ports['admin']}"
-        wait_for("balancer /readyz 200", lambda: http_get(admin + "/readyz")[0] == 200, [renderer, balancer])
+        try:
+            assert notify.recv(4096).split(b"\n")[0] == b"READY=1"
+        except TimeoutError:
+            pytest.fail(f"no READY=1 from the balancer (exit code {balancer.poll()})")
+        finally:
+            notify.close()
+        assert http_get(admin + "/readyz")[0] == 200
         measured["services up"] = time.monotonic() - started
 
         status, headers, body = http_get(f"http://127.0.0.1:{ports['public']}/photos/cat.jpg?w=100&fm=webp")
