@@ -38,7 +38,7 @@ from aiohttp import web
 from balancer import compile as hot_path
 from balancer.admin import AdminState, make_admin_app, worker_report
 from balancer.config import BalancerConfig
-from balancer.sdnotify import NOTIFY_SOCKET_ENV, Notifier
+from pixring.sdnotify import NOTIFY_SOCKET_ENV, Notifier
 from balancer.worker import CONFIG_ENV, EXIT_NO_MEMBERSHIP, LISTENER_FD_ENV, WARMUP_ENV, bind_reuseport, die_with_parent
 
 __all__ = ["Supervisor", "run_balancer"]

@@ -205,9 +205,11 @@ ACCEPTED_HEADS: dict[str, int] = {"max_line_size": MAX_TARGET_LENGTH + 64, "max_
 async def _serve(
     settings: RendererSettings, host: str, port: int, shutdown_timeout: float, while_serving: ServingHook | None
 ) -> int:
+    from pixring.sdnotify import Notifier
     from renderer.app import make_app
     from renderer.logs import JsonAccessLogger, log_event
 
+    notify = Notifier()  # Type=notify under systemd: started once it listens (and is registered)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -230,14 +232,19 @@ async def _serve(
         bound_host, bound_port = runner.addresses[0][:2]
         log_event("start", listen=_format(bound_host, bound_port), origin=str(settings.origin),
                   disk_cache=str(settings.disk_cache) if settings.disk_cache else None)
+        listening = f"listening on http://{_format(bound_host, bound_port)}"
         if while_serving is None:
-            print(f"pixring renderer listening on http://{_format(bound_host, bound_port)}", flush=True)
+            print(f"pixring renderer {listening}", flush=True)
+            notify.ready(listening)
             await stop.wait()
+            notify.stopping("finishing in-flight renders")
         else:
             try:
                 async with while_serving(bound_host, bound_port):
-                    print(f"pixring renderer listening on http://{_format(bound_host, bound_port)}", flush=True)
+                    print(f"pixring renderer {listening}", flush=True)
+                    notify.ready(listening + ", registered")
                     await stop.wait()
+                    notify.stopping("deregistering, then finishing in-flight renders")
             except Exception as exc:  # registration refused: say so, do not serve unseen
                 print(f"pixring renderer: {exc}", file=sys.stderr)
                 return 1

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.notifysocket import NotifySocket
 from tests.e2e.proctree import alive, descendants
 
 pytestmark = pytest.mark.e2e
@@ -370,8 +371,20 @@ def test_site_deploys_a_working_tier(tmp_path: Path) -> None:
         assert argv[0] == str(venv / "bin/pixring") and argv[1] == "renderer"
         assert env["PYTHONFAULTHANDLER"] == "1"
         started = time.monotonic()
+        # Both units are Type=notify: as systemd does, each gets a notification socket
+        # and counts as started at its READY=1.
+        renderer_notify = NotifySocket(tmp_path / "renderer.notify", timeout=60)
+        env["NOTIFY_SOCKET"] = renderer_notify.path
         renderer = subprocess.Popen(argv, env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         procs.append(renderer)
+        assert unit_settings(renderer_unit)["Type"] == ["notify"]
+        try:
+            assert renderer_notify.hear()[:2] == [
+                "READY=1", f"STATUS=listening on http://127.0.0.1:{ports['renderer']}, registered"]
+        except TimeoutError:
+            pytest.fail(f"no READY=1 from the renderer (exit code {renderer.poll()})")
+        finally:
+            renderer_notify.close()
 
         def registered() -> bool:
             status, _, body = http_get(f"http://{consul_addr}/v1/health/service/{SERVICE}?passing")
@@ -384,22 +397,19 @@ def test_site_deploys_a_working_tier(tmp_path: Path) -> None:
 
         argv, env, workdir = service_launch(balancer_unit)
         assert argv[:2] == [str(venv / "bin/pixring"), "balancer"]
-        # Type=notify: as systemd does, hand it a notification socket and count it
-        # started at READY=1, which must mean routable.
+        # READY=1 from the balancer must mean routable.
         assert balancer_settings["Type"] == ["notify"] and balancer_settings["NotifyAccess"] == ["main"]
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(str(tmp_path / "notify"))
-        notify.settimeout(60)
-        env["NOTIFY_SOCKET"] = str(tmp_path / "notify")
+        balancer_notify = NotifySocket(tmp_path / "balancer.notify", timeout=60)
+        env["NOTIFY_SOCKET"] = balancer_notify.path
         balancer = subprocess.Popen(argv, env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         procs.append(balancer)
         admin = f"http://127.0.0.1:{ports['admin']}"
         try:
-            assert notify.recv(4096).split(b"\n")[0] == b"READY=1"
+            assert balancer_notify.hear()[0] == "READY=1"
         except TimeoutError:
             pytest.fail(f"no READY=1 from the balancer (exit code {balancer.poll()})")
         finally:
-            notify.close()
+            balancer_notify.close()
         assert http_get(admin + "/readyz")[0] == 200
         measured["services up"] = time.monotonic() - started
 

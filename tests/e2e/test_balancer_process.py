@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from balancer.cpus import cpu_cgroup_dirs
+from tests.e2e.notifysocket import NotifySocket
 from tests.e2e.proctree import alive, descendants
 
 pytestmark = pytest.mark.e2e
@@ -539,29 +539,17 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_quietly_and_leaves_no_process(tm
 def test_systemd_hears_ready_reloading_and_stopping_from_the_supervisor_alone(node, tmp_path):
     """A Type=notify unit with NotifyAccess=main: systemd takes READY=1 from the main
     process only, and only once the workers listen with their membership."""
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(tmp_path / "notify"))
-    notify.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # the sender's pid, as systemd checks it
-    notify.settimeout(30)
-    heard: list[tuple[int, list[str]]] = []
-
-    def hear() -> list[str]:
-        data, ancillary, _, _ = notify.recvmsg(4096, socket.CMSG_SPACE(12))
-        (pid,) = [struct.unpack("iII", cdata)[0] for level, kind, cdata in ancillary
-                  if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS]
-        heard.append((pid, data.decode().split("\n")))
-        return heard[-1][1]
-
+    notify = NotifySocket(tmp_path / "notify")
     config = tmp_path / "pixring.toml"
     config.write_text(f'nodes = ["n1=http://127.0.0.1:{node}"]\nprofile = "generic"\n')
     port, admin = free_port(), free_port()
     proc = subprocess.Popen(
         [*PIXRING, "balancer", "--config", str(config), "--listen", f"127.0.0.1:{port}",
          "--admin", f"127.0.0.1:{admin}", "--workers", "2", "--access-log", "off"],
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")},
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "NOTIFY_SOCKET": notify.path},
     )
     try:
-        assert hear()[0] == "READY=1"
+        assert notify.hear()[0] == "READY=1"
         # Ready means routable, not merely started.
         with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=5) as response:
             assert response.status == 200
@@ -569,18 +557,18 @@ def test_systemd_hears_ready_reloading_and_stopping_from_the_supervisor_alone(no
             assert response.status == 200
         config.write_text(config.read_text() + "drain_timeout = 2.0\n")
         proc.send_signal(signal.SIGHUP)
-        assert hear()[0] == "RELOADING=1"
-        assert hear() == ["READY=1", f"STATUS=serving on port {port} with 2 workers"]
+        assert notify.hear()[0] == "RELOADING=1"
+        assert notify.hear() == ["READY=1", f"STATUS=serving on port {port} with 2 workers"]
         proc.send_signal(signal.SIGTERM)
-        assert hear()[0] == "STOPPING=1"
+        assert notify.hear()[0] == "STOPPING=1"
         _, stderr = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
         notify.close()
-    print("heard: " + "; ".join(f"{pid}: {' '.join(lines)}" for pid, lines in heard))
+    print("heard: " + notify.describe())
     assert proc.returncode == 0, stderr
-    assert {pid for pid, _ in heard} == {proc.pid}, "a worker spoke to the service manager"
+    assert notify.senders() == {proc.pid}, "a worker spoke to the service manager"
 
 
 def test_connections_queued_for_a_worker_being_replaced_are_served_by_its_successor(node, tmp_path):

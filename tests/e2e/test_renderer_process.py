@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.e2e.notifysocket import NotifySocket
 from tests.e2e.proctree import alive, descendants
 
 from renderer.samples import Sample, generate
@@ -73,6 +75,29 @@ def get(url: str) -> tuple[int, dict[str, str], bytes]:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
+
+
+def test_systemd_hears_ready_once_it_listens_and_stopping_on_sigterm(origin: Path, tmp_path: Path) -> None:
+    notify = NotifySocket(tmp_path / "notify")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, "--listen", "127.0.0.1:0", "--origin", str(origin), "--render-workers", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "NOTIFY_SOCKET": notify.path},
+    )
+    try:
+        ready = notify.hear()
+        assert ready[0] == "READY=1" and ready[1].startswith("STATUS=listening on http://127.0.0.1:")
+        base = ready[1].removeprefix("STATUS=listening on ")
+        assert get(base + "/healthz")[0] == 200  # ready means it answers
+        proc.send_signal(signal.SIGTERM)
+        assert notify.hear()[0] == "STOPPING=1"
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()
+    print("heard: " + notify.describe())
+    assert notify.senders() == {proc.pid}, "a render worker spoke to the service manager"
 
 
 def test_serves_and_stops_cleanly_on_sigterm(renderer: tuple[subprocess.Popen[str], str]) -> None:

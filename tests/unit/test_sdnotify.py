@@ -6,7 +6,7 @@ import os
 import socket
 import time
 
-from balancer.sdnotify import Notifier
+from pixring.sdnotify import Notifier
 
 
 def listener(address: str) -> socket.socket:

@@ -1,8 +1,9 @@
 """systemd's service notifications: ready, reloading, stopping (a ``Type=notify`` unit).
 
-With ``Type=notify`` systemd counts the balancer as started only once it says
+With ``Type=notify`` systemd counts a service as started only once it says
 ``READY=1``, so ``systemctl start`` (and a unit ordered ``After=`` it) waits until the
-workers listen with their membership instead of until the process was exec'd.
+balancer's workers listen with their membership, or the renderer listens (and is
+registered), instead of until the process was exec'd. Shared by both, as the schema is.
 ``RELOADING=1`` and ``STOPPING=1`` show a reload or a drain in ``systemctl status``;
 ``STATUS=`` is the line it prints.
 
