@@ -38,8 +38,8 @@ from aiohttp import web
 from balancer import compile as hot_path
 from balancer.admin import AdminState, make_admin_app, worker_report
 from balancer.config import BalancerConfig
-from pixring.sdnotify import NOTIFY_SOCKET_ENV, Notifier
 from balancer.worker import CONFIG_ENV, EXIT_NO_MEMBERSHIP, LISTENER_FD_ENV, WARMUP_ENV, bind_reuseport, die_with_parent
+from pixring.sdnotify import NOTIFY_SOCKET_ENV, Notifier
 
 __all__ = ["Supervisor", "run_balancer"]
 
