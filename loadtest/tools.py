@@ -1,4 +1,5 @@
-"""The programs the benchmark drives, installed from Debian's packages when missing.
+"""The programs the benchmark drives (and one the Ansible test needs), installed from
+Debian's packages when missing.
 
 Rules of this module
 --------------------
@@ -25,7 +26,9 @@ from typing import Callable, Iterable
 __all__ = ["PACKAGES", "ToolsError", "ensure_tools", "missing", "require"]
 
 # program -> Debian package that provides it
-PACKAGES = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk", "taskset": "util-linux", "perf": "linux-perf"}
+PACKAGES = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk", "taskset": "util-linux", "perf": "linux-perf",
+            # for tests/e2e/test_ansible.py: it checks the units the roles write (no systemd runs)
+            "systemd-analyze": "systemd"}
 # pid files of the services those packages may start (Debian's defaults)
 SERVICE_PID_FILES = {"nginx": Path("/run/nginx.pid"), "haproxy": Path("/run/haproxy.pid")}
 

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.tools import ensure_tools
 from tests.e2e.notifysocket import NotifySocket
 from tests.e2e.proctree import alive, descendants
 
@@ -301,7 +302,14 @@ def service_launch(unit: Path) -> tuple[list[str], dict[str, str], Path]:
     return argv, env, Path(workdir)
 
 
-def test_site_deploys_a_working_tier(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def systemd_analyze() -> None:
+    """The unit checker the roles (and this test) run: Debian's systemd package, installed
+    when missing (a machine without a running systemd may not have it)."""
+    ensure_tools(["systemd-analyze"], log=print)
+
+
+def test_site_deploys_a_working_tier(tmp_path: Path, systemd_analyze: None) -> None:
     from PIL import Image
 
     from balancer.config import load_config
