@@ -437,6 +437,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error(f"refusing to send load to {name} {url}: it is not a loopback address "
                              "(localhost, 127.0.0.0/8, ::1). A capacity test is heavy traffic; if this is your "
                              "own staging balancer, pass --allow-remote.")
+    for arg in args.locust_arg:
+        # locust takes the last --host it is given: one here would slip past the loopback check.
+        if arg.startswith(("-H", "--host", "-f", "--locustfile", "--config")):
+            parser.error(f"--locust-arg {arg}: the target is --host (and the locustfile is this tool's)")
     if args.admin is not None and args.host is None:
         parser.error("--admin goes with --host (a cluster started here is asked itself)")
 
@@ -463,10 +467,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Interrupted:
             say("capacity: interrupted while starting the cluster")
             return EXIT_INTERRUPTED
-        members = _members(admin) if admin else []
-        say(f"target {host}" + (f", members: {', '.join(members)}" if members else ""))
-        say(f"locust: {args.users} users for {args.run_time:g}s, {args.processes} process(es); "
-            f"results in {out_dir}")
+        try:
+            members = _members(admin) if admin else []
+            say(f"target {host}" + (f", members: {', '.join(members)}" if members else ""))
+            say(f"locust: {args.users} users for {args.run_time:g}s, {args.processes} process(es); "
+                f"results in {out_dir}")
+        except Interrupted:
+            say("capacity: interrupted before the load started")
+            return EXIT_INTERRUPTED
         code, cpu_seconds, notes = run_locust(locust_argv(args, host, out_dir), out_dir, args.run_time, say, cluster)
     finally:
         if cluster is not None:

@@ -107,8 +107,12 @@ class Latency:
         return self.failures / self.requests if self.requests else 0.0
 
 
-def latency_of(entries: Iterable[Mapping[str, Any]]) -> Latency:
-    """Merge locust's ``--json-file`` entries (one per request name) into one ``Latency``."""
+def latency_of(entries: Iterable[Mapping[str, Any]], started: float = 0.0) -> Latency:
+    """Merge locust's ``--json-file`` entries (one per request name) into one ``Latency``.
+
+    ``started``: when the load began (the locustfile's ``test_start``, epoch seconds). An
+    entry's own ``start_time`` is when its first request *completed* (locust creates the
+    entry then), so without it a cold run's first renders would be left out of the time."""
     histogram: dict[int, int] = {}
     requests = failures = 0
     total_ms = 0.0
@@ -125,7 +129,8 @@ def latency_of(entries: Iterable[Mapping[str, Any]]) -> Latency:
             starts.append(float(entry["start_time"]))
         if entry.get("last_request_timestamp"):
             ends.append(float(entry["last_request_timestamp"]))
-    # locust's own rate: requests over first start to last request, per entry and in total.
+    if started and starts:
+        starts.append(started)
     seconds = max(ends) - min(starts) if starts and ends else 0.0
     return Latency(
         requests=requests, failures=failures, seconds=max(seconds, 0.0),
@@ -242,7 +247,7 @@ class Summary:
 
 def summarize(entries: Iterable[Mapping[str, Any]], tally: Tally, *, expected_nodes: Sequence[str] = (),
               max_failure_ratio: float = 0.01, notes: Sequence[str] = ()) -> Summary:
-    return Summary(latency_of(entries), tally, affinity_of(tally), tuple(expected_nodes), max_failure_ratio,
+    return Summary(latency_of(entries, tally.started), tally, affinity_of(tally), tuple(expected_nodes), max_failure_ratio,
                    tuple(notes))
 
 
@@ -265,7 +270,8 @@ def render(summary: Summary) -> str:
     if spread:
         mean = tagged / len(spread)
         peak = max(spread.values())
-        lines.append(f"nodes           {len(spread)} served, peak/mean {peak / mean:.2f}" if mean else "nodes")
+        served = sum(1 for count in spread.values() if count)
+        lines.append(f"nodes           {served} of {len(spread)} served, peak/mean {peak / mean:.2f}" if mean else "nodes")
         for node, count in spread.items():
             mark = "  (not a member)" if node in summary.unknown_nodes else ""
             lines.append(f"  {node:<26}{count:>8,}  {_percent(count, tagged):>6}{mark}")

@@ -54,6 +54,7 @@ import json
 import os
 import random
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,13 @@ def _build_model(environment: Any, **_kw: Any) -> None:
     _environment = environment
     if environment.parsed_options is not None:
         _model = _Model(environment.parsed_options)
+
+
+@events.test_start.add_listener
+def _mark_start(environment: Any, **_kw: Any) -> None:
+    # The summary's clock starts here: locust's per-entry start is its first answer.
+    if not isinstance(environment.runner, WorkerRunner):
+        _tally.started = time.time()
 
 
 @events.report_to_master.add_listener

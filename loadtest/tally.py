@@ -30,6 +30,7 @@ class Tally:
     cache: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
     groups: dict[str, tuple[dict[str, int], int]] = field(default_factory=dict)
+    started: float = 0.0  # epoch seconds the load began (locust's test_start), 0 if unknown
 
     def record(self, canonical_url: str, variant: bool, node: str | None, cache: str | None) -> None:
         """One answer: the node that served it and its cache outcome, if the headers said."""
@@ -51,6 +52,8 @@ class Tally:
             for key, count in theirs.items():
                 mine[key] = mine.get(key, 0) + count
         self.untagged += other.untagged
+        if other.started and (not self.started or other.started < self.started):
+            self.started = other.started
         for url, (by_node, variants) in other.groups.items():
             counts, my_variants = self.groups.get(url, ({}, 0))
             for node, count in by_node.items():
@@ -59,6 +62,7 @@ class Tally:
 
     def to_json(self) -> dict[str, object]:
         return {"nodes": self.nodes, "untagged": self.untagged, "cache": self.cache, "failures": self.failures,
+                "started": self.started,
                 "groups": {url: {"nodes": by_node, "variants": variants}
                            for url, (by_node, variants) in self.groups.items()}}
 
@@ -72,6 +76,7 @@ class Tally:
             untagged=int(data.get("untagged") or 0),
             cache=counts(data.get("cache")),
             failures=counts(data.get("failures")),
+            started=float(data.get("started") or 0.0),
             groups={str(url): (counts(entry["nodes"]), int(entry["variants"]))
                     for url, entry in dict(data.get("groups") or {}).items()},
         )

@@ -164,7 +164,7 @@ def inventory(tmp: Path, wheel: Path, consul_addr: str, ports: dict[str, int], o
         "ansible_python_interpreter": sys.executable,
         "ansible_become": False,
         # The pixring role: a fresh virtualenv from the wheel, as the current user.
-        "pixring_package": str(wheel),
+        "pixring_package": f"./{wheel.relative_to(tmp)}",  # relative to where ansible-playbook runs
         "pixring_python": sys.executable,
         "pixring_install_os_packages": False,
         "pixring_user": user,
@@ -224,8 +224,10 @@ def inventory(tmp: Path, wheel: Path, consul_addr: str, ports: dict[str, int], o
 def apply_site(tmp: Path, inventory_file: Path, label: str) -> tuple[int, dict[str, int]]:
     started = time.monotonic()
     result = subprocess.run(
-        [tool("ansible-playbook"), "-i", str(inventory_file), "site.yml"],
-        cwd=ANSIBLE_DIR,
+        # As ansible/README.md has an operator run it: from their own directory (where
+        # dist/ and the inventory are), the playbook by its path, the config named.
+        [tool("ansible-playbook"), "-i", str(inventory_file), str(ANSIBLE_DIR / "site.yml")],
+        cwd=tmp,
         env=clean_env(
             ANSIBLE_CONFIG=str(ANSIBLE_DIR / "ansible.cfg"),
             ANSIBLE_LOCAL_TEMP=str(tmp / "ansible-tmp"),

@@ -48,6 +48,16 @@ def test_latency_merges_every_entry():
     assert latency_of([]).requests == 0 and latency_of([]).rps == 0.0
 
 
+def test_the_run_is_timed_from_the_load_start_not_from_the_first_answer():
+    # locust dates an entry from its first *completed* request: a cold first render of
+    # 2 s would be left out of the time, and the rate overstated.
+    entries = [entry("/a.jpg", {5: 100}, start=102.0, last=110.0)]
+    assert latency_of(entries).seconds == pytest.approx(8.0)
+    assert latency_of(entries, started=100.0).seconds == pytest.approx(10.0)
+    tally = Tally(started=100.0)
+    assert summarize(entries, tally).latency.rps == pytest.approx(10.0)
+
+
 def test_affinity_counts_only_groups_that_tested_an_equivalent_spelling():
     tally = Tally()
     for node in ("r1", "r1", "r1"):
@@ -80,6 +90,7 @@ def test_spread_names_idle_members_and_strangers():
     assert summary.unknown_nodes == ["x9"]
     text = render(summary)
     assert "r3" in text and "(not a member)" in text
+    assert "3 of 4 served" in text  # a member that served nothing is not counted as serving
 
 
 def test_verdict_follows_the_failure_limit():
@@ -154,3 +165,13 @@ def test_locust_command_stops_by_itself_and_writes_its_figures(tmp_path):
                      f"--pixring-tally {tmp_path}/tally.json", "--exit-code-on-error 0"):
         assert expected in joined, expected
     assert argv[-1] == "--loglevel=DEBUG"  # passed through last, so it can override
+
+
+@pytest.mark.parametrize("arg", ["--host=http://203.0.113.7", "-Hhttp://203.0.113.7", "--locustfile=x.py",
+                                 "-f", "--config=remote.conf"])
+def test_a_locust_argument_cannot_aim_the_load_elsewhere(arg, capsys):
+    # locust takes the last --host: one passed through would slip past the loopback check.
+    with pytest.raises(SystemExit) as exited:
+        capacity.main(["--host", "http://127.0.0.1:9", f"--locust-arg={arg}"])
+    assert exited.value.code == 2
+    assert "the target is --host" in capsys.readouterr().err

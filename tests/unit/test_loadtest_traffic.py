@@ -152,7 +152,7 @@ def test_tally_counts_nodes_cache_failures_and_groups():
 
 
 def test_tallies_merge_and_survive_json():
-    first, second = Tally(), Tally()
+    first, second = Tally(), Tally(started=1000.0)  # only the master marks the load's start
     first.record("/a", True, "r1", "hit")
     second.record("/a", False, "r2", "miss")
     second.record_failure("ConnectionRefusedError")
@@ -163,3 +163,6 @@ def test_tallies_merge_and_survive_json():
     assert first.groups == {"/a": ({"r1": 1, "r2": 1}, 1)}
     assert first.failures == {"ConnectionRefusedError": 1}
     assert first.cache == {"hit": 1, "miss": 1}
+    assert first.started == 1000.0
+    first.merge(Tally(started=1010.0))
+    assert first.started == 1000.0  # the earliest start
