@@ -45,7 +45,6 @@ import json
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -58,6 +57,7 @@ from urllib.parse import urlsplit
 
 from balancer.worker import die_with_parent
 from loadtest import capacity_summary
+from loadtest.backends import free_port
 from loadtest.tally import Tally
 from loadtest.traffic import DEFAULT_URLS_PER_SOURCE, DEFAULT_ZIPF_EXPONENT
 
@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: var/capacity/<date-time>)")
     output.add_argument("--locust-arg", action="append", default=[], metavar="ARG",
                         help="an extra argument for locust, e.g. --locust-arg=--pixring-accept=image/webp "
-                             "(repeatable)")
+                             "(repeatable; not --host, --locustfile or --config: the target is --host)")
     return parser
 
 
@@ -207,12 +207,6 @@ def _stop_group(proc: subprocess.Popen, timeout: float = _STOP_TIMEOUT_S) -> int
         return proc.wait(5)
     except subprocess.TimeoutExpired:
         return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _get_json(url: str, timeout: float = 2.0) -> tuple[int, object]:
@@ -249,7 +243,7 @@ class Cluster:
 
     @classmethod
     def start(cls, args: argparse.Namespace, out_dir: Path, say: Callable[[str], None]) -> "Cluster":
-        port, admin_port = _free_port(), _free_port()
+        port, admin_port = free_port(), free_port()
         origin = Path(args.origin).resolve() if args.origin else REPO / "var" / "samples"
         argv = [sys.executable, "-m", "pixring.cli", "up", "--renderers", str(args.renderers),
                 "--port", str(port), "--admin-port", str(admin_port), "--workers", str(args.workers),
