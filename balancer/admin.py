@@ -148,6 +148,7 @@ class AdminState:
                         "requests": requests,
                         "requests_total": sum(requests.values()),
                         "attempts": stats["attempts"].get(node, 0),
+                        "shed": stats["shed"].get(node, 0),
                         "errors": {kind: n for (n_node, kind), n in stats["upstream_errors"].items() if n_node == node},
                         "bytes_out": stats["bytes_out"].get(node, 0),
                     }
@@ -218,7 +219,9 @@ def judge_readiness(
     listening = [w for w in workers if w["listening"]]
     if len(listening) < expected:
         warming = [w for w in workers if not w["listening"]]
-        why = f"; worker {warming[0]['index']} is waiting for its first membership" if warming else ""
+        waits_for = {"health probes": "its first health probes to answer"}.get(
+            warming[0].get("warming", ""), "its first membership") if warming else ""
+        why = f"; worker {warming[0]['index']} is waiting for {waits_for}" if warming else ""
         return False, f"{len(listening)} of {expected} workers listening{why}"
     for worker in listening:
         if worker["draining"]:

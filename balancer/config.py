@@ -25,6 +25,7 @@ from balancer.headers import MAX_REQUEST_HEAD
 from balancer.health import HealthPolicy
 from balancer.membership import Member, MembershipError
 from balancer.picker import PickPolicy
+from balancer.probe_expect import describe_statuses, parse_expect
 from balancer.retry import RetryPolicy
 from balancer.normalize import DEFAULT_DENYLIST, MAX_TARGET_LENGTH, PROFILES
 
@@ -173,6 +174,12 @@ def _string_list(value: Any) -> tuple[str, ...]:
     return tuple(str(item).strip() for item in items if str(item).strip())
 
 
+def _statuses(value: Any) -> str:
+    """``"200-299,301"`` or a TOML list of statuses, kept as normalized text."""
+    text = ",".join(str(item) for item in value) if isinstance(value, (list, tuple)) else str(value)
+    return describe_statuses(parse_expect(text))
+
+
 def _nodes(value: Any) -> tuple[Member, ...]:
     items = value.split(",") if isinstance(value, str) else list(value)
     members = []
@@ -286,7 +293,12 @@ FIELDS: tuple[Field, ...] = (
     Field("bound_floor", _positive(int), 8,
           "bounded load never overflows a member with fewer requests than this in flight (per worker): at low "
           "load the mean is noise, and an overflow costs a render on another node", "N"),
-    Field("probe_path", str, "/healthz", "path of the active health probe (GET); empty = no active probes", "PATH"),
+    Field("probe_path", str, "/healthz",
+          "path of the active health probe (GET); any HTTP server will do, the path need not exist; "
+          "empty = no active probes", "PATH"),
+    Field("probe_expect", _statuses, "",
+          "statuses of the probe's answer that mean alive, e.g. 200 or 200-299,301; empty = any status below 500 "
+          "(the node answers HTTP). Narrow it for backends with a real health path", "STATUSES"),
     Field("probe_interval", _positive(float), 2.0, "seconds between active probes of each member (jittered)", "S"),
     Field("probe_timeout", _positive(float), 1.0, "seconds an active probe may take", "S"),
     Field("probe_rise", _positive(int), 2, "consecutive good probes before a down member routes again", "N"),
@@ -350,6 +362,7 @@ class BalancerConfig:
     balance_factor: float
     bound_floor: int
     probe_path: str
+    probe_expect: str
     probe_interval: float
     probe_timeout: float
     probe_rise: int
@@ -386,6 +399,7 @@ class BalancerConfig:
             max_ejected_fraction=self.max_ejected_fraction,
             panic_threshold=self.panic_threshold,
             slow_start_s=self.slow_start,
+            await_first_probe=bool(self.probe_path),
         )
 
     def pick_policy(self) -> PickPolicy:

@@ -13,9 +13,12 @@ Rules of this module:
   (only passing instances are members), so both must pass to route.
 * **Active probes** follow HAProxy's ``rise``/``fall``: ``fall`` consecutive failed probes
   take an up member down, ``rise`` consecutive good ones bring a down member up (defaults
-  2 and 3 as in HAProxy's ``server`` keyword). A member joining the table starts up:
-  Consul or the operator vouched for it, and waiting ``rise`` probe intervals would leave
-  its keys on the wrong node for seconds.
+  2 and 3 as in HAProxy's ``server`` keyword). With ``await_first_probe`` (set whenever
+  active probes run) a member joining the table is **pending** until its first probe
+  answers: that one probe decides, up or down, so a node that cannot answer is never
+  routed to on discovery's word alone, and one that can is not kept waiting ``rise``
+  intervals. While no member is known to be up, the pending ones route (discovery vouched
+  for them, which beats answering 503). Without active probes a member starts up.
 * **Outlier detection** follows Envoy's: ``consecutive_errors`` connect errors, timeouts or
   5xx in a row (Envoy's ``consecutive_5xx``, default 5; an OK resets the run) eject the
   member for ``base_ejection_s * ejections`` seconds, capped at ``max_ejection_s`` (Envoy's
@@ -74,6 +77,7 @@ __all__ = [
     "HealthTable",
     "OPERATOR_MODES",
     "MIN_RAMP",
+    "PROBE_FAILED",
 ]
 
 # A member starting its slow start takes a sliver of its share rather than none, so the
@@ -88,6 +92,9 @@ DOWN, UP, EJECTED, READMITTED = "down", "up", "ejected", "readmitted"
 PANIC_ON, PANIC_OFF = "panic_on", "panic_off"
 DRAIN, MAINTENANCE, BACK, READY = "drain", "maintenance", "back", "ready"
 EJECTION_SUPPRESSED = "ejection_suppressed"
+# A failed probe of a member still up (one event per probe until it falls), so the log
+# says why a member is about to go down before it does.
+PROBE_FAILED = "probe_failed"
 
 
 class Outcome(enum.Enum):
@@ -134,6 +141,7 @@ class HealthPolicy:
     max_ejected_fraction: float = 0.5
     panic_threshold: float = 0.5  # Envoy's healthy_panic_threshold default, 50%
     slow_start_s: float = 30.0  # 0 disables slow start
+    await_first_probe: bool = False  # new members are pending until a probe answers
 
     def __post_init__(self) -> None:
         # Read untyped: compiled code would check the declared types on a plain read.
@@ -153,6 +161,8 @@ class HealthPolicy:
         value = getattr(self, "slow_start_s")
         _require(_is_number(value) and value >= 0,
                  f"slow_start_s must be a finite number >= 0 (0 = off), got {value!r}")
+        value = getattr(self, "await_first_probe")
+        _require(isinstance(value, bool), f"await_first_probe must be true or false, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,11 +179,17 @@ class _State:
         "active_up", "good_probes", "bad_probes",
         "consecutive_errors", "ejections", "ejected_until", "ejection_s",
         "probation", "probation_ok", "quiet_since", "suppressed",
-        "operator", "slow_start_from",
+        "operator", "slow_start_from", "pending", "joined_cold",
+        "last_probe_ok", "last_probe", "last_probe_at",
     )
 
     def __init__(self, slow_start_from: float | None) -> None:
         self.active_up = True
+        self.pending = False  # waiting for its first probe (HealthPolicy.await_first_probe)
+        self.joined_cold = False  # joined a table that had no members: no slow start
+        self.last_probe_ok: bool | None = None
+        self.last_probe = ""  # what the last probe got, in words ("GET /healthz answered 200")
+        self.last_probe_at = 0.0
         self.good_probes = 0
         self.bad_probes = 0
         self.consecutive_errors = 0
@@ -212,6 +228,7 @@ class HealthTable:
         self.unroutable: frozenset[str] = frozenset()
         self.removed: frozenset[str] = frozenset()
         self.slow_starting: frozenset[str] = frozenset()
+        self.pending: frozenset[str] = frozenset()
         self.panic = False
         self.version = 0
         self.watched: set[str] = set()
@@ -228,6 +245,11 @@ class HealthTable:
             if state is None:
                 state = _State(None if cold_start else self._ramp_start(now))
                 state.quiet_since = now
+                state.joined_cold = cold_start
+                if self.policy.await_first_probe:
+                    state.pending = True
+                    state.active_up = False
+                    state.slow_start_from = None  # the ramp starts when the probe says up
                 mode = self._remembered_modes.pop(member, None)
                 if mode is not None:
                     state.operator = mode
@@ -240,14 +262,31 @@ class HealthTable:
         self.watched &= kept.keys()
         return self._recompute(events, now)
 
-    def probe(self, member: str, ok: bool, now: float) -> list[HealthEvent]:
-        """An active probe's result. Unknown members are ignored (a probe can race a
-        membership change), as are members in maintenance."""
+    def probe(self, member: str, ok: bool, now: float, detail: str = "") -> list[HealthEvent]:
+        """An active probe's result, ``detail`` saying what it got in words (the status or
+        the error). Unknown members are ignored (a probe can race a membership change),
+        as are members in maintenance."""
         state = self._members.get(member)
         if state is None or state.operator == "maintenance":
             return []
+        state.last_probe_ok = ok
+        state.last_probe = detail
+        state.last_probe_at = now
         events: list[HealthEvent] = []
         policy = self.policy
+        said = f": {detail}" if detail else ""
+        if state.pending:
+            state.pending = False
+            state.bad_probes = state.good_probes = 0
+            if ok:
+                state.active_up = True
+                # The first membership takes its full share at once; a member that joins
+                # a serving fleet ramps from now, when it is known to answer.
+                state.slow_start_from = None if state.joined_cold else self._ramp_start(now)
+                events.append(HealthEvent(UP, member, f"first probe{said}"))
+            else:
+                events.append(HealthEvent(DOWN, member, f"first probe failed{said}"))
+            return self._recompute(events, now)
         if ok:
             state.bad_probes = 0
             if not state.active_up:
@@ -256,7 +295,7 @@ class HealthTable:
                     state.active_up = True
                     state.good_probes = 0
                     state.slow_start_from = self._ramp_start(now)
-                    events.append(HealthEvent(UP, member, f"{policy.rise} good probes in a row"))
+                    events.append(HealthEvent(UP, member, f"{policy.rise} good probes in a row{said}"))
                     if state.ejected_until is not None:
                         # Envoy's successful_active_health_check_uneject_host: a node
                         # the probes saw go down and come back (a restart) need not
@@ -271,7 +310,10 @@ class HealthTable:
                     state.active_up = False
                     state.bad_probes = 0
                     state.slow_start_from = None
-                    events.append(HealthEvent(DOWN, member, f"{policy.fall} failed probes in a row"))
+                    events.append(HealthEvent(DOWN, member, f"{policy.fall} failed probes in a row{said}"))
+                else:
+                    # Said, not acted on: the table changes nothing until the member falls.
+                    return [HealthEvent(PROBE_FAILED, member, f"{detail or 'failed'} ({state.bad_probes} of {policy.fall})")]
         if not events:
             return events
         return self._recompute(events, now)
@@ -323,6 +365,7 @@ class HealthTable:
             # The operator vouches for it, as for a new member; a restart during
             # maintenance left it cold, so it ramps.
             state.active_up = True
+            state.pending = False
             state.good_probes = state.bad_probes = 0
             state.slow_start_from = self._ramp_start(now)
             event = HealthEvent(BACK, member, f"operator ended {previous}")
@@ -391,6 +434,11 @@ class HealthTable:
                 "consecutive_errors": state.consecutive_errors,
                 "operator": state.operator,
                 "ramp": self.ramp(member, now),
+                "last_probe": None if state.last_probe_ok is None else {
+                    "ok": state.last_probe_ok,
+                    "result": state.last_probe,
+                    "age_s": round(max(0.0, now - state.last_probe_at), 3),
+                },
             }
         return out
 
@@ -425,6 +473,8 @@ class HealthTable:
             return "draining"
         if state.operator == "maintenance":
             return "maintenance"
+        if state.pending:
+            return "pending"
         if not state.active_up:
             return "down"
         if state.ejected_until is not None:
@@ -465,20 +515,32 @@ class HealthTable:
             now)
 
     def _recompute(self, events: list[HealthEvent], now: float) -> list[HealthEvent]:
-        routable, removed, cold = [], [], []
+        routable: list[str] = []
+        removed: list[str] = []
+        cold: list[str] = []
+        pending: list[str] = []
         for member, state in self._members.items():
             if state.operator is not None:
                 removed.append(member)
+            elif state.pending:
+                pending.append(member)
             elif state.active_up and state.ejected_until is None:
                 routable.append(member)
             if state.slow_start_from is not None:
                 cold.append(member)
+        in_service = len(self._members) - len(removed)
+        if routable or not pending:
+            in_service -= len(pending)  # not known yet either way: neither healthy nor not
+        else:
+            # Nothing is known to be up: the members discovery vouched for route until
+            # their probes answer, which beats answering 503 (a whole new membership).
+            routable = pending
         self.members = frozenset(self._members)
         self.routable = frozenset(routable)
         self.removed = frozenset(removed)
+        self.pending = frozenset(pending)
         self.unroutable = self.members - self.routable
         self.slow_starting = frozenset(cold)
-        in_service = len(self._members) - len(removed)
         panic = len(routable) < self.policy.panic_threshold * in_service
         if panic != self.panic:
             self.panic = panic

@@ -38,7 +38,15 @@ from aiohttp import web
 from balancer import compile as hot_path
 from balancer.admin import AdminState, make_admin_app, worker_report
 from balancer.config import BalancerConfig
-from balancer.worker import CONFIG_ENV, EXIT_NO_MEMBERSHIP, LISTENER_FD_ENV, WARMUP_ENV, bind_reuseport, die_with_parent
+from balancer.worker import (
+    CONFIG_ENV,
+    EXIT_NO_MEMBERSHIP,
+    LISTENER_FD_ENV,
+    WARMUP_ENV,
+    bind_reuseport,
+    die_with_parent,
+    refuse_if_listened_on,
+)
 from pixring.sdnotify import NOTIFY_SOCKET_ENV, Notifier
 
 __all__ = ["Supervisor", "run_balancer"]
@@ -310,9 +318,11 @@ class Supervisor:
 
         loop.add_signal_handler(signal.SIGHUP, on_sighup)
 
-        # Reserve the port (bound, not listening, so it takes no connections) and
-        # fail early with one clear message if it is taken.
+        # Refuse a port another process listens on: SO_REUSEPORT would let this balancer
+        # share it without a word and take part of its connections. Then reserve the port
+        # (bound, not listening, so it takes no connections) for the workers.
         try:
+            refuse_if_listened_on(config.listen.host, config.listen.port)
             reservation = bind_reuseport(config.listen.host, config.listen.port, listen=False)
         except OSError as exc:
             raise StartupError(f"cannot listen on {config.listen}: {exc.strerror or exc}") from None

@@ -7,9 +7,10 @@ of the membership, every worker (and every balancer host) routes a key to the sa
 node. The supervisor makes the socket and the worker inherits it, so that a reload's
 new worker can take over its predecessor's queue instead of the kernel resetting it.
 
-The worker listens once it has its first membership (or, at start, once
-``warmup_timeout`` has passed without one), so it never takes connections only to
-answer them 503 while a running generation could serve them.
+The worker listens once it has its first membership and that membership's first
+health probes have answered (or, at start, once ``warmup_timeout`` has passed without a
+membership), so it never takes connections only to answer them 503 while a running
+generation could serve them, nor routes to a node no probe has heard from.
 
 Once a second the worker writes its state (counters, ring, membership, source
 status) to ``<state_dir>/worker-<index>.json`` with an atomic rename; the
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import os
 import signal
 import socket
@@ -42,6 +44,7 @@ from balancer.headers import response_kinds
 from balancer.health import HealthEvent, HealthTable
 from balancer.membership import Membership
 from balancer.normalize import make_normalizer
+from balancer.probe_expect import parse_expect
 from balancer.prober import Prober
 from balancer.retry import RetryBudget
 from balancer.ringbuild import RingBuilder
@@ -50,7 +53,15 @@ from balancer.stats import WorkerStats
 from balancer.upstream import UpstreamPool
 from discovery.source import MembershipSource
 
-__all__ = ["EXIT_NO_MEMBERSHIP", "LISTENER_FD_ENV", "WARMUP_ENV", "Worker", "bind_reuseport", "die_with_parent"]
+__all__ = [
+    "EXIT_NO_MEMBERSHIP",
+    "LISTENER_FD_ENV",
+    "WARMUP_ENV",
+    "Worker",
+    "bind_reuseport",
+    "die_with_parent",
+    "refuse_if_listened_on",
+]
 
 STATE_INTERVAL_S = 1.0
 HEALTH_TICK_S = 0.1  # how often ejections expire and slow starts advance
@@ -73,6 +84,25 @@ def bind_reuseport(host: str, port: int, *, listen: bool = True, backlog: int = 
         sock.close()
         raise
     return sock
+
+
+def refuse_if_listened_on(host: str, port: int) -> None:
+    """OSError (EADDRINUSE, with a message naming the cause) when a socket already listens on
+    ``host:port``. Bound without SO_REUSEPORT, the test socket cannot share the port with a
+    listener, whoever made it; with SO_REUSEADDR it can with the TIME_WAIT connections of
+    a balancer that just stopped. Port 0 takes a free port: nothing to check."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise OSError(errno.EADDRINUSE, "address already in use by another process "
+                                                "(another pixring balancer?)") from None
+            raise
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
@@ -108,6 +138,8 @@ class Worker:
         self.health: HealthTable | None = None
         self.listen_without_membership = listen_without_membership
         self.listening = False
+        self.warming = "membership"  # what the worker waits for before it listens, for readiness
+        self.prober: Prober | None = None
         self._operator_signature: tuple[int, int, int] | None = None
         self._first_table = asyncio.Event()
         # Large rings are built in a child process that dies with this worker.
@@ -182,15 +214,16 @@ class Worker:
             loop.create_task(self._tick_health_forever(), name="health-tick"),
         ]
         if config.probe_path:
-            prober = Prober(
+            self.prober = Prober(
                 health,
                 lambda: ctx.table,
                 path=config.probe_path,
                 interval=config.probe_interval,
                 timeout=config.probe_timeout,
                 on_events=self.health_events,
+                expect=parse_expect(config.probe_expect),
             )
-            tasks.append(loop.create_task(prober.run(), name="prober"))
+            tasks.append(loop.create_task(self.prober.run(), name="prober"))
         server: asyncio.AbstractServer | None = None
         sock: socket.socket | None = None
         exit_code = 0
@@ -203,6 +236,7 @@ class Worker:
                 # backlog is given here because create_server calls listen() with its own (100).
                 server = await loop.create_server(lambda: ClientConnection(ctx), sock=sock, backlog=LISTEN_BACKLOG)
                 self.listening = True
+                self.warming = ""
                 self._write_state()
                 await stop.wait()
             elif not stop.is_set():
@@ -243,12 +277,25 @@ class Worker:
         if stop.is_set():
             return False
         if self._first_table.is_set():
-            return True
+            await self._first_probes(stop)
+            return not stop.is_set()
         detail = self.source.status().detail or "no answer yet"
         then = "listening anyway, answering 503 until one comes" if self.listen_without_membership else "giving up"
         print(f"pixring worker {self.index}: no membership after {self.config.warmup_timeout:g}s ({detail}); {then}",
               file=sys.stderr, flush=True)
         return self.listen_without_membership
+
+    async def _first_probes(self, stop: asyncio.Event) -> None:
+        """Wait until the first membership's probes have answered (each member is up or
+        down, none pending), bounded by the probe timeout: a worker that listened first
+        would route to nodes no probe has heard from, or to none at all."""
+        self.warming = "health probes"
+        self._write_state()
+        health = self.health
+        assert health is not None
+        deadline = time.monotonic() + self.config.probe_timeout + 0.5
+        while health.pending and not stop.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
 
     def publish(self, membership: Membership) -> None:
         """Called by the source with each new membership: build, then swap in whole. A small
@@ -265,6 +312,8 @@ class Worker:
         assert ctx is not None
         old = ctx.table.members
         ctx.set_table(table)
+        if self.prober is not None and ctx.health.pending:
+            self.prober.wake()
         self.membership_updates += 1
         self._first_table.set()
         current = table.members
@@ -364,6 +413,7 @@ class Worker:
             "time": time.time(),
             "started": self.started,
             "listening": self.listening,
+            "warming": self.warming,
             "draining": draining or ctx.draining,
             "stats": self.stats.snapshot(),
             "pool_idle": ctx.pool.idle_count(),

@@ -44,6 +44,7 @@ __all__ = [
     "Metrics",
     "Proc",
     "RenderNode",
+    "StaticFileNode",
     "children",
     "free_port",
     "http",
@@ -225,6 +226,23 @@ class RenderNode(_Node):
         )
 
 
+class StaticFileNode(_Node):
+    """Python's own ``http.server`` serving a directory: an HTTP server that knows nothing of
+    pixring (404 for every path but its files, ``/healthz`` included)."""
+
+    def __init__(self, name: str, directory: Path, log_dir: Path, port: int = 0) -> None:
+        super().__init__(
+            name,
+            lambda p: [sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "--directory",
+                       str(directory), str(p)],
+            log_dir, port,
+        )
+
+    def ready(self, timeout: float = _START_TIMEOUT_S) -> None:
+        line = self.wait_for_line("Serving HTTP on", timeout)  # "... on 127.0.0.1 port 41234 (http://...) ..."
+        self.port = int(line.split(" port ", 1)[1].split()[0])
+
+
 class FaultNode(_Node):
     """``tests/fault_node.py``: a node whose faults are switched through ``PUT /_fault``."""
 
@@ -272,14 +290,23 @@ class Fleet:
         start_all(nodes.values())
         return nodes
 
+    def static_file_nodes(self, names: Iterable[str], directory: Path) -> dict[str, StaticFileNode]:
+        nodes = {name: StaticFileNode(name, directory, self.log_dir) for name in names}
+        self.procs += nodes.values()
+        start_all(nodes.values())
+        return nodes
+
     def fault_nodes(self, names: Iterable[str], delay: float = 0.0) -> dict[str, FaultNode]:
         nodes = {name: FaultNode(name, self.log_dir, delay) for name in names}
         self.procs += nodes.values()
         start_all(nodes.values())
         return nodes
 
-    def balancer(self, nodes: dict[str, "_Node"], *, workers: int = 2, extra: Sequence[str] = ()) -> "Balancer":
-        balancer = Balancer({name: node.url for name, node in nodes.items()}, self.log_dir,
+    def balancer(self, nodes: dict[str, "_Node"], *, workers: int = 2, extra: Sequence[str] = (),
+                 urls: dict[str, str] | None = None) -> "Balancer":
+        """A balancer over ``nodes`` (and ``urls``: members that are no process of this
+        fleet, a closed port say)."""
+        balancer = Balancer({**{name: node.url for name, node in nodes.items()}, **(urls or {})}, self.log_dir,
                             workers=workers, extra=extra)
         self.procs.append(balancer)
         balancer.start()

@@ -167,6 +167,46 @@ def test_port_in_use_is_a_clear_error(node, tmp_path):
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
 
 
+def test_a_second_balancer_on_a_port_a_balancer_serves_is_refused_and_the_first_keeps_serving(node, tmp_path):
+    config = tmp_path / "pixring.toml"
+    config.write_text(f'nodes = ["n1=http://127.0.0.1:{node}"]\nprofile = "generic"\n')
+    proc, port, admin = start_from_config(config, workers=1)
+    try:
+        wait_ready(proc, admin)
+        # SO_REUSEPORT would let the second share the port and take part of its connections.
+        second = subprocess.run(
+            [*PIXRING, "balancer", "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{free_port()}",
+             "--node", f"n1=http://127.0.0.1:{node}", "--workers", "1"],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert second.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{port}: address already in use by another process" in second.stderr
+        # The admin address too (the first's, with a free public port).
+        third = subprocess.run(
+            [*PIXRING, "balancer", "--listen", f"127.0.0.1:{free_port()}", "--admin", f"127.0.0.1:{admin}",
+             "--node", f"n1=http://127.0.0.1:{node}", "--workers", "1"],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert third.returncode == 1 and f"cannot listen on admin 127.0.0.1:{admin}" in third.stderr
+        # The first still answers every request, and a reload's new generation still
+        # shares the port with the old one (SIGHUP).
+        for i in range(12):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/k{i}.jpg", timeout=5) as response:
+                assert response.status == 200 and response.headers["X-Pixring-Node"] == "n1"
+        config.write_text(f'nodes = ["n1=http://127.0.0.1:{node}"]\nprofile = "generic"\nnode_header = "X-Served-By"\n')
+        proc.send_signal(signal.SIGHUP)
+        deadline, served_by = time.monotonic() + 20, None
+        while served_by is None and time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/after.jpg", timeout=5) as response:
+                assert response.status == 200
+                served_by = response.headers.get("X-Served-By")
+        assert served_by == "n1", "the reload never took over the port"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+
+
 def test_access_log_lines_are_json_with_the_documented_fields(node, tmp_path):
     proc, port, _, log = start_balancer(node, tmp_path)
     try:

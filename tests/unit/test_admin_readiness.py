@@ -43,6 +43,12 @@ def test_a_warming_worker_does_not_count_and_is_named():
     assert reason == "1 of 2 workers listening; worker 1 is waiting for its first membership"
 
 
+def test_a_worker_waiting_for_its_first_probes_says_so():
+    ready, reason = judge([worker(0), worker(1, listening=False, warming="health probes")])
+    assert not ready
+    assert reason == "1 of 2 workers listening; worker 1 is waiting for its first health probes to answer"
+
+
 def test_a_warming_worker_beside_a_full_serving_set_changes_nothing():
     # The supervisor only reports the generation in service, but a warming worker in
     # the list must not be judged on a membership it is still waiting for.

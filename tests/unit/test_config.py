@@ -119,3 +119,21 @@ def test_one_worker_per_cpu_counts_the_cgroup_quota():
     assert four.sharing_warning(CpuBudget(8, 2.5)) == (
         "pixring: warning: 4 workers on 2 CPUs (this process's affinity allows 8, its cgroup's CPU quota 2.5): "
         "workers will take turns on a core and spend more CPU per request; --workers 0 starts one per CPU")
+
+
+def test_probe_expect_takes_statuses_and_ranges_and_names_a_bad_one(tmp_path):
+    assert load_config(environ={}).probe_expect == ""  # any status below 500
+    assert load_config(environ={}, flags={"probe_expect": "204, 200-299,301"}).probe_expect == "200-299,301"
+    path = tmp_path / "c.toml"
+    path.write_text("probe_expect = [200, 204]\n")
+    assert load_config(config_file=str(path), environ={}).probe_expect == "200,204"
+    for bad in ("2xx", "299-200", "600"):
+        with pytest.raises(ConfigError, match="--probe-expect"):
+            load_config(environ={}, flags={"probe_expect": bad})
+    with pytest.raises(ConfigError, match="PIXRING_PROBE_EXPECT"):
+        load_config(environ={"PIXRING_PROBE_EXPECT": "ok"})
+
+
+def test_members_await_their_first_probe_only_when_probes_run():
+    assert load_config(environ={}).health_policy().await_first_probe is True
+    assert load_config(environ={}, flags={"probe_path": ""}).health_policy().await_first_probe is False

@@ -143,10 +143,16 @@ def test_unknown_members_are_ignored_by_probes_and_outcomes():
 
 def test_fall_takes_a_member_down_and_rise_brings_it_back_ramping():
     t = table(rise=2, fall=3, slow_start_s=10)
-    assert t.probe("a", False, 1.0) == []
-    assert t.probe("a", False, 2.0) == []
+    # Each failure before the fall is said (the log shows why a member is about to go),
+    # and changes nothing yet.
+    first = t.probe("a", False, 1.0, "GET /healthz answered 500")
+    assert kinds(first) == [("probe_failed", "a")]
+    assert first[0].detail == "GET /healthz answered 500 (1 of 3)"
+    assert kinds(t.probe("a", False, 2.0)) == [("probe_failed", "a")]
     assert "a" in t.routable
-    assert kinds(t.probe("a", False, 3.0)) == [("down", "a")]
+    down = t.probe("a", False, 3.0, "GET /healthz: cannot connect: Connection refused")
+    assert kinds(down) == [("down", "a")]
+    assert down[0].detail == "3 failed probes in a row: GET /healthz: cannot connect: Connection refused"
     assert "a" not in t.routable
     assert t.probe("a", True, 4.0) == []
     assert "a" not in t.routable
@@ -168,6 +174,73 @@ def test_a_good_probe_breaks_a_run_of_bad_ones_and_vice_versa():
     t.probe("a", False, 6.0)
     t.probe("a", True, 7.0)
     assert "a" not in t.routable
+
+
+# -- the first probe decides (await_first_probe) -----------------------------------------
+
+
+def test_a_new_member_is_pending_until_its_first_probe_answers():
+    t = table(members=("a", "b"), await_first_probe=True, rise=2, slow_start_s=10)
+    t.probe("a", True, 0.5, "GET /healthz answered 200")  # a is up: the fleet is no longer all unknown
+    assert t.state_of("b") == "pending" and "b" not in t.routable and t.pending == {"b"}
+    assert not t.panic, "a member nobody has probed yet is neither healthy nor unhealthy"
+    events = t.probe("b", True, 1.0, "GET /healthz answered 404")
+    assert kinds(events) == [("up", "b")] and events[0].detail == "first probe: GET /healthz answered 404"
+    assert "b" in t.routable and t.pending == frozenset()
+    assert t.ramp("b", 1.0) == 1.0, "the first membership takes its full share at once"
+
+
+def test_one_failed_first_probe_keeps_a_member_down_until_rise_good_ones():
+    t = table(members=("a", "b"), await_first_probe=True, rise=2)
+    t.probe("a", True, 0.5)
+    events = t.probe("b", False, 1.0, "GET /healthz: cannot connect: Connection refused")
+    assert kinds(events) == [("down", "b")]
+    assert events[0].detail == "first probe failed: GET /healthz: cannot connect: Connection refused"
+    assert t.state_of("b") == "down" and "b" not in t.routable
+    assert t.probe("b", True, 2.0) == []
+    assert kinds(t.probe("b", True, 3.0)) == [("up", "b")]
+
+
+def test_a_member_joining_a_serving_fleet_ramps_from_its_first_good_probe():
+    t = table(members=("a",), await_first_probe=True, slow_start_s=10)
+    t.probe("a", True, 0.0)
+    t.set_members(("a", "b"), 1.0)
+    assert t.state_of("b") == "pending"
+    t.probe("b", True, 5.0)
+    assert t.ramp("b", 10.0) == pytest.approx(0.5), "ramped from the probe (5.0), not the join (1.0)"
+
+
+def test_while_nothing_is_known_up_the_pending_members_route():
+    t = table(members=("a", "b", "c"), await_first_probe=True)
+    assert t.routable == {"a", "b", "c"} and not t.panic
+    t.probe("a", False, 1.0)
+    assert t.routable == {"b", "c"}, "a is known down; the unknown ones beat none"
+    t.probe("b", True, 1.0)
+    assert t.routable == {"b"} and not t.panic, "one of the two known members is up: at the threshold, no panic"
+    t.set_members(("a", "b", "c", "d"), 2.0)
+    t.probe("c", False, 2.0)
+    assert t.panic, "one of three known members up is under the threshold; pending d does not count"
+
+
+def test_without_await_first_probe_a_member_starts_up():
+    t = table(members=("a",))
+    assert t.state_of("a") == "up" and "a" in t.routable and t.pending == frozenset()
+
+
+def test_the_last_probe_is_in_the_snapshot():
+    t = table(members=("a", "b"), await_first_probe=True)
+    t.probe("a", False, 2.0, "GET /healthz answered 503")
+    view = t.snapshot(3.5)
+    assert view["a"]["last_probe"] == {"ok": False, "result": "GET /healthz answered 503", "age_s": 1.5}
+    assert view["b"]["last_probe"] is None and view["b"]["state"] == "pending"
+
+
+def test_the_operator_bringing_a_pending_member_back_vouches_for_it():
+    t = table(members=("a", "b"), await_first_probe=True)
+    t.probe("a", True, 0.0)
+    t.set_operator("b", "maintenance", 1.0)
+    t.set_operator("b", None, 2.0)
+    assert t.state_of("b") == "up" and "b" in t.routable
 
 
 # -- outlier detection -------------------------------------------------------------------
