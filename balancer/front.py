@@ -838,6 +838,15 @@ class ClientConnection(asyncio.Protocol):
             return
         status = conn.status
         member_id = attempt.member.id
+        if status == 503 and conn.retry_after:
+            # The node is shedding load: healthy, only full. Not reported as a failure
+            # (ejecting it would move its keys onto nodes as busy, and cascade), and tried
+            # elsewhere only while the retry budget allows, without waiting for it: past
+            # that the client gets the node's 503 and its Retry-After at once.
+            attempt.lines.stats.shed += 1
+            if not self._move_past_shed(attempt):
+                self._win(attempt, conn)
+            return
         if status >= 500:
             ctx.report(member_id, Outcome.SERVER_ERROR)
         elif member_id in ctx.health.watched:  # else an OK changes nothing: skip the call
@@ -853,6 +862,23 @@ class ClientConnection(asyncio.Protocol):
                     self._retry_or_fail(status, f"{member_id} answered {status}")
                 return
         self._win(attempt, conn)
+
+    def _move_past_shed(self, attempt: _Attempt) -> bool:
+        """Leave a shedding node's answer for a hedged twin's or the next member's; False
+        when neither may answer and the shed answer is the client's."""
+        if any(other is not attempt for other in self.ex_live):
+            self._end_attempt(attempt)  # the twin answers
+            return True
+        if not self._retry_possible() or not self._take_retry_budget():
+            return False
+        self._end_attempt(attempt)  # the connection reads the rest of the answer and drops it
+        self.ctx.stats.retries += 1
+        if self.ex_hedge_timer is not None:
+            self.ex_hedge_timer.cancel()
+            self.ex_hedge_timer = None
+        # Another node at once, no backoff: this one answered, and only it is full.
+        self.ctx.loop.call_soon(self._launch_if_current, self.ex)
+        return True
 
     def _attempt_interim(self, attempt: _Attempt, conn: UpstreamConnection) -> None:
         """A 1xx from the node (103 Early Hints, say): passed on to an HTTP/1.1 client

@@ -43,6 +43,7 @@ __all__ = [
     "REQUEST_ID",
     "REQUEST_KINDS",
     "RESPONSE_KINDS",
+    "RETRY_AFTER",
     "TRANSFER_ENCODING",
     "VALID_HOST",
     "VIA",
@@ -85,6 +86,7 @@ REQUEST_ID: Final = 6
 CONTENT_LENGTH: Final = 7
 TRANSFER_ENCODING: Final = 8
 EXPECT: Final = 9
+RETRY_AFTER: Final = 10  # end-to-end, forwarded; noted, since with a 503 it means "shedding load"
 
 # The default --max-header-bytes: the largest request head pixring accepts (431 beyond),
 # and so the largest a node must accept from it.
@@ -119,6 +121,7 @@ _RESPONSE_KINDS: Final = {
     b"content-length": CONTENT_LENGTH,
     b"transfer-encoding": TRANSFER_ENCODING,
     b"x-request-id": DROP,
+    b"retry-after": RETRY_AFTER,
 }
 # Fields that most requests or responses carry, spelled as clients and servers spell
 # them: found by their exact spelling without lowercasing anything.

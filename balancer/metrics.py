@@ -30,6 +30,7 @@ METRIC_HELP: dict[str, tuple[str, str]] = {
     "pixring_upstream_duration_seconds": ("histogram", "Time from sending a request to a node to the end of its response, by node."),
     "pixring_upstream_errors_total": ("counter", "Failed exchanges with nodes, by node and kind (connect, connect_timeout, timeout, reset, protocol)."),
     "pixring_upstream_attempts_total": ("counter", "Requests sent to each node, retries included."),
+    "pixring_upstream_shed_total": ("counter", "Answers of 503 with Retry-After, by node: the node shedding load. Not a failure: it neither ejects the node nor moves its keys."),
     "pixring_response_bytes_total": ("counter", "Response body bytes forwarded from each node."),
     "pixring_inflight_requests": ("gauge", "Requests being answered by each node right now."),
     "pixring_connections_open": ("gauge", "Client connections open now."),
@@ -104,6 +105,7 @@ class BalancerCollector(Collector):
 
         for name, key, cls in (
             ("pixring_upstream_attempts_total", "attempts", CounterMetricFamily),
+            ("pixring_upstream_shed_total", "shed", CounterMetricFamily),
             ("pixring_response_bytes_total", "bytes_out", CounterMetricFamily),
             ("pixring_inflight_requests", "inflight", GaugeMetricFamily),
         ):

@@ -80,6 +80,7 @@ class MemberStats:
 
     def __init__(self) -> None:
         self.attempts = 0
+        self.shed = 0  # answers of 503 with Retry-After: the node shedding load, not failing
         self.bytes_out = 0
         self.latency = Histogram()  # of its attempts
         # Requests by (method, status class): slot method_index * _CLASSES + class index.
@@ -118,6 +119,7 @@ class WorkerStats:
                          for node, m in members for slot, n in enumerate(m.requests) if n],
             "upstream_errors": [[*key, n] for key, n in self.upstream_errors.items()],
             "attempts": {node: m.attempts for node, m in members if m.attempts},
+            "shed": {node: m.shed for node, m in members if m.shed},
             "inflight": {node: n for node, n in self.inflight.items() if n},
             "bytes_out": {node: m.bytes_out for node, m in members if m.bytes_out},
             "request_latency": self.request_latency.snapshot(),
@@ -145,6 +147,7 @@ def merge_snapshots(live: Iterable[dict[str, Any]], exited: Iterable[dict[str, A
     requests: defaultdict[tuple[str, str, str], int] = defaultdict(int)
     errors: defaultdict[tuple[str, str], int] = defaultdict(int)
     attempts: defaultdict[str, int] = defaultdict(int)
+    shed: defaultdict[str, int] = defaultdict(int)
     inflight: defaultdict[str, int] = defaultdict(int)
     bytes_out: defaultdict[str, int] = defaultdict(int)
     latency: dict[str, Any] = {}
@@ -161,6 +164,8 @@ def merge_snapshots(live: Iterable[dict[str, Any]], exited: Iterable[dict[str, A
                 errors[(node, kind)] += n
             for node, n in snap["attempts"].items():
                 attempts[node] += n
+            for node, n in snap.get("shed", {}).items():
+                shed[node] += n
             for node, n in snap["bytes_out"].items():
                 bytes_out[node] += n
             _add_histogram(latency, snap["request_latency"])
@@ -179,6 +184,7 @@ def merge_snapshots(live: Iterable[dict[str, Any]], exited: Iterable[dict[str, A
         "requests": dict(requests),
         "upstream_errors": dict(errors),
         "attempts": dict(attempts),
+        "shed": dict(shed),
         "inflight": dict(inflight),
         "bytes_out": dict(bytes_out),
         "request_latency": latency or Histogram().snapshot(),

@@ -41,6 +41,7 @@ from balancer.headers import (
     PASS,
     PLAIN_CONNECTION,
     RESPONSE_KINDS,
+    RETRY_AFTER,
     TRANSFER_ENCODING,
     VIA,
     NameKinds,
@@ -103,7 +104,7 @@ class UpstreamConnection(asyncio.Protocol):
         "keep_alive", "until_close", "paused", "feeding", "ended", "trailing",
         # the response head being read: see ``on_header``
         "in_head", "head_bytes", "head_read", "status", "fields", "content_length", "delimited", "chunked_only", "prior_via",
-        "named", "interim",
+        "named", "interim", "retry_after",
     )
 
     def __init__(self, pool: "UpstreamPool", member: Member) -> None:
@@ -121,6 +122,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.delimited = False
         self.prior_via = b""
         self.named: frozenset[bytes] = frozenset()
+        self.retry_after = False  # the head being read has a Retry-After field
         self.head_request = False
         self.received_any = False
         self.reused = False
@@ -220,6 +222,9 @@ class UpstreamConnection(asyncio.Protocol):
                 # The body would reach the client still encoded (gzip, say) with nothing
                 # saying so: pixring decodes chunked only (RFC 9112 section 6.1).
                 self.chunked_only = False
+        elif kind == RETRY_AFTER:
+            self.fields += (name, b": ", value, b"\r\n")
+            self.retry_after = True
         elif kind == VIA:
             self.prior_via = self.prior_via + b", " + value if self.prior_via else value
         elif kind == CONNECTION and value not in PLAIN_CONNECTION:
@@ -291,6 +296,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.chunked_only = True
             self.prior_via = b""
             self.named = frozenset()
+            self.retry_after = False
         elif self.sink is not None and not self.head_request:
             self._finish()
 
@@ -314,6 +320,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.interim = False
         self.prior_via = b""
         self.named = frozenset()
+        self.retry_after = False
         self.last_read = now
         self.reads_seen = self.reads
         self.pool.outbox.write(self.transport, head)  # type: ignore[arg-type]

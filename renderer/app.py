@@ -17,8 +17,9 @@ Rules of a request, in order:
 5. The memory tier answers at once (``X-Render-Cache: hit``); then the disk tier
    (``hit-disk``, and the render is promoted to memory); otherwise the render runs in the
    worker pool (``miss``). Disk look-up and render happen once for all concurrent identical
-   requests. A full pool is a 503 with ``Retry-After``; a render past its time budget is a
-   503 without it (it would time out again). A directory origin's file is read by the
+   requests. A full pool and a render past its time budget are both a 503 with
+   ``Retry-After``: overload, which a balancer answers by going elsewhere or passing the
+   503 on, never by ejecting the node (``renderer.errors``). A directory origin's file is read by the
    worker (``renderer.jobs``); an HTTP origin's bytes are fetched here and passed on.
 
 Everything that blocks (filesystem, Pillow) runs off the event loop, so ``/healthz`` and

@@ -78,10 +78,13 @@ class WorkerLost(RenderError):
 class RenderTimeout(RenderError):
     """The render ran past the renderer's time budget and was stopped.
 
-    503 without Retry-After: the same render would run out of time again.
+    503 with Retry-After, like a full queue: a render that outlasts its budget is this
+    node being too busy (or the image too costly) for now, which is overload, not a broken
+    node, and a balancer must not eject a node for it (the SRE book, "Handling Overload").
     """
 
     status = 503
+    retryable = True
 
 
 class OriginUnavailable(RenderError):

@@ -7,7 +7,8 @@ fault is switched on through its control endpoint:
 
     PUT /_fault {"mode": "ok"}                    healthy, the start-up delay (``--delay``)
     PUT /_fault {"mode": "slow", "delay": 0.1}    healthy but every answer waits ``delay``
-    PUT /_fault {"mode": "503"}                   503 + Retry-After (overloaded)
+    PUT /_fault {"mode": "503"}                   503 without Retry-After (failing)
+    PUT /_fault {"mode": "shed"}                  503 + Retry-After (shedding load: overloaded, not failing)
     PUT /_fault {"mode": "500"}                   500 (broken)
     PUT /_fault {"mode": "hang"}                  never answers (holds the connection)
     GET /_fault                                   the current fault and per-status counters
@@ -35,7 +36,7 @@ from aiohttp import web
 
 __all__ = ["Fault", "FaultError", "MODES", "parse_fault", "make_app", "main"]
 
-MODES = ("ok", "slow", "503", "500", "hang")
+MODES = ("ok", "slow", "503", "shed", "500", "hang")
 HEALTHZ_MODES = ("follow", "ok")
 CONTROL_PATH = "/_fault"
 
@@ -84,6 +85,8 @@ class FaultNode:
         if fault.mode == "hang":
             await asyncio.Event().wait()  # until the balancer gives up and closes
         if fault.mode == "503":
+            return web.json_response({"error": "unavailable", "node": self.name}, status=503)
+        if fault.mode == "shed":
             return web.json_response({"error": "overloaded", "node": self.name}, status=503,
                                      headers={"Retry-After": "1"})
         if fault.mode == "500":

@@ -326,6 +326,9 @@ def test_the_fault_node_switches_modes_and_refuses_bad_control_input(fleet):
     assert node.set("503", healthz="ok")["mode"] == "503"
     assert http("GET", node.url + "/a.jpg")[0] == 503
     assert http("GET", node.url + "/healthz")[0] == 200  # healthz kept ok
+    node.set("shed", healthz="ok")
+    status, headers, _ = http("GET", node.url + "/a.jpg")
+    assert status == 503 and headers.get("Retry-After") == "1"
     node.set("500")
     assert http("GET", node.url + "/a.jpg")[0] == 500
     assert http("GET", node.url + "/healthz")[0] == 500  # healthz follows by default
@@ -339,4 +342,4 @@ def test_the_fault_node_switches_modes_and_refuses_bad_control_input(fleet):
     ]:
         status, _, answer = http("PUT", node.url + "/_fault", body)
         assert status == 400 and message in answer.decode(), (body, status, answer)
-    assert node.set("ok")["answers"] == {"200": 1, "503": 1, "500": 1}
+    assert node.set("ok")["answers"] == {"200": 1, "503": 2, "500": 1}

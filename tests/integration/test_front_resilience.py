@@ -30,7 +30,7 @@ from tests.integration.test_front import read_responses
 
 
 class Node:
-    """A render node whose behaviour a test can switch: ok, 503, 500, slow."""
+    """A render node whose behaviour a test can switch: ok, 503, shed (503 with Retry-After), 500, slow."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -45,6 +45,8 @@ class Node:
                 await asyncio.sleep(self.delay)
             if self.mode == "503":
                 return web.Response(status=503, text="busy")
+            if self.mode == "shed":
+                return web.Response(status=503, text=f"{self.name} is full", headers={"Retry-After": "7"})
             if self.mode == "500":
                 return web.Response(status=500, text="boom")
             return web.json_response({"node": self.name, "path": request.path_qs})
@@ -237,3 +239,62 @@ async def test_consecutive_failures_eject_a_member_and_its_keys_move_without_try
     attempts_before = ctx.stats.member("dead").attempts
     assert (await get(port, path)).status == 200
     assert ctx.stats.member("dead").attempts == attempts_before  # ejected: not even tried
+
+
+# -- overload is not failure: a 503 with Retry-After -------------------------------------
+
+
+async def test_a_shedding_node_is_never_ejected_and_its_keys_stay(nodes):
+    (node_a, a), (_, b), (_, c) = nodes["a"], nodes["b"], nodes["c"]
+    policy = HealthPolicy(consecutive_errors=2, base_ejection_s=60, slow_start_s=0)
+    ctx, port = await make_front([a, b, c], health_policy=policy)
+    node_a.mode = "shed"
+    path = key_owned_by(ctx, "a")
+    second = candidates(ctx.table.ring, key_hash(path), ctx.health, {}, 0.0, ctx.pick_policy)[1]
+    for _ in range(6):  # three times the run of errors that would eject it
+        response = await get(port, path)
+        assert response.status == 200 and json.loads(response.body)["node"] == second
+    assert "a" in ctx.health.routable and ctx.health.state_of("a") == "up"
+    assert ctx.stats.member("a").shed == 6 and node_a.hits == 6, "still the key's first choice every time"
+    assert not any(kind == "http_503" for (_, kind) in ctx.stats.upstream_errors), "a shed is not an error"
+    node_a.mode = "ok"
+    assert json.loads((await get(port, path)).body)["node"] == "a", "its keys never moved"
+
+
+async def test_a_503_without_retry_after_is_still_a_failure_that_ejects(nodes):
+    (node_a, a), (_, b), (_, c) = nodes["a"], nodes["b"], nodes["c"]
+    policy = HealthPolicy(consecutive_errors=2, base_ejection_s=60, slow_start_s=0)
+    ctx, port = await make_front([a, b, c], health_policy=policy)
+    node_a.mode = "503"
+    path = key_owned_by(ctx, "a")
+    for _ in range(2):
+        assert (await get(port, path)).status == 200
+    assert ctx.health.state_of("a") == "ejected"
+
+
+async def test_when_every_candidate_sheds_the_client_gets_the_503_and_retry_after_at_once(nodes):
+    made = [nodes[name] for name in ("a", "b", "c")]
+    for node, _ in made:
+        node.mode = "shed"
+    ctx, port = await make_front([member for _, member in made], max_attempts=3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    response = await get(port, "/img/1.jpg")
+    elapsed = loop.time() - started
+    print(f"three shedding nodes answered in {elapsed * 1000:.1f} ms")
+    assert response.status == 503 and response.headers["retry-after"] == "7"
+    assert response.body.endswith(b"is full"), "the node's own answer, passed on"
+    assert sum(node.hits for node, _ in made) == 3 and ctx.stats.retries == 2
+    assert all(ctx.health.state_of(name) == "up" for name in ("a", "b", "c"))
+    assert elapsed < 1.0, "no backoff and no wait for the budget before answering a shed"
+
+
+async def test_shed_retries_take_the_budget_and_never_wait_for_it(nodes):
+    (node_a, a), (node_b, b) = nodes["a"], nodes["b"]
+    node_a.mode = "shed"
+    ctx, port = await make_front(
+        [a, b], retry_policy=RetryPolicy(budget_ratio=0.0, min_concurrent=0, backoff_base_s=0.001, backoff_max_s=0.01))
+    path = key_owned_by(ctx, "a", "b")
+    response = await get(port, path)
+    assert response.status == 503 and response.headers["retry-after"] == "7"
+    assert node_b.hits == 0 and ctx.stats.retries_refused == 1, "the budget said no: the shed answer went out"
