@@ -6,7 +6,9 @@ and summarizes), or with locust itself::
     .venv/bin/locust -f loadtest/locustfile.py --headless -H http://127.0.0.1:8080 -u 10 -r 10 -t 30s
 
 Each simulated user loops without think time (a closed loop: N users keep N requests in
-flight, which is what a capacity test varies) over ``loadtest.traffic``'s catalogue: a URL
+flight, which is what a capacity test varies), except that after a 503 with ``Retry-After``
+(the fleet shedding load) it waits what the answer says before its next request, as a
+well-behaved client does (``loadtest.retry_after``) over ``loadtest.traffic``'s catalogue: a URL
 drawn with Zipf-like popularity, sent as its canonical spelling or, for a share of requests,
 as an equivalent one (reordered, aliased, defaults spelled out, junk added...). Every answer
 is tallied by the node that served it (the balancer's node header) and the reference
@@ -69,6 +71,7 @@ if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
 from loadtest import traffic  # noqa: E402
+from loadtest.retry_after import retry_after_seconds  # noqa: E402
 from loadtest.spellings import equivalent_spelling  # noqa: E402
 from loadtest.tally import Tally  # noqa: E402
 
@@ -180,7 +183,9 @@ class ImageClient(FastHttpUser):
     """A client of an image CDN: one request after another, drawn from the catalogue."""
 
     def wait_time(self) -> float:
-        return _model.think_time if _model is not None else 0.0
+        think = _model.think_time if _model is not None else 0.0
+        told, self.told_to_wait = getattr(self, "told_to_wait", 0.0), 0.0
+        return max(think, told)
 
     def on_start(self) -> None:
         if _model is None:
@@ -201,9 +206,18 @@ class ImageClient(FastHttpUser):
         status, headers = response.status_code, response.headers
         if status and headers is not None:
             _tally.record(target.url, variant, headers.get(model.node_header), headers.get(model.cache_header))
-        # The same rule as locust's own failure count (FastHttpSession: no answer, or >= 400).
+        # Any Retry-After is waited out, as a well-behaved client does.
+        wait = retry_after_seconds(headers.get("Retry-After")) if status and headers is not None else None
+        if wait is not None:
+            self.told_to_wait = wait
+        # The same rule as locust's own failure count (FastHttpSession: no answer, or >= 400),
+        # but a node's 503 with Retry-After is load shed, told apart. pixring's own 503s
+        # (no healthy node, say) stay failures: a fleet that is down must fail the gate.
+        node = headers.get(model.node_header) if headers is not None else None
         if not status:
             error = getattr(response, "error", None)
             _tally.record_failure(type(error).__name__ if error is not None else "no answer")
+        elif status == 503 and wait is not None and node:
+            _tally.record_shed(node)
         elif status >= 400:
-            _tally.record_failure(f"HTTP {status}")
+            _tally.record_failure(f"HTTP {status}" if node else f"HTTP {status} from the balancer")

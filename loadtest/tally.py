@@ -21,14 +21,18 @@ class Tally:
     ``groups`` maps a canonical URL to ``(requests by node, non-canonical requests)``. Every
     answer with the node header counts in ``nodes`` and ``groups`` whatever its status (a 404
     still shows where its URL was routed); an answer without it counts as ``untagged``.
-    ``failures`` counts by kind (``HTTP 503``, ``ConnectionRefusedError``) the requests that
-    locust counts as failed: no answer, or a status of 400 or more.
+    ``failures`` counts by kind (``HTTP 500``, ``ConnectionRefusedError``) the requests that
+    locust counts as failed: no answer, or a status of 400 or more, but for the shed ones.
+    ``shed`` counts, by the node that sent it, the answers of 503 with ``Retry-After``: load
+    shed by a fleet that is full, which the user waited out as told. locust counts them as
+    failures; the summary shows them apart.
     """
 
     nodes: dict[str, int] = field(default_factory=dict)
     untagged: int = 0
     cache: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
+    shed: dict[str, int] = field(default_factory=dict)
     groups: dict[str, tuple[dict[str, int], int]] = field(default_factory=dict)
     started: float = 0.0  # epoch seconds the load began (locust's test_start), 0 if unknown
 
@@ -47,8 +51,12 @@ class Tally:
     def record_failure(self, kind: str) -> None:
         self.failures[kind] = self.failures.get(kind, 0) + 1
 
+    def record_shed(self, sender: str) -> None:
+        self.shed[sender] = self.shed.get(sender, 0) + 1
+
     def merge(self, other: "Tally") -> None:
-        for mine, theirs in ((self.nodes, other.nodes), (self.cache, other.cache), (self.failures, other.failures)):
+        for mine, theirs in ((self.nodes, other.nodes), (self.cache, other.cache), (self.failures, other.failures),
+                             (self.shed, other.shed)):
             for key, count in theirs.items():
                 mine[key] = mine.get(key, 0) + count
         self.untagged += other.untagged
@@ -62,7 +70,7 @@ class Tally:
 
     def to_json(self) -> dict[str, object]:
         return {"nodes": self.nodes, "untagged": self.untagged, "cache": self.cache, "failures": self.failures,
-                "started": self.started,
+                "shed": self.shed, "started": self.started,
                 "groups": {url: {"nodes": by_node, "variants": variants}
                            for url, (by_node, variants) in self.groups.items()}}
 
@@ -76,6 +84,7 @@ class Tally:
             untagged=int(data.get("untagged") or 0),
             cache=counts(data.get("cache")),
             failures=counts(data.get("failures")),
+            shed=counts(data.get("shed")),
             started=float(data.get("started") or 0.0),
             groups={str(url): (counts(entry["nodes"]), int(entry["variants"]))
                     for url, entry in dict(data.get("groups") or {}).items()},

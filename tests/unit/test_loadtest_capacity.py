@@ -101,6 +101,20 @@ def test_verdict_follows_the_failure_limit():
     assert not empty.passed and "no request" in empty.verdict()
 
 
+def test_shed_answers_are_shown_apart_and_do_not_fail_the_gate():
+    # locust counted 30 failures: 28 were a node's 503 with Retry-After, 2 were real.
+    tally = Tally(failures={"HTTP 500": 2}, shed={"r1": 20, "r2": 8})
+    summary = summary_of(tally, failures=30, max_failure_ratio=0.02)
+    assert (summary.shed, summary.failures, summary.passed) == (28, 2, True)
+    text = render(summary)
+    for expected in ("failures        2 (2.0%)", "shed            28 (28.0%)", "by r1", "20",
+                     "PASS: 2.00% failed, limit 2.00%; 28.00% shed (503 + Retry-After), not counted as failed"):
+        assert expected in text, expected
+    doc = summary.to_json()
+    assert (doc["failures"], doc["shed"], doc["shed_by_node"]) == (2, 28, {"r1": 20, "r2": 8})
+    assert not summary_of(tally, failures=31, max_failure_ratio=0.02).passed, "a third real failure is over"
+
+
 def test_render_and_json_carry_every_figure():
     tally = Tally(nodes={"r1": 70, "r2": 30}, cache={"hit": 75, "miss": 25}, failures={"HTTP 503": 2},
                   groups={"/a?w=1": ({"r1": 3}, 1), "/b": ({"r1": 1, "r2": 1}, 1)})

@@ -156,12 +156,14 @@ def test_tallies_merge_and_survive_json():
     first.record("/a", True, "r1", "hit")
     second.record("/a", False, "r2", "miss")
     second.record_failure("ConnectionRefusedError")
+    second.record_shed("r2")
     restored = Tally.from_json(json.loads(json.dumps(second.to_json())))
     assert restored == second
     first.merge(restored)
     assert first.nodes == {"r1": 1, "r2": 1}
     assert first.groups == {"/a": ({"r1": 1, "r2": 1}, 1)}
     assert first.failures == {"ConnectionRefusedError": 1}
+    assert first.shed == {"r2": 1}
     assert first.cache == {"hit": 1, "miss": 1}
     assert first.started == 1000.0
     first.merge(Tally(started=1010.0))
