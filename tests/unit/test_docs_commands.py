@@ -1,4 +1,4 @@
-"""Every command a document marks runnable is one that runs.
+"""Every command a document marks runnable is one that runs, and ``pixring --help`` leads to the docs.
 
 README.md and docs/*.md mark the shell blocks a reader can paste with the info string
 ``sh runnable`` (docs/README.md, "Writing these documents"). Each command in them is checked
@@ -378,3 +378,17 @@ def test_commands_split_as_a_shell_splits_them():
         ("3", {}, (".venv/bin/python", "-m", "loadtest.capacity", "--host", "http://127.0.0.1:8080", "--allow-remote")),
     ]
 
+
+
+def test_pixring_help_lists_each_command_on_one_line_and_points_to_the_docs(monkeypatch):
+    from pixring.cli import build_parser
+
+    monkeypatch.setenv("COLUMNS", "80")
+    parser = build_parser()
+    text = parser.format_help()
+    commands_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    listing = text.split("commands:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert [line.split()[0] for line in listing[1:]] == list(commands_action.choices), text
+    for path in re.findall(r"docs/[\w./-]+\.md", text):
+        assert (ROOT / path).exists(), f"pixring --help names {path}, which does not exist"
+    assert "docs/README.md" in text
