@@ -181,7 +181,8 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> str | None:
     except SystemExit as exit:
         if exit.code in (0, None):
             return None
-        return err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else f"exit {exit.code}"
+        lines = err.getvalue().strip().splitlines()
+        return lines[-1].partition(": error: ")[2] or lines[-1] if lines else f"exit {exit.code}"
     return None
 
 
