@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 from balancer.config import FIELDS, Address, env_name, flag_name
 from balancer.metrics import METRIC_HELP
 
-__all__ = ["DOCUMENTS", "config_reference", "metrics_reference", "update"]
+__all__ = ["DOCUMENTS", "REFERENCES", "config_reference", "metrics_reference", "update"]
 
 
 def _default(value: object) -> str:
