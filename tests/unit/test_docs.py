@@ -96,3 +96,13 @@ def test_the_readme_is_a_front_door_with_the_two_command_quick_start():
     )
     runnable = "".join(block.text for block in fenced_blocks(README) if block.info == "sh runnable")
     assert "make run\n" in runnable and "make test\n" in runnable
+
+
+@pytest.mark.parametrize("path", documents(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_toml_example_is_a_config_the_balancer_loads(path, tmp_path):
+    from balancer.config import load_config
+
+    for number, block in enumerate(b for b in fenced_blocks(path) if b.info == "toml"):
+        config = tmp_path / f"example-{number}.toml"
+        config.write_text(block.text)
+        load_config(config_file=str(config), environ={}, flags={})  # raises ConfigError naming the field
