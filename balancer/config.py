@@ -5,7 +5,7 @@ environment variables, then command-line flags. Every field has one name that is
 spelled three ways: ``connect_timeout`` in TOML, ``PIXRING_CONNECT_TIMEOUT`` in the
 environment, ``--connect-timeout`` on the command line. The field table below is
 the single source of truth for names, types, defaults and help text: ``--help``,
-``--print-config`` and the README's reference are all read from it.
+``--print-config`` and the manual's reference (docs/configuration.md) are all read from it.
 
 Validation happens here, once, and a bad value raises ``ConfigError`` naming the
 field and the layer it came from; the CLI turns that into exit code 2. Nothing

@@ -6,7 +6,7 @@ Why: ``--workers 0`` starts one worker per CPU. In a container limited to 2 CPUs
 worth of time. ``make bench`` measured what taking turns costs: two workers on one core
 serve 0.79-0.94x the requests per CPU-second of one, at a p99 of 6.0-6.2 ms against
 2.3-2.7 ms at 64 connections, and of 4.4-4.8 ms against 0.4-0.5 ms at 8
-(bench-20261126-223306; README, "Why the hot path is not aiohttp").
+(bench-20261126-223306; docs/performance.md, "Two workers on one core").
 Past its quota a cgroup is worse off still: the kernel stops every task in it until the
 next period begins (CFS bandwidth control, the kernel's
 Documentation/scheduler/sched-bwc.rst), up to 100 ms with the default period.

@@ -5,7 +5,7 @@ dominate a proxy written on aiohttp (a Task, a request object, multidicts and a
 response object per request) are pure overhead for it. Measured on our machines a
 raw ``asyncio.Protocol`` with httptools' C parser and a callback-driven upstream
 pool reaches 0.82x nginx's throughput per core, against 0.12x for aiohttp's server
-with its client (``../shared/bench/README.md``; our own figures are in the README).
+with its client (``../shared/bench/README.md``; our own figures are in docs/benchmarks.md).
 
 One ``ClientConnection`` per client socket. Requests are parsed by httptools and
 queued; they are answered strictly in order (pipelining, RFC 9112 section 9.3.2),

@@ -1,6 +1,6 @@
 """Prometheus exposition of the whole balancer, from the workers' merged state.
 
-Every metric is named ``pixring_*``; the README's metrics reference lists them and
+Every metric is named ``pixring_*``; the manual's reference (docs/metrics.md) lists them and
 is a contract for alert rules and dashboards: rename nothing without a deprecation.
 The numbers come from ``stats.merge_snapshots`` over all workers, so a scrape
 describes the balancer, not one worker. Worker state is written once a second, so
@@ -23,7 +23,7 @@ from balancer.stats import LATENCY_BUCKETS
 
 __all__ = ["BalancerCollector", "METRIC_HELP"]
 
-# name -> (type, help). The README's metrics reference is generated from this table.
+# name -> (type, help). docs/metrics.md's reference is generated from this table.
 METRIC_HELP: dict[str, tuple[str, str]] = {
     "pixring_requests_total": ("counter", "Requests answered, by node (- when pixring answered itself), method and status class."),
     "pixring_request_duration_seconds": ("histogram", "Time from a request's first byte read to its last byte written."),

@@ -9,7 +9,7 @@ runs in the sender's system call; on a virtual machine the wake-up is an
 inter-processor interrupt). Measured with ``perf record -g`` under ``make bench``'s
 load: 11.7% of a worker's CPU was spent there, 2.9 µs a request, against 1.6 µs for
 nginx. Holding a turn's writes and sending them back to back, the peers wake once and
-find several requests ready; the figures are in the README's design notes.
+find several requests ready; the figures are in docs/performance.md, "The outbox".
 
 What stays as it was: the bytes and their order on each connection (a transport's
 chunks go out in one ``writelines``, in the order they were queued), backpressure

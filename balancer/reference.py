@@ -1,17 +1,22 @@
-"""The README's configuration and metrics references, generated from the code.
+"""The manual's configuration and metrics references, generated from the code.
 
-``python -m balancer.reference`` prints both as Markdown and ``--update README.md``
-rewrites them between their markers; a test checks that the
-README carries exactly this text, so the documentation cannot drift from the
-field table in ``balancer.config`` or the metric table in ``balancer.metrics``.
+``python -m balancer.reference`` prints both as Markdown; ``--update`` rewrites each between
+its markers in the document that carries it (``docs/configuration.md`` and ``docs/metrics.md``
+unless other files are named). A test checks that those documents carry exactly this text,
+so the documentation cannot drift from the field table in ``balancer.config`` or the metric
+table in ``balancer.metrics``.
 """
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+from typing import Callable, Sequence
+
 from balancer.config import FIELDS, Address, env_name, flag_name
 from balancer.metrics import METRIC_HELP
 
-__all__ = ["config_reference", "metrics_reference"]
+__all__ = ["DOCUMENTS", "REFERENCES", "config_reference", "metrics_reference", "update"]
 
 
 def _default(value: object) -> str:
@@ -44,25 +49,64 @@ def metrics_reference() -> str:
     return "\n".join(lines)
 
 
+# Each generated block: its marker name, what generates it, and the document (relative to the
+# repository's root) that carries it.
+REFERENCES: dict[str, Callable[[], str]] = {
+    "config-reference": config_reference,
+    "metrics-reference": metrics_reference,
+}
+DOCUMENTS: dict[str, str] = {
+    "config-reference": "docs/configuration.md",
+    "metrics-reference": "docs/metrics.md",
+}
+
+
 def update(text: str) -> str:
-    """``text`` with every generated block between its markers replaced."""
-    for name, generate in (("config-reference", config_reference), ("metrics-reference", metrics_reference)):
+    """``text`` with every generated block whose markers it carries replaced.
+
+    Raises ValueError when it carries no pair of markers, or a start without its end.
+    """
+    found = False
+    for name, generate in REFERENCES.items():
         start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
         head, found_start, rest = text.partition(start)
         old, found_end, tail = rest.partition(end)
-        if not (found_start and found_end):
-            raise ValueError(f"the {name} markers are missing")
+        if not found_start:
+            continue
+        if not found_end:
+            raise ValueError(f"the {name} end marker is missing")
         text = head + start + "\n" + generate() + "\n" + end + tail
+        found = True
+    if not found:
+        raise ValueError(f"no reference markers ({', '.join(REFERENCES)}) found")
     return text
 
 
-if __name__ == "__main__":
-    import sys
-    from pathlib import Path
-
-    if sys.argv[1:2] == ["--update"]:
-        path = Path(sys.argv[2] if len(sys.argv) > 2 else "README.md")
-        path.write_text(update(path.read_text()))
-        print(f"updated {path}")
-    else:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m balancer.reference",
+        description="Print the configuration and metrics references as Markdown, or rewrite them in the manual.",
+    )
+    parser.add_argument(
+        "--update",
+        nargs="*",
+        metavar="FILE",
+        help="rewrite the references between their markers in these files "
+        f"(default: {' and '.join(DOCUMENTS.values())}, relative to the current directory)",
+    )
+    args = parser.parse_args(argv)
+    if args.update is None:
         print(config_reference() + "\n\n" + metrics_reference())
+        return 0
+    for name in args.update or sorted(set(DOCUMENTS.values())):
+        path = Path(name)
+        try:
+            path.write_text(update(path.read_text()))
+        except (OSError, ValueError) as exc:
+            parser.exit(2, f"{parser.prog}: {path}: {exc}\n")
+        print(f"updated {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,8 +1,8 @@
 """pixring's own keep-alive connection pool to render nodes.
 
 Why not aiohttp's client: on the hot path its per-request Task, stream objects
-and header multidicts cost about three times the CPU of the whole proxy (see the
-README's design notes). Here a pooled connection is an ``asyncio.Protocol`` whose
+and header multidicts cost about three times the CPU of the whole proxy (see
+docs/performance.md). Here a pooled connection is an ``asyncio.Protocol`` whose
 httptools response parser calls straight into a ``ResponseSink`` (the client
 connection's exchange), so a response is forwarded from callbacks without any Task.
 ``ResponseSink`` is a base class rather than a ``typing.Protocol`` so that, compiled,

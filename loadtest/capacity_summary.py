@@ -21,7 +21,7 @@ Rules of this module
   at least one non-canonical spelling among two or more answers. A group that landed on
   more than one node is listed: with a healthy fleet and a light load that is a
   normalization bug; under heavy load it can be bounded load moving a hot key off its
-  busy owner, which the balancer does on purpose (README, "bounded load").
+  busy owner, which the balancer does on purpose (docs/resilience.md, "Bounded load").
 * ``progress_line`` reads one row of locust's ``*_stats_history.csv`` (the columns of
   https://docs.locust.io/en/stable/retrieving-stats.html) and never fails on a partial row.
 """

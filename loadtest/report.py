@@ -2,7 +2,7 @@
 
 Rules of this module
 --------------------
-* Tables are Markdown, so the README can take them as printed.
+* Tables are Markdown, so docs/benchmarks.md can take them as printed.
 * A figure that could not be measured prints as ``n/a``; a row made only of disturbed runs
   and a row with failed requests say so in the row itself.
 * Pure: values in, strings out.

@@ -136,17 +136,29 @@ def _run_up(args: argparse.Namespace) -> int:
     return run_up(args)
 
 
+_EPILOG = """\
+`pixring COMMAND --help` explains every option of a command and its default.
+The manual is docs/ in pixring's source; docs/README.md lists it. To start:
+  docs/configuration.md   every balancer setting: TOML field, flag, environment
+  docs/operations.md      the admin endpoints, signals, what to look at when
+  docs/renderer.md        the reference renderer, and what a render node must accept
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixring",
         description="A consistent-hashing load-balancing tier for image render fleets.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"pixring {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # One line per command in `pixring --help`: keep each help under ~60 characters.
+    commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
 
     balancer = commands.add_parser(
         "balancer",
-        help="run the load balancer",
+        help="run the load balancer: supervisor, workers, admin listener",
         description="Run the balancer: a supervisor, N workers on the public port, and the admin listener. "
         "Every option can also be set in the TOML file (--config) as name = value, or as PIXRING_<NAME>.",
     )
@@ -168,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser(
         "up",
-        help="run a local cluster: renderers on sample images behind a balancer",
+        help="run a local cluster: renderers on samples behind a balancer",
         description="Start N reference renderers on free loopback ports and a balancer in front of them; "
         "Ctrl-C stops everything.",
     )

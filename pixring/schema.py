@@ -187,7 +187,7 @@ _TABLE: tuple[Param, ...] = (
        "focal point y, 0-1 (with crop=focalpoint)", default=0.5, minimum=0, maximum=1),
     # The catalogue also allows keywords (center/right/middle/bottom) and 0-1 fractions for
     # x and y; pixring renders pixel rectangles only, so those are rejected (left/top are
-    # exactly 0 and accepted). See the report / README for this deviation.
+    # exactly 0 and accepted). docs/renderer.md lists this deviation.
     _p("rect", RECT, _DOCS + "size/source-rectangle-region", "source region x,y,w,h in pixels",
        minimum=0),
     # ``jpeg`` is not in the catalogue; pixring accepts it as a spelling of ``jpg``.
