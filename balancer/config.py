@@ -20,13 +20,13 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
-from balancer.cpus import CpuBudget, cpu_budget
-from balancer.headers import MAX_REQUEST_HEAD
 from balancer.health import HealthPolicy
-from balancer.membership import Member, MembershipError
+from balancer.normalize import DEFAULT_DENYLIST, PROFILES
 from balancer.picker import PickPolicy
 from balancer.retry import RetryPolicy
-from balancer.normalize import DEFAULT_DENYLIST, MAX_TARGET_LENGTH, PROFILES
+from pixring.cpus import CpuBudget, cpu_budget
+from pixring.membership import Member, MembershipError
+from pixring.wire import MAX_REQUEST_HEAD, MAX_TARGET_LENGTH
 
 __all__ = [
     "Address",
@@ -216,7 +216,7 @@ FIELDS: tuple[Field, ...] = (
           "admin listener (/healthz /readyz /status /metrics); keep it private", "HOST:PORT"),
     Field("workers", _non_negative_int, 0,
           "worker processes sharing the public port with SO_REUSEPORT; 0 = one per CPU the process can use "
-          "(its affinity, capped by a cgroup CPU quota: see balancer/cpus.py)", "N"),
+          "(its affinity, capped by a cgroup CPU quota: see pixring/cpus.py)", "N"),
     Field("nodes", _nodes, (),
           "a static render node, [ID=]http://HOST:PORT[;weight=W]; repeat the flag for more. "
           "Without ID the node is named by its address", "[ID=]URL", repeatable=True, flag="--node"),
@@ -397,7 +397,7 @@ class BalancerConfig:
         return RetryPolicy(budget_ratio=self.retry_budget, min_concurrent=self.retry_min_concurrent)
 
     def worker_count(self, cpus: CpuBudget | None = None) -> int:
-        """``workers``, or with 0 one per CPU the process can use (``balancer.cpus``)."""
+        """``workers``, or with 0 one per CPU the process can use (``pixring.cpus``)."""
         return self.workers or (cpus or cpu_budget()).usable
 
     def sharing_warning(self, cpus: CpuBudget | None = None) -> str | None:
@@ -405,7 +405,7 @@ class BalancerConfig:
 
         Workers that share a core take turns on it, and each comes back to caches the other
         has filled: ``make bench`` measured two workers on one core at 0.79-0.94x the
-        requests per CPU-second of one, with two to ten times the p99 (``balancer.cpus``).
+        requests per CPU-second of one, with two to ten times the p99 (``pixring.cpus``).
         """
         cpus = cpus or cpu_budget()
         workers = self.worker_count(cpus)

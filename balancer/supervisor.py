@@ -38,7 +38,8 @@ from aiohttp import web
 from balancer import compile as hot_path
 from balancer.admin import AdminState, make_admin_app, worker_report
 from balancer.config import BalancerConfig
-from balancer.worker import CONFIG_ENV, EXIT_NO_MEMBERSHIP, LISTENER_FD_ENV, WARMUP_ENV, bind_reuseport, die_with_parent
+from balancer.worker import CONFIG_ENV, EXIT_NO_MEMBERSHIP, LISTENER_FD_ENV, WARMUP_ENV, bind_reuseport
+from pixring.process import die_with_parent
 from pixring.sdnotify import NOTIFY_SOCKET_ENV, Notifier
 
 __all__ = ["Supervisor", "run_balancer"]
@@ -422,7 +423,7 @@ def run_balancer(config: BalancerConfig, reload_config: Callable[[], BalancerCon
     if stale:
         # An extension module is imported in place of its source: the workers would run
         # the code as it was when compiled, beside the newer rest of pixring.
-        names = ", ".join(f"balancer/{name}.py" for name in stale)
+        names = ", ".join(stale)
         print(f"pixring: {names} changed after the request path was compiled, so its old compiled code "
               "would run: compile it again (`make compile` in a checkout, `python -m balancer.compile` "
               "where pixring is installed) or remove the compiled modules (`python -m balancer.compile "

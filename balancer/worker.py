@@ -24,7 +24,6 @@ timeout, flush the access log, exit 0.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import signal
 import socket
@@ -40,7 +39,6 @@ from balancer.config import BalancerConfig
 from balancer.front import ClientConnection, FrontContext, FrontLimits, RetrySettings
 from balancer.headers import response_kinds
 from balancer.health import HealthEvent, HealthTable
-from balancer.membership import Membership
 from balancer.normalize import make_normalizer
 from balancer.prober import Prober
 from balancer.retry import RetryBudget
@@ -49,8 +47,10 @@ from balancer.routing import RoutingTable
 from balancer.stats import WorkerStats
 from balancer.upstream import UpstreamPool
 from discovery.source import MembershipSource
+from pixring.membership import Membership
+from pixring.process import die_with_parent
 
-__all__ = ["EXIT_NO_MEMBERSHIP", "LISTENER_FD_ENV", "WARMUP_ENV", "Worker", "bind_reuseport", "die_with_parent"]
+__all__ = ["EXIT_NO_MEMBERSHIP", "LISTENER_FD_ENV", "WARMUP_ENV", "Worker", "bind_reuseport"]
 
 STATE_INTERVAL_S = 1.0
 HEALTH_TICK_S = 0.1  # how often ejections expire and slow starts advance
@@ -73,16 +73,6 @@ def bind_reuseport(host: str, port: int, *, listen: bool = True, backlog: int = 
         sock.close()
         raise
     return sock
-
-
-def die_with_parent(sig: int = signal.SIGTERM) -> None:
-    """Ask Linux to signal this process when its parent dies: no orphan workers, ever."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, sig)
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        pass
 
 
 class Worker:

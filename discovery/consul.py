@@ -45,10 +45,10 @@ from urllib.parse import urlsplit
 
 import consul.aio
 
-from balancer.membership import Member, Membership, MembershipError
 from discovery import blocking
 from discovery.guard import DropGuard, Hold, Publish as PublishDecision, Unchanged
 from discovery.source import Publish, SourceStatus
+from pixring.membership import Member, Membership, MembershipError
 
 __all__ = [
     "ConsulSource",

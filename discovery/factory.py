@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from balancer.config import BalancerConfig
-from balancer.membership import Membership
 from discovery.source import MembershipSource
+from pixring.membership import Membership
 
 __all__ = ["source_for"]
 

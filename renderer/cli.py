@@ -23,9 +23,7 @@ from typing import Callable
 
 from aiohttp import web
 
-from balancer.headers import MAX_REQUEST_HEAD
-from balancer.normalize import MAX_TARGET_LENGTH
-
+from pixring.wire import MAX_REQUEST_HEAD, MAX_TARGET_LENGTH
 from renderer.settings import (
     DEFAULT_CACHE_BYTES,
     DEFAULT_CACHE_CONTROL,

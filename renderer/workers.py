@@ -43,7 +43,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, TypeVar
 
-from balancer.cpus import cpu_budget
+from pixring.cpus import cpu_budget
 from renderer.errors import Overloaded, RenderTimeout, WorkerLost
 
 __all__ = ["DEFAULT_QUEUE_PER_WORKER", "RenderPool", "default_workers"]
@@ -62,7 +62,7 @@ _PRELOAD = ["PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "PIL.WebPI
 
 def default_workers() -> int:
     """The CPUs this process can keep busy: its affinity, capped by its cgroup's CPU quota
-    (``balancer.cpus``: a render process per CPU of a container's limit, not per core of its host)."""
+    (``pixring.cpus``: a render process per CPU of a container's limit, not per core of its host)."""
     return cpu_budget().usable
 
 

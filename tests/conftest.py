@@ -14,7 +14,6 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_sessionstart(session: pytest.Session) -> None:
     stale = hot_path.stale()
     if stale:
-        names = ", ".join(f"balancer/{name}.py" for name in stale)
-        pytest.exit(f"{names}: edited after compiling, so the compiled "
+        pytest.exit(f"{', '.join(stale)}: edited or moved after compiling, so a compiled "
                     "module would be tested instead of the source; run `make compile` "
                     "(or `python -m balancer.compile --clean`)", returncode=2)

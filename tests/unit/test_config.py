@@ -3,7 +3,7 @@
 import pytest
 
 from balancer.config import Address, ConfigError, load_config, parse_address, parse_node
-from balancer.cpus import CpuBudget
+from pixring.cpus import CpuBudget
 
 
 def test_layers_file_then_environment_then_flags(tmp_path):
