@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import orjson
 from aiohttp import web
@@ -64,8 +64,10 @@ class Supervisor:
         *,
         log=print,
         reload_config: Callable[[], BalancerConfig] | None = None,
+        worker_command: Sequence[str],
     ) -> None:
         self.config = config
+        self.worker_command = tuple(worker_command)  # argv of a worker process (the composition root's)
         self.log = log
         self.reload_config = reload_config
         self._next_index = 0
@@ -148,7 +150,7 @@ class Supervisor:
         env["PIXRING_STATE_DIR"] = str(self.state_dir)
         env[LISTENER_FD_ENV] = str(listener.fileno())
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "balancer.worker", env=env, preexec_fn=_start_as_worker,
+            *self.worker_command, env=env, preexec_fn=_start_as_worker,
             pass_fds=(listener.fileno(),)
         )
         self.procs[index] = proc
@@ -416,7 +418,9 @@ def _host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
 
 
-def run_balancer(config: BalancerConfig, reload_config: Callable[[], BalancerConfig] | None = None) -> int:
+def run_balancer(
+    config: BalancerConfig, reload_config: Callable[[], BalancerConfig] | None = None, *, worker_command: Sequence[str]
+) -> int:
     import uvloop
 
     stale = hot_path.stale()
@@ -430,7 +434,8 @@ def run_balancer(config: BalancerConfig, reload_config: Callable[[], BalancerCon
               "--clean`)", file=sys.stderr)
         return 1
     supervisor = Supervisor(
-        config, log=lambda msg: print(msg, file=sys.stderr, flush=True), reload_config=reload_config
+        config, log=lambda msg: print(msg, file=sys.stderr, flush=True), reload_config=reload_config,
+        worker_command=worker_command,
     )
     try:
         return uvloop.run(supervisor.run())

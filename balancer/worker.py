@@ -395,32 +395,5 @@ class Worker:
 CONFIG_ENV = "PIXRING_WORKER_CONFIG"
 LISTENER_FD_ENV = "PIXRING_WORKER_LISTENER_FD"  # the listening socket the supervisor made for this worker
 WARMUP_ENV = "PIXRING_WORKER_WARMUP"  # "strict": never listen without a membership (a reload's generation)
-
-
-def main() -> int:
-    """Entry point of a worker process, started by the supervisor (never by hand)."""
-    import uvloop
-
-    from balancer.config import load_config
-    from discovery.factory import source_for
-
-    die_with_parent()
-    flags = orjson.loads(os.environ[CONFIG_ENV])
-    config = load_config(environ={}, flags=flags)
-    worker = Worker(
-        config,
-        source_for(config),
-        index=int(os.environ["PIXRING_WORKER_INDEX"]),
-        state_dir=Path(os.environ["PIXRING_STATE_DIR"]),
-        listener=socket.socket(fileno=int(os.environ[LISTENER_FD_ENV])),
-        listen_without_membership=os.environ.get(WARMUP_ENV) != "strict",
-    )
-    try:
-        return uvloop.run(worker.run())
-    except OSError as exc:
-        print(f"pixring worker {worker.index}: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+# The process itself is started by the composition root (``python -m pixring.cli.worker``),
+# which opens the membership source the config names.

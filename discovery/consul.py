@@ -47,6 +47,7 @@ import consul.aio
 
 from discovery import blocking
 from discovery.guard import DropGuard, Hold, Publish as PublishDecision, Unchanged
+from discovery.settings import DEFAULT_WAIT_S
 from discovery.source import Publish, SourceStatus
 from pixring.membership import Member, Membership, MembershipError
 
@@ -255,7 +256,7 @@ class ConsulSource:
         token: str | None = None,
         datacenter: str | None = None,
         scheme: str | None = None,
-        wait_s: float = 55.0,
+        wait_s: float = DEFAULT_WAIT_S,
         min_interval_s: float = 0.1,
         backoff_max_s: float = 30.0,
         drop_guard_fraction: float = 0.5,

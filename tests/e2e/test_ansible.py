@@ -315,6 +315,7 @@ def test_site_deploys_a_working_tier(tmp_path: Path, systemd_analyze: None) -> N
     from PIL import Image
 
     from balancer.config import load_config
+    from pixring.cli.sources import check_sources
     from renderer.samples import Sample, generate
 
     measured: dict[str, float] = {}
@@ -367,7 +368,7 @@ def test_site_deploys_a_working_tier(tmp_path: Path, systemd_analyze: None) -> N
         assert int(balancer_settings["TimeoutStopSec"][0]) > 5  # longer than drain_timeout (+ drain_delay)
 
         config = load_config(config_file=str(root / "etc/pixring/pixring-balancer.toml"), environ={})
-        config.check_sources()
+        check_sources(config)
         assert config.consul_service == SERVICE and config.consul_addr == consul_addr and config.workers == 1
 
         agent = json.loads((root / "etc/consul.d/consul.json").read_text())

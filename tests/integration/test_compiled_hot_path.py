@@ -97,7 +97,7 @@ def test_the_balancer_refuses_to_start_on_a_stale_compiled_module(monkeypatch, c
     monkeypatch.setattr(hot_path, "stale", lambda: ["balancer/front.py"])
     config = load_config(environ={}, flags={"nodes": ["n1=http://127.0.0.1:9"], "listen": "127.0.0.1:0",
                                             "admin": "127.0.0.1:0"})
-    assert run_balancer(config) == 1
+    assert run_balancer(config, worker_command=[sys.executable, "-c", "raise SystemExit(9)"]) == 1
     message = capsys.readouterr().err
     assert "balancer/front.py changed after the request path was compiled" in message
     assert "python -m balancer.compile" in message

@@ -1,0 +1,5 @@
+import sys
+
+from pixring.cli import main
+
+sys.exit(main())
