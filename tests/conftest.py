@@ -1,14 +1,16 @@
-"""Session checks: the request path under test is the source in the tree."""
+"""Session checks: the request path under test is the source in the tree; the header says
+how it runs and whether the imgix catalogue is there to check the schema against."""
 
 from __future__ import annotations
 
 import pytest
 
 from balancer import compile as hot_path
+from tests.reference import catalogue_status
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    return "request path: " + hot_path.describe()
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return ["request path: " + hot_path.describe(), catalogue_status()]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
