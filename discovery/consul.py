@@ -293,7 +293,6 @@ class ConsulSource:
         self._error = ""
         self._warning = ""
         self._last_ok: float | None = None
-        self._publish_count = 0
 
     # -- what operators and the balancer see ------------------------------------
 
@@ -317,11 +316,6 @@ class ConsulSource:
         )
 
     @property
-    def guarded(self) -> bool:
-        """True while a valid answer is being held by the mass-drop guard."""
-        return self._guard.held is not None
-
-    @property
     def index(self) -> int:
         """The index the next blocking query will send (0: answer at once)."""
         return self._index
@@ -330,10 +324,6 @@ class ConsulSource:
     def consecutive_failures(self) -> int:
         """Failed queries since the last good answer (0 while Consul answers)."""
         return self._failures
-
-    @property
-    def publish_count(self) -> int:
-        return self._publish_count
 
     def confirm(self) -> None:
         """Operator accepts the held answer: publish it now and follow Consul from there."""
@@ -454,8 +444,6 @@ class ConsulSource:
         except Exception:  # the balancer's bug must not kill discovery
             self._published = was_published
             log.exception("consul %s: publishing a membership of %d failed", self.service, len(membership))
-            return
-        self._publish_count += 1
 
 
 def _describe(exc: BaseException) -> str:
