@@ -192,7 +192,8 @@ class Table:
         parser.add_argument("--print-config", action="store_true",
                             help="print the effective configuration as JSON and exit")
         for field in self.fields:
-            text = f"{field.help} (default: {default_text(field)}; env {self.env_name(field)})"
+            applied = "; a SIGHUP applies it" if field.reload else ""
+            text = f"{field.help} (default: {default_text(field)}; env {self.env_name(field)}{applied})"
             if field.switch:
                 parser.add_argument(self.flag_name(field), dest=field.name, default=None,
                                     action=argparse.BooleanOptionalAction, help=text)
