@@ -38,6 +38,7 @@ __all__ = [
     "boolean",
     "choice",
     "fraction",
+    "human_size",
     "non_negative_float",
     "non_negative_int",
     "parse_address",
@@ -97,15 +98,6 @@ class Table:
         self._by_name = {field.name: field for field in self.fields}
         if len(self._by_name) != len(self.fields):
             raise ValueError("two fields of one table share a name")
-
-    def __getitem__(self, name: str) -> Field:
-        return self._by_name[name]
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._by_name
-
-    def names(self) -> list[str]:
-        return [field.name for field in self.fields]
 
     @property
     def config_env(self) -> str:

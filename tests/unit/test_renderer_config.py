@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pixring.cli import build_parser
+from pixring.cli.command import build_parser
 from pixring.config import Address, ConfigError, Loader
 from renderer.app import Renderer
 from renderer.cache import ResultCache
