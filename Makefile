@@ -5,8 +5,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # The request path, compiled to C with mypyc (balancer/compile.py names the modules) when
-# any balancer module changes: the compiled ones also take types from those they import.
+# any balancer module or another compiled module changes: the compiled ones also take
+# types from those they import.
 COMPILED := $(VENV)/.compiled
+HOT_PATH_SOURCES := $(wildcard balancer/*.py) pixring/membership.py
 
 .PHONY: run test test-consul install compile bench profile capacity clean
 
@@ -19,7 +21,7 @@ $(STAMP): pyproject.toml
 
 # Without a C compiler the request path stays plain Python: slower, same behaviour. A
 # module mypyc refuses (a type error) stops the build instead of quietly running slower.
-$(COMPILED): $(STAMP) $(wildcard balancer/*.py)
+$(COMPILED): $(STAMP) $(HOT_PATH_SOURCES)
 	@echo "==> compiling the request path with mypyc"
 	@$(PY) -m balancer.compile; status=$$?; \
 	if [ $$status -eq 3 ]; then $(PY) -m balancer.compile --clean; \
@@ -58,4 +60,4 @@ capacity: $(COMPILED)
 	$(PY) -m loadtest.capacity $(CAPACITY_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache balancer/*.so *__mypyc*.so
+	rm -rf $(VENV) build *.egg-info .pytest_cache balancer/*.so pixring/*.so *__mypyc*.so

@@ -11,9 +11,10 @@ unchanged where no C compiler is around; ``make`` compiles them when their sourc
 change.
 
 A compiled module is imported in place of its source (an extension module beats a .py
-of the same name), so a source edited after compiling would be ignored: ``stale()``
-names such modules, the test session refuses to start on them, and ``--clean``
-removes every compiled module.
+of the same name), so a source edited after compiling would be ignored, and one left
+behind by a module that moved or was removed would still answer its old name:
+``stale()`` names both, the test session and the balancer refuse to start on them,
+``--clean`` removes every compiled module, and a build starts with a clean.
 
 Documents relied on: https://mypyc.readthedocs.io/en/latest/getting_started.html
 (``mypycify``, building in place) and .../differences_from_python.html (what
@@ -32,12 +33,18 @@ from pathlib import Path
 
 __all__ = ["HOT_PATH", "build", "clean", "compiled", "describe", "stale"]
 
-PACKAGE = Path(__file__).resolve().parent
-ROOT = PACKAGE.parent
+# The directory holding the packages (the checkout, or site-packages where pixring is installed).
+ROOT = Path(__file__).resolve().parent.parent
 # The modules every proxied request runs through, in import order. Not here: ring
 # (it pickles itself and checks argument types that compiled signatures would check
 # first).
-HOT_PATH = ("health", "membership", "routing", "headers", "accesslog", "picker", "stats", "retry", "outbox", "upstream", "front")
+HOT_PATH = (
+    "balancer.health", "pixring.membership", "balancer.routing", "balancer.headers", "balancer.accesslog",
+    "balancer.picker", "balancer.stats", "balancer.retry", "balancer.outbox", "balancer.upstream", "balancer.front",
+)
+# The packages compiled modules live in: every package HOT_PATH names. They are copied
+# whole for the build, since the compiled modules take types from the modules they import.
+PACKAGES = tuple(dict.fromkeys(name.partition(".")[0] for name in HOT_PATH))
 # mypyc's shared runtime for the group, a module of the package too, so it is found
 # wherever pixring runs from (a top-level one would need the checkout on sys.path).
 GROUP = "balancer._hot_path"
@@ -47,17 +54,29 @@ GROUP = "balancer._hot_path"
 CANNOT_COMPILE = 3
 
 
-def compiled() -> dict[str, Path]:
-    """Module name -> its compiled extension in the package directory, where one exists.
+def source(module: str) -> Path:
+    """``balancer.front`` -> the path of its source file."""
+    return ROOT.joinpath(*module.split(".")).with_suffix(".py")
 
-    Every module of the package counts, not only HOT_PATH's: one dropped from the list
-    would otherwise keep shadowing its source, unseen by ``stale`` and ``clean``."""
+
+def _extensions() -> dict[str, Path]:
+    """Module name -> compiled extension, for every module extension in the packages
+    (mypyc's shared runtime for the group excepted), whether or not its source exists."""
     found = {}
-    for path in PACKAGE.glob("*.so"):
-        name = path.name.split(".", 1)[0]
-        if (PACKAGE / f"{name}.py").exists():
-            found[name] = path
+    for package in PACKAGES:
+        for path in (ROOT / package).glob("*.so"):
+            name = path.name.split(".", 1)[0]
+            if not name.endswith("__mypyc"):
+                found[f"{package}.{name}"] = path
     return found
+
+
+def compiled() -> dict[str, Path]:
+    """Module name -> its compiled extension, where one exists beside its source.
+
+    Every module of the packages counts, not only HOT_PATH's: one dropped from the list
+    would otherwise keep shadowing its source, unseen by ``stale`` and ``clean``."""
+    return {name: path for name, path in _extensions().items() if source(name).exists()}
 
 
 def describe() -> str:
@@ -69,25 +88,36 @@ def describe() -> str:
 
 
 def stale() -> list[str]:
-    """Compiled modules whose source changed after they were built."""
-    return [name for name, ext in compiled().items()
-            if (PACKAGE / f"{name}.py").stat().st_mtime > ext.stat().st_mtime]
+    """What a compiled module would hide, as paths relative to ROOT: sources changed after
+    they were built, and sources that are gone (a module moved to another package or
+    removed), whose old extension still answers the old name."""
+    out = []
+    for name, ext in sorted(_extensions().items()):
+        path = source(name)
+        if not path.exists():
+            out.append(f"{path.relative_to(ROOT)} (removed; its compiled module is left)")
+        elif path.stat().st_mtime > ext.stat().st_mtime:
+            out.append(str(path.relative_to(ROOT)))
+    return out
 
 
 def clean() -> None:
-    for path in compiled().values():
+    """Remove every compiled module of the packages, those left by moved modules too."""
+    for path in _extensions().values():
         path.unlink()
-    # The group's runtime. Only the package's own: beside an installed package is
+    # The group's runtime. Only the packages' own: beside an installed package is
     # site-packages, where other projects built with mypyc (mypy itself) keep theirs.
-    for path in PACKAGE.glob("*__mypyc.*.so"):
-        path.unlink()
+    for package in PACKAGES:
+        for path in (ROOT / package).glob("*__mypyc.*.so"):
+            path.unlink()
 
 
 def build() -> None:
     """Compile HOT_PATH and copy the extensions into the package.
 
-    The build runs on a copy of the package (and of ``pixring``, whose schema the
-    normalizer imports), in a scratch directory: mypy takes its working directory for
+    The build runs on a copy of the packages (``balancer`` and ``pixring``: the
+    membership snapshot is compiled too, and the normalizer imports the schema), in a
+    scratch directory: mypy takes its working directory for
     the root of the modules it checks, and an installed pixring's is site-packages,
     where every other installed module would pass for one of ours (mypy refuses a
     ``typing_extensions.py`` there). So a checkout and a deployed virtualenv compile
@@ -99,8 +129,8 @@ def build() -> None:
     clean()
     with tempfile.TemporaryDirectory(prefix="pixring-mypyc-") as scratch:
         tree = Path(scratch) / "src"
-        for package in (PACKAGE, ROOT / "pixring"):
-            shutil.copytree(package, tree / package.name, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+        for package in dict.fromkeys((*PACKAGES, "pixring")):
+            shutil.copytree(ROOT / package, tree / package, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
         build_dir = str(Path(scratch) / "build")
         cwd = os.getcwd()
         os.chdir(tree)  # mypyc names modules from paths relative to the working directory
@@ -108,7 +138,7 @@ def build() -> None:
             setup(
                 name="pixring-hot-path",
                 ext_modules=mypycify(
-                    [f"{PACKAGE.name}/{name}.py" for name in HOT_PATH]
+                    [str(source(name).relative_to(ROOT)) for name in HOT_PATH]
                     + ["--ignore-missing-imports", "--follow-imports=silent"],
                     opt_level="3",
                     target_dir=build_dir,
@@ -118,8 +148,9 @@ def build() -> None:
             )
         finally:
             os.chdir(cwd)
-        for extension in (tree / PACKAGE.name).glob("*.so"):
-            shutil.copyfile(extension, PACKAGE / extension.name)
+        for package in PACKAGES:
+            for extension in (tree / package).glob("*.so"):
+                shutil.copyfile(extension, ROOT / package / extension.name)
     # Fresh file times: what was just built matches the sources now, which is what
     # ``stale`` compares.
     for path in compiled().values():
@@ -139,7 +170,7 @@ def main() -> int:
         missing = "mypyc (pip install -e '.[compile]')" if shutil.which(compiler) else f"C compiler ({compiler})"
         print(f"cannot compile the request path here: no {missing}", file=sys.stderr)
         return CANNOT_COMPILE
-    print(f"compiling the request path with mypyc: {', '.join(f'balancer/{n}.py' for n in HOT_PATH)} ...",
+    print(f"compiling the request path with mypyc: {', '.join(str(source(n).relative_to(ROOT)) for n in HOT_PATH)} ...",
           flush=True)
     build()
     missing = [name for name in HOT_PATH if name not in compiled()]

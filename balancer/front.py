@@ -65,7 +65,6 @@ from balancer.headers import (
     without_named,
 )
 from balancer.health import HealthPolicy, HealthTable, Outcome
-from balancer.membership import Member
 from balancer.normalize import NormalizeError, Route
 from balancer.outbox import Outbox
 from balancer.picker import PickPolicy, candidates, first_choice
@@ -74,6 +73,7 @@ from balancer.ring import key_hash
 from balancer.routing import RoutingTable
 from balancer.stats import NO_METHOD, MemberStats, WorkerStats, method_index
 from balancer.upstream import ResponseSink, UpstreamConnection, UpstreamError, UpstreamPool
+from pixring.membership import Member
 
 __all__ = ["ClientConnection", "FrontContext", "FrontLimits", "RetrySettings"]
 

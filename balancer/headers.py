@@ -36,7 +36,6 @@ __all__ = [
     "HOP_BY_HOP",
     "HOST",
     "HostSyntax",
-    "MAX_REQUEST_HEAD",
     "NameKinds",
     "PASS",
     "PLAIN_CONNECTION",
@@ -87,10 +86,6 @@ CONTENT_LENGTH: Final = 7
 TRANSFER_ENCODING: Final = 8
 EXPECT: Final = 9
 RETRY_AFTER: Final = 10  # end-to-end, forwarded; noted, since with a 503 it means "shedding load"
-
-# The default --max-header-bytes: the largest request head pixring accepts (431 beyond),
-# and so the largest a node must accept from it.
-MAX_REQUEST_HEAD: Final = 16384
 
 # A client-sent X-Forwarded-For is extended rather than replaced (as nginx's
 # $proxy_add_x_forwarded_for does), Via is extended (RFC 9110 section 7.6.3); the other

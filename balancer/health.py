@@ -408,9 +408,6 @@ class HealthTable:
             return 1.0
         return self._ramp_of(state, now)
 
-    def in_slow_start(self) -> frozenset[str]:
-        return self.slow_starting
-
     def probing(self) -> frozenset[str]:
         """Members the active prober should probe: all but those in maintenance."""
         return frozenset(m for m, s in self._members.items() if s.operator != "maintenance")

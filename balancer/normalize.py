@@ -48,10 +48,10 @@ from urllib.parse import unquote
 
 from balancer.headers import VALID_HOST
 from pixring import schema
+from pixring.wire import MAX_TARGET_LENGTH
 
 __all__ = [
     "DEFAULT_DENYLIST",
-    "MAX_TARGET_LENGTH",
     "PROFILES",
     "NormalizeError",
     "Route",
@@ -69,9 +69,6 @@ DEFAULT_DENYLIST: tuple[str, ...] = (
     "utm_*", "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "mc_cid", "mc_eid",
     "_ga", "_gl", "yclid", "igshid", "_hsenc", "_hsmi", "mkt_tok",
 )
-
-# nginx's default large_client_header_buffers is 8 KiB; a longer target is refused there too.
-MAX_TARGET_LENGTH = 8192
 
 
 class NormalizeError(ValueError):

@@ -3,8 +3,8 @@
 ``python -m balancer.reference`` prints both as Markdown; ``--update`` rewrites each between
 its markers in the document that carries it (``docs/configuration.md`` and ``docs/metrics.md``
 unless other files are named). A test checks that those documents carry exactly this text,
-so the documentation cannot drift from the field table in ``balancer.config`` or the metric
-table in ``balancer.metrics``.
+so the documentation cannot drift from the field table in ``balancer.config`` (written by
+``pixring.config.Table.reference``) or the metric table in ``balancer.metrics``.
 """
 
 from __future__ import annotations
@@ -13,33 +13,14 @@ import argparse
 from pathlib import Path
 from typing import Callable, Sequence
 
-from balancer.config import FIELDS, Address, env_name, flag_name
+from balancer.config import TABLE
 from balancer.metrics import METRIC_HELP
 
 __all__ = ["DOCUMENTS", "REFERENCES", "config_reference", "metrics_reference", "update"]
 
 
-def _default(value: object) -> str:
-    if isinstance(value, Address):
-        return f"`{value}`"
-    if isinstance(value, tuple):
-        return "`" + ",".join(map(str, value)) + "`" if value else "none"
-    if value in ("", None):
-        return "none"
-    return f"`{value}`"
-
-
 def config_reference() -> str:
-    lines = [
-        "| TOML field | flag | environment | default | what it does |",
-        "|---|---|---|---|---|",
-    ]
-    for field in FIELDS:
-        flag = flag_name(field) + (f" {field.metavar}" if field.metavar else "")
-        lines.append(
-            f"| `{field.name}` | `{flag}` | `{env_name(field)}` | {_default(field.default)} | {field.help} |"
-        )
-    return "\n".join(lines)
+    return TABLE.reference()
 
 
 def metrics_reference() -> str:

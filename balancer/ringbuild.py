@@ -50,9 +50,9 @@ import multiprocessing
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Callable
 
-from balancer.membership import Membership
 from balancer.ring import MAX_POINTS, POINTS_PER_WEIGHT, build_ring
 from balancer.routing import RoutingTable
+from pixring.membership import Membership
 
 __all__ = ["INLINE_MAX_POINTS", "RingBuilder", "ring_points"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from balancer.membership import Member, Membership
 from balancer.ring import Ring, build_ring
+from pixring.membership import Member, Membership
 
 __all__ = ["RoutingTable"]
 

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import orjson
 from aiohttp import web
@@ -44,9 +44,9 @@ from balancer.worker import (
     LISTENER_FD_ENV,
     WARMUP_ENV,
     bind_reuseport,
-    die_with_parent,
     refuse_if_listened_on,
 )
+from pixring.process import die_with_parent
 from pixring.sdnotify import NOTIFY_SOCKET_ENV, Notifier
 
 __all__ = ["Supervisor", "run_balancer"]
@@ -71,8 +71,10 @@ class Supervisor:
         *,
         log=print,
         reload_config: Callable[[], BalancerConfig] | None = None,
+        worker_command: Sequence[str],
     ) -> None:
         self.config = config
+        self.worker_command = tuple(worker_command)  # argv of a worker process (the composition root's)
         self.log = log
         self.reload_config = reload_config
         self._next_index = 0
@@ -155,7 +157,7 @@ class Supervisor:
         env["PIXRING_STATE_DIR"] = str(self.state_dir)
         env[LISTENER_FD_ENV] = str(listener.fileno())
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "balancer.worker", env=env, preexec_fn=_start_as_worker,
+            *self.worker_command, env=env, preexec_fn=_start_as_worker,
             pass_fds=(listener.fileno(),)
         )
         self.procs[index] = proc
@@ -425,21 +427,24 @@ def _host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
 
 
-def run_balancer(config: BalancerConfig, reload_config: Callable[[], BalancerConfig] | None = None) -> int:
+def run_balancer(
+    config: BalancerConfig, reload_config: Callable[[], BalancerConfig] | None = None, *, worker_command: Sequence[str]
+) -> int:
     import uvloop
 
     stale = hot_path.stale()
     if stale:
         # An extension module is imported in place of its source: the workers would run
         # the code as it was when compiled, beside the newer rest of pixring.
-        names = ", ".join(f"balancer/{name}.py" for name in stale)
+        names = ", ".join(stale)
         print(f"pixring: {names} changed after the request path was compiled, so its old compiled code "
               "would run: compile it again (`make compile` in a checkout, `python -m balancer.compile` "
               "where pixring is installed) or remove the compiled modules (`python -m balancer.compile "
               "--clean`)", file=sys.stderr)
         return 1
     supervisor = Supervisor(
-        config, log=lambda msg: print(msg, file=sys.stderr, flush=True), reload_config=reload_config
+        config, log=lambda msg: print(msg, file=sys.stderr, flush=True), reload_config=reload_config,
+        worker_command=worker_command,
     )
     try:
         return uvloop.run(supervisor.run())

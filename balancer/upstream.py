@@ -48,8 +48,8 @@ from balancer.headers import (
     connection_tokens,
     without_named,
 )
-from balancer.membership import Member
 from balancer.outbox import Outbox
+from pixring.membership import Member
 
 __all__ = ["MAX_RESPONSE_HEAD", "ResponseSink", "UpstreamConnection", "UpstreamError", "UpstreamPool"]
 

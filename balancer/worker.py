@@ -25,7 +25,6 @@ timeout, flush the access log, exit 0.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
 import os
 import signal
@@ -42,7 +41,6 @@ from balancer.config import BalancerConfig
 from balancer.front import ClientConnection, FrontContext, FrontLimits, RetrySettings
 from balancer.headers import response_kinds
 from balancer.health import HealthEvent, HealthTable
-from balancer.membership import Membership
 from balancer.normalize import make_normalizer
 from balancer.probe_expect import parse_expect
 from balancer.prober import Prober
@@ -52,6 +50,8 @@ from balancer.routing import RoutingTable
 from balancer.stats import WorkerStats
 from balancer.upstream import UpstreamPool
 from discovery.source import MembershipSource
+from pixring.membership import Membership
+from pixring.process import die_with_parent
 
 __all__ = [
     "EXIT_NO_MEMBERSHIP",
@@ -59,7 +59,6 @@ __all__ = [
     "WARMUP_ENV",
     "Worker",
     "bind_reuseport",
-    "die_with_parent",
     "refuse_if_listened_on",
 ]
 
@@ -103,16 +102,6 @@ def refuse_if_listened_on(host: str, port: int) -> None:
                 raise OSError(errno.EADDRINUSE, "address already in use by another process "
                                                 "(another pixring balancer?)") from None
             raise
-
-
-def die_with_parent(sig: int = signal.SIGTERM) -> None:
-    """Ask Linux to signal this process when its parent dies: no orphan workers, ever."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, sig)
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        pass
 
 
 class Worker:
@@ -455,32 +444,5 @@ class Worker:
 CONFIG_ENV = "PIXRING_WORKER_CONFIG"
 LISTENER_FD_ENV = "PIXRING_WORKER_LISTENER_FD"  # the listening socket the supervisor made for this worker
 WARMUP_ENV = "PIXRING_WORKER_WARMUP"  # "strict": never listen without a membership (a reload's generation)
-
-
-def main() -> int:
-    """Entry point of a worker process, started by the supervisor (never by hand)."""
-    import uvloop
-
-    from balancer.config import load_config
-    from discovery.factory import source_for
-
-    die_with_parent()
-    flags = orjson.loads(os.environ[CONFIG_ENV])
-    config = load_config(environ={}, flags=flags)
-    worker = Worker(
-        config,
-        source_for(config),
-        index=int(os.environ["PIXRING_WORKER_INDEX"]),
-        state_dir=Path(os.environ["PIXRING_STATE_DIR"]),
-        listener=socket.socket(fileno=int(os.environ[LISTENER_FD_ENV])),
-        listen_without_membership=os.environ.get(WARMUP_ENV) != "strict",
-    )
-    try:
-        return uvloop.run(worker.run())
-    except OSError as exc:
-        print(f"pixring worker {worker.index}: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+# The process itself is started by the composition root (``python -m pixring.cli.worker``),
+# which opens the membership source the config names.

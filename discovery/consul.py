@@ -45,10 +45,11 @@ from urllib.parse import urlsplit
 
 import consul.aio
 
-from balancer.membership import Member, Membership, MembershipError
 from discovery import blocking
 from discovery.guard import DropGuard, Hold, Publish as PublishDecision, Unchanged
+from discovery.settings import DEFAULT_WAIT_S
 from discovery.source import Publish, SourceStatus
+from pixring.membership import Member, Membership, MembershipError
 
 __all__ = [
     "ConsulSource",
@@ -255,7 +256,7 @@ class ConsulSource:
         token: str | None = None,
         datacenter: str | None = None,
         scheme: str | None = None,
-        wait_s: float = 55.0,
+        wait_s: float = DEFAULT_WAIT_S,
         min_interval_s: float = 0.1,
         backoff_max_s: float = 30.0,
         drop_guard_fraction: float = 0.5,
@@ -292,7 +293,6 @@ class ConsulSource:
         self._error = ""
         self._warning = ""
         self._last_ok: float | None = None
-        self._publish_count = 0
 
     # -- what operators and the balancer see ------------------------------------
 
@@ -316,11 +316,6 @@ class ConsulSource:
         )
 
     @property
-    def guarded(self) -> bool:
-        """True while a valid answer is being held by the mass-drop guard."""
-        return self._guard.held is not None
-
-    @property
     def index(self) -> int:
         """The index the next blocking query will send (0: answer at once)."""
         return self._index
@@ -329,10 +324,6 @@ class ConsulSource:
     def consecutive_failures(self) -> int:
         """Failed queries since the last good answer (0 while Consul answers)."""
         return self._failures
-
-    @property
-    def publish_count(self) -> int:
-        return self._publish_count
 
     def confirm(self) -> None:
         """Operator accepts the held answer: publish it now and follow Consul from there."""
@@ -453,8 +444,6 @@ class ConsulSource:
         except Exception:  # the balancer's bug must not kill discovery
             self._published = was_published
             log.exception("consul %s: publishing a membership of %d failed", self.service, len(membership))
-            return
-        self._publish_count += 1
 
 
 def _describe(exc: BaseException) -> str:

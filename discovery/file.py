@@ -35,8 +35,8 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
-from balancer.membership import Member, Membership, MembershipError
 from discovery.source import Publish, SourceStatus
+from pixring.membership import Member, Membership, MembershipError
 
 __all__ = ["FileSource", "MemberFileError", "parse_member_file"]
 

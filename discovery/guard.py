@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from balancer.membership import Membership
+from pixring.membership import Membership
 
 __all__ = ["Publish", "Unchanged", "Hold", "Decision", "DropGuard"]
 

@@ -26,16 +26,12 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Mapping
 
 from discovery.consul import META_WEIGHT_KEY, make_client, resolve_endpoint
+from discovery.settings import DEFAULT_CHECK_INTERVAL_S, DEFAULT_DEREGISTER_AFTER_S
 
 __all__ = ["ServiceRegistration", "register", "deregister", "registered", "go_duration"]
 
 log = logging.getLogger("pixring.discovery.register")
 
-# Consul's own floor for DeregisterCriticalServiceAfter ("The minimum timeout is 1
-# minute"); ten minutes rides out a slow restart without keeping a dead node listed
-# for long (the passing filter already keeps it out of every ring meanwhile).
-DEFAULT_DEREGISTER_AFTER_S = 600.0
-DEFAULT_CHECK_INTERVAL_S = 10.0  # Consul's examples; the agent's floor is 1 s
 DEFAULT_CHECK_TIMEOUT_S = 5.0
 _DEREGISTER_TIMEOUT_S = 5.0
 

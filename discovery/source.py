@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from balancer.membership import Membership
+from pixring.membership import Membership
 
 __all__ = ["Publish", "SourceStatus", "MembershipSource"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from balancer.membership import Membership
 from discovery.source import Publish, SourceStatus
+from pixring.membership import Membership
 
 __all__ = ["StaticSource"]
 

@@ -55,11 +55,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
-from balancer.worker import die_with_parent
 from loadtest import capacity_summary
 from loadtest.backends import free_port
 from loadtest.tally import Tally
 from loadtest.traffic import DEFAULT_URLS_PER_SOURCE, DEFAULT_ZIPF_EXPONENT
+from pixring.process import die_with_parent
 
 __all__ = ["EXIT_FAILED", "EXIT_HARNESS", "EXIT_INTERRUPTED", "EXIT_PASSED", "EXIT_USAGE", "build_parser",
            "is_loopback_url", "locust_argv", "main"]

@@ -11,7 +11,7 @@ Method
   ``--balancer-arg`` say otherwise; the flags used are printed.
 * A fixed set of small renders is requested once, one at a time, so each lives in its
   owner's cache; then an open-loop client sends ``--rate`` requests per second over
-  keep-alive connections (``tests/e2e/steadyload.SteadyLoad``; the client does not retry,
+  keep-alive connections (``loadtest.steadyload.SteadyLoad``; the client does not retry,
   so every failure is counted).
 * After ``--before`` seconds the victim renderer is killed with SIGKILL (a crash: no
   drain, no deregistration). ``--down`` seconds later it is started again on the same
@@ -38,8 +38,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.e2e.faultkit import Fleet, image_urls, placement
-from tests.e2e.steadyload import SteadyLoad, summarize
+from loadtest.fleet import Fleet, image_urls, placement
+from loadtest.steadyload import SteadyLoad, summarize
 
 FAST_HEALTH = [
     "--probe-interval", "0.2", "--probe-timeout", "0.2", "--probe-rise", "2", "--probe-fall", "2",

@@ -24,7 +24,6 @@ from balancer.accesslog import AccessLog
 from balancer.compile import describe
 from balancer.front import ClientConnection, FrontContext, FrontLimits, RetrySettings
 from balancer.health import HealthPolicy, HealthTable
-from balancer.membership import Member, Membership
 from balancer.normalize import make_normalizer
 from balancer.picker import PickPolicy
 from balancer.retry import RetryBudget, RetryPolicy
@@ -32,6 +31,7 @@ from balancer.routing import RoutingTable
 from balancer.stats import WorkerStats
 from balancer.upstream import UpstreamConnection, UpstreamPool
 from loadtest.transports import NullTransport
+from pixring.membership import Member, Membership
 
 BODY = b"x" * 2048
 RESPONSE = (

@@ -33,14 +33,15 @@ from balancer.accesslog import AccessLog
 from balancer.config import load_config
 from balancer.front import FrontContext, FrontLimits
 from balancer.health import HealthTable
-from balancer.membership import Member, Membership
 from balancer.normalize import make_normalizer
 from balancer.ring import MAX_POINTS
 from balancer.ringbuild import INLINE_MAX_POINTS, RingBuilder
 from balancer.routing import RoutingTable
 from balancer.upstream import UpstreamPool
-from balancer.worker import Worker, die_with_parent
+from balancer.worker import Worker
 from discovery.static import StaticSource
+from pixring.membership import Member, Membership
+from pixring.process import die_with_parent
 
 __all__ = ["Ticker", "fleet", "measure", "worker_without_sockets"]
 

@@ -79,6 +79,7 @@ __all__ = [
     "parse_query",
     "parse_value",
     "rgba",
+    "suggested_range",
     "without_defaults",
 ]
 
@@ -304,6 +305,15 @@ def _param(name: str) -> Param:
 def default(name: str) -> object | None:
     """The value imgix uses when the parameter is absent (canonical typed form), or None."""
     return _param(name).default
+
+
+def suggested_range(name: str) -> tuple[float, float]:
+    """The catalogue's suggested range of a parameter (its ``soft_minimum``, ``soft_maximum``);
+    KeyError for a parameter without one."""
+    param = _param(name)
+    if param.soft_minimum is None or param.soft_maximum is None:
+        raise KeyError(f"image parameter {name!r} has no suggested range")
+    return param.soft_minimum, param.soft_maximum
 
 
 # ---------------------------------------------------------------------------- numbers

@@ -49,6 +49,13 @@ class ResultCache(Generic[V]):
             self._entries.move_to_end(key)
         return value
 
+    def resize(self, max_bytes: int) -> None:
+        """A new capacity (a SIGHUP); shrinking evicts the least recently used at once."""
+        if max_bytes < 0:
+            raise ValueError("cache capacity must be >= 0 bytes")
+        self.max_bytes = max_bytes
+        self._evict()
+
     def put(self, key: str, value: V) -> bool:
         """Keep ``value``; False if it is too large to be worth a place."""
         cost = _cost(value)
@@ -59,11 +66,14 @@ class ResultCache(Generic[V]):
             self.bytes -= _cost(old)
         self._entries[key] = value
         self.bytes += cost
+        self._evict()
+        return True
+
+    def _evict(self) -> None:
         while self.bytes > self.max_bytes:
             _, evicted = self._entries.popitem(last=False)
             self.bytes -= _cost(evicted)
             self.evictions += 1
-        return True
 
 
 def _cost(value: _Sized) -> int:

@@ -115,6 +115,17 @@ class DiskCache:
             self._rescan()
         return True
 
+    def resize(self, max_bytes: int) -> None:
+        """A new capacity (a SIGHUP); shrinking removes the least recently used files at once.
+        Blocks on the filesystem: call it off the event loop."""
+        if max_bytes < 0:
+            raise ValueError("disk cache capacity must be >= 0 bytes")
+        with self._lock:
+            self.max_bytes = max_bytes
+            victims = self._evictions_locked()
+        for victim in victims:
+            self._path(victim).unlink(missing_ok=True)
+
     def _evictions_locked(self) -> list[str]:
         victims = []
         while self.bytes > self.max_bytes and self._index:

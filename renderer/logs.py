@@ -19,6 +19,7 @@ from aiohttp.web import BaseRequest, StreamResponse
 __all__ = ["JsonAccessLogger", "log_event"]
 
 _MAX_LOGGED_TARGET = 512  # a log line is not the place for a 64 KB URL
+_MAX_LOGGED_ID = 128  # the longest id the balancer passes on (balancer.headers.is_valid_request_id)
 
 
 def log_event(event: str, stream: TextIO | None = None, **fields: Any) -> None:
@@ -28,14 +29,20 @@ def log_event(event: str, stream: TextIO | None = None, **fields: Any) -> None:
 
 
 class JsonAccessLogger(AbstractAccessLogger):
-    """aiohttp access logger writing one JSON line per request to stderr."""
+    """aiohttp access logger writing one JSON line per request to stderr.
+
+    ``request_id`` is the request's ``X-Request-Id``, which the balancer sets on every
+    request it forwards (and logs with the same value), so one request is followed
+    through both logs by one id; None for a request that came without one."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         target = request.raw_path
         if len(target) > _MAX_LOGGED_TARGET:
             target = target[:_MAX_LOGGED_TARGET] + "..."
+        request_id = request.headers.get("X-Request-Id")
         log_event(
             "access",
+            request_id=request_id[:_MAX_LOGGED_ID] if request_id is not None else None,
             method=request.method,
             target=target,
             status=response.status,

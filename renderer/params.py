@@ -33,7 +33,7 @@ from renderer import negotiate
 from renderer.errors import BadParam
 from renderer.geometry import Request, anchor_for
 
-__all__ = ["ADJUSTMENT_RANGE", "COMPRESS_QUALITY", "OUTPUT_FORMATS", "RenderSpec", "spec_from_query"]
+__all__ = ["COMPRESS_QUALITY", "OUTPUT_FORMATS", "RenderSpec", "spec_from_query"]
 
 # fm value -> (Pillow format, media type), for every fm the schema marks renderable
 # (https://docs.imgix.com/apis/rendering/format/output-format).
@@ -47,10 +47,9 @@ OUTPUT_FORMATS: dict[str, tuple[str, str]] = {
 }
 # imgix: "auto=compress ... setting the quality standard (q) to 45".
 COMPRESS_QUALITY = 45
-# bri, con, exp, gam, sat: the catalogue's suggested range, -100..100, applied as a clamp.
-ADJUSTMENT_RANGE = (-100, 100)
-_BLUR_RANGE = (0, 2000)  # catalogue: suggested_range of blur
-_SHARP_RANGE = (0.0, 100.0)  # catalogue: suggested_range of sharp
+# Applied as clamps: the schema's suggested ranges of the adjustments (bri, con, exp, gam,
+# sat: -100..100), of blur (0..2000) and of sharp (0..100).
+_CLAMPED = {name: schema.suggested_range(name) for name in ("bri", "con", "exp", "gam", "sat", "blur", "sharp")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +157,8 @@ def spec_from_query(pairs: Iterable[tuple[str, str]]) -> RenderSpec:
         exp=_adjustment(given, "exp"),
         gam=_adjustment(given, "gam"),
         sat=_adjustment(given, "sat"),
-        sharp=_clamp(float(_value(given, "sharp")), *_SHARP_RANGE),  # type: ignore[arg-type]
-        blur=int(_clamp(int(_value(given, "blur")), *_BLUR_RANGE)),  # type: ignore[call-overload]
+        sharp=float(_clamp(float(_value(given, "sharp")), *_CLAMPED["sharp"])),  # type: ignore[arg-type]
+        blur=int(_clamp(int(_value(given, "blur")), *_CLAMPED["blur"])),  # type: ignore[call-overload]
         monochrome=_visible(given.get("monochrome")),  # type: ignore[arg-type]
         compress=compress,
         auto_format="format" in auto,
@@ -172,7 +171,7 @@ def _value(given: dict[str, object], name: str) -> object:
 
 
 def _adjustment(given: dict[str, object], name: str) -> int:
-    return int(_clamp(int(_value(given, name)), *ADJUSTMENT_RANGE))  # type: ignore[call-overload]
+    return int(_clamp(int(_value(given, name)), *_CLAMPED[name]))  # type: ignore[call-overload]
 
 
 def _clamp(value, low, high):  # type: ignore[no-untyped-def]

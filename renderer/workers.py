@@ -43,7 +43,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, TypeVar
 
-from balancer.cpus import cpu_budget
+from pixring.cpus import cpu_budget
 from renderer.errors import Overloaded, RenderTimeout, WorkerLost
 
 __all__ = ["DEFAULT_QUEUE_PER_WORKER", "RenderPool", "default_workers"]
@@ -62,7 +62,7 @@ _PRELOAD = ["PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "PIL.WebPI
 
 def default_workers() -> int:
     """The CPUs this process can keep busy: its affinity, capped by its cgroup's CPU quota
-    (``balancer.cpus``: a render process per CPU of a container's limit, not per core of its host)."""
+    (``pixring.cpus``: a render process per CPU of a container's limit, not per core of its host)."""
     return cpu_budget().usable
 
 
@@ -81,9 +81,7 @@ class RenderPool:
         self.workers = workers if workers is not None else default_workers()
         if self.workers < 1:
             raise ValueError("a render pool needs at least 1 worker")
-        self.queue_limit = queue_limit if queue_limit is not None else DEFAULT_QUEUE_PER_WORKER * self.workers
-        if self.queue_limit < 0:
-            raise ValueError("the render queue limit must be >= 0")
+        self.set_queue_limit(queue_limit)
         self.kind = kind
         self.pending = 0  # admitted jobs: running + waiting
         self.rebuilds = 0
@@ -94,6 +92,14 @@ class RenderPool:
     @property
     def capacity(self) -> int:
         return self.workers + self.queue_limit
+
+    def set_queue_limit(self, queue_limit: int | None) -> None:
+        """Renders allowed to wait (None: ``DEFAULT_QUEUE_PER_WORKER`` per worker); also on a
+        SIGHUP, when renders already admitted keep their places."""
+        limit = queue_limit if queue_limit is not None else DEFAULT_QUEUE_PER_WORKER * self.workers
+        if limit < 0:
+            raise ValueError("the render queue limit must be >= 0")
+        self.queue_limit = limit
 
     async def run(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
         """``fn(*args)`` in a worker; Overloaded if the queue is full, WorkerLost if it died,

@@ -1,20 +1,21 @@
-"""Session checks: the request path under test is the source in the tree."""
+"""Session checks: the request path under test is the source in the tree; the header says
+how it runs and whether the imgix catalogue is there to check the schema against."""
 
 from __future__ import annotations
 
 import pytest
 
 from balancer import compile as hot_path
+from tests.reference import catalogue_status
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    return "request path: " + hot_path.describe()
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return ["request path: " + hot_path.describe(), catalogue_status()]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     stale = hot_path.stale()
     if stale:
-        names = ", ".join(f"balancer/{name}.py" for name in stale)
-        pytest.exit(f"{names}: edited after compiling, so the compiled "
+        pytest.exit(f"{', '.join(stale)}: edited or moved after compiling, so a compiled "
                     "module would be tested instead of the source; run `make compile` "
                     "(or `python -m balancer.compile --clean`)", returncode=2)

@@ -25,7 +25,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from balancer.membership import Membership
+from pixring.membership import Membership
 from tests.consul_double import DoubleConfig, RunningDouble, serve
 
 REAL_AGENT_ADDR = os.environ.get("CONSUL_HTTP_ADDR") or None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from balancer.cpus import cpu_cgroup_dirs
+from pixring.cpus import cpu_cgroup_dirs
 from tests.e2e.notifysocket import NotifySocket
 from tests.e2e.proctree import alive, descendants
 

@@ -20,8 +20,9 @@ from collections import Counter
 
 import pytest
 
-from tests.e2e.faultkit import Fleet, opaque_urls, wait_until
-from tests.e2e.steadyload import SteadyLoad, summarize
+from loadtest.fleet import wait_until
+from loadtest.steadyload import SteadyLoad, summarize
+from tests.e2e.faultkit import FaultFleet, opaque_urls
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +32,7 @@ DRAIN_TIMEOUT = 5.0
 
 @pytest.fixture
 def fleet(tmp_path):
-    with Fleet(tmp_path / "logs") as fleet:
+    with FaultFleet(tmp_path / "logs") as fleet:
         yield fleet
 
 

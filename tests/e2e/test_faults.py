@@ -26,8 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.faultkit import Balancer, Fleet, Metrics, http, image_urls, opaque_urls, placement, wait_until
-from tests.e2e.steadyload import SteadyLoad, shares, summarize
+from loadtest.fleet import Balancer, Metrics, http, image_urls, placement, wait_until
+from loadtest.steadyload import SteadyLoad, shares, summarize
+from tests.e2e.faultkit import FaultFleet, opaque_urls
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +63,7 @@ def samples(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def fleet(tmp_path):
-    with Fleet(tmp_path / "logs") as fleet:
+    with FaultFleet(tmp_path / "logs") as fleet:
         yield fleet
 
 

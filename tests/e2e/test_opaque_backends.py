@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.e2e.faultkit import Fleet, free_port, http
+from loadtest.fleet import free_port, http
+from tests.e2e.faultkit import FaultFleet
 
 pytestmark = pytest.mark.e2e
 
@@ -74,7 +75,7 @@ def thumbor_like(images):
 
 
 def test_plain_http_servers_stay_routable_and_a_closed_port_is_down_with_the_reason(tmp_path, images, thumbor_like):
-    with Fleet(tmp_path / "logs") as fleet:
+    with FaultFleet(tmp_path / "logs") as fleet:
         files = fleet.static_file_nodes(["f1", "f2", "f3"], tmp_path / "files")
         balancer = fleet.balancer(
             files, workers=1, extra=["--profile", "generic", "--probe-interval", str(PROBE_INTERVAL)],
@@ -112,7 +113,7 @@ def test_plain_http_servers_stay_routable_and_a_closed_port_is_down_with_the_rea
 
 def test_probe_expect_narrows_what_alive_means(tmp_path, images, thumbor_like):
     # http.server answers / with its directory listing (200); the thumbor-like node, 400.
-    with Fleet(tmp_path / "logs") as fleet:
+    with FaultFleet(tmp_path / "logs") as fleet:
         files = fleet.static_file_nodes(["f1"], tmp_path / "files")
         balancer = fleet.balancer(files, workers=1, urls={"thumbor": thumbor_like},
                                   extra=["--profile", "generic", "--probe-path", "/",

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.e2e.faultkit import SAMPLE, Fleet, RenderNode, placement, start_all
+from loadtest.fleet import SAMPLE, Fleet, RenderNode, placement
 
 pytestmark = pytest.mark.e2e
 
@@ -57,9 +57,7 @@ async def _burst(base: str) -> list[tuple[int, str | None]]:
 
 def test_a_burst_past_every_queue_is_shed_not_ejected_and_retries_stay_in_budget(tmp_path, samples):
     with Fleet(tmp_path / "logs") as fleet:
-        nodes = {name: SmallQueueRenderer(name, samples, fleet.log_dir) for name in ("r1", "r2", "r3")}
-        fleet.procs += nodes.values()
-        start_all(nodes.values())
+        nodes = fleet.start_nodes({name: SmallQueueRenderer(name, samples, fleet.log_dir) for name in ("r1", "r2", "r3")})
         balancer = fleet.balancer(nodes, workers=1)
         keys = [f"/{SAMPLE}?w={w}" for w in range(40, 70)]
         before = placement(balancer.base, keys)

@@ -105,24 +105,120 @@ def test_serves_and_stops_cleanly_on_sigterm(renderer: tuple[subprocess.Popen[st
     status, headers, body = get(f"{base}/photo.jpg?w=100&h=100&fit=crop&fm=webp")
     assert (status, headers["Content-Type"], body[8:12]) == (200, "image/webp", b"WEBP")
     assert get(f"{base}/healthz")[0] == 200
-
-    # A slow render (AVIF, 2000 px) is in flight when SIGTERM arrives: it still completes.
-    result: dict[str, tuple[int, dict[str, str], bytes]] = {}
-    slow = threading.Thread(target=lambda: result.setdefault("r", get(f"{base}/square.jpg?w=2000&fm=avif")))
-    slow.start()
-    while "r" not in result:
-        metrics = get(f"{base}/metrics")[2].decode()
-        if "pixring_renderer_pool_pending 1.0" in metrics:
-            break
-        time.sleep(0.02)
-    else:
-        pytest.skip("the render finished before it could be seen in flight")
     proc.send_signal(signal.SIGTERM)
-    slow.join(60)
-    assert result["r"][0] == 200 and result["r"][1]["Content-Type"] == "image/avif"
     assert proc.wait(30) == 0
     events = [json.loads(line)["event"] for line in proc.stderr.read().splitlines() if line.startswith("{")]  # type: ignore[union-attr]
     assert events[0] == "start" and events[-1] == "stopped" and "access" in events
+
+
+class GatedOrigin:
+    """An HTTP origin that holds its first request for ``name`` until ``release`` is set, so
+    a test knows a renderer request is in flight for as long as it needs."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        import functools
+        import http.server
+
+        self.asked = threading.Event()
+        self.release = threading.Event()
+        gate = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def send_head(self):  # type: ignore[no-untyped-def]
+                if self.path.lstrip("/") == name and not gate.asked.is_set():
+                    gate.asked.set()
+                    gate.release.wait(30)
+                return super().send_head()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_request_in_flight_when_sigterm_comes_is_answered_before_the_renderer_exits(
+        origin: Path, tmp_path: Path) -> None:
+    # No race to win: the origin holds the request until systemd has heard STOPPING=1,
+    # so SIGTERM has certainly been taken while the request waits; its render runs after.
+    gated = GatedOrigin(origin, "square.jpg")
+    notify = NotifySocket(tmp_path / "notify")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, "--listen", "127.0.0.1:0", "--origin", gated.url, "--render-workers", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "NOTIFY_SOCKET": notify.path},
+    )
+    try:
+        base = ready_url(proc)
+        assert notify.hear()[0] == "READY=1"
+        result: dict[str, tuple[int, dict[str, str], bytes]] = {}
+        slow = threading.Thread(target=lambda: result.setdefault("r", get(f"{base}/square.jpg?w=200&fm=png")))
+        slow.start()
+        assert gated.asked.wait(30), "the renderer never asked the origin"
+        proc.send_signal(signal.SIGTERM)
+        assert notify.hear()[0] == "STOPPING=1"
+        gated.release.set()
+        slow.join(60)
+        assert result["r"][0] == 200 and result["r"][1]["Content-Type"] == "image/png"
+        assert proc.wait(30) == 0
+        events = [json.loads(line) for line in proc.stderr.read().splitlines() if line.startswith("{")]  # type: ignore[union-attr]
+        names = [event["event"] for event in events]
+        assert names.index("stopping") < names.index("access") < names.index("stopped")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        gated.close()
+        notify.close()
+
+
+def test_sighup_applies_cache_sizes_and_limits_and_names_what_needs_a_restart(origin: Path, tmp_path: Path) -> None:
+    config = tmp_path / "renderer.toml"
+    config.write_text(f'listen = "127.0.0.1:0"\norigin = "{origin}"\nrender_workers = 1\ncache_bytes = "16M"\n')
+    notify = NotifySocket(tmp_path / "notify")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, "--config", str(config), "--max-output-pixels", "1000000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "NOTIFY_SOCKET": notify.path},
+    )
+
+    def reload() -> None:
+        proc.send_signal(signal.SIGHUP)
+        assert notify.hear()[0] == "RELOADING=1"
+        assert notify.hear()[0] == "READY=1"
+
+    try:
+        base = ready_url(proc)
+        assert notify.hear()[0] == "READY=1"
+        assert get(f"{base}/photo.jpg?w=100&fm=png")[1]["X-Render-Cache"] == "miss"
+        assert get(f"{base}/photo.jpg?w=100&fm=png")[1]["X-Render-Cache"] == "hit"
+        # cache_bytes 0 empties the memory cache at once; a new listen waits for a restart.
+        config.write_text(f'listen = "127.0.0.1:1"\norigin = "{origin}"\nrender_workers = 1\ncache_bytes = 0\n'
+                          'cache_control = "max-age=60"\nmax_output_pixels = 10\n')
+        reload()
+        status, headers, _ = get(f"{base}/photo.jpg?w=100&fm=png")
+        assert (status, headers["X-Render-Cache"], headers["Cache-Control"]) == (200, "miss", "max-age=60")
+        # The flag given at start still beats the file (max_output_pixels = 10 would refuse this).
+        config.write_text("render_queue = -1\n")  # not a usable file: refused, nothing changes
+        reload()
+        assert get(f"{base}/photo.jpg?w=100&fm=png")[1]["Cache-Control"] == "max-age=60"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        events = [json.loads(line) for line in proc.stderr.read().splitlines() if line.startswith("{")]  # type: ignore[union-attr]
+        (applied,) = [event for event in events if event["event"] == "reload"]
+        assert sorted(applied["applied"]) == ["cache_bytes", "cache_control"]
+        assert sorted(applied["needs_restart"]) == ["listen"]
+        (refused,) = [event for event in events if event["event"] == "reload_refused"]
+        assert "render_queue" in refused["error"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()
 
 
 def test_port_in_use_exits_1(origin: Path) -> None:

@@ -132,6 +132,26 @@ def test_distinct_urls_spread_over_every_renderer(cluster):
     assert min(counts.values()) >= 60
 
 
+def test_one_request_id_follows_a_request_through_the_balancers_and_the_renderers_logs(cluster):
+    status, headers, _ = get(f"{cluster.base}/{SAMPLE}?w=77", headers={"X-Request-Id": "trace-up-77"})
+    assert status == 200
+
+    def lines_with_the_id() -> list[dict]:
+        found = []
+        for line in cluster.log_path.read_text().splitlines():
+            if line.startswith("{") and "trace-up-77" in line:
+                found.append(json.loads(line))
+        return found
+
+    deadline = time.monotonic() + 10  # the balancer writes its log every 0.2 s
+    while len(lines_with_the_id()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    balancer_line, renderer_line = sorted(lines_with_the_id(), key=lambda line: "event" in line)
+    assert balancer_line["request_id"] == "trace-up-77" and balancer_line["node"] == headers["X-Pixring-Node"]
+    assert renderer_line["event"] == "access" and renderer_line["request_id"] == "trace-up-77"
+    assert renderer_line["target"] == balancer_line["key"]  # the balancer forwards the canonical key
+
+
 def test_operator_endpoints(cluster):
     status, _, body = get(cluster.admin + "/healthz")
     assert status == 200

@@ -1,6 +1,6 @@
 """A worker listens only once it has a membership: real worker processes, real sockets.
 
-The worker is started the way the supervisor starts it (``python -m balancer.worker``
+The worker is started the way the supervisor starts it (``python -m pixring.cli.worker``
 with its config in the environment and a bound socket to listen on), its membership
 from a nodes file that does not exist yet, so the test decides when the first
 membership comes; the node is a fault node process. Intervals are short (the file
@@ -22,14 +22,15 @@ import pytest
 
 from balancer.config import load_config
 from balancer.worker import CONFIG_ENV, EXIT_NO_MEMBERSHIP, LISTENER_FD_ENV, WARMUP_ENV, bind_reuseport
-from tests.e2e.faultkit import Fleet, http, wait_until
+from loadtest.fleet import http, wait_until
+from tests.e2e.faultkit import FaultFleet
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def fleet(tmp_path):
-    with Fleet(tmp_path / "logs") as fleet:
+    with FaultFleet(tmp_path / "logs") as fleet:
         yield fleet
 
 
@@ -60,7 +61,7 @@ def start_worker(tmp_path: Path, nodes_file: Path, *, warmup_timeout: float, str
         env.pop(WARMUP_ENV, None)
         if strict:
             env[WARMUP_ENV] = "strict"
-        proc = subprocess.Popen([sys.executable, "-m", "balancer.worker"], env=env, stderr=subprocess.PIPE, text=True,
+        proc = subprocess.Popen([sys.executable, "-m", "pixring.cli.worker"], env=env, stderr=subprocess.PIPE, text=True,
                                 pass_fds=(listener.fileno(),))
         return proc, listener.getsockname()[1], state_dir
 

@@ -76,6 +76,11 @@ async def test_follows_a_new_member_and_a_failing_check(consul, service_name, pu
     assert len(published.memberships) == 4
 
 
+def guarded(source: ConsulSource) -> bool:
+    """The mass-drop guard holds an answer back, as /status tells operators."""
+    return "GUARDED" in source.status().detail
+
+
 async def test_answers_that_change_nothing_cause_no_publish(consul, service_name, published):
     await three_members(consul, service_name)
     source = source_for(consul, service_name)
@@ -89,7 +94,6 @@ async def test_answers_that_change_nothing_cause_no_publish(consul, service_name
         await eventually(lambda: source.index >= index, 5, "watcher saw the new index")
         await asyncio.sleep(0.2)
     assert len(published.memberships) == 1
-    assert source.publish_count == 1
 
 
 async def test_tag_filter_publishes_only_tagged_instances(consul, service_name, published):
@@ -108,7 +112,7 @@ async def test_an_empty_answer_is_held_loudly_and_released_on_recovery(consul, s
         await published.wait_for_ids(["r-a", "r-b", "r-c"])
         for sid in ("r-a", "r-b", "r-c"):
             await consul.deregister(sid)
-        await eventually(lambda: source.guarded and "empty" in source.status().detail, 5, "the empty answer held")
+        await eventually(lambda: guarded(source) and "empty" in source.status().detail, 5, "the empty answer held")
         status = source.status()
         assert status.ready and status.stale and "GUARDED" in status.detail
         assert any(r.levelname == "ERROR" and "GUARDED" in r.getMessage() for r in caplog.records)
@@ -116,7 +120,7 @@ async def test_an_empty_answer_is_held_loudly_and_released_on_recovery(consul, s
         assert published.ids() in (["r-a", "r-b", "r-c"], ["r-b", "r-c"])
         await three_members(consul, service_name)
         await published.wait_for_ids(["r-a", "r-b", "r-c"])
-        await eventually(lambda: not source.guarded, 5, "guard released")
+        await eventually(lambda: not guarded(source), 5, "guard released")
         assert not source.status().stale
 
 
@@ -127,12 +131,12 @@ async def test_a_mass_drop_is_held_until_an_operator_confirms(consul, service_na
         await published.wait_for_ids(["r-a", "r-b", "r-c"])
         await consul.ttl("service:r-a", "fail")
         await consul.ttl("service:r-b", "fail")
-        await eventually(lambda: source.guarded, 5, "guard holds the 2-of-3 drop")
+        await eventually(lambda: guarded(source), 5, "guard holds the 2-of-3 drop")
         assert "2 of 3" in source.status().detail
         assert published.ids() in (["r-a", "r-b", "r-c"], ["r-b", "r-c"])
         source.confirm()
         assert published.ids() == ["r-c"]
-        assert not source.guarded and not source.status().stale
+        assert not guarded(source) and not source.status().stale
         # Consul is followed again from the confirmed set.
         await consul.ttl("service:r-a", "pass")
         await published.wait_for_ids(["r-a", "r-c"])
@@ -207,7 +211,7 @@ async def test_an_acl_filtered_empty_answer_is_held_and_named(consul_double, ser
         await published.wait_for_ids(["r-a", "r-b", "r-c"])
         await agent.request("PUT", "/_double/faults", body={"filter_all": True})
         await add_passing(agent, service_name, "r-d", 9004)  # wake the watcher
-        await eventually(lambda: source.guarded, 5, "held")
+        await eventually(lambda: guarded(source), 5, "held")
         assert "filtered by ACLs" in source.status().detail
         assert published.ids() == ["r-a", "r-b", "r-c"]
         await agent.request("PUT", "/_double/faults", body={})

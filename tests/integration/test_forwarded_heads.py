@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 
 from balancer.accesslog import AccessLog
 from balancer.front import ClientConnection, FrontContext, FrontLimits
-from balancer.membership import Member, Membership
 from balancer.normalize import make_normalizer
 from balancer.routing import RoutingTable
 from balancer.stats import WorkerStats
 from balancer.upstream import UpstreamConnection, UpstreamPool
 from loadtest.transports import RecordingTransport
+from pixring.membership import Member, Membership
 
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate", b"proxy-authorization",
               b"te", b"trailer", b"transfer-encoding", b"upgrade"}

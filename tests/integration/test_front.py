@@ -19,11 +19,11 @@ from aiohttp import web
 
 from balancer.accesslog import AccessLog
 from balancer.front import ClientConnection, FrontContext, FrontLimits
-from balancer.membership import Member, Membership
 from balancer.normalize import make_normalizer
 from balancer.routing import RoutingTable
 from balancer.stats import WorkerStats
 from balancer.upstream import UpstreamPool
+from pixring.membership import Member, Membership
 
 BIG = 16 * 1024 * 1024
 

@@ -18,7 +18,6 @@ from aiohttp import web
 from balancer.accesslog import AccessLog
 from balancer.front import ClientConnection, FrontContext, FrontLimits, RetrySettings
 from balancer.health import HealthPolicy, HealthTable
-from balancer.membership import Member, Membership
 from balancer.normalize import make_normalizer
 from balancer.picker import PickPolicy, candidates
 from balancer.retry import RetryBudget, RetryPolicy
@@ -26,6 +25,7 @@ from balancer.ring import key_hash
 from balancer.routing import RoutingTable
 from balancer.stats import WorkerStats
 from balancer.upstream import UpstreamPool
+from pixring.membership import Member, Membership
 from tests.integration.test_front import read_responses
 
 

@@ -13,7 +13,7 @@ import time
 from aiohttp import web
 
 from balancer.health import HealthEvent, HealthPolicy, HealthTable
-from balancer.membership import Member, Membership
+from pixring.membership import Member, Membership
 from balancer.prober import Prober
 from balancer.probe_expect import parse_expect
 from balancer.routing import RoutingTable

@@ -17,13 +17,13 @@ from balancer.accesslog import AccessLog
 from balancer.config import load_config
 from balancer.front import FrontContext, FrontLimits
 from balancer.health import HealthTable
-from balancer.membership import Member, Membership
 from balancer.ring import build_ring
 from balancer.ringbuild import RingBuilder
 from balancer.routing import RoutingTable
 from balancer.upstream import UpstreamPool
 from balancer.worker import Worker
 from discovery.static import StaticSource
+from pixring.membership import Member, Membership
 
 
 def fleet(size: int, *, prefix: str = "render", leave_out: int | None = None) -> Membership:

@@ -12,10 +12,10 @@ import json
 
 import pytest
 
-from balancer.membership import Member, Membership
 from discovery.consul import ConsulSource
 from discovery.file import FileSource
 from discovery.static import StaticSource
+from pixring.membership import Member, Membership
 from tests.conftest_consul import Published, Running, add_passing, consul, service_name  # noqa: F401  (fixtures)
 
 pytestmark = [

@@ -65,7 +65,13 @@ def test_lines_are_buffered_and_written_whole_on_flush(tmp_path):
     log.close()
 
 
-def test_off_writes_nothing():
+def test_off_writes_nothing(tmp_path, monkeypatch, capfd):
+    """access_log = "off": no line reaches stdout, and "off" is not taken for a file name."""
+    monkeypatch.chdir(tmp_path)
     log = AccessLog("off")
     log.request(1.5e9, b"r", b"-", b"GET", target_fields(b"/", None), b"null", 400, 0, 0, 0.1, None, False)
+    log.flush()
     log.close()
+    assert capfd.readouterr().out == ""
+    assert list(tmp_path.iterdir()) == []
+    assert not log.enabled

@@ -2,8 +2,11 @@
 
 import pytest
 
-from balancer.config import Address, ConfigError, load_config, parse_address, parse_node
-from balancer.cpus import CpuBudget
+from balancer.config import ConfigError, load_config
+from discovery.settings import parse_node
+from pixring.cli.sources import check_sources
+from pixring.config import Address, parse_address
+from pixring.cpus import CpuBudget
 
 
 def test_layers_file_then_environment_then_flags(tmp_path):
@@ -92,8 +95,8 @@ def test_flags_round_trip_and_summary_masks_secrets():
 )
 def test_exactly_one_membership_source(flags, message):
     with pytest.raises(ConfigError, match=message):
-        load_config(environ={}, flags=flags).check_sources()
-    load_config(environ={}, flags={"consul_service": "render"}).check_sources()
+        check_sources(load_config(environ={}, flags=flags))
+    check_sources(load_config(environ={}, flags={"consul_service": "render"}))
 
 
 def test_more_workers_than_cpus_is_warned_about_and_naming_both_counts():

@@ -1,4 +1,4 @@
-"""balancer.cpus: the CPUs the workers can use, from affinity and the cgroup's CPU quota."""
+"""pixring.cpus: the CPUs the workers can use, from affinity and the cgroup's CPU quota."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from balancer.cpus import CpuBudget, cpu_cgroup_dirs, quota_from_cfs, quota_from_cpu_max, read_cpu_budget, usable_cpus
+from pixring.cpus import CpuBudget, cpu_cgroup_dirs, quota_from_cfs, quota_from_cpu_max, read_cpu_budget, usable_cpus
 
 # /proc/self/mountinfo lines as the kernel writes them (proc(5)), trimmed to the cgroup mounts.
 HYBRID_MOUNTS = """\

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from balancer.membership import Member, Membership
 from discovery.guard import DropGuard, Hold, Publish, Unchanged
+from pixring.membership import Member, Membership
 
 
 def members(*ids: str, weight: float = 1.0) -> Membership:

@@ -35,6 +35,18 @@ def test_each_reference_matches_the_code(name):
     )
 
 
+def test_the_renderers_reference_matches_its_table():
+    # Generated at the composition root, the one place that joins the renderer's fields and
+    # discovery's registration fields (balancer.reference may import neither).
+    from pixring.cli.command import _renderer_table
+
+    table = _renderer_table().reference(reload_column=True)
+    assert _between((ROOT / "docs/renderer.md").read_text(), "renderer-config-reference") == table, (
+        "docs/renderer.md's renderer-config-reference is out of date; the table to put between its markers:\n"
+        + table
+    )
+
+
 @pytest.mark.parametrize("name", sorted(REFERENCES))
 def test_each_reference_lives_in_one_document(name):
     carriers = [path.relative_to(ROOT).as_posix() for path in documents() if f"<!-- {name}:start -->" in path.read_text()]

@@ -188,7 +188,7 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> str | None:
 
 def _balancer_config_problem(argv: Sequence[str], env: dict[str, str]) -> str | None:
     """Load a ``pixring balancer`` command's configuration as start-up would (``--print-config``)."""
-    from pixring.cli import main
+    from pixring.cli.command import main
 
     ours = {name: value for name, value in env.items() if name.startswith("PIXRING_")}
     saved = {name: value for name, value in os.environ.items() if name.startswith("PIXRING_")}
@@ -277,11 +277,14 @@ def _locust_problems(argv: Sequence[str]) -> list[str]:
 
 def problems(command: Command) -> list[str]:
     """What is wrong with ``command``: empty when it would run as the document says."""
-    from balancer.config import FIELDS, env_name
+    from balancer.config import TABLE
+    from pixring.cli.command import _renderer_table
 
+    known = {table.env_name(f) for table in (TABLE, _renderer_table()) for f in table.fields}
+    known |= {TABLE.config_env, _renderer_table().config_env}
     found: list[str] = []
     for name in command.env:
-        if name.startswith("PIXRING_") and name not in {env_name(f) for f in FIELDS} | {"PIXRING_CONFIG"}:
+        if name.startswith("PIXRING_") and name not in known:
             found.append(f"no setting is read from {name}")
         if name.startswith("LOCUST_PIXRING_") and name not in locust_options()[1]:
             found.append(f"the locustfile reads no {name}")
@@ -293,7 +296,7 @@ def problems(command: Command) -> list[str]:
         return found
     program, args = command.argv[0], list(command.argv[1:])
     if program in PIXRING:
-        from pixring.cli import build_parser
+        from pixring.cli.command import build_parser
 
         complaint = _parse(build_parser(), args)
         if complaint:
@@ -348,7 +351,7 @@ def _block(text: str) -> Block:
 
 @pytest.mark.parametrize("text, complaint", [
     ("pixring balancer --conect-timeout 1\n", "unrecognized arguments: --conect-timeout"),
-    ("pixring balancer --node r1=http://127.0.0.1:9001 --balance-factor lots\n", "--balance-factor: could not"),
+    ("pixring balancer --node r1=http://127.0.0.1:9001 --balance-factor lots\n", "--balance-factor: 'lots' is not a number"),
     ("pixring renderr --listen 127.0.0.1:9000\n", "invalid choice: 'renderr'"),
     (".venv/bin/python -m loadtest.capacity --users 0\n", "--users"),
     (".venv/bin/python -m loadtest.ring_quality --key 10\n", "unrecognized arguments: --key"),  # abbreviated
@@ -382,7 +385,7 @@ def test_commands_split_as_a_shell_splits_them():
 
 
 def test_pixring_help_lists_each_command_on_one_line_and_points_to_the_docs(monkeypatch):
-    from pixring.cli import build_parser
+    from pixring.cli.command import build_parser
 
     monkeypatch.setenv("COLUMNS", "80")
     parser = build_parser()

@@ -52,9 +52,30 @@ def test_policy_rejects_bad_values_naming_the_field(field, value):
         HealthPolicy(**{field: value})
 
 
-def test_policy_defaults_are_valid():
-    HealthPolicy()
-    HealthPolicy(consecutive_errors=0, slow_start_s=0, panic_threshold=0, max_ejected_fraction=1)
+def test_the_policys_defaults_are_the_balancers():
+    """HealthPolicy() is what a balancer runs with when nothing is configured: the defaults of
+    its fields (probe_rise, outlier_errors, ...) and those of the policy cannot drift apart."""
+    from balancer.config import load_config
+
+    # But one: a balancer probes by default, so its new members await their first probe
+    # (await_first_probe follows probe_path); the policy's own default is a table no prober feeds.
+    assert load_config(environ={}).health_policy() == HealthPolicy(await_first_probe=True)
+    assert load_config(environ={}, flags={"probe_path": ""}).health_policy() == HealthPolicy()
+
+
+def test_the_edges_of_the_ranges_are_accepted_and_mean_off_or_all():
+    t = table(("a", "b"), consecutive_errors=0, slow_start_s=0, panic_threshold=0, max_ejected_fraction=1)
+    assert fail(t, "a", 50, 1.0) == [] and t.routable == {"a", "b"}  # 0 errors: passive ejection off
+    t.set_members(["a", "b", "c"], 2.0)
+    assert t.ramp("c", 2.0) == 1.0 and t.slow_starting == frozenset()  # 0 s: no slow start
+    for member in ("a", "b", "c"):
+        for _ in range(3):
+            t.probe(member, False, 3.0)
+    assert t.routable == set() and not t.panic  # threshold 0: never panic, even with nobody up
+    ejecting = table(("a", "b"), consecutive_errors=1, max_ejected_fraction=1, panic_threshold=0)
+    fail(ejecting, "a", 1, 1.0)
+    fail(ejecting, "b", 1, 1.0)
+    assert ejecting.routable == set()  # fraction 1: every member may be ejected at once
 
 
 # -- membership --------------------------------------------------------------------------
@@ -63,7 +84,7 @@ def test_policy_defaults_are_valid():
 def test_first_members_are_up_routable_and_not_ramping():
     t = table()
     assert t.routable == {"a", "b", "c", "d"}
-    assert t.in_slow_start() == frozenset()
+    assert t.slow_starting == frozenset()
     assert not t.panic
     assert t.ramp("a", 0.0) == 1.0
 
@@ -72,7 +93,7 @@ def test_members_joining_later_are_up_but_ramp_from_now():
     t = table(("a", "b"), slow_start_s=30)
     t.set_members(["a", "b", "c"], 100.0)
     assert "c" in t.routable
-    assert t.in_slow_start() == {"c"}
+    assert t.slow_starting == {"c"}
     assert t.ramp("c", 100.0) == MIN_RAMP
     assert t.ramp("c", 115.0) == pytest.approx(0.5)
     assert t.ramp("a", 115.0) == 1.0
@@ -81,7 +102,7 @@ def test_members_joining_later_are_up_but_ramp_from_now():
 def test_members_joining_an_empty_table_do_not_ramp():
     t = table((), slow_start_s=30)
     t.set_members(["a", "b"], 50.0)
-    assert t.in_slow_start() == frozenset()
+    assert t.slow_starting == frozenset()
 
 
 def test_set_members_keeps_state_of_members_that_stay_and_drops_leavers():
@@ -158,7 +179,7 @@ def test_fall_takes_a_member_down_and_rise_brings_it_back_ramping():
     assert "a" not in t.routable
     assert kinds(t.probe("a", True, 5.0)) == [("up", "a")]
     assert "a" in t.routable
-    assert t.in_slow_start() == {"a"}
+    assert t.slow_starting == {"a"}
     assert t.ramp("a", 10.0) == pytest.approx(0.5)
 
 
@@ -404,7 +425,7 @@ def test_slow_start_ramps_linearly_and_ends_with_a_ready_event():
     assert ramps == [MIN_RAMP, pytest.approx(0.25), pytest.approx(0.5), pytest.approx(0.75)]
     assert t.tick(119.0) == []
     assert kinds(t.tick(120.0)) == [("ready", "c")]
-    assert t.in_slow_start() == frozenset()
+    assert t.slow_starting == frozenset()
     assert t.ramp("c", 120.0) == 1.0
 
 
@@ -413,7 +434,7 @@ def test_slow_start_zero_never_ramps():
     t.set_members(["a", "b"], 1.0)
     t.probe("a", False, 2.0)
     t.probe("a", True, 3.0)
-    assert t.in_slow_start() == frozenset()
+    assert t.slow_starting == frozenset()
     assert t.ramp("a", 3.0) == t.ramp("b", 3.0) == 1.0
 
 
@@ -421,7 +442,7 @@ def test_a_readmitted_outlier_does_not_ramp():
     t = table(consecutive_errors=1, slow_start_s=30)
     fail(t, "a", 1, 0.0)
     t.tick(10.0)
-    assert "a" in t.routable and "a" not in t.in_slow_start()
+    assert "a" in t.routable and "a" not in t.slow_starting
 
 
 # -- operator ----------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from balancer.normalize import (
     DEFAULT_DENYLIST,
-    MAX_TARGET_LENGTH,
     NormalizeError,
     Route,
     make_normalizer,
@@ -22,6 +21,7 @@ from balancer.normalize import (
 )
 from pixring import schema
 from pixring.schema import PARAMS
+from pixring.wire import MAX_TARGET_LENGTH
 from tests.unit.test_schema import VALUE_TEXT
 
 PROPERTY = settings(deadline=None, max_examples=int(os.environ.get("PIXRING_HYPOTHESIS_EXAMPLES", 300)))

@@ -128,3 +128,10 @@ def test_auto_format_resolves_against_accept() -> None:
     assert spec("auto=format").for_accept("text/html", available).fm is None  # the source's format
     plain = spec("fm=jpg")
     assert plain.for_accept("image/avif", available) is plain  # no auto=format: Accept is ignored
+
+
+@pytest.mark.parametrize("name", ["bri", "con", "exp", "gam", "sat", "blur", "sharp"])
+def test_clamps_are_the_schemas_suggested_ranges(name: str) -> None:
+    low, high = schema.suggested_range(name)
+    assert getattr(spec(f"{name}={high + 50:g}"), name) == high
+    assert getattr(spec(f"{name}={low - 50:g}"), name) == low

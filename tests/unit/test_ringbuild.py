@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from balancer.membership import Member, Membership
 from balancer.ring import MAX_POINTS
 from balancer.ringbuild import INLINE_MAX_POINTS, RingBuilder, ring_points
+from pixring.membership import Member, Membership
 
 
 def fleet(size: int, *, weight: float = 1.0, prefix: str = "render") -> Membership:

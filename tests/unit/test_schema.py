@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-import json
 import os
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -14,9 +12,7 @@ from hypothesis import strategies as st
 
 from pixring import schema
 from pixring.schema import PARAMS, ParamError, canonical_name, format_value, parse_query, parse_value
-
-# shared/ lies beside the checkout (DESIGN.md); the catalogue is imgix's, not ours to copy in.
-CATALOGUE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "imgix-parameters-11.35.0.json"
+from tests.reference import load_catalogue
 
 # No deadline: the machines are shared and noisy; these are correctness properties.
 PROPERTY = settings(deadline=None, max_examples=int(os.environ.get("PIXRING_HYPOTHESIS_EXAMPLES", 200)))
@@ -34,9 +30,24 @@ def b64(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def catalogue() -> dict:
-    if not CATALOGUE.exists():
-        pytest.skip("imgix catalogue not available")
-    return json.loads(CATALOGUE.read_text())
+    """imgix's catalogue: required in CI, a clearly named skip elsewhere (tests/reference.py)."""
+    return load_catalogue()
+
+
+def test_a_missing_catalogue_fails_in_ci_and_is_a_skip_naming_it_elsewhere(monkeypatch, tmp_path):
+    from tests import reference
+
+    monkeypatch.setattr(reference, "CATALOGUE", tmp_path / "imgix-parameters.json")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(BaseException) as in_ci:  # BaseException: a skip must not pass for a failure
+        reference.load_catalogue()
+    assert in_ci.type is pytest.fail.Exception and "CI must provide it" in str(in_ci.value)
+    assert "FAIL" in reference.catalogue_status()
+    monkeypatch.delenv("CI")
+    with pytest.raises(BaseException) as elsewhere:
+        reference.load_catalogue()
+    assert elsewhere.type is pytest.skip.Exception and "imgix-parameters.json" in str(elsewhere.value)
+    assert "SKIPPED" in reference.catalogue_status()
 
 
 def expects(entry: dict, type_name: str) -> dict:

@@ -6,6 +6,7 @@ import os
 import socket
 import time
 
+from pixring import sdnotify
 from pixring.sdnotify import Notifier
 
 
@@ -40,7 +41,25 @@ def test_an_address_starting_with_at_is_in_the_abstract_namespace():
         assert sock.recv(4096) == b"READY=1\nSTATUS=up"
 
 
-def test_without_a_socket_or_with_a_dead_one_nothing_fails(tmp_path, monkeypatch):
+def test_not_started_by_systemd_nothing_is_sent(monkeypatch):
+    """Without $NOTIFY_SOCKET there is nobody to tell: no socket is even opened."""
+    opened = []
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    Notifier().ready("up")  # not started by systemd: nothing to say it to
-    Notifier(str(tmp_path / "gone")).stopping("down")  # the manager's socket is gone: ignored
+    monkeypatch.setattr(sdnotify.socket, "socket", lambda *args: opened.append(args))
+    notifier = Notifier()
+    notifier.ready("up")
+    notifier.stopping("down")
+    assert opened == []
+
+
+def test_a_dead_manager_socket_is_ignored_and_tried_again_next_time(tmp_path):
+    """The service manager's bookkeeping never stops the service: a send to a socket nobody
+    listens on any more fails quietly, and the next notification is sent when it is back."""
+    path = str(tmp_path / "notify")
+    listener(path).close()  # the socket file stays, nobody reads it: sends are refused
+    notifier = Notifier(path)
+    notifier.stopping("down")
+    os.unlink(path)
+    with listener(path) as sock:
+        notifier.ready("up again")
+        assert sock.recv(4096) == b"READY=1\nSTATUS=up again"

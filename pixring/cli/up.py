@@ -23,7 +23,7 @@ from pathlib import Path
 
 import aiohttp
 
-from balancer.worker import die_with_parent
+from pixring.process import die_with_parent
 
 __all__ = ["add_arguments", "run_up"]
 

@@ -1,0 +1,20 @@
+"""The wire limits the balancer and the render nodes must agree on.
+
+The balancer refuses what is larger (414 for a long request line, 431 for a large head)
+and forwards everything else, so a node behind it must accept at least as much: the
+reference renderer sizes its HTTP parser from these numbers, and the balancer's
+``max_request_line`` and ``max_header_bytes`` default to them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["MAX_REQUEST_HEAD", "MAX_TARGET_LENGTH"]
+
+# nginx's default large_client_header_buffers is 8 KiB; a longer target is refused there too.
+MAX_TARGET_LENGTH: Final = 8192
+
+# The largest request head pixring accepts at its defaults (431 beyond), and so the
+# largest a node must accept from it.
+MAX_REQUEST_HEAD: Final = 16384
