@@ -6,13 +6,13 @@ and summarizes), or with locust itself::
     .venv/bin/locust -f loadtest/locustfile.py --headless -H http://127.0.0.1:8080 -u 10 -r 10 -t 30s
 
 Each simulated user loops without think time (a closed loop: N users keep N requests in
-flight, which is what a capacity test varies), except that after a 503 with ``Retry-After``
-(the fleet shedding load) it waits what the answer says before its next request, as a
-well-behaved client does (``loadtest.retry_after``) over ``loadtest.traffic``'s catalogue: a URL
+flight, which is what a capacity test varies) over ``loadtest.traffic``'s catalogue: a URL
 drawn with Zipf-like popularity, sent as its canonical spelling or, for a share of requests,
 as an equivalent one (reordered, aliased, defaults spelled out, junk added...). Every answer
 is tallied by the node that served it (the balancer's node header) and the reference
-renderer's cache outcome (``X-Render-Cache``), per group of equivalent URLs.
+renderer's cache outcome (``X-Render-Cache``), per group of equivalent URLs. After a 503
+or a 429 with ``Retry-After`` (the fleet shedding load) a user waits what the answer says
+before its next request, as a well-behaved client does (``loadtest.retry_after``).
 
 Options (locust's own mechanism, so each is also a ``LOCUST_*`` environment variable and a
 config-file key; https://docs.locust.io/en/stable/configuration.html and the custom-argument
@@ -184,13 +184,14 @@ class ImageClient(FastHttpUser):
 
     def wait_time(self) -> float:
         think = _model.think_time if _model is not None else 0.0
-        told, self.told_to_wait = getattr(self, "told_to_wait", 0.0), 0.0
+        told, self.told_to_wait = self.told_to_wait, 0.0
         return max(think, told)
 
     def on_start(self) -> None:
         if _model is None:
             raise RuntimeError("the pixring traffic model was not built (locust's init event did not run)")
         self.model = _model
+        self.told_to_wait = 0.0  # seconds a Retry-After asked for, waited once
         # Per user and reproducible: the same seed asks for the same sequences; with several
         # locust processes, each worker's users get sequences of their own.
         worker = getattr(self.environment.runner, "worker_index", 0)
@@ -206,8 +207,10 @@ class ImageClient(FastHttpUser):
         status, headers = response.status_code, response.headers
         if status and headers is not None:
             _tally.record(target.url, variant, headers.get(model.node_header), headers.get(model.cache_header))
-        # Any Retry-After is waited out, as a well-behaved client does.
-        wait = retry_after_seconds(headers.get("Retry-After")) if status and headers is not None else None
+        # A Retry-After on a 503 or a 429 is waited out, as a well-behaved client does (on a
+        # 3xx it means something else, RFC 9110 section 10.2.3).
+        told = status in (429, 503) and headers is not None
+        wait = retry_after_seconds(headers.get("Retry-After")) if told else None
         if wait is not None:
             self.told_to_wait = wait
         # The same rule as locust's own failure count (FastHttpSession: no answer, or >= 400),

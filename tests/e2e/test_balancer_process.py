@@ -153,16 +153,21 @@ def test_bad_config_exits_2_naming_the_field(args, message):
     assert message in result.stderr
 
 
+def start_expecting_refusal(port: int, admin: int, node_port: int) -> subprocess.CompletedProcess:
+    """A balancer on 127.0.0.1:``port`` (admin ``admin``), run to its end: it should refuse."""
+    return subprocess.run(
+        [*PIXRING, "balancer", "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
+         "--node", f"n1=http://127.0.0.1:{node_port}", "--workers", "1"],
+        capture_output=True, text=True, timeout=30,
+    )
+
+
 def test_port_in_use_is_a_clear_error(node, tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [*PIXRING, "balancer", "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{free_port()}",
-             "--node", f"n1=http://127.0.0.1:{node}"],
-            capture_output=True, text=True, timeout=30,
-        )
+        result = start_expecting_refusal(port, free_port(), node)
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
 
@@ -174,19 +179,11 @@ def test_a_second_balancer_on_a_port_a_balancer_serves_is_refused_and_the_first_
     try:
         wait_ready(proc, admin)
         # SO_REUSEPORT would let the second share the port and take part of its connections.
-        second = subprocess.run(
-            [*PIXRING, "balancer", "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{free_port()}",
-             "--node", f"n1=http://127.0.0.1:{node}", "--workers", "1"],
-            capture_output=True, text=True, timeout=30,
-        )
+        second = start_expecting_refusal(port, free_port(), node)
         assert second.returncode == 1
         assert f"cannot listen on 127.0.0.1:{port}: address already in use by another process" in second.stderr
         # The admin address too (the first's, with a free public port).
-        third = subprocess.run(
-            [*PIXRING, "balancer", "--listen", f"127.0.0.1:{free_port()}", "--admin", f"127.0.0.1:{admin}",
-             "--node", f"n1=http://127.0.0.1:{node}", "--workers", "1"],
-            capture_output=True, text=True, timeout=30,
-        )
+        third = start_expecting_refusal(free_port(), admin, node)
         assert third.returncode == 1 and f"cannot listen on admin 127.0.0.1:{admin}" in third.stderr
         # The first still answers every request, and a reload's new generation still
         # shares the port with the old one (SIGHUP).
