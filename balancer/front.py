@@ -59,15 +59,29 @@ from balancer.headers import (
     host_line,
     interim_head,
     is_valid_request_id,
-    reason_phrase,
+    local_head,
     response_framing,
     response_head,
     without_named,
 )
+from balancer.exchange import (
+    FAIL,
+    FAIL_NONE_HEALTHY,
+    LAUNCH,
+    NEXT_NOW,
+    NO_HEALTHY_NODE,
+    RETRY,
+    RETRY_AFTER_BACKOFF,
+    WIN,
+    Exchange,
+    RetrySettings,
+    Routed,
+)
 from balancer.health import HealthPolicy, HealthTable, Outcome
+from balancer.hotkeys import HotKeys
 from balancer.normalize import NormalizeError, Route
 from balancer.outbox import Outbox
-from balancer.picker import PickPolicy, candidates, first_choice
+from balancer.picker import PickPolicy
 from balancer.retry import RetryBudget, RetryPolicy, backoff_s
 from balancer.ring import key_hash
 from balancer.routing import RoutingTable
@@ -106,14 +120,6 @@ class _Reject(Exception):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class RetrySettings:
-    try_timeout: float  # first byte, per try
-    request_timeout: float  # overall deadline
-    retry_statuses: frozenset[int]  # node answers that move the request to the next member
-    hedge_delay: float  # 0 = no hedging
-
-
 class FrontContext:
     """Everything one worker's connections share. The routing table is swapped whole."""
 
@@ -136,6 +142,7 @@ class FrontContext:
         on_health_events: Callable[[list], None] = lambda events: None,
         rand: Callable[[], float] = random.random,
         route_cache_size: int = 16384,
+        hot_keys: HotKeys | None = None,
     ) -> None:
         self.loop = loop
         self.normalize = normalize
@@ -156,13 +163,14 @@ class FrontContext:
         )
         self.on_health_events = on_health_events
         self.rand = rand
+        self.hot_keys = hot_keys
         self.table = RoutingTable.empty()
         self.ring_members = 0  # len(table.ring.members), read per request: the ring's is a property
         self.generation = 0
         # Request target -> its route, key hash and (per ring) owner: an image URL
         # repeats, so a hit costs one dict lookup where normalizing and hashing cost
         # microseconds. Least recently used targets go first.
-        self.routes: OrderedDict[bytes, _Routed] = OrderedDict()
+        self.routes: OrderedDict[bytes, Routed] = OrderedDict()
         self.route_cache_size = route_cache_size
         self.member_lines: dict[str, _MemberLines] = {}
         self.connections: set[ClientConnection] = set()
@@ -188,14 +196,14 @@ class FrontContext:
             lines = _MemberLines(member, self.node_header, self.stats.member(member.id))
         return lines
 
-    def route(self, target: bytes) -> "_Routed":
+    def route(self, target: bytes) -> Routed:
         """The route of a request target (NormalizeError for a bad one), with its owner
         on the current ring."""
         routes = self.routes
         routed = routes.get(target)
         if routed is None:
             route = self.normalize(target)
-            routed = _Routed(route, key_hash(route.key), target_fields(target, route.key))
+            routed = Routed(route.upstream_target, route.key, key_hash(route.key), target_fields(target, route.key))
             if self.route_cache_size:
                 routes[target] = routed
                 if len(routes) > self.route_cache_size:
@@ -241,29 +249,6 @@ class FrontContext:
         for conn in list(self.connections):
             conn.check_deadline(now)
         self._schedule_sweep()
-
-
-class _Routed:
-    """What a request needs of its target's route: the target sent to the node, the key's
-    hash, and the key's owner on the ring of the routing table ``generation`` (a number,
-    not the ring: a cached entry must not keep an old ring alive).
-
-    The ``Route`` itself is not kept: an entry is read on every request for one of
-    thousands of targets, so each object it points to is one more cache line to fetch,
-    and the key is only needed to make the hash and the log fields.
-    """
-
-    __slots__ = ("upstream_target", "hash", "log_fields", "generation", "owner", "prefs")
-
-    def __init__(self, route: Route, hash_: int, log_fields: bytes) -> None:
-        self.upstream_target = route.upstream_target
-        self.hash = hash_
-        self.log_fields = log_fields  # the access log's "path" and "key", rendered once
-        self.generation = -1
-        self.owner: str | None = None
-        # The key's preference list on the same ring, once a request needed more than
-        # the owner (bounded load overflowing): a hot key overflows again and again.
-        self.prefs: tuple[str, ...] | None = None
 
 
 class _MemberLines:
@@ -324,8 +309,8 @@ class ClientConnection(asyncio.Protocol):
         "p_forwarded_for", "p_via", "p_request_id", "p_named", "p_connection", "p_transfer_encoding",
         "p_expect_continue",
         # the exchange being answered
-        "ex", "ex_table", "ex_routed", "ex_cands", "ex_cands_full", "ex_next", "ex_live", "ex_winner", "ex_lines",
-        "ex_attempts", "ex_budget_held", "ex_deadline", "ex_hedge_timer", "ex_framing", "ex_keep_alive",
+        "ex", "ex_x", "ex_table", "ex_routed", "ex_live", "ex_winner", "ex_lines",
+        "ex_hedge_timer", "ex_framing", "ex_keep_alive",
         "ex_status", "ex_bytes", "ex_t0", "ex_t_upstream", "ex_request_id", "ex_sent_head", "ex_head",
         "ex_forwarding",
     )
@@ -352,8 +337,8 @@ class ClientConnection(asyncio.Protocol):
         self.ex_live: list[_Attempt] = []
         self.ex_winner: _Attempt | None = None
         self.ex_hedge_timer: asyncio.TimerHandle | None = None
-        self.ex_cands: tuple[str, ...] = ()
-        self.ex_routed: _Routed | None = None
+        self.ex_x: Exchange | None = None  # the decisions of the exchange, once it goes upstream
+        self.ex_routed: Routed | None = None
         self.ex_lines: _MemberLines | None = None  # of the member the exchange is with
         self.ex_head = b""  # the answer's head as queued (see _attempt_error)
 
@@ -634,8 +619,7 @@ class ClientConnection(asyncio.Protocol):
         self.ex_lines = None
         self.ex_routed = None
         self.ex_winner = None
-        self.ex_attempts = 0
-        self.ex_budget_held = 0
+        self.ex_x = None
         self.ex_status = 0
         self.ex_bytes = 0
         self.ex_sent_head = False
@@ -670,31 +654,15 @@ class ClientConnection(asyncio.Protocol):
             return
         self.ex_routed = routed
         table = self.ex_table = ctx.table
-        health = ctx.health
-        if not health.routable and table.members:
-            # Every member is down, ejected or taken out: answer at once rather than
-            # send a retry storm at a fleet that cannot answer. (With a few healthy
-            # members left, panic mode spreads over all of them instead.)
-            self._respond_local(503, "no healthy render node", extra=[(b"Retry-After", b"1")])
+        x = Exchange(table.ring, ctx.health, ctx.stats.inflight, ctx.pick_policy, ctx.budget, ctx.retry_policy,
+                     ctx.retry, ctx.stats, routed)
+        refusal = x.begin(now, ctx.ring_members, ctx.hot_keys)
+        if refusal is not None:
+            self._respond_local(503, refusal, extra=[(b"Retry-After", b"1")])
             return
-        first = first_choice(routed.owner, health, ctx.stats.inflight, ctx.pick_policy, ctx.ring_members)
-        if first is not None:
-            self.ex_cands = (first,)  # the rest is computed if a retry needs it
-            self.ex_cands_full = False
-        else:
-            if routed.prefs is None:
-                routed.prefs = table.ring.preference(routed.hash, ctx.pick_policy.max_attempts)
-            self.ex_cands = candidates(table.ring, routed.hash, health, ctx.stats.inflight, now, ctx.pick_policy,  # type: ignore[arg-type]
-                                       prefs=routed.prefs)
-            self.ex_cands_full = True
-        self.ex_next = 0
-        if not self.ex_cands:
-            self._respond_local(503, "no render node is available", extra=[(b"Retry-After", b"1")])
-            return
-        self.ex_deadline = now + ctx.retry.request_timeout
+        self.ex_x = x
         self.ex_forwarding = forwarding_fields(
             req.fields, req.forwarded_for, req.via, self.client_ip, self.ex_request_id, ctx.via)
-        ctx.budget.request_started()
         self.ex_t_upstream = now
         self._launch(now)
         if ctx.retry.hedge_delay and self.ex is req:
@@ -703,19 +671,18 @@ class ClientConnection(asyncio.Protocol):
     def _launch(self, now: float | None = None) -> None:
         """Start a try on the next member of the candidate list."""
         ctx = self.ctx
+        x = self.ex_x
+        assert x is not None  # tries run inside an exchange that went upstream
         if now is None:
             now = _clock()
-        remaining = self.ex_deadline - now
-        if remaining <= 0:
-            self._respond_local(504, f"no answer within the {ctx.retry.request_timeout:g}s request deadline",
-                                upstream_failed=True)
+        member_id = x.next_member(now)
+        if member_id is None:
+            self._respond_local(504, x.deadline_message(), upstream_failed=True)
             return
-        member = self.ex_table.members[self.ex_cands[self.ex_next]]
-        self.ex_next += 1
+        member = self.ex_table.members[member_id]
         attempt = _Attempt(self, member, ctx.lines_of(member), now)
         self.ex_lines = attempt.lines
         self.ex_live.append(attempt)
-        self.ex_attempts += 1
         ctx.stats.inflight.start(member.id)
         attempt.lines.stats.attempts += 1
         conn = ctx.pool.take_idle(member)
@@ -737,90 +704,57 @@ class ClientConnection(asyncio.Protocol):
         self._send(attempt, conn, _clock())
 
     def _send(self, attempt: _Attempt, conn: UpstreamConnection, now: float) -> None:
-        req, routed = self.ex, self.ex_routed
+        req, routed, x = self.ex, self.ex_routed, self.ex_x
         # Attempts run inside an exchange. Narrowed here, not ignored: compiled, a field
         # of an Optional is read through Python's getattr, of a _Request from its struct.
-        assert req is not None and routed is not None
+        assert req is not None and routed is not None and x is not None
         attempt.conn = conn
         head = b"".join((req.method, b" ", routed.upstream_target, attempt.lines.host_line, self.ex_forwarding))
-        remaining = self.ex_deadline - now
-        first_byte = self.ctx.retry.try_timeout
-        if remaining < first_byte:
-            first_byte = remaining if remaining > 0.001 else 0.001
-        conn.send(head, attempt, req.method == b"HEAD", first_byte, now)
+        conn.send(head, attempt, req.method == b"HEAD", x.first_byte_timeout(now), now)
         if self.writing_paused:
             conn.pause_reading()
 
     def _hedge(self) -> None:
         self.ex_hedge_timer = None
-        if self.ex is None or self.ex_winner is not None or not self._retry_possible():
+        x = self.ex_x
+        if self.ex is None or self.ex_winner is not None or x is None:
             return
-        if self._take_retry_budget():
-            self.ctx.stats.hedges += 1
+        if x.hedge(_clock()):
             self._launch()
-
-    def _take_retry_budget(self, *, count_refusal: bool = True) -> bool:
-        if self.ctx.budget.try_retry():
-            self.ex_budget_held += 1
-            return True
-        if count_refusal:
-            self.ctx.stats.retries_refused += 1
-        return False
-
-    def _retry_possible(self) -> bool:
-        """A member is left to try and the deadline has not passed."""
-        if not self.ex_cands_full:
-            self._complete_candidates()
-        return self.ex_next < len(self.ex_cands) and _clock() < self.ex_deadline
-
-    def _complete_candidates(self) -> None:
-        """Extend a fast-path list (its first choice only) with the rest of the key's list."""
-        ctx = self.ctx
-        tried = self.ex_cands[: self.ex_next]
-        routed = self.ex_routed
-        assert routed is not None  # candidates are only completed for a routed request
-        full = candidates(self.ex_table.ring, routed.hash, ctx.health, ctx.stats.inflight, _clock(),  # type: ignore[arg-type]
-                          ctx.pick_policy)
-        self.ex_cands = tried + tuple(m for m in full if m not in tried)[: max(0, len(full) - len(tried))]
-        self.ex_cands_full = True
 
     def _retry_or_fail(self, status: int, message: str) -> None:
-        """Move on to the next member, or answer ``status`` when no try is left.
-
-        When the retry budget is spent the request waits for a slot (checking every
-        ``backoff_max_s``) rather than failing: the budget still bounds how many
-        retries reach the fleet at once, and a burst of failures (every request in
-        flight to a node that just hung) costs latency, not errors. The deadline bounds
-        the wait, and a fleet known to be wholly down is answered at once.
-        """
-        if not self._retry_possible():
+        """Move on to the next member after a backoff, wait for the retry budget, or
+        answer ``status`` when no try is left (``Exchange.after_failure``)."""
+        x = self.ex_x
+        assert x is not None  # a try failed, so the exchange went upstream
+        verdict = x.after_failure(_clock())
+        if verdict == FAIL:
             self._respond_local(status, message, upstream_failed=True)
-        elif self._take_retry_budget():
-            self._retry_later()
+        elif verdict == RETRY_AFTER_BACKOFF:
+            self._cancel_hedge()
+            delay = backoff_s(x.backoff_attempt, self.ctx.retry_policy, self.ctx.rand)
+            self.ctx.loop.call_later(delay, self._launch_if_current, self.ex)
         else:
-            self.ctx.loop.call_later(self.ctx.retry_policy.backoff_max_s, self._await_budget, self.ex, status, message)
+            self.ctx.loop.call_later(x.budget_wait, self._await_budget, self.ex, status, message)
 
     def _await_budget(self, req: _Request | None, status: int, message: str) -> None:
-        if self.ex is not req or req is None or self.closed or self.ex_winner is not None:
+        x = self.ex_x
+        if self.ex is not req or req is None or self.closed or self.ex_winner is not None or x is None:
             return
-        if not self.ctx.health.routable:
-            self._respond_local(503, "no healthy render node", extra=[(b"Retry-After", b"1")])
-        elif not self._retry_possible():
+        verdict = x.budget_freed(_clock())
+        if verdict == FAIL_NONE_HEALTHY:
+            self._respond_local(503, NO_HEALTHY_NODE, extra=[(b"Retry-After", b"1")])
+        elif verdict == FAIL:
             self._respond_local(status, message, upstream_failed=True)
-        elif self._take_retry_budget(count_refusal=False):
-            self.ctx.stats.retries += 1
+        elif verdict == LAUNCH:
             self._launch()
         else:
-            self.ctx.loop.call_later(self.ctx.retry_policy.backoff_max_s, self._await_budget, req, status, message)
+            self.ctx.loop.call_later(x.budget_wait, self._await_budget, req, status, message)
 
-    def _retry_later(self) -> None:
-        self.ctx.stats.retries += 1
+    def _cancel_hedge(self) -> None:
         if self.ex_hedge_timer is not None:
             self.ex_hedge_timer.cancel()
             self.ex_hedge_timer = None
-        delay = backoff_s(self.ex_attempts, self.ctx.retry_policy, self.ctx.rand)
-        req = self.ex
-        self.ctx.loop.call_later(delay, self._launch_if_current, req)
 
     def _launch_if_current(self, req: _Request | None) -> None:
         if self.ex is req and req is not None and not self.closed and self.ex_winner is None:
@@ -838,47 +772,33 @@ class ClientConnection(asyncio.Protocol):
             return
         status = conn.status
         member_id = attempt.member.id
-        if status == 503 and conn.retry_after:
-            # The node is shedding load: healthy, only full. Not reported as a failure
-            # (ejecting it would move its keys onto nodes as busy, and cascade), and tried
-            # elsewhere only while the retry budget allows, without waiting for it: past
-            # that the client gets the node's 503 and its Retry-After at once.
+        shed = status == 503 and conn.retry_after
+        if shed:
+            # The node is shedding load: healthy, only full. Not reported as a failure:
+            # ejecting it would move its keys onto nodes as busy, and cascade.
             attempt.lines.stats.shed += 1
-            if not self._move_past_shed(attempt):
-                self._win(attempt, conn)
-            return
-        if status >= 500:
+        elif status >= 500:
             ctx.report(member_id, Outcome.SERVER_ERROR)
         elif member_id in ctx.health.watched:  # else an OK changes nothing: skip the call
             ctx.report(member_id, Outcome.OK)
-        if status in ctx.retry.retry_statuses:
+        if not shed and status in ctx.retry.retry_statuses:
             ctx.stats.upstream_errors[(member_id, f"http_{status}")] += 1
-            twin = any(other is not attempt for other in self.ex_live)
-            if twin or self._retry_possible():
-                # Leave the body to the connection, which reads it to the end and drops
-                # it (so it stays reusable); a twin or the next member answers instead.
-                self._end_attempt(attempt)
-                if not twin:
-                    self._retry_or_fail(status, f"{member_id} answered {status}")
-                return
-        self._win(attempt, conn)
-
-    def _move_past_shed(self, attempt: _Attempt) -> bool:
-        """Leave a shedding node's answer for a hedged twin's or the next member's; False
-        when neither may answer and the shed answer is the client's."""
-        if any(other is not attempt for other in self.ex_live):
-            self._end_attempt(attempt)  # the twin answers
-            return True
-        if not self._retry_possible() or not self._take_retry_budget():
-            return False
-        self._end_attempt(attempt)  # the connection reads the rest of the answer and drops it
-        self.ctx.stats.retries += 1
-        if self.ex_hedge_timer is not None:
-            self.ex_hedge_timer.cancel()
-            self.ex_hedge_timer = None
-        # Another node at once, no backoff: this one answered, and only it is full.
-        self.ctx.loop.call_soon(self._launch_if_current, self.ex)
-        return True
+        x = self.ex_x
+        assert x is not None  # a head arrives for a try, and tries run inside an exchange
+        twin = len(self.ex_live) > 1
+        verdict = x.on_head(status, shed, twin, _clock()) if shed or status in ctx.retry.retry_statuses else WIN
+        if verdict == WIN:
+            self._win(attempt, conn)
+            return
+        # Leave the body to the connection, which reads it to the end and drops it (so
+        # it stays reusable); a twin or the next member answers instead.
+        self._end_attempt(attempt)
+        if verdict == NEXT_NOW:
+            # Another node at once, no backoff: this one answered, and only it is full.
+            self._cancel_hedge()
+            self.ctx.loop.call_soon(self._launch_if_current, self.ex)
+        elif verdict == RETRY:
+            self._retry_or_fail(status, f"{member_id} answered {status}")
 
     def _attempt_interim(self, attempt: _Attempt, conn: UpstreamConnection) -> None:
         """A 1xx from the node (103 Early Hints, say): passed on to an HTTP/1.1 client
@@ -899,9 +819,7 @@ class ClientConnection(asyncio.Protocol):
                     self._end_attempt(other)
                     if other.conn is not None:
                         other.conn.abort()
-        if self.ex_hedge_timer is not None:
-            self.ex_hedge_timer.cancel()
-            self.ex_hedge_timer = None
+        self._cancel_hedge()
         status = conn.status
         content_length = conn.content_length
         framing = response_framing(status, req.method == b"HEAD", content_length is not None, req.http11)
@@ -975,7 +893,7 @@ class ClientConnection(asyncio.Protocol):
             # same member (idempotent methods only; not a node failure, not budgeted).
             attempt.fresh_retry = True
             attempt.conn = None
-            self.ex_attempts += 1
+            self.ex_x.stale_retry()  # type: ignore[union-attr]
             attempt.lines.stats.attempts += 1
             ctx.loop.create_task(self._connect_and_send(attempt))
             return
@@ -1004,9 +922,7 @@ class ClientConnection(asyncio.Protocol):
             self._end_attempt(attempt)
             if attempt.conn is not None:
                 attempt.conn.abort()
-        if self.ex_hedge_timer is not None:
-            self.ex_hedge_timer.cancel()
-            self.ex_hedge_timer = None
+        self._cancel_hedge()
 
     # -- responses pixring writes itself -------------------------------------
     def _respond_local(
@@ -1036,29 +952,14 @@ class ClientConnection(asyncio.Protocol):
         body = orjson.dumps(body_obj) + b"\n"
         http11 = req.http11 if req is not None else True
         keep_alive = self.ex_keep_alive if req is not None else False
-        out = [
-            b"HTTP/1.1 " if http11 else b"HTTP/1.0 ",
-            str(status).encode(), b" ", reason_phrase(status), b"\r\n",
-            b"Content-Type: application/json\r\nContent-Length: ", str(len(body)).encode(), b"\r\n",
-            b"Cache-Control: no-store\r\n",
-        ]
-        if req is not None:
-            out += (b"X-Request-Id: ", self.ex_request_id, b"\r\n")
-        if upstream_failed and self.ex_lines is not None:
-            out.append(self.ex_lines.node_line)
-        for name, value in extra or ():
-            out += (name, b": ", value, b"\r\n")
-        if not keep_alive:
-            out.append(b"Connection: close\r\n")
-        elif not http11:
-            out.append(b"Connection: keep-alive\r\n")
-        out.append(b"\r\n")
-        if req is None or req.method != b"HEAD":
-            out.append(body)
+        node_line = self.ex_lines.node_line if upstream_failed and self.ex_lines is not None else b""
+        head = local_head(status, len(body), http11, keep_alive, self.ex_request_id if req is not None else None,
+                          extra or [], node_line)
+        out = head + body if req is None or req.method != b"HEAD" else head
         self.ex_status = status
         self.ex_sent_head = True
         if not self.closed:
-            self.ctx.outbox.write(self.transport, b"".join(out))  # type: ignore[arg-type]
+            self.ctx.outbox.write(self.transport, out)  # type: ignore[arg-type]
         if req is not None:
             self.ex_bytes = len(body)
             self._finish_exchange(status)
@@ -1094,20 +995,17 @@ class ClientConnection(asyncio.Protocol):
         member_stats.count_request(method_index(req.method), status)
         total = now - self.ex_t0
         ctx.stats.request_latency.observe(total)
-        if self.ex_t_upstream:
-            ctx.budget.request_finished()
-            for _ in range(self.ex_budget_held):
-                ctx.budget.retry_finished()
+        x = self.ex_x
+        if x is not None:
+            x.finish()
             if lines is not None:
                 member_stats.bytes_out += self.ex_bytes
-        if self.ex_hedge_timer is not None:
-            self.ex_hedge_timer.cancel()
-            self.ex_hedge_timer = None
+        self._cancel_hedge()
         ctx.access_log.request(
             time.time(), self.ex_request_id, self.client_ip, req.method,
             self.ex_routed.log_fields if self.ex_routed is not None else target_fields(req.target, None),
             lines.log_node if lines is not None else b"null", status, self.ex_bytes,
-            self.ex_attempts, total * 1000, (now - self.ex_t_upstream) * 1000 if self.ex_t_upstream else None,
+            x.attempts if x is not None else 0, total * 1000, (now - self.ex_t_upstream) * 1000 if self.ex_t_upstream else None,
             aborted,
         )
         self.ex = None
