@@ -153,8 +153,11 @@ class Exchange:
             self.cands = candidates(self.ring, routed.hash, health, self.inflight, now, pick,  # type: ignore[arg-type]
                                     prefs=routed.prefs, replicas=self.replicas)
             self.cands_full = True
-            if self.cands and self.replicas == 1 and self.cands[0] != routed.owner and routed.owner in self.cands:
+            if self.replicas > 1:
+                self.stats.hot_spread += 1
+            elif self.cands and self.cands[0] != routed.owner and routed.owner in self.cands:
                 self.overflowed = True
+                self.stats.bounded_overflow += 1
         if not self.cands:
             return NO_NODE_AVAILABLE
         self.deadline = now + self.settings.request_timeout
@@ -267,5 +270,7 @@ class Exchange:
         tried = self.cands[: self.next]
         full = candidates(self.ring, self.routed.hash, self.health, self.inflight, now,  # type: ignore[arg-type]
                           self.pick, replicas=self.replicas)
-        self.cands = tried + tuple(m for m in full if m not in tried)[: max(0, len(full) - len(tried))]
+        # Up to max_attempts in all: the failure that asked for this list may have ejected
+        # a member already tried, which the picker's list then leaves out.
+        self.cands = tried + tuple(m for m in full if m not in tried)[: max(0, self.pick.max_attempts - len(tried))]
         self.cands_full = True

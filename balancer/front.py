@@ -64,6 +64,7 @@ from balancer.headers import (
     response_head,
     without_named,
 )
+from balancer.coalesce import CoalescePolicy, shareable_head, variant
 from balancer.exchange import (
     FAIL,
     FAIL_NONE_HEALTHY,
@@ -143,6 +144,7 @@ class FrontContext:
         rand: Callable[[], float] = random.random,
         route_cache_size: int = 16384,
         hot_keys: HotKeys | None = None,
+        coalesce: CoalescePolicy | None = None,
     ) -> None:
         self.loop = loop
         self.normalize = normalize
@@ -164,6 +166,11 @@ class FrontContext:
         self.on_health_events = on_health_events
         self.rand = rand
         self.hot_keys = hot_keys
+        self.coalesce = coalesce
+        # Forwarded target -> the connection whose request for it is upstream and has no
+        # answer yet: identical requests may wait for that answer (balancer.coalesce).
+        self.flights: dict[bytes, ClientConnection] = {}
+        self.flight_bytes = 0  # answers held for followers, all flights together
         self.table = RoutingTable.empty()
         self.ring_members = 0  # len(table.ring.members), read per request: the ring's is a property
         self.generation = 0
@@ -264,6 +271,23 @@ class _MemberLines:
         self.log_node = json_text(member.id.encode())
 
 
+class _Flight:
+    """The clients waiting for a leader's answer (``balancer.coalesce``), and that answer
+    once it may be shared: held whole, then written to each of them, so no follower's
+    reading pace holds up the others or the leader's node."""
+
+    __slots__ = ("followers", "sharing", "status", "fields", "prior_via", "parts", "size")
+
+    def __init__(self) -> None:
+        self.followers: list[tuple[ClientConnection, _Request]] = []
+        self.sharing = False
+        self.status = 0
+        self.fields: list[bytes] = []
+        self.prior_via = b""
+        self.parts: list[bytes] = []
+        self.size = 0
+
+
 class _Attempt(ResponseSink):
     """One try of an exchange on one member: the upstream connection's ResponseSink.
 
@@ -312,7 +336,7 @@ class ClientConnection(asyncio.Protocol):
         "ex", "ex_x", "ex_table", "ex_routed", "ex_live", "ex_winner", "ex_lines",
         "ex_hedge_timer", "ex_framing", "ex_keep_alive",
         "ex_status", "ex_bytes", "ex_t0", "ex_t_upstream", "ex_request_id", "ex_sent_head", "ex_head",
-        "ex_forwarding",
+        "ex_forwarding", "ex_flight", "ex_registered", "ex_detached", "ex_leader",
     )
 
     def __init__(self, ctx: FrontContext) -> None:
@@ -341,6 +365,10 @@ class ClientConnection(asyncio.Protocol):
         self.ex_routed: Routed | None = None
         self.ex_lines: _MemberLines | None = None  # of the member the exchange is with
         self.ex_head = b""  # the answer's head as queued (see _attempt_error)
+        self.ex_flight: _Flight | None = None  # followers waiting for this exchange's answer
+        self.ex_registered = False  # in ctx.flights: identical requests may follow it
+        self.ex_detached = False  # the client left; the exchange goes on for its followers
+        self.ex_leader: ClientConnection | None = None  # whose answer this request waits for
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -411,9 +439,14 @@ class ClientConnection(asyncio.Protocol):
         self.ctx.connections.discard(self)
         self.ctx.stats.connections_open -= 1
         if self.ex is not None:
-            # The client left mid-exchange (nginx logs this as 499).
-            self._abort_attempts()
-            self._finish_exchange(self.ex_status if self.ex_sent_head else 499, aborted=True)
+            flight = self.ex_flight
+            if flight is not None and flight.followers and (self.ex_winner is None or flight.sharing):
+                # Others wait for this answer: the exchange goes on without its client.
+                self.ex_detached = True
+            else:
+                # The client left mid-exchange (nginx logs this as 499).
+                self._abort_attempts()
+                self._finish_exchange(self.ex_status if self.ex_sent_head else 499, aborted=True)
         self.queue.clear()
 
     def pause_writing(self) -> None:
@@ -421,7 +454,9 @@ class ClientConnection(asyncio.Protocol):
         self.paused_since = _clock()
         self.paused_unsent = _unsent_bytes(self.transport)  # type: ignore[arg-type]
         winner = self.ex_winner
-        if winner is not None and winner.conn is not None:
+        if winner is not None and winner.conn is not None and (self.ex_flight is None or not self.ex_flight.sharing):
+            # Not while followers wait for the answer: a held answer is bounded, and
+            # one slow reader must not hold up the others.
             winner.conn.pause_reading()
 
     def resume_writing(self) -> None:
@@ -620,6 +655,8 @@ class ClientConnection(asyncio.Protocol):
         self.ex_routed = None
         self.ex_winner = None
         self.ex_x = None
+        self.ex_flight = None
+        self.ex_leader = None
         self.ex_status = 0
         self.ex_bytes = 0
         self.ex_sent_head = False
@@ -653,6 +690,15 @@ class ClientConnection(asyncio.Protocol):
             self._respond_local(exc.status, exc.reason)
             return
         self.ex_routed = routed
+        if ctx.coalesce is not None and method == b"GET":
+            leader = ctx.flights.get(routed.upstream_target)
+            if leader is not None and leader._takes_follower(req):
+                self._follow(leader, req)
+                return
+        self._go_upstream(req, routed, now, True)
+
+    def _go_upstream(self, req: _Request, routed: Routed, now: float, may_lead: bool) -> None:
+        ctx = self.ctx
         table = self.ex_table = ctx.table
         x = Exchange(table.ring, ctx.health, ctx.stats.inflight, ctx.pick_policy, ctx.budget, ctx.retry_policy,
                      ctx.retry, ctx.stats, routed)
@@ -664,9 +710,117 @@ class ClientConnection(asyncio.Protocol):
         self.ex_forwarding = forwarding_fields(
             req.fields, req.forwarded_for, req.via, self.client_ip, self.ex_request_id, ctx.via)
         self.ex_t_upstream = now
+        if may_lead and ctx.coalesce is not None and req.method == b"GET":
+            target = routed.upstream_target
+            if target not in ctx.flights:
+                ctx.flights[target] = self
+                self.ex_registered = True
         self._launch(now)
         if ctx.retry.hedge_delay and self.ex is req:
             self.ex_hedge_timer = ctx.loop.call_later(ctx.retry.hedge_delay, self._hedge)
+
+    # -- coalescing (balancer.coalesce) -------------------------------------------
+    def _takes_follower(self, req: _Request) -> bool:
+        """Whether ``req`` may wait for this connection's answer: it has none yet, and the
+        two requests are identical and may coalesce."""
+        mine = self.ex
+        if mine is None or self.ex_winner is not None:
+            return False
+        own = variant(mine.method, mine.fields)
+        return own is not None and own == variant(req.method, req.fields)
+
+    def _follow(self, leader: "ClientConnection", req: _Request) -> None:
+        flight = leader.ex_flight
+        if flight is None:
+            flight = leader.ex_flight = _Flight()
+        flight.followers.append((self, req))
+        self.ex_leader = leader
+
+    def _unregister(self) -> None:
+        """No request may join this exchange from now on."""
+        if self.ex_registered:
+            self.ex_registered = False
+            routed = self.ex_routed
+            flights = self.ctx.flights
+            if routed is not None and flights.get(routed.upstream_target) is self:
+                del flights[routed.upstream_target]
+
+    def _share_from(self, status: int, conn: UpstreamConnection) -> None:
+        """The leader's answer came: hold it for the followers when it may be shared,
+        else send each of them upstream on its own."""
+        flight = self.ex_flight
+        assert flight is not None
+        policy = self.ctx.coalesce
+        assert policy is not None  # flights exist only when coalescing is on
+        length = conn.content_length
+        if (shareable_head(status, conn.fields) and (length is None or int(length) <= policy.max_body)):
+            flight.sharing = True
+            flight.status = status
+            flight.fields = conn.fields
+            flight.prior_via = conn.prior_via
+        else:
+            self._release_followers()
+
+    def _hold(self, flight: _Flight, data: bytes) -> None:
+        ctx = self.ctx
+        policy = ctx.coalesce
+        assert policy is not None
+        flight.parts.append(data)
+        flight.size += len(data)
+        ctx.flight_bytes += len(data)
+        if flight.size > policy.max_body or ctx.flight_bytes > policy.max_worker_bytes:
+            self._release_followers()  # too large to hold: the followers fetch their own
+
+    def _release_followers(self) -> None:
+        flight = self.ex_flight
+        if flight is None:
+            return
+        self.ex_flight = None
+        self.ctx.flight_bytes -= flight.size
+        for follower, req in flight.followers:
+            follower._go_alone(req)
+
+    def _settle_flight(self, flight: _Flight, complete: bool) -> None:
+        """The leader's exchange is over: its followers get the answer, or go alone."""
+        ctx = self.ctx
+        ctx.flight_bytes -= flight.size
+        if not (complete and flight.sharing):
+            for follower, req in flight.followers:
+                follower._go_alone(req)
+            return
+        body = b"".join(flight.parts)
+        ctx.stats.coalesce_leaders += 1
+        for follower, req in flight.followers:
+            follower._take_shared(req, flight, body, self.ex_lines)
+
+    def _go_alone(self, req: _Request) -> None:
+        """The leader's answer cannot be shared: this request goes upstream itself."""
+        if self.ex is not req or self.closed:
+            return
+        self.ex_leader = None
+        routed = self.ex_routed
+        assert routed is not None  # a follower is routed before it follows
+        self.ctx.stats.coalesce_alone += 1
+        self._go_upstream(req, routed, _clock(), False)
+
+    def _take_shared(self, req: _Request, flight: _Flight, body: bytes, lines: "_MemberLines | None") -> None:
+        if self.ex is not req or self.closed:
+            return
+        ctx = self.ctx
+        self.ex_leader = None
+        self.ex_lines = lines
+        status = flight.status
+        framing = response_framing(status, False, True, req.http11)
+        extra = b"X-Request-Id: " + self.ex_request_id + b"\r\n" + (lines.node_line if lines is not None else b"")
+        head = response_head(status, flight.fields, flight.prior_via, framing, str(len(body)).encode(),
+                             self.ex_keep_alive, req.http11, extra, ctx.via)
+        self.ex_status = status
+        self.ex_sent_head = True
+        self.ex_bytes = len(body)
+        ctx.outbox.write(self.transport, head)  # type: ignore[arg-type]
+        ctx.outbox.write(self.transport, body)  # type: ignore[arg-type]
+        ctx.stats.coalesced += 1
+        self._finish_exchange(status)
 
     def _launch(self, now: float | None = None) -> None:
         """Start a try on the next member of the candidate list."""
@@ -698,7 +852,7 @@ class ClientConnection(asyncio.Protocol):
             if not attempt.done:
                 self._attempt_error(attempt, exc)
             return
-        if attempt.done or self.closed:
+        if attempt.done or (self.closed and not self.ex_detached):
             self.ctx.pool.release(conn)  # the exchange ended while we connected
             return
         self._send(attempt, conn, _clock())
@@ -735,11 +889,13 @@ class ClientConnection(asyncio.Protocol):
             delay = backoff_s(x.backoff_attempt, self.ctx.retry_policy, self.ctx.rand)
             self.ctx.loop.call_later(delay, self._launch_if_current, self.ex)
         else:
+            self._cancel_hedge()  # the wait launches the next try, not a hedge meanwhile
             self.ctx.loop.call_later(x.budget_wait, self._await_budget, self.ex, status, message)
 
     def _await_budget(self, req: _Request | None, status: int, message: str) -> None:
         x = self.ex_x
-        if self.ex is not req or req is None or self.closed or self.ex_winner is not None or x is None:
+        if self.ex is not req or req is None or (self.closed and not self.ex_detached) or self.ex_winner is not None \
+                or x is None:
             return
         verdict = x.budget_freed(_clock())
         if verdict == FAIL_NONE_HEALTHY:
@@ -757,7 +913,7 @@ class ClientConnection(asyncio.Protocol):
             self.ex_hedge_timer = None
 
     def _launch_if_current(self, req: _Request | None) -> None:
-        if self.ex is req and req is not None and not self.closed and self.ex_winner is None:
+        if self.ex is req and req is not None and (not self.closed or self.ex_detached) and self.ex_winner is None:
             self._launch()
 
     # -- attempt callbacks ------------------------------------------------------
@@ -812,6 +968,10 @@ class ClientConnection(asyncio.Protocol):
         req = self.ex
         assert req is not None  # a response head arrives inside an exchange (see _send)
         self.ex_winner = attempt
+        if self.ex_registered:
+            self._unregister()
+        if self.ex_flight is not None:
+            self._share_from(conn.status, conn)
         self.ex_lines = attempt.lines
         if len(self.ex_live) > 1:  # a hedged twin is still out: it loses
             for other in list(self.ex_live):
@@ -838,6 +998,9 @@ class ClientConnection(asyncio.Protocol):
         conn.forward_body = True
 
     def _attempt_body(self, data: bytes) -> None:
+        flight = self.ex_flight
+        if flight is not None and flight.sharing:
+            self._hold(flight, data)
         if self.closed:
             return
         self.ex_bytes += len(data)
@@ -877,6 +1040,10 @@ class ClientConnection(asyncio.Protocol):
                 self.ex_sent_head = False
                 self.ex_status = 0
                 self.ex_bytes = 0
+                flight = self.ex_flight
+                if flight is not None and flight.sharing:  # what was held is of no answer now
+                    ctx.flight_bytes -= flight.size
+                    flight.sharing, flight.parts, flight.size = False, [], 0
                 self._retry_or_fail(504 if timeout else 502, str(error))
                 return
             # Part of the response is already out: the only honest signal left is to
@@ -990,6 +1157,19 @@ class ClientConnection(asyncio.Protocol):
             return
         if now is None:
             now = _clock()
+        if self.ex_registered:
+            self._unregister()
+        leader = self.ex_leader
+        if leader is not None:  # a follower that leaves before the answer came
+            self.ex_leader = None
+            waiting = leader.ex_flight
+            if waiting is not None and (self, req) in waiting.followers:
+                waiting.followers.remove((self, req))
+        flight = self.ex_flight
+        self.ex_flight = None
+        complete = not aborted
+        if self.ex_detached:
+            status, aborted = 499, True  # its client left; the answer went to the followers
         lines = self.ex_lines
         member_stats = lines.stats if lines is not None else ctx.stats.member("-")
         member_stats.count_request(method_index(req.method), status)
@@ -1011,6 +1191,8 @@ class ClientConnection(asyncio.Protocol):
         self.ex = None
         self.ex_winner = None
         self.ex_live = []
+        if flight is not None:
+            self._settle_flight(flight, complete)
         if aborted or self.closed:
             return
         if not self.ex_keep_alive:

@@ -158,11 +158,6 @@ def test_an_owner_gone_during_its_try_is_not_tried_again_and_the_list_keeps_max_
     assert len(x.cands) == 3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Exchange._complete_candidates keeps len(full) - len(tried) further members, but the picker's "
-    "list leaves out an owner ejected by the very failure that asked for the retry (the front "
-    "reports the outcome before after_failure), so one member fewer than max_attempts is kept: "
-    "with two members the request fails with the other one healthy"))
 @pytest.mark.parametrize("members", [("a", "b"), ("a", "b", "c")])
 def test_the_failure_that_ejects_the_owner_still_retries_every_other_member(members):
     f = fleet(members, consecutive_errors=1)  # this failure is the one that ejects it
