@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from loadtest.fleet import http
+from loadtest.fleet import http, wait_until
 from tests.e2e.faultkit import FaultFleet
 
 pytestmark = pytest.mark.e2e
@@ -65,7 +65,12 @@ def test_a_fresh_url_asked_by_forty_clients_at_once_reaches_the_fleet_once_per_w
     print(f"coalesce={coalesce}: {CLIENTS} clients, answers per node {counts}")
     assert statuses == [200] * CLIENTS
     if coalesce:
-        assert 1 <= sum(counts.values()) <= WORKERS
+        upstream = sum(counts.values())
+        assert 1 <= upstream <= WORKERS
+        # The operator sees it: every request that did not reach a node is counted as coalesced.
+        assert wait_until(lambda: balancer.metrics().value("pixring_coalesced_total") == CLIENTS - upstream, 10)
+        workers = balancer.status()["workers"]
+        assert sum(w["coalescing"]["followers"] for w in workers) == CLIENTS - upstream
     else:
         # Without coalescing every request is rendered: the contrast the feature removes.
         assert sum(counts.values()) == CLIENTS
