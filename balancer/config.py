@@ -107,6 +107,12 @@ FIELDS: tuple[Field, ...] = (
           "until one comes); on SIGHUP, a new generation without a membership by then is refused", "S"),
     Field("max_request_line", positive(int), MAX_TARGET_LENGTH, "longest accepted request line, bytes (414 beyond)", "BYTES"),
     Field("max_header_bytes", positive(int), MAX_REQUEST_HEAD, "largest accepted request head, bytes (431 beyond)", "BYTES"),
+    Field("max_connections", positive(int), 4096,
+          "client connections per worker; past it the one idle the longest is closed for a new one, and "
+          "with none idle the new one gets a 503 at once", "N"),
+    Field("client_send_buffer", non_negative_int, 256 * 1024,
+          "the kernel's send buffer per client socket, bytes: with the front's own bound, what a client that "
+          "reads nothing of its answer can hold; 0 = the kernel's autotuning (up to 4 MiB by default)", "BYTES"),
     Field("pool_max_idle", non_negative_int, 64,
           "idle keep-alive connections kept per node per worker", "N"),
     Field("pool_idle_timeout", positive(float), 30.0,
@@ -198,6 +204,8 @@ class BalancerConfig:
     warmup_timeout: float
     max_request_line: int
     max_header_bytes: int
+    max_connections: int
+    client_send_buffer: int
     pool_max_idle: int
     pool_idle_timeout: float
     try_timeout: float

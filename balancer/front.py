@@ -94,6 +94,9 @@ __all__ = ["ClientConnection", "FrontContext", "FrontLimits", "RetrySettings"]
 
 _MAX_PIPELINED: Final = 32  # parsed requests queued per connection before we stop reading
 _MAX_DISCARDED_BODY: Final = 64 * 1024  # a GET/HEAD body pixring never forwards, read and dropped
+# Body bytes queued for one client before reading from its node pauses until they are
+# written (see _pause_until_flushed): one libuv read, so small answers never pause.
+_QUEUED_HIGH_WATER: Final = 256 * 1024
 _request_kind: Final = REQUEST_KINDS.exact.get
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 # The front's clock: CLOCK_MONOTONIC read directly. The loop's own (libuv's uv_now) moves
@@ -110,6 +113,13 @@ class FrontLimits:
     max_header_bytes: int
     header_timeout: float
     idle_timeout: float
+    # The kernel's send buffer per client socket, bytes (0: the kernel's own autotuning, up
+    # to net.ipv4.tcp_wmem's maximum, 4 MiB by default): what a client that reads nothing
+    # holds in the kernel besides what the front holds for it.
+    send_buffer: int = 256 * 1024
+    # Client connections per worker; past it the longest idle one is closed for a new one,
+    # and with none idle the new one gets a 503 at once.
+    max_connections: int = 4096
 
 
 class _Reject(Exception):
@@ -244,6 +254,17 @@ class FrontContext:
             if conn.is_idle():
                 conn.close()
 
+    def make_room(self, newcomer: "ClientConnection") -> bool:
+        """Close the connection idle the longest (between requests) for ``newcomer``, as
+        nginx reuses idle keep-alive connections when it runs out; False when none is."""
+        idle = [conn for conn in self.connections if conn is not newcomer and conn.is_idle() and not conn.closed]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda conn: conn.deadline)  # the idle timeout runs from the last answer
+        oldest.close()
+        self.stats.connections_shed += 1
+        return True
+
     def busy_connections(self) -> int:
         return sum(1 for conn in self.connections if not conn.is_idle())
 
@@ -337,6 +358,7 @@ class ClientConnection(asyncio.Protocol):
         "ex_hedge_timer", "ex_framing", "ex_keep_alive",
         "ex_status", "ex_bytes", "ex_t0", "ex_t_upstream", "ex_request_id", "ex_sent_head", "ex_head",
         "ex_forwarding", "ex_flight", "ex_registered", "ex_detached", "ex_leader",
+        "queued_bytes", "queue_paused",
     )
 
     def __init__(self, ctx: FrontContext) -> None:
@@ -355,7 +377,7 @@ class ClientConnection(asyncio.Protocol):
         self.input_ended = False  # no request will follow those parsed (an upgrade stops the parser)
         self.refusal: tuple[int, str] | None = None  # a malformed request's answer, owed after those ahead of it
         self.continue_owed = False  # a parsed head expects 100-continue and its body has not come
-        self.unparsed_bytes = 0  # received since the parser last finished a head or passed body bytes
+        self.unparsed_bytes = 0  # received since the parser last finished a head or a request
         self._reset_parsed()
         self.ex: _Request | None = None
         self.ex_live: list[_Attempt] = []
@@ -369,6 +391,8 @@ class ClientConnection(asyncio.Protocol):
         self.ex_registered = False  # in ctx.flights: identical requests may follow it
         self.ex_detached = False  # the client left; the exchange goes on for its followers
         self.ex_leader: ClientConnection | None = None  # whose answer this request waits for
+        self.queued_bytes = 0  # body bytes queued for this client since reading last paused
+        self.queue_paused = False  # reading from the node paused until the outbox flushes
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -380,12 +404,18 @@ class ClientConnection(asyncio.Protocol):
         if sock is not None:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.ctx.limits.send_buffer:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.ctx.limits.send_buffer)
             except OSError:
                 pass
-        self.ctx.connections.add(self)
-        self.ctx.stats.connections_open += 1
-        self.ctx.stats.connections_total += 1
-        self._arm(self.ctx.limits.header_timeout, 408)
+        ctx = self.ctx
+        ctx.connections.add(self)
+        ctx.stats.connections_open += 1
+        ctx.stats.connections_total += 1
+        self._arm(ctx.limits.header_timeout, 408)
+        if len(ctx.connections) > ctx.limits.max_connections and not ctx.make_room(self):
+            self._refuse(503, f"too many connections (more than {ctx.limits.max_connections} per worker)",
+                         extra=[(b"Retry-After", b"1")])
 
     def data_received(self, data: bytes) -> None:
         if self.closed or self.input_ended:
@@ -422,9 +452,16 @@ class ClientConnection(asyncio.Protocol):
 
     def _read_ended_inside_a_request(self) -> None:
         limits = self.ctx.limits
-        if not self.p_in_body and self.unparsed_bytes > limits.max_request_line + limits.max_header_bytes:
-            self._reject(431, _head_too_large(limits))
-        elif self.ex is None and not self.queue:
+        if not self.p_in_body:
+            if self.unparsed_bytes > limits.max_request_line + limits.max_header_bytes:
+                self._reject(431, _head_too_large(limits))
+                return
+        elif self.unparsed_bytes - self.p_body_bytes > limits.max_header_bytes:
+            # Past the head, every byte that is not body data (chunk-size lines, chunk
+            # extensions, trailer fields, one that never ends included) counts too.
+            self._reject(431, f"chunk-size lines and trailer fields larger than {limits.max_header_bytes} bytes")
+            return
+        if self.ex is None and not self.queue:
             if not self.deadline_status:
                 # A request answered in this read (pixring's own answers are immediate)
                 # left the idle timer running: the next head has the header timeout.
@@ -462,7 +499,7 @@ class ClientConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.writing_paused = False
         winner = self.ex_winner
-        if winner is not None and winner.conn is not None:
+        if winner is not None and winner.conn is not None and not self.queue_paused:
             winner.conn.resume_reading()
 
     # -- httptools callbacks (request parsing) ------------------------------
@@ -538,7 +575,6 @@ class ClientConnection(asyncio.Protocol):
             self.continue_owed = True
 
     def on_body(self, body: bytes) -> None:
-        self.unparsed_bytes = 0
         self.p_body_bytes += len(body)
         if self.p_body_bytes > _MAX_DISCARDED_BODY:
             raise _Reject(413, "request body too large (pixring serves GET and HEAD)")
@@ -583,6 +619,7 @@ class ClientConnection(asyncio.Protocol):
             self.p_request_id,
         )
         self.continue_owed = False  # the body came, or there was none
+        self.unparsed_bytes = 0  # what follows is the next request's
         self._reset_parsed()
         if self.ex is None and not self.queue and not self.closed:
             self._start(request)  # the usual case: nothing ahead of it, no trip through the queue
@@ -788,10 +825,9 @@ class ClientConnection(asyncio.Protocol):
             for follower, req in flight.followers:
                 follower._go_alone(req)
             return
-        body = b"".join(flight.parts)
         ctx.stats.coalesce_leaders += 1
         for follower, req in flight.followers:
-            follower._take_shared(req, flight, body, self.ex_lines)
+            follower._take_shared(req, flight, self.ex_lines)
 
     def _go_alone(self, req: _Request) -> None:
         """The leader's answer cannot be shared: this request goes upstream itself."""
@@ -803,7 +839,7 @@ class ClientConnection(asyncio.Protocol):
         self.ctx.stats.coalesce_alone += 1
         self._go_upstream(req, routed, _clock(), False)
 
-    def _take_shared(self, req: _Request, flight: _Flight, body: bytes, lines: "_MemberLines | None") -> None:
+    def _take_shared(self, req: _Request, flight: _Flight, lines: "_MemberLines | None") -> None:
         if self.ex is not req or self.closed:
             return
         ctx = self.ctx
@@ -812,13 +848,16 @@ class ClientConnection(asyncio.Protocol):
         status = flight.status
         framing = response_framing(status, False, True, req.http11)
         extra = b"X-Request-Id: " + self.ex_request_id + b"\r\n" + (lines.node_line if lines is not None else b"")
-        head = response_head(status, flight.fields, flight.prior_via, framing, str(len(body)).encode(),
+        head = response_head(status, flight.fields, flight.prior_via, framing, str(flight.size).encode(),
                              self.ex_keep_alive, req.http11, extra, ctx.via)
         self.ex_status = status
         self.ex_sent_head = True
-        self.ex_bytes = len(body)
-        ctx.outbox.write(self.transport, head)  # type: ignore[arg-type]
-        ctx.outbox.write(self.transport, body)  # type: ignore[arg-type]
+        self.ex_bytes = flight.size
+        out, transport = ctx.outbox, self.transport
+        assert transport is not None  # set before any request is parsed
+        out.write(transport, head)
+        for part in flight.parts:  # the very pieces the node sent: every follower shares them
+            out.write(transport, part)
         ctx.stats.coalesced += 1
         self._finish_exchange(status)
 
@@ -1012,6 +1051,32 @@ class ClientConnection(asyncio.Protocol):
             out.write(transport, b"\r\n")
         elif self.ex_framing is not Framing.NONE:
             out.write(transport, data)
+        self.queued_bytes += len(data)
+        if self.queued_bytes >= _QUEUED_HIGH_WATER and not self.queue_paused:
+            self._pause_until_flushed()
+
+    def _pause_until_flushed(self) -> None:
+        """Stop reading from the node until this turn's writes are flushed.
+
+        libuv reads a socket up to 32 times in one loop iteration, and the transport only
+        reports a full buffer once the outbox hands it the turn's writes: without this, one
+        turn could read a whole large image from a fast node into memory for a client that
+        reads none of it. Reading resumes after the flush unless the transport is full by
+        then (``pause_writing``), in which case ``resume_writing`` resumes it."""
+        winner = self.ex_winner
+        flight = self.ex_flight
+        if winner is None or winner.conn is None or (flight is not None and flight.sharing):
+            return  # a held answer for followers is bounded by the flight's own limit
+        self.queue_paused = True
+        winner.conn.pause_reading()
+        self.ctx.loop.call_soon(self._resume_after_flush)
+
+    def _resume_after_flush(self) -> None:
+        self.queued_bytes = 0
+        self.queue_paused = False
+        winner = self.ex_winner
+        if not self.writing_paused and winner is not None and winner.conn is not None:
+            winner.conn.resume_reading()
 
     def _attempt_complete(self, attempt: _Attempt) -> None:
         now = _clock()
@@ -1143,9 +1208,9 @@ class ClientConnection(asyncio.Protocol):
             self.refusal = None
             self._refuse(status, message)
 
-    def _refuse(self, status: int, message: str) -> None:
+    def _refuse(self, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
         self.ex_keep_alive = False
-        self._respond_json(status, {"error": message, "status": status})
+        self._respond_json(status, {"error": message, "status": status}, extra=extra)
         self.ctx.stats.member("-").count_request(NO_METHOD, status)
         self.close()
 

@@ -35,6 +35,7 @@ METRIC_HELP: dict[str, tuple[str, str]] = {
     "pixring_inflight_requests": ("gauge", "Requests being answered by each node right now."),
     "pixring_connections_open": ("gauge", "Client connections open now."),
     "pixring_connections_total": ("counter", "Client connections accepted."),
+    "pixring_connections_shed_total": ("counter", "Idle client connections closed to make room for new ones at max_connections per worker."),
     "pixring_ring_members": ("gauge", "Members in the ring (the largest count among workers)."),
     "pixring_ring_size": ("gauge", "Points or table entries in the ring."),
     "pixring_ring_info": ("gauge", "1 for each ring version a worker routes with, labelled by algorithm and version; more than one series means the workers disagree."),

@@ -91,7 +91,7 @@ class MemberStats:
 
 
 # A worker's plain counters, summed over workers as they are.
-COUNTERS: Final = ("retries", "retries_refused", "hedges", "hot_spread", "bounded_overflow", "coalesced",
+COUNTERS: Final = ("connections_shed", "retries", "retries_refused", "hedges", "hot_spread", "bounded_overflow", "coalesced",
                    "coalesce_leaders", "coalesce_alone")
 
 
@@ -105,6 +105,7 @@ class WorkerStats:
         self.request_latency = Histogram()
         self.connections_open = 0
         self.connections_total = 0
+        self.connections_shed = 0  # idle ones closed to make room for new ones at max_connections
         self.retries = 0
         self.retries_refused = 0
         self.hedges = 0
@@ -136,6 +137,7 @@ class WorkerStats:
             "upstream_latency": {node: m.latency.snapshot() for node, m in members if any(m.latency.counts)},
             "connections_open": self.connections_open,
             "connections_total": self.connections_total,
+            "connections_shed": self.connections_shed,
             "retries": self.retries,
             "retries_refused": self.retries_refused,
             "hedges": self.hedges,

@@ -166,6 +166,8 @@ class Worker:
                 max_header_bytes=config.max_header_bytes,
                 header_timeout=config.client_header_timeout,
                 idle_timeout=config.client_idle_timeout,
+                send_buffer=config.client_send_buffer,
+                max_connections=config.max_connections,
             ),
             node_header=config.node_header,
             via=config.via,

@@ -226,6 +226,23 @@ class RenderNode(Node):
         )
 
 
+class StaticFileNode(Node):
+    """Python's own ``http.server`` serving a directory: an HTTP server that knows nothing of
+    pixring (404 for every path but its files, ``/healthz`` included)."""
+
+    def __init__(self, name: str, directory: Path, log_dir: Path, port: int = 0) -> None:
+        super().__init__(
+            name,
+            lambda p: [sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "--directory",
+                       str(directory), str(p)],
+            log_dir, port,
+        )
+
+    def ready(self, timeout: float = 30.0) -> None:
+        line = self.wait_for_line("Serving HTTP on", timeout)  # "... on 127.0.0.1 port 41234 (http://...) ..."
+        self.port = int(line.split(" port ", 1)[1].split()[0])
+
+
 def start_all(nodes: Iterable[Node]) -> None:
     """Spawn every node, then wait for each: start-ups overlap."""
     nodes = list(nodes)
