@@ -8,11 +8,13 @@ requests they answered, so what the test measures is what reached the fleet.
 from __future__ import annotations
 
 import json
+import random
 import threading
+from collections import Counter, defaultdict
 
 import pytest
 
-from loadtest.fleet import http, wait_until
+from loadtest.fleet import SAMPLE, http, wait_until
 from tests.e2e.faultkit import FaultFleet
 
 pytestmark = pytest.mark.e2e
@@ -74,3 +76,41 @@ def test_a_fresh_url_asked_by_forty_clients_at_once_reaches_the_fleet_once_per_w
     else:
         # Without coalescing every request is rendered: the contrast the feature removes.
         assert sum(counts.values()) == CLIENTS
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    from renderer.samples import SAMPLES, ensure_samples
+
+    origin = tmp_path_factory.mktemp("samples")
+    ensure_samples(origin, [s for s in SAMPLES if s.name == SAMPLE])
+    return origin
+
+
+def test_a_hot_image_is_spread_over_its_replicas_each_rendering_it_once_and_the_tail_stays(fleet, samples):
+    renderers = fleet.renderers(["r1", "r2", "r3"], samples)
+    balancer = fleet.balancer(renderers, workers=WORKERS)
+    hot = f"/{SAMPLE}?w=300&fm=png"
+    tail = [f"/{SAMPLE}?w={w}" for w in range(100, 220)]
+    stream = [hot] * 240 + tail * 3  # the hot image takes 40% of the requests
+    random.Random(7).shuffle(stream)
+    served: dict[str, set[str]] = defaultdict(set)
+    renders: Counter[tuple[str, str]] = Counter()  # (url, node) -> answers that were renders
+    for url in stream:  # one at a time: every render is seen, none shared
+        status, headers, _ = http("GET", f"http://127.0.0.1:{balancer.port}{url}", timeout=20)
+        assert status == 200, url
+        node = headers["X-Pixring-Node"]
+        served[url].add(node)
+        if headers.get("X-Render-Cache") == "miss":
+            renders[(url, node)] += 1
+    hot_nodes = sorted(served[hot])
+    print(f"hot image served by {hot_nodes}; its renders per node "
+          f"{ {node: renders[(hot, node)] for node in hot_nodes} }")
+    assert len(hot_nodes) > 1
+    assert all(renders[(hot, node)] <= 1 for node in hot_nodes)
+    moved = [url for url in tail if len(served[url]) != 1]
+    assert not moved, f"tail URLs served by more than one node: {moved}"
+    # The operator sees it: requests spread, and the image among each worker's hot keys.
+    assert wait_until(lambda: balancer.metrics().value("pixring_hot_spread_total") > 0, 10)
+    listed = [entry for w in balancer.status()["workers"] for entry in w["hot_keys"]]
+    assert any(entry["key"].startswith(f"/{SAMPLE}") and entry["replicas"] > 1 for entry in listed), listed
