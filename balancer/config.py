@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 from balancer.health import HealthPolicy
+from balancer.hotkeys import HotKeyPolicy
 from balancer.normalize import DEFAULT_DENYLIST, PROFILES
 from balancer.picker import PickPolicy
 from balancer.probe_expect import describe_statuses, parse_expect
@@ -56,6 +57,13 @@ def _balance_factor(value: Any) -> float:
     number = non_negative_float(value)
     if 0 < number < 1:
         raise ValueError(f"{value!r} must be 0 (off) or at least 1 (a bound under the mean load overflows everyone)")
+    return number
+
+
+def _share(value: Any) -> float:
+    number = fraction(value)
+    if number == 0:
+        raise ValueError(f"{value!r} must be above 0 (turn hot keys off with hot_keys = false)")
     return number
 
 
@@ -131,6 +139,23 @@ FIELDS: tuple[Field, ...] = (
     Field("bound_floor", positive(int), 8,
           "bounded load never overflows a member with fewer requests than this in flight (per worker): at low "
           "load the mean is noise, and an overflow costs a render on another node", "N"),
+    # The hot-key defaults are the simulator's (python -m loadtest.simulate; docs/routing.md#hot-keys).
+    Field("hot_keys", boolean, True,
+          "hot-key spreading: a key with a large share of a worker's recent requests is served by the first few "
+          "members of its preference list instead of its owner alone (balancer/hotkeys.py)", "BOOL"),
+    Field("hot_key_share", _share, 0.02,
+          "share of a worker's recent requests that makes a key hot; 2% keeps the counter at 200 keys and, in "
+          "the simulator, catches every key that can overload a member of a 10-node fleet", "RATIO"),
+    Field("hot_key_replica_load", _share, 0.5,
+          "a hot key gets enough replicas that each takes at most this fraction of a member's fair share "
+          "(1/members) of its traffic, so a replica's own keys still fit beside it", "RATIO"),
+    Field("hot_key_max_replicas", positive(int), 4,
+          "the most replicas a hot key gets: each renders the image once, so more replicas cost renders", "N"),
+    Field("hot_key_sample", positive(int), 8,
+          "one request in this many (on average) is counted by the hot-key counter; the others cost a lookup", "N"),
+    Field("hot_key_half_life", positive(int), 2048,
+          "counted requests after which every hot-key count is halved: how fast a key that cools returns to "
+          "its owner alone (about 16,000 requests per worker at the default sample)", "N"),
     Field("probe_path", str, "/healthz",
           "path of the active health probe (GET); any HTTP server will do, the path need not exist; "
           "empty = no active probes", "PATH"),
@@ -199,6 +224,12 @@ class BalancerConfig:
     hedge_delay: float
     balance_factor: float
     bound_floor: int
+    hot_keys: bool
+    hot_key_share: float
+    hot_key_replica_load: float
+    hot_key_max_replicas: int
+    hot_key_sample: int
+    hot_key_half_life: int
     probe_path: str
     probe_expect: str
     probe_interval: float
@@ -232,6 +263,15 @@ class BalancerConfig:
     def pick_policy(self) -> PickPolicy:
         return PickPolicy(
             balance_factor=self.balance_factor, max_attempts=self.max_attempts, bound_floor=self.bound_floor
+        )
+
+    def hot_key_policy(self) -> HotKeyPolicy:
+        return HotKeyPolicy(
+            threshold=self.hot_key_share,
+            replica_load=self.hot_key_replica_load,
+            max_replicas=self.hot_key_max_replicas,
+            sample=self.hot_key_sample,
+            half_life=self.hot_key_half_life,
         )
 
     def retry_policy(self) -> RetryPolicy:
@@ -291,7 +331,7 @@ def load_config(
         raise ConfigError(
             f"ejection_time ({config.ejection_time:g}s) must not exceed max_ejection_time ({config.max_ejection_time:g}s)"
         )
-    for build in (config.health_policy, config.pick_policy, config.retry_policy):
+    for build in (config.health_policy, config.pick_policy, config.hot_key_policy, config.retry_policy):
         try:
             build()
         except ValueError as exc:  # the policies validate the combinations the fields cannot
