@@ -22,8 +22,9 @@ Rules of this module:
   dict lookup of the hot keys. Shares are ratios of sampled counts, which sampling leaves
   unbiased.
 * A key is hot when its share (``(count - error) / total``, the lower bound) is at least
-  ``threshold``. Its replica count is the smallest r that keeps each replica's part of the
-  key, ``share / r``, within ``replica_load`` of a member's fair share ``1 / n``:
+  ``threshold`` and that lower bound is at least ``MIN_COUNT`` counted requests. Its
+  replica count is the smallest r that keeps each replica's part of the key,
+  ``share / r``, within ``replica_load`` of a member's fair share ``1 / n``:
   ``r = ceil(share * n / replica_load)``, at least 1, at most ``max_replicas`` and ``n``.
   A hot key with r = 1 is listed (the operator sees it) but not spread.
 * Keys are counted by their 64-bit hash (``balancer.ring.key_hash``), so two spellings
@@ -40,9 +41,13 @@ from typing import Final
 
 from mypy_extensions import mypyc_attr
 
-__all__ = ["HotKeyError", "HotKeyPolicy", "HotKeys"]
+__all__ = ["HotKeyError", "HotKeyPolicy", "HotKeys", "replica_count"]
 
 _LCG_MASK: Final = 0x7FFFFFFF
+# Counted requests a key needs before its share means anything: without it the first key
+# counted by a fresh worker would have a share of 1. Eight keep a share's relative error
+# around a third, and cost a busy worker a few hundred requests.
+MIN_COUNT: Final = 8
 
 
 class HotKeyError(ValueError):
@@ -53,9 +58,10 @@ class HotKeyError(ValueError):
 @mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class HotKeyPolicy:
-    threshold: float = 0.02  # share of the worker's recent requests that makes a key hot
-    replica_load: float = 0.5  # most a replica takes of a key, as a fraction of a member's fair share
-    max_replicas: int = 4
+    # The defaults are the simulator's (python -m loadtest.simulate; docs/routing.md#hot-keys).
+    threshold: float = 0.01  # share of the worker's recent requests that makes a key hot
+    replica_load: float = 0.1  # most a replica takes of a key, as a fraction of a member's fair share
+    max_replicas: int = 16
     sample: int = 8  # one request in this many is counted, on average
     half_life: int = 2048  # counted requests between two halvings of every count
 
@@ -76,11 +82,17 @@ class HotKeyPolicy:
 
     def replicas(self, share: float, n_routable: int) -> int:
         """Replicas for a key with this share of the requests, over ``n_routable`` members."""
-        if share < self.threshold or n_routable < 2:
-            return 1
-        # A hair under ceil's step, so a share of exactly k fair-share loads is k replicas.
-        r = math.ceil(share * n_routable / self.replica_load - 1e-9)
-        return max(1, min(r, self.max_replicas, n_routable))
+        return replica_count(share, n_routable, self.threshold, self.replica_load, self.max_replicas)
+
+
+def replica_count(share: float, n_routable: int, threshold: float, replica_load: float, max_replicas: int) -> int:
+    """The smallest r with ``share / r <= replica_load / n_routable``, within [1, max_replicas]
+    and at most ``n_routable``; 1 below the threshold (the module rules)."""
+    if share < threshold or n_routable < 2:
+        return 1
+    # A hair under ceil's step, so a share of exactly k replica loads is k replicas.
+    r = math.ceil(share * n_routable / replica_load - 1e-9)
+    return max(1, min(r, max_replicas, n_routable))
 
 
 class _Entry:
@@ -98,6 +110,12 @@ class HotKeys:
     def __init__(self, policy: HotKeyPolicy, *, seed: int = 0x5EED) -> None:
         self.policy = policy
         self.capacity = policy.capacity
+        # The policy's fields, read here once: the policy is a plain Python class.
+        self._threshold = policy.threshold
+        self._replica_load = policy.replica_load
+        self._max_replicas = policy.max_replicas
+        self._sample = policy.sample
+        self._half_life = policy.half_life
         self.counted: dict[int, _Entry] = {}
         self.hot: dict[int, float] = {}  # key hash -> share, for the keys at or above the threshold
         self.total = 0  # decayed count of the counted requests
@@ -120,25 +138,31 @@ class HotKeys:
         share = self.hot.get(key_hash)
         if share is None:
             return 1
-        return self.policy.replicas(share, n_routable)
+        return replica_count(share, n_routable, self._threshold, self._replica_load, self._max_replicas)
 
     def replicas(self, key_hash: int, n_routable: int) -> int:
         """The key's replica count without counting a request."""
         share = self.hot.get(key_hash)
-        return 1 if share is None else self.policy.replicas(share, n_routable)
+        if share is None:
+            return 1
+        return replica_count(share, n_routable, self._threshold, self._replica_load, self._max_replicas)
+
+    def hot_count(self) -> int:
+        """How many keys are hot now (for metrics)."""
+        return len(self.hot)
 
     def snapshot(self) -> list[tuple[str, float, int]]:
         """(key, share, replicas) of every hot key, the largest share first (for /status)."""
         n = self.n_routable
         counted = self.counted
-        out = [(counted[h].key, share, self.policy.replicas(share, n)) for h, share in self.hot.items() if h in counted]
+        out = [(counted[h].key, share, self.replicas(h, n)) for h, share in self.hot.items() if h in counted]
         out.sort(key=lambda item: -item[1])
         return out
 
     # -- counting -------------------------------------------------------------------------
 
     def _stride(self) -> int:
-        sample = self.policy.sample
+        sample = self._sample
         if sample <= 1:
             return 1
         # A 31-bit LCG (the constants of C's rand): cheap, and random enough to break any
@@ -158,13 +182,14 @@ class HotKeys:
             victim = self._victim()
             floor = counted.pop(victim).count
             entry = counted[key_hash] = _Entry(floor + 1, floor, key)
-        share = (entry.count - entry.error) / self.total
-        if share >= self.policy.threshold:
+        sure = entry.count - entry.error
+        share = sure / self.total
+        if share >= self._threshold and sure >= MIN_COUNT:
             self.hot[key_hash] = share
         elif key_hash in self.hot:
             del self.hot[key_hash]
         self._since_decay += 1
-        if self._since_decay >= self.policy.half_life:
+        if self._since_decay >= self._half_life:
             self._decay()
 
     def _victim(self) -> int:
@@ -196,11 +221,12 @@ class HotKeys:
             if entry.count == 0:
                 del counted[h]
         total = self.total
-        threshold = self.policy.threshold
+        threshold = self._threshold
         hot: dict[int, float] = {}
         if total:
             for h, entry in counted.items():
-                share = (entry.count - entry.error) / total
-                if share >= threshold:
+                sure = entry.count - entry.error
+                share = sure / total
+                if share >= threshold and sure >= MIN_COUNT:
                     hot[h] = share
         self.hot = hot
