@@ -67,6 +67,13 @@ def _share(value: Any) -> float:
     return number
 
 
+def _half_life(value: Any) -> int:
+    number = positive(int)(value)
+    if number < 16:
+        raise ValueError(f"{value!r} must be at least 16 (fewer counted requests between halvings are noise)")
+    return number
+
+
 def _statuses(value: Any) -> str:
     """``"200-299,301"`` or a TOML list of statuses, kept as normalized text."""
     text = ",".join(str(item) for item in value) if isinstance(value, (list, tuple)) else str(value)
@@ -145,7 +152,7 @@ FIELDS: tuple[Field, ...] = (
           "members of its preference list instead of its owner alone (balancer/hotkeys.py)", "BOOL"),
     Field("hot_key_share", _share, 0.01,
           "share of a worker's recent requests that makes a key hot (listed in /status, counted in the metrics); "
-          "the counter keeps 4/share keys. 1% lists every key the simulator spreads on fleets of up to 10 members",
+          "the counter keeps 4/share keys. 0.01 lists every key the simulator spreads on fleets of up to 10 members",
           "RATIO"),
     Field("hot_key_replica_load", _share, 0.1,
           "a hot key gets enough replicas that each takes at most this fraction of a member's fair share "
@@ -155,7 +162,7 @@ FIELDS: tuple[Field, ...] = (
           "the most replicas a hot key gets (each renders it once); never more than the routable members", "N"),
     Field("hot_key_sample", positive(int), 8,
           "one request in this many (on average) is counted by the hot-key counter; the others cost a lookup", "N"),
-    Field("hot_key_half_life", positive(int), 2048,
+    Field("hot_key_half_life", _half_life, 2048,
           "counted requests after which every hot-key count is halved: how fast a key that cools returns to "
           "its owner alone (about 16,000 requests per worker at the default sample)", "N"),
     Field("probe_path", str, "/healthz",
