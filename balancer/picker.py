@@ -174,8 +174,10 @@ def _fits(load: int, n_routable: int, inflight: Loads, policy: PickPolicy) -> bo
 
 
 def _total(inflight: Loads) -> int:
-    total = getattr(inflight, "total", None)
-    return sum(inflight.values()) if total is None else total
+    # An isinstance test and a native attribute read, compiled: far cheaper than getattr.
+    if isinstance(inflight, Inflight):
+        return inflight.total
+    return sum(inflight.values())
 
 
 @lru_cache(maxsize=4096)
@@ -270,7 +272,7 @@ def _first_fitting(ordered: Sequence[str], inflight: Loads, n_routable: int, pol
 
 
 def first_choice(owner: str | None, health: HealthTable, inflight: Loads,
-                 policy: PickPolicy, n_members: int, *, replicas: int = 1) -> str | None:
+                 policy: PickPolicy, n_members: int, replicas: int = 1) -> str | None:
     """The first candidate, when the key's ring ``owner`` alone decides it, else None.
 
     That is the common case: every member healthy, nobody in slow start, the key not hot
@@ -279,6 +281,10 @@ def first_choice(owner: str | None, health: HealthTable, inflight: Loads,
     which is only needed for a retry, a spread or an overflow, so the caller asks
     ``candidates`` for it when (if ever) it needs it. The owner is the caller's to look up
     (``ring.owner``), so it can keep it with the key until the ring changes.
+
+    ``replicas`` may be passed by position or keyword: a keyword-only parameter would send
+    every call through mypyc's slower argument parsing (measured: about 80 instructions of
+    the ~2,200 a call from an interpreted loop costs, callgrind).
     """
     if owner is None or replicas > 1 or health.unroutable or health.slow_starting:
         return None
