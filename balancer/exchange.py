@@ -34,8 +34,9 @@ client connection's.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
-from typing import Final
+from typing import Callable, Final
 
 from balancer.health import HealthTable
 from balancer.hotkeys import HotKeys
@@ -131,9 +132,11 @@ class Exchange:
         self.overflowed = False  # bounded load moved the first choice off the key's first member
 
     # -- the start -------------------------------------------------------------
-    def begin(self, now: float, n_members: int, hot: HotKeys | None) -> str | None:
+    def begin(self, now: float, n_members: int, hot: HotKeys | None,
+              rand: Callable[[], float] = random.random) -> str | None:
         """Choose the candidates. None to go on (call ``next_member``), else why nobody
-        can take the request (a 503 with ``Retry-After``)."""
+        can take the request (a 503 with ``Retry-After``). ``n_members`` is the ring's
+        size; ``rand`` draws the two replicas a hot key compares."""
         health = self.health
         if not health.routable and n_members:
             # Every member is down, ejected or taken out: answer at once rather than
@@ -144,14 +147,18 @@ class Exchange:
         pick = self.pick
         if hot is not None:
             self.replicas = hot.observe(routed.hash, routed.key, len(health.routable) or n_members)
-        first = first_choice(routed.owner, health, self.inflight, pick, n_members) if self.replicas == 1 else None
+        replicas = self.replicas
+        first = first_choice(routed.owner, health, self.inflight, pick, n_members, replicas)
         if first is not None:
             self.cands = (first,)  # the rest is computed if a retry needs it
         else:
-            if routed.prefs is None:
-                routed.prefs = self.ring.preference(routed.hash, pick.max_attempts)
+            # Kept with the route: long enough for the tries and a hot key's replicas.
+            want = min(max(pick.max_attempts, replicas), n_members)
+            prefs = routed.prefs
+            if prefs is None or len(prefs) < want:
+                prefs = routed.prefs = self.ring.preference(routed.hash, want)
             self.cands = candidates(self.ring, routed.hash, health, self.inflight, now, pick,  # type: ignore[arg-type]
-                                    prefs=routed.prefs, replicas=self.replicas)
+                                    prefs=prefs, replicas=replicas, choice=rand() if replicas > 1 else 0.0)
             self.cands_full = True
             if self.replicas > 1:
                 self.stats.hot_spread += 1

@@ -739,7 +739,7 @@ class ClientConnection(asyncio.Protocol):
         table = self.ex_table = ctx.table
         x = Exchange(table.ring, ctx.health, ctx.stats.inflight, ctx.pick_policy, ctx.budget, ctx.retry_policy,
                      ctx.retry, ctx.stats, routed)
-        refusal = x.begin(now, ctx.ring_members, ctx.hot_keys)
+        refusal = x.begin(now, ctx.ring_members, ctx.hot_keys, ctx.rand)
         if refusal is not None:
             self._respond_local(503, refusal, extra=[(b"Retry-After", b"1")])
             return

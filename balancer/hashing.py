@@ -11,6 +11,10 @@ Rules of this module:
 * Seeds are fixed constants. Changing one remaps every key on every node (a full cache
   flush), so they are part of the ring's version fingerprint.
 
+The SplitMix64 finaliser (``mix64``, Steele, Lea & Flood, OOPSLA 2014) turns a 64-bit
+number into a well-mixed one; the ring derives its probe multipliers from it and the picker
+its slow-start fractions, so the step is written here once.
+
 XXH3 is specified in https://github.com/Cyan4973/xxHash/blob/dev/doc/xxhash_spec.md; the
 Python binding is https://pypi.org/project/xxhash/.
 """
@@ -19,11 +23,15 @@ from __future__ import annotations
 
 import xxhash
 
-__all__ = ["KEY_SEED", "POINT_SEED", "POINT_TAG", "key_hash", "point_hashes"]
+__all__ = ["GOLDEN_GAMMA", "KEY_SEED", "MASK64", "POINT_SEED", "POINT_TAG", "key_hash", "mix64", "point_hashes"]
 
 # ASCII "pixring" and "pixpoint"; any fixed values work, as long as every process uses them.
 KEY_SEED = 0x70697872696E67
 POINT_SEED = 0x706978706F696E74
+
+MASK64 = (1 << 64) - 1
+# SplitMix64's increment: the odd integer nearest 2**64 / golden ratio.
+GOLDEN_GAMMA = 0x9E3779B97F4A7C15
 
 _xxh3_64 = xxhash.xxh3_64_intdigest
 POINT_TAG = b"pixring-point:"
@@ -51,3 +59,12 @@ def point_hashes(member_id: str, count: int) -> list[int]:
     """
     data = POINT_TAG + member_id.encode("utf-8", "surrogatepass")
     return list(map(_xxh3_64, [data] * count, range(POINT_SEED, POINT_SEED + count)))
+
+
+def mix64(z: int) -> int:
+    """The SplitMix64 finaliser of ``z`` (taken modulo 2**64): a bijection on 64-bit
+    numbers whose every output bit depends on every input bit."""
+    z &= MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)

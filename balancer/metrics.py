@@ -47,6 +47,7 @@ METRIC_HELP: dict[str, tuple[str, str]] = {
     "pixring_retries_total": ("counter", "Retries sent to the next member of a key's list."),
     "pixring_retries_refused_total": ("counter", "Retries (and hedges) the retry budget refused."),
     "pixring_hedges_total": ("counter", "Hedged requests sent to a second member while the first was slow."),
+    "pixring_hot_keys": ("gauge", "Keys hot on at least one worker now (their share of the worker's recent requests is at least hot_key_share)."),
     "pixring_hot_spread_total": ("counter", "Requests for a hot key, sent to one of its replicas (the first members of its list) rather than its owner alone."),
     "pixring_bounded_overflow_total": ("counter", "Requests bounded load sent past their key's first member because it was over its bound."),
     "pixring_coalesced_total": ("counter", "Requests answered with an identical request's answer, without a request of their own to a node."),
@@ -156,6 +157,8 @@ class BalancerCollector(Collector):
             share = sum(1 for v in views if v.get("routable")) / len(views) if views else 0.0
             routable.add_metric([node], share)
         yield routable
+        hot = {entry[0] for w in workers for entry in w.get("hot_keys", [])}
+        yield GaugeMetricFamily("pixring_hot_keys", METRIC_HELP["pixring_hot_keys"][1], value=len(hot))
         yield GaugeMetricFamily("pixring_panic", METRIC_HELP["pixring_panic"][1], value=1 if any(w.get("panic") for w in workers) else 0)
         build = family(GaugeMetricFamily, "pixring_build_info", ("version",))
         build.add_metric([__version__], 1)

@@ -5,6 +5,20 @@ wraps the ring's preference list instead of living inside the ring (Envoy's load
 take the same shape: bounded load wraps any hashing policy), and it never moves a key whose
 owner is fine, so every cache stays warm.
 
+The shape: one small interface behind, composable steps in front
+----------------------------------------------------------------
+Behind the picker is a ``Preferences``: the members, a key's owner and a key's preference
+list (``balancer.ring.Ring`` is one; the tests use a small ketama ring). In front of it, in
+this order, each step a function of its own that takes an ordered list and returns one:
+
+1. ``eligible``: the health and slow-start filter.
+2. ``spread``: the hot-key spread (``balancer.hotkeys`` says how many replicas a key has).
+3. ``bounded``: bounded load, the safety net for what the spread did not catch.
+
+``candidates`` runs the three and cuts the list to ``max_attempts``; ``first_choice`` is the
+owner fast path, which answers only when every step would leave the owner first. Each rule
+lives in one place: the bound test is ``_fits``, the slow-start draw ``accepts_during_ramp``.
+
 Rules of this module:
 
 * The candidates are the key's preference list in order, minus the members the health
@@ -16,14 +30,20 @@ Rules of this module:
   accepted keys only grows, so a key that moved back never flaps; about ``ramp`` of the
   member's keys are back. Keys it does not take yet go to the next member; the member
   stays in the list after them, so it is still tried rather than dropped.
+* Hot-key spread: a key with ``replicas`` r > 1 is served by the first r members of its
+  filtered list (its replica set: the preference list's, so every worker of every balancer
+  agrees on it without talking). Of two of them, drawn with ``choice``, the less loaded
+  goes first (the power of two choices, Mitzenmacher, IEEE TPDS 2001); the rest keeps the
+  list's order, so retries walk it as before. A key with r = 1, the long tail, never moves.
 * Bounded load (consistent hashing with bounded loads, Mirrokni, Thorup, Zadimoghaddam,
   SODA 2018, arXiv:1608.01350; HAProxy's ``hash-balance-factor``): the first choice is the
   first candidate whose in-flight count is below
-  ``ceil(balance_factor * (total_inflight + 1) / n_routable)``. Members over the bound are
-  moved after it, still tried as retries, never dropped. By the pigeonhole principle some
-  routable member is always under the bound, so the walk, like HAProxy's, ends.
-* The fast path (``first_choice``), taken when nothing is skipped, nobody ramps and the
-  owner is under its bound, costs the owner lookup and a few comparisons.
+  ``max(bound_floor, ceil(balance_factor * (total_inflight + 1) / n_routable))``. Members
+  over the bound are moved after it, still tried as retries, never dropped. By the
+  pigeonhole principle some routable member is always under the bound, so the walk, like
+  HAProxy's, ends. It runs after the spread, so it catches a replica set that is full.
+* The fast path (``first_choice``), taken when nothing is skipped, nobody ramps, the key is
+  not hot and the owner is under its bound, costs the owner lookup and a few comparisons.
 
 Documents relied on:
   https://docs.haproxy.org/2.6/configuration.html#4.2-hash-balance-factor
@@ -41,19 +61,24 @@ from typing import Final, ItemsView, Mapping, Protocol, Sequence, Union, ValuesV
 import xxhash
 from mypy_extensions import mypyc_attr
 
+from balancer.hashing import KEY_SEED, mix64
 from balancer.health import HealthTable
 
-__all__ = ["PickPolicy", "PickError", "Inflight", "Loads", "candidates", "accepts_during_ramp"]
+__all__ = [
+    "PickPolicy", "PickError", "Preferences", "Inflight", "Loads", "accepts_during_ramp", "bounded",
+    "candidates", "eligible", "first_choice", "spread",
+]
 
-_MASK64: Final = (1 << 64) - 1
-_SALT_SEED: Final = 0x70697872696E67  # "pixring"; any fixed value, the same in every process
+_TWO_64: Final = 18446744073709551616.0
 
 
 class PickError(ValueError):
     """A picker policy that cannot be used."""
 
 
-class _RingLike(Protocol):
+class Preferences(Protocol):
+    """What the picker needs of a ring: its members, a key's owner, a key's preference list."""
+
     members: Sequence[str]
 
     def owner(self, key_hash: int) -> str | None: ...
@@ -134,19 +159,36 @@ class Inflight:
 Loads = Union[Inflight, Mapping[str, int]]
 
 
+# -- the rules, once each -----------------------------------------------------------------
+
+
+def _fits(load: int, n_routable: int, inflight: Loads, policy: PickPolicy) -> bool:
+    """Whether a member with ``load`` in flight is under its bound (bounded load's one test).
+
+    ``load < max(floor, ceil(f * (total + 1) / n))`` is, for an integer load,
+    ``load < floor or load * n < f * (total + 1)``: no division, no ceil, and the total is
+    read only past the floor (most requests stop there). Factor 0 is no bound.
+    """
+    factor = policy.balance_factor
+    return not factor or load < policy.bound_floor or load * n_routable < factor * (_total(inflight) + 1)
+
+
+def _total(inflight: Loads) -> int:
+    # An isinstance test and a native attribute read, compiled: far cheaper than getattr.
+    if isinstance(inflight, Inflight):
+        return inflight.total
+    return sum(inflight.values())
+
+
 @lru_cache(maxsize=4096)
 def _member_salt(member: str) -> int:
-    return xxhash.xxh3_64_intdigest(member.encode(), seed=_SALT_SEED)
+    return xxhash.xxh3_64_intdigest(member.encode(), seed=KEY_SEED)
 
 
 def _fraction(key_hash: int, member: str) -> float:
-    """A uniform [0, 1) number from the key and the member (the splitmix64 finaliser),
-    independent of where the key falls on the ring, different for every member."""
-    z = (key_hash ^ _member_salt(member)) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    z ^= z >> 31
-    return z / 18446744073709551616.0
+    """A uniform [0, 1) number from the key and the member, independent of where the key
+    falls on the ring, different for every member."""
+    return mix64(key_hash ^ _member_salt(member)) / _TWO_64
 
 
 def accepts_during_ramp(key_hash: int, member: str, ramp: float) -> bool:
@@ -154,93 +196,14 @@ def accepts_during_ramp(key_hash: int, member: str, ramp: float) -> bool:
     return ramp >= 1.0 or _fraction(key_hash, member) < ramp
 
 
-def _total(inflight: Loads) -> int:
-    total = getattr(inflight, "total", None)
-    return sum(inflight.values()) if total is None else total
+# -- the steps ----------------------------------------------------------------------------
 
 
-def _bound(policy: PickPolicy, inflight: Loads, n_routable: int) -> int:
-    return max(policy.bound_floor, math.ceil(policy.balance_factor * (_total(inflight) + 1) / max(1, n_routable)))
-
-
-def first_choice(owner: str | None, health: HealthTable, inflight: Loads,
-                 policy: PickPolicy, n_members: int) -> str | None:
-    """The first candidate, when the key's ring ``owner`` alone decides it, else None.
-
-    That is the common case: every member healthy, nobody in slow start, and the owner
-    under its bound (``n_members`` is the ring's size). It equals ``candidates(...)[0]``
-    then, without the walk for the key's preference list, which is only needed for a
-    retry or an overflow, so the caller asks ``candidates`` for it when (if ever) it
-    needs it. The owner is the caller's to look up (``ring.owner``), so it can keep it
-    with the key until the ring changes.
-    """
-    if owner is None or health.unroutable or health.slow_starting:
-        return None
-    factor = policy.balance_factor
-    if not factor:
-        return owner
-    load = inflight.get(owner, 0)
-    if load < policy.bound_floor:
-        return owner
-    # load < ceil(f * (total + 1) / n)  <=>  load * n < f * (total + 1) for an integer
-    # load: _bound's test, without a division, a ceil or a call.
-    if load * (len(health.routable) or n_members) < factor * (_total(inflight) + 1):
-        return owner
-    return None
-
-
-def candidates(ring: _RingLike, key_hash: int, health: HealthTable, inflight: Loads,
-               now: float, policy: PickPolicy, *, prefs: tuple[str, ...] | None = None,
-               replicas: int = 1) -> tuple[str, ...]:
-    """Up to ``policy.max_attempts`` distinct members to try, in order (see the module rules).
-    An empty tuple means nobody may take the request.
-
-    ``prefs`` is ``ring.preference(key_hash, policy.max_attempts)`` when the caller keeps
-    it (the ring is immutable, so it holds for as long as the ring does)."""
-    panic = health.panic
-    skip = health.removed if panic else health.unroutable
+def eligible(prefs: Sequence[str], key_hash: int, health: HealthTable, now: float) -> list[str]:
+    """Step 1, the health and slow-start filter: ``prefs`` minus the members that may not
+    take traffic, with the slow-starting members that decline this key moved last."""
+    skip = health.removed if health.panic else health.unroutable
     cold = health.slow_starting
-
-    if not skip and not cold:
-        if prefs is None:
-            prefs = ring.preference(key_hash, policy.max_attempts)
-        if not prefs or not policy.balance_factor:
-            return prefs
-        load = inflight.get(prefs[0], 0)
-        if not load:
-            return prefs  # the bound is at least 1
-        n_routable = len(health.routable) or len(ring.members)  # ring ahead of the table: count the ring
-        total = getattr(inflight, "total", None)
-        if total is None:
-            total = sum(inflight.values())
-        # load < ceil(f * (total + 1) / n)  <=>  load * n < f * (total + 1) for an integer
-        # load: the same test as _bound's, without a division, a ceil or a call.
-        if load * n_routable < policy.balance_factor * (total + 1):
-            return prefs
-        return _overflow(ring, key_hash, prefs, inflight, policy, n_routable)
-
-    attempts = policy.max_attempts
-    n_ring = len(ring.members)
-    want = min(n_ring, attempts + len(skip) + len(cold))
-    ordered = _filtered(ring.preference(key_hash, want), key_hash, skip, cold, health, now)
-    if not ordered:
-        return ()
-    if policy.balance_factor:
-        n_routable = len(health.members - health.removed) if panic else len(health.routable)
-        bound = _bound(policy, inflight, n_routable or len(ordered))
-        if inflight.get(ordered[0], 0) >= bound:
-            first = _first_under(ordered, inflight, bound)
-            if first is None and want < n_ring:
-                ordered = _filtered(ring.preference(key_hash, n_ring), key_hash, skip, cold, health, now)
-                first = _first_under(ordered, inflight, bound)
-            if first is not None:
-                ordered.remove(first)
-                ordered.insert(0, first)
-    return tuple(ordered[:attempts])
-
-
-def _filtered(prefs: Sequence[str], key_hash: int, skip: frozenset[str], cold: frozenset[str],
-              health: HealthTable, now: float) -> list[str]:
     taken: list[str] = []
     declined: list[str] = []
     for member in prefs:
@@ -250,24 +213,111 @@ def _filtered(prefs: Sequence[str], key_hash: int, skip: frozenset[str], cold: f
             declined.append(member)
         else:
             taken.append(member)
-    return taken + declined
+    return taken + declined if declined else taken
 
 
-def _first_under(ordered: Sequence[str], inflight: Loads, bound: int) -> str | None:
+def spread(ordered: list[str], replicas: int, inflight: Loads, choice: float) -> list[str]:
+    """Step 2, the hot-key spread: of two of the first ``replicas`` members, drawn with
+    ``choice`` (uniform in [0, 1)), the less loaded goes first; the rest keeps its order.
+
+    One draw gives both members: ``choice * r * (r - 1)`` indexes the ordered pairs of
+    distinct replicas. On a tie the first drawn wins, so an idle fleet still spreads."""
+    r = min(replicas, len(ordered))
+    if r < 2:
+        return ordered
+    pair = min(int(choice * r * (r - 1)), r * (r - 1) - 1)
+    i = pair // (r - 1)
+    j = (i + 1 + pair % (r - 1)) % r
+    best = j if inflight.get(ordered[j], 0) < inflight.get(ordered[i], 0) else i
+    if best == 0:
+        return ordered
+    return [ordered[best], *ordered[:best], *ordered[best + 1:]]
+
+
+def bounded(ordered: list[str], ring: Preferences, key_hash: int, health: HealthTable, inflight: Loads,
+            now: float, policy: PickPolicy) -> list[str]:
+    """Step 3, bounded load: when the first member is at its bound, the first one under it
+    goes first (from further down the key's whole list if need be); the rest keeps its order.
+    Everyone at the bound (the bound is per worker and counts are not atomic across the
+    list) keeps the order."""
+    if not ordered or not policy.balance_factor:
+        return ordered
+    n_routable = _n_routable(health, len(ring.members))
+    if _fits(inflight.get(ordered[0], 0), n_routable, inflight, policy):
+        return ordered
+    first = _first_fitting(ordered, inflight, n_routable, policy)
+    if first is None and len(ordered) < len(ring.members):
+        wider = eligible(ring.preference(key_hash, len(ring.members)), key_hash, health, now)
+        first = _first_fitting(wider, inflight, n_routable, policy)
+    if first is None:
+        return ordered
+    return [first, *(m for m in ordered if m != first)]
+
+
+def _n_routable(health: HealthTable, n_ring: int) -> int:
+    """Members the bound's mean is taken over; a ring ahead of the health table counts
+    the ring."""
+    n = len(health.members - health.removed) if health.panic else len(health.routable)
+    return n or n_ring
+
+
+def _first_fitting(ordered: Sequence[str], inflight: Loads, n_routable: int, policy: PickPolicy) -> str | None:
     for member in ordered:
-        if inflight.get(member, 0) < bound:
+        if _fits(inflight.get(member, 0), n_routable, inflight, policy):
             return member
     return None
 
 
-def _overflow(ring: _RingLike, key_hash: int, prefs: tuple[str, ...], inflight: Loads,
-              policy: PickPolicy, n_routable: int) -> tuple[str, ...]:
-    bound = _bound(policy, inflight, n_routable)
-    first = _first_under(prefs, inflight, bound)
-    if first is None:
-        wider = ring.preference(key_hash, len(ring.members))
-        first = _first_under(wider, inflight, bound)
-        if first is None:
-            return prefs  # everyone is at the bound: keep the key's own order
-    rest = [m for m in prefs if m != first]
-    return (first, *rest)[:policy.max_attempts]
+# -- the picker ---------------------------------------------------------------------------
+
+
+def first_choice(owner: str | None, health: HealthTable, inflight: Loads,
+                 policy: PickPolicy, n_members: int, replicas: int = 1) -> str | None:
+    """The first candidate, when the key's ring ``owner`` alone decides it, else None.
+
+    That is the common case: every member healthy, nobody in slow start, the key not hot
+    (``replicas`` 1) and the owner under its bound (``n_members`` is the ring's size). It
+    equals ``candidates(...)[0]`` then, without the walk for the key's preference list,
+    which is only needed for a retry, a spread or an overflow, so the caller asks
+    ``candidates`` for it when (if ever) it needs it. The owner is the caller's to look up
+    (``ring.owner``), so it can keep it with the key until the ring changes.
+
+    ``replicas`` may be passed by position or keyword: a keyword-only parameter would send
+    every call through mypyc's slower argument parsing (measured: about 80 instructions of
+    the ~2,200 a call from an interpreted loop costs, callgrind).
+    """
+    if owner is None or replicas > 1 or health.unroutable or health.slow_starting:
+        return None
+    if _fits(inflight.get(owner, 0), len(health.routable) or n_members, inflight, policy):
+        return owner
+    return None
+
+
+def candidates(ring: Preferences, key_hash: int, health: HealthTable, inflight: Loads,
+               now: float, policy: PickPolicy, *, prefs: tuple[str, ...] | None = None,
+               replicas: int = 1, choice: float = 0.0) -> tuple[str, ...]:
+    """Up to ``policy.max_attempts`` distinct members to try, in order (see the module rules).
+    An empty tuple means nobody may take the request.
+
+    ``prefs`` is ``ring.preference(key_hash, policy.max_attempts)`` when the caller keeps
+    it (the ring is immutable, so it holds for as long as the ring does). ``replicas`` is
+    the key's replica count (``balancer.hotkeys``; 1 for a key that is not hot) and
+    ``choice`` a uniform number in [0, 1) that draws the two replicas compared."""
+    attempts = policy.max_attempts
+    want = max(attempts, replicas)
+    skip = health.removed if health.panic else health.unroutable
+    cold = health.slow_starting
+    if skip or cold:
+        # Members left out or moved last: ask for enough that ``want`` remain.
+        ordered = eligible(ring.preference(key_hash, min(len(ring.members), want + len(skip) + len(cold))),
+                           key_hash, health, now)
+    else:
+        if prefs is None or (len(prefs) < want and len(prefs) < len(ring.members)):
+            prefs = ring.preference(key_hash, want)
+        if replicas < 2 and (not prefs or _fits(inflight.get(prefs[0], 0), _n_routable(health, len(ring.members)),
+                                                 inflight, policy)):
+            return prefs[:attempts]  # the common case: nothing to filter, spread or bound
+        ordered = list(prefs)
+    if replicas > 1:
+        ordered = spread(ordered, replicas, inflight, choice)
+    return tuple(bounded(ordered, ring, key_hash, health, inflight, now, policy)[:attempts])

@@ -80,7 +80,7 @@ from operator import eq, rshift
 from types import MappingProxyType
 from typing import Mapping
 
-from balancer.hashing import KEY_SEED, POINT_SEED, POINT_TAG, key_hash, point_hashes
+from balancer.hashing import GOLDEN_GAMMA, KEY_SEED, POINT_SEED, POINT_TAG, key_hash, mix64, point_hashes
 
 __all__ = [
     "ALGORITHM",
@@ -114,15 +114,7 @@ def _probe_multipliers(count: int) -> tuple[int, ...]:
     """Odd 64-bit constants, the same in every process: probe i of key hash h is the top
     30 bits of ``h * c_i mod 2**64`` (multiply-shift). The constants are SplitMix64 outputs
     seeded with the key seed; measured, these probes balance as well as independent ones."""
-    out = []
-    state = KEY_SEED
-    for _ in range(count):
-        state = (state + 0x9E3779B97F4A7C15) & _MASK64
-        z = state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-        out.append((z ^ (z >> 31)) | 1)
-    return tuple(out)
+    return tuple(mix64(KEY_SEED + i * GOLDEN_GAMMA) | 1 for i in range(1, count + 1))
 
 
 def _check_weight(member: object, weight: object) -> float:

@@ -41,6 +41,7 @@ from balancer.config import BalancerConfig
 from balancer.front import ClientConnection, FrontContext, FrontLimits, RetrySettings
 from balancer.headers import response_kinds
 from balancer.health import HealthEvent, HealthTable
+from balancer.hotkeys import HotKeys
 from balancer.normalize import make_normalizer
 from balancer.probe_expect import parse_expect
 from balancer.prober import Prober
@@ -174,6 +175,8 @@ class Worker:
             health=health,
             budget=RetryBudget(retry_policy),
             pick_policy=config.pick_policy(),
+            # One counter per worker: workers share nothing (docs/routing.md#hot-keys).
+            hot_keys=HotKeys(config.hot_key_policy()) if config.hot_keys else None,
             retry_policy=retry_policy,
             retry=RetrySettings(
                 try_timeout=config.try_timeout,
@@ -409,6 +412,7 @@ class Worker:
             "draining": draining or ctx.draining,
             "stats": self.stats.snapshot(),
             "pool_idle": ctx.pool.idle_count(),
+            "hot_keys": ctx.hot_keys.snapshot() if ctx.hot_keys is not None else [],
             "panic": self.health.panic if self.health else False,
             "health": self.health.snapshot(time.monotonic()) if self.health else {},
             "ring": {

@@ -1,4 +1,5 @@
-"""Microbenchmarks of the pure cores on the request path: normalization and the ring.
+"""Microbenchmarks of the pure cores on the request path: normalization, the ring, the
+picker and the hot-key counter.
 
 Run: ``.venv/bin/python -m loadtest.micro [--json]`` (``make bench`` runs it pinned to the
 proxy CPU before any server starts).
@@ -14,6 +15,12 @@ Rules of this module
   LRU, cycling" figure is the cost the load test pays per request.
 * Ring lookup is ``key_hash(key)`` then ``ring.owner(hash)`` (what a request does) and
   ``ring.preference(hash, 3)``; rebuild is ``build_ring`` of N equal members, best of a few.
+* The picker and the hot-key counter are measured per call from a Python loop (the loop
+  and the call are in the figure): ``first_choice`` for an owner under its bound,
+  ``candidates`` for a hot key with 4 replicas (its preference list kept, as the front
+  keeps it with the route), and ``HotKeys.observe`` over a Zipf(1.1)
+  stream of 100,000 keys (the simulator's trace) at the default sample, counting every
+  request and counting none (the lookup every request pays), called straight from a loop. With ``balancer.compile``'s modules built, they are the compiled code.
 * A core that does not import yet (another engineer is writing it) gives an ``error``
   entry instead of stopping the benchmark.
 """
@@ -28,7 +35,7 @@ from typing import Callable, Sequence
 
 from loadtest.targets import image_targets
 
-__all__ = ["best_ns_per_item", "normalization", "ring", "run_all"]
+__all__ = ["best_ns_per_item", "normalization", "picker", "ring", "run_all"]
 
 RING_SIZES = (10, 100, 1000)
 
@@ -93,9 +100,72 @@ def ring(repeat: int = 5, rebuild_repeat: int = 3) -> dict:
             "points_at_1000": getattr(built, "size", None)}
 
 
+def picker(repeat: int = 5, stream: int = 200_000) -> dict:
+    import random
+    from dataclasses import replace
+
+    from balancer.health import HealthPolicy, HealthTable
+    from balancer.hotkeys import HotKeyPolicy
+    from balancer.picker import Inflight, PickPolicy, candidates, first_choice
+    from balancer.ring import build_ring, key_hash
+    from loadtest.simulate import zipf_cumulative
+
+    members = [f"render-{i:02d}" for i in range(10)]
+    ring_ = build_ring({m: 1.0 for m in members})
+    health = HealthTable(HealthPolicy(await_first_probe=False), 0.0)
+    health.set_members(members, 0.0)
+    inflight = Inflight()
+    for m in members:
+        inflight.start(m)
+    policy = PickPolicy()
+    rng = random.Random(1)
+    cumulative = zipf_cumulative(100_000, 1.1)
+    names = [f"/images/{k}.jpg?w=400" for k in range(100_000)]
+    ranks = rng.choices(range(100_000), cum_weights=cumulative, k=stream)
+    requests = [(key_hash(names[k]), names[k]) for k in ranks]
+    hashes = [h for h, _ in requests[:20_000]]
+    owners = [(ring_.owner(h), h) for h in hashes]
+    kept = [(h, ring_.preference(h, 4)) for h in hashes]
+    out: dict[str, float] = {
+        "the loop and a call alone (subtract from the others)": best_ns_per_item(lambda item: None, owners, repeat),
+        "first_choice, owner under its bound": best_ns_per_item(
+            lambda item: first_choice(item[0], health, inflight, policy, 10), owners, repeat),  # type: ignore[index]
+        "candidates, hot key with 4 replicas, preference list kept": best_ns_per_item(
+            lambda item: candidates(ring_, item[0], health, inflight, 0.0, policy, prefs=item[1], replicas=4,  # type: ignore[index]
+                                    choice=0.4), kept, repeat),
+    }
+    default = HotKeyPolicy()
+    out["the loop alone, unpacking (hash, key)"] = _best_observe(None, requests, repeat)
+    for label, hot_policy in ((f"HotKeys.observe, 1 in {default.sample} counted (default)", default),
+                              ("HotKeys.observe, every request counted", replace(default, sample=1)),
+                              ("HotKeys.observe, none counted (a lookup)", replace(default, sample=10**9))):
+        out[label] = _best_observe(hot_policy, requests, repeat)
+    return {"ns_per_call": out}
+
+
+def _best_observe(policy: object, requests: list[tuple[int, str]], repeat: int) -> float:
+    """ns per ``observe`` called straight from the loop (no lambda), a fresh counter per pass;
+    with no policy, the loop alone."""
+    from balancer.hotkeys import HotKeyPolicy, HotKeys
+
+    best = float("inf")
+    for _ in range(repeat):
+        if isinstance(policy, HotKeyPolicy):
+            observe = HotKeys(policy).observe
+            started = time.perf_counter_ns()
+            for key_hash, key in requests:
+                observe(key_hash, key, 10)
+        else:
+            started = time.perf_counter_ns()
+            for key_hash, key in requests:
+                pass
+        best = min(best, (time.perf_counter_ns() - started) / len(requests))
+    return best
+
+
 def run_all(repeat: int = 5) -> dict:
     results: dict[str, object] = {"python": sys.version.split()[0]}
-    for name, bench in (("normalize", normalization), ("ring", ring)):
+    for name, bench in (("normalize", normalization), ("ring", ring), ("picker", picker)):
         try:
             results[name] = bench(repeat)
         except Exception as exc:  # a core still being written must not stop the load test
@@ -122,11 +192,17 @@ def format_results(results: dict) -> str:
         lines.append("ring rebuild, ms (best of 3):")
         for name, value in ring_["rebuild_ms"].items():
             lines.append(f"  {name:<55} {value:>9,.2f}")
+    picker_ = results.get("picker", {})
+    lines.append("picker and hot-key counter, ns per call from a Python loop (best of passes):")
+    if "error" in picker_:
+        lines.append(f"  unavailable: {picker_['error']}")
+    for name, value in picker_.get("ns_per_call", {}).items():
+        lines.append(f"  {name:<55} {value:>9,.0f}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Microbenchmarks of normalization and the ring.")
+    parser = argparse.ArgumentParser(description="Microbenchmarks of normalization, the ring, the picker and the hot-key counter.")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--repeat", type=int, default=5, help="passes per figure; the best is kept (default 5)")
     args = parser.parse_args(argv)

@@ -45,6 +45,10 @@ def test_unset_flags_do_not_hide_lower_layers():
         ("flag", {"nodes": ["a=http://h:1/path"]}, "without a path"),
         ("flag", {"nodes": ["a=http://h:1;weight=x"]}, "weight"),
         ("flag", {"workers": "0.5"}, "--workers"),
+        ("flag", {"hot_key_share": "0"}, "--hot-key-share"),
+        ("env", {"PIXRING_HOT_KEY_REPLICA_LOAD": "1.5"}, "PIXRING_HOT_KEY_REPLICA_LOAD"),
+        ("flag", {"hot_key_half_life": "8"}, "--hot-key-half-life"),
+        ("flag", {"hot_keys": "maybe"}, "--hot-keys"),
     ],
 )
 def test_bad_values_name_the_field(layer, value, message):
@@ -140,3 +144,12 @@ def test_probe_expect_takes_statuses_and_ranges_and_names_a_bad_one(tmp_path):
 def test_members_await_their_first_probe_only_when_probes_run():
     assert load_config(environ={}).health_policy().await_first_probe is True
     assert load_config(environ={}, flags={"probe_path": ""}).health_policy().await_first_probe is False
+
+
+def test_the_hot_key_fields_make_the_counters_policy():
+    config = load_config(environ={"PIXRING_HOT_KEY_SHARE": "0.05"}, flags={"hot_key_max_replicas": "3"})
+    policy = config.hot_key_policy()
+    assert (policy.threshold, policy.max_replicas, policy.replica_load) == (0.05, 3, config.hot_key_replica_load)
+    assert (policy.sample, policy.half_life) == (config.hot_key_sample, config.hot_key_half_life)
+    assert config.hot_keys is True
+    assert load_config(environ={"PIXRING_HOT_KEYS": "false"}).hot_keys is False

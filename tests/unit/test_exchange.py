@@ -600,3 +600,40 @@ def test_any_sequence_of_events_tries_distinct_members_and_gives_back_the_budget
     assert f.stats.retries + f.stats.hedges == x.budget_held == len(tried) - 1
     x.finish()
     assert f.budget.active_requests == 0 and f.budget.active_retries == 0
+
+
+def test_a_hot_key_starts_with_the_less_loaded_of_its_replicas_and_is_counted_as_spread():
+    from balancer.hotkeys import HotKeyPolicy, HotKeys
+
+    f = fleet()
+    key = "/img/hot.jpg"
+    hot = HotKeys(HotKeyPolicy(threshold=0.01, replica_load=0.1, max_replicas=3, sample=1))
+    for _ in range(50):  # the key is the whole of this worker's recent traffic
+        hot.observe(key_hash(key), key, f.n_members)
+    replicas = f.prefs(key, 3)
+    f.inflight.start(replicas[0])  # the owner is busier than the other two replicas
+    firsts = set()
+    for draw in (0.0, 0.3, 0.6, 0.9):
+        x = f.exchange(key)
+        assert x.begin(0.0, f.n_members, hot, lambda: draw) is None
+        assert x.replicas == 3
+        assert x.cands[0] in replicas[1:]  # of two replicas drawn, the less loaded
+        assert set(x.cands) <= set(f.prefs(key, 5)) and len(x.cands) == 3
+        firsts.add(x.cands[0])
+        x.finish()
+    assert firsts == set(replicas[1:])  # both idle replicas take their turn
+    assert f.stats.hot_spread == 4 and f.stats.bounded_overflow == 0
+
+
+def test_a_key_that_is_not_hot_keeps_its_owner_alone():
+    from balancer.hotkeys import HotKeyPolicy, HotKeys
+
+    f = fleet()
+    hot = HotKeys(HotKeyPolicy(sample=1))
+    for i in range(500):  # many keys, none above the threshold
+        hot.observe(key_hash(f"/img/{i}.jpg"), f"/img/{i}.jpg", f.n_members)
+    key = f.key_owned_by("n2")
+    x = f.exchange(key)
+    assert x.begin(0.0, f.n_members, hot) is None
+    assert x.replicas == 1 and x.cands == ("n2",)
+    assert f.stats.hot_spread == 0

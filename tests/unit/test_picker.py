@@ -443,3 +443,95 @@ def test_a_kept_preference_list_gives_the_candidates_the_ring_gives(key, loads, 
     policy = PickPolicy(balance_factor=factor, max_attempts=attempts)
     kept = ring.preference(key, attempts)
     assert candidates(ring, key, t, inflight, 2.0, policy, prefs=kept) == candidates(ring, key, t, inflight, 2.0, policy)
+
+
+# -- hot-key spread ----------------------------------------------------------------------
+
+CHOICES = [i / 60 for i in range(60)]
+
+
+@pytest.mark.parametrize("replicas", [2, 3, 4])
+def test_a_hot_key_goes_to_its_preference_lists_first_r_and_the_rest_keeps_its_order(make_ring, replicas):
+    ring = make_ring(MEMBERS)
+    t = health()
+    for h in KEYS[:200]:
+        prefs = ring.preference(h, 5)
+        firsts_seen = set()
+        for choice in CHOICES:
+            got = candidates(ring, h, t, {}, 0.0, PickPolicy(max_attempts=5), replicas=replicas, choice=choice)
+            assert got[0] in prefs[:replicas]
+            assert got[1:] == tuple(m for m in prefs if m != got[0])  # retries still walk the list
+            firsts_seen.add(got[0])
+        assert firsts_seen == set(prefs[:replicas])  # an idle fleet spreads over every replica
+
+
+def test_the_tail_never_moves_whatever_the_draw(make_ring):
+    ring = make_ring(MEMBERS)
+    t = health()
+    loads = {m: i for i, m in enumerate(MEMBERS)}
+    for h in KEYS[:500]:
+        for choice in (0.0, 0.37, 0.99):
+            assert candidates(ring, h, t, loads, 0.0, PickPolicy(), replicas=1, choice=choice) == ring.preference(h, 3)
+
+
+def test_of_two_replicas_the_less_loaded_goes_first(make_ring):
+    ring = make_ring(MEMBERS)
+    t = health()
+    h = KEYS[21]
+    p = ring.preference(h, 5)
+    loads = {p[0]: 5, p[1]: 1}
+    for choice in CHOICES:
+        assert candidates(ring, h, t, loads, 0.0, PickPolicy(), replicas=2, choice=choice)[0] == p[1]
+    # Of three replicas, two are compared: the most loaded is first only if drawn twice,
+    # which one draw of two distinct replicas never does.
+    loads = {p[0]: 1, p[1]: 5, p[2]: 3}
+    heads = Counter(candidates(ring, h, t, loads, 0.0, PickPolicy(), replicas=3, choice=c)[0] for c in CHOICES)
+    assert heads[p[1]] == 0 and heads[p[0]] == 2 * heads[p[2]] == 40
+
+
+def test_one_draw_picks_every_ordered_pair_of_replicas_equally_often():
+    from balancer.picker import spread
+
+    members = ["a", "b", "c", "d"]
+    pairs = Counter()
+    for i in range(1200):
+        # Equal loads: the first drawn wins, so the head tells the first of the pair.
+        pairs[spread(members, 4, {}, i / 1200)[0]] += 1
+    assert set(pairs.values()) == {300}
+
+
+def test_bounded_load_still_catches_a_replica_set_that_is_full(make_ring):
+    ring = make_ring(MEMBERS)
+    t = health()
+    h = KEYS[9]
+    p = ring.preference(h, 5)
+    loads = {p[0]: 12, p[1]: 12, p[2]: 1}  # total 25: bound max(8, ceil(1.25 * 26 / 5)) = 8
+    for choice in CHOICES:
+        got = candidates(ring, h, t, loads, 0.0, PickPolicy(), replicas=2, choice=choice)
+        assert got[0] == p[2]
+        assert set(got[1:]) == {p[0], p[1]}
+
+
+def test_a_hot_keys_replicas_are_its_first_routable_members(make_ring):
+    ring = make_ring(MEMBERS)
+    t = health(fall=1)
+    for h in KEYS[:100]:
+        p = ring.preference(h, 5)
+        t2 = health(fall=1)
+        t2.probe(p[1], False, 0.0)
+        heads = {candidates(ring, h, t2, {}, 0.0, PickPolicy(), replicas=2, choice=c)[0] for c in CHOICES}
+        assert heads == {p[0], p[2]}
+        # A kept list as short as the attempts is walked further for more replicas.
+        heads = {candidates(ring, h, t, {}, 0.0, PickPolicy(max_attempts=2), prefs=p[:2], replicas=4,
+                            choice=c)[0] for c in CHOICES}
+        assert heads == set(p[:4])
+
+
+def test_first_choice_steps_aside_for_a_hot_key():
+    from balancer.picker import first_choice
+
+    ring = _real_ring(MEMBERS)
+    t = health()
+    owner = ring.owner(KEYS[0])
+    assert first_choice(owner, t, {}, PickPolicy(), 5) == owner
+    assert first_choice(owner, t, {}, PickPolicy(), 5, replicas=2) is None
