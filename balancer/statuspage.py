@@ -149,7 +149,10 @@ def _discovery(status: Mapping[str, Any]) -> str:
     age = d.get("last_success_age_s")
     fresh = '<span class="bad">stale</span>' if d.get("stale") else ('<span class="ok">fresh</span>' if d.get("ready") else '<span class="warn">not ready</span>')
     return _table(["source", "state", "last good answer", "detail"], [[
-        _e(d.get("kind")), fresh, "never" if age is None else f"{age:.1f}s ago", _e(d.get("detail")) or "–",
+        # A static list has no age (it never asks anyone): only a source that asks and has not
+        # been answered yet is "never".
+        _e(d.get("kind")), fresh, ("–" if d.get("ready") else "never") if age is None else f"{age:.1f}s ago",
+        _e(d.get("detail")) or "–",
     ]])
 
 
