@@ -90,6 +90,6 @@ def test_promtool_accepts_the_rules_and_their_unit_tests_pass(promtool):
     check = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
     # Each alert fires on the series that should fire it and not on healthy ones.
-    tested = subprocess.run([promtool, "test", "rules", RULES_TEST.name], cwd=RULES_TEST.parent,
+    tested = subprocess.run([promtool, "test", "rules", str(RULES_TEST)],
                             capture_output=True, text=True, timeout=60)
     assert tested.returncode == 0, tested.stdout + tested.stderr
