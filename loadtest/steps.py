@@ -184,10 +184,13 @@ def capacity_of(figures: Iterable[PhaseFigures], limits: Limits) -> dict[str, An
     phase held (the capacity is then at least the last phase's rate: the run ended first)."""
     held: PhaseFigures | None = None
     broke: PhaseFigures | None = None
+    peak: PhaseFigures | None = None
     why = limit = None
     for phase in figures:
         if not phase.counted:
             continue
+        if peak is None or phase.rps > peak.rps:
+            peak = phase
         verdict = breach(phase, limits)
         if verdict is not None:
             broke, (limit, why) = phase, verdict
@@ -205,4 +208,9 @@ def capacity_of(figures: Iterable[PhaseFigures], limits: Limits) -> dict[str, An
                                                 "rps": round(broke.rps, 2), "p99_ms": broke.p99_ms,
                                                 "error_ratio": round(broke.error_ratio, 5)},
         "limits": {"max_error_ratio": limits.max_error_ratio, "max_p99_ms": limits.max_p99_ms},
+        # The most req/s any counted phase (the broken one included) served: past it, more
+        # users only queue, even while the latency limit still holds.
+        "peak_rps": round(peak.rps, 2) if peak else 0.0,
+        "phase_at_peak": peak.name if peak else None,
+        "users_at_peak": peak.users if peak else 0,
     }

@@ -247,3 +247,15 @@ def test_affinity_is_read_against_what_the_balancer_moved_on_purpose():
     unexplained = summarize([entry("/a", {5: 100})], tally, balancer=capacity_summary.balancer_delta(
         before, {"totals": {"requests": 1000, "retries": 0}}))
     assert "normalization bug" in render(unexplained)
+
+
+def test_bounded_load_that_the_balancer_does_not_count_is_named_and_no_bug_is_claimed():
+    tally = Tally(nodes={"r1": 100}, groups={"/a": ({"r1": 80, "r2": 20}, 10)})
+    balancer = capacity_summary.balancer_delta({"totals": {"requests": 0, "retries": 0}},
+                                               {"totals": {"requests": 100, "retries": 0},
+                                                "config": {"balance_factor": 1.25}})
+    summary = summarize([entry("/a", {5: 100})], tally, balancer=balancer)
+    assert summary.uncounted_policies == ["bounded load (balance_factor 1.25)"]
+    text = render(summary)
+    assert "not counted by this balancer: bounded load (balance_factor 1.25)" in text
+    assert "normalization bug" not in text

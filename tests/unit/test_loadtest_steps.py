@@ -63,6 +63,9 @@ def test_capacity_is_the_last_step_that_held_before_the_first_that_broke():
     assert result["capacity_rps"] == 180.0 and result["users_at_capacity"] == 20
     assert result["p99_ms_at_capacity"] == 300 and result["limit_hit"] == "p99"
     assert result["broke_at"]["phase"] == "step 3"  # step 4 held again, but after a break it does not count
+    assert (result["peak_rps"], result["phase_at_peak"]) == (190.0, "step 3")  # up to the break
+    queued = capacity_of([fig("step 1", 10, 300, 100), fig("step 2", 20, 200, 300)], limits)
+    assert queued["phase_at_capacity"] == "step 2" and queued["phase_at_peak"] == "step 1"
     every_step_held = capacity_of(run[:3], limits)
     assert every_step_held["limit_hit"] is None and every_step_held["capacity_rps"] == 180.0
     first_broke = capacity_of([fig("step 1", 10, 100, 100, errors=0.5)], limits)
