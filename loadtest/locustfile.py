@@ -234,7 +234,6 @@ class PixringShape(LoadTestShape):
         self.limits = steps.Limits()
         self.find_capacity = False
         self.spawn_rate = 1.0
-        self.started_at: steps.Snapshot | None = None
         self.records: list[dict[str, Any]] = []  # one per phase begun: phase, start and end snapshots
         self.stopped_by: str | None = None
 
