@@ -181,6 +181,9 @@ class AdminState:
                 "retries": stats["retries"],
                 "retries_refused_by_budget": stats["retries_refused"],
                 "hedges": stats["hedges"],
+                "hot_spread": stats["hot_spread"],
+                "bounded_overflow": stats["bounded_overflow"],
+                "coalesced": stats["coalesced"],
             },
             "health_events": {f"{member}:{kind}": n for (member, kind), n in sorted(stats["health_events"].items())},
             "workers": [
@@ -192,6 +195,13 @@ class AdminState:
                     "report_age_s": round(time.time() - w["time"], 3),
                     "draining": w["draining"],
                     "pool_idle": w["pool_idle"],
+                    "hot_keys": [{"key": key, "share": share, "replicas": replicas}
+                                 for key, share, replicas in w.get("hot_keys", [])],
+                    "coalescing": {
+                        "leaders": w["stats"].get("coalesce_leaders", 0),
+                        "followers": w["stats"].get("coalesced", 0),
+                        "uncoalesced": w["stats"].get("coalesce_alone", 0),
+                    },
                 }
                 for w in workers
             ],

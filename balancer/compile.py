@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # first).
 HOT_PATH = (
     "balancer.health", "pixring.membership", "balancer.routing", "balancer.headers", "balancer.accesslog",
-    "balancer.picker", "balancer.stats", "balancer.retry", "balancer.outbox", "balancer.upstream", "balancer.front",
+    "balancer.picker", "balancer.hotkeys", "balancer.stats", "balancer.retry", "balancer.exchange", "balancer.outbox",
+    "balancer.upstream", "balancer.front",
 )
 # The packages compiled modules live in: every package HOT_PATH names. They are copied
 # whole for the build, since the compiled modules take types from the modules they import.

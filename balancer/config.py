@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 from balancer.health import HealthPolicy
 from balancer.normalize import DEFAULT_DENYLIST, PROFILES
+from balancer.coalesce import CoalescePolicy
 from balancer.picker import PickPolicy
 from balancer.probe_expect import describe_statuses, parse_expect
 from balancer.retry import RetryPolicy
@@ -131,6 +132,15 @@ FIELDS: tuple[Field, ...] = (
     Field("bound_floor", positive(int), 8,
           "bounded load never overflows a member with fewer requests than this in flight (per worker): at low "
           "load the mean is noise, and an overflow costs a render on another node", "N"),
+    Field("coalesce", boolean, True,
+          "identical GETs in flight at once (same forwarded target, Accept and Accept-Encoding) share one "
+          "request to the node; the others get its answer when it may be shared (a 200 or 404, not private, "
+          "no Set-Cookie), else each goes on its own", "BOOL"),
+    Field("coalesce_max_body", non_negative_int, 8 * 1024 * 1024,
+          "largest answer held for coalesced requests, bytes; a larger one goes to its own client only, "
+          "and the others to the node on their own", "BYTES"),
+    Field("coalesce_max_worker_bytes", non_negative_int, 64 * 1024 * 1024,
+          "answers held for coalesced requests at once, per worker, bytes", "BYTES"),
     Field("probe_path", str, "/healthz",
           "path of the active health probe (GET); any HTTP server will do, the path need not exist; "
           "empty = no active probes", "PATH"),
@@ -199,6 +209,9 @@ class BalancerConfig:
     hedge_delay: float
     balance_factor: float
     bound_floor: int
+    coalesce: bool
+    coalesce_max_body: int
+    coalesce_max_worker_bytes: int
     probe_path: str
     probe_expect: str
     probe_interval: float
@@ -233,6 +246,11 @@ class BalancerConfig:
         return PickPolicy(
             balance_factor=self.balance_factor, max_attempts=self.max_attempts, bound_floor=self.bound_floor
         )
+
+    def coalesce_policy(self) -> CoalescePolicy | None:
+        if not self.coalesce:
+            return None
+        return CoalescePolicy(max_body=self.coalesce_max_body, max_worker_bytes=self.coalesce_max_worker_bytes)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(budget_ratio=self.retry_budget, min_concurrent=self.retry_min_concurrent)

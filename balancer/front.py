@@ -59,15 +59,30 @@ from balancer.headers import (
     host_line,
     interim_head,
     is_valid_request_id,
-    reason_phrase,
+    local_head,
     response_framing,
     response_head,
     without_named,
 )
+from balancer.coalesce import CoalescePolicy, shareable_head, variant
+from balancer.exchange import (
+    FAIL,
+    FAIL_NONE_HEALTHY,
+    LAUNCH,
+    NEXT_NOW,
+    NO_HEALTHY_NODE,
+    RETRY,
+    RETRY_AFTER_BACKOFF,
+    WIN,
+    Exchange,
+    RetrySettings,
+    Routed,
+)
 from balancer.health import HealthPolicy, HealthTable, Outcome
+from balancer.hotkeys import HotKeys
 from balancer.normalize import NormalizeError, Route
 from balancer.outbox import Outbox
-from balancer.picker import PickPolicy, candidates, first_choice
+from balancer.picker import PickPolicy
 from balancer.retry import RetryBudget, RetryPolicy, backoff_s
 from balancer.ring import key_hash
 from balancer.routing import RoutingTable
@@ -106,14 +121,6 @@ class _Reject(Exception):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class RetrySettings:
-    try_timeout: float  # first byte, per try
-    request_timeout: float  # overall deadline
-    retry_statuses: frozenset[int]  # node answers that move the request to the next member
-    hedge_delay: float  # 0 = no hedging
-
-
 class FrontContext:
     """Everything one worker's connections share. The routing table is swapped whole."""
 
@@ -136,6 +143,8 @@ class FrontContext:
         on_health_events: Callable[[list], None] = lambda events: None,
         rand: Callable[[], float] = random.random,
         route_cache_size: int = 16384,
+        hot_keys: HotKeys | None = None,
+        coalesce: CoalescePolicy | None = None,
     ) -> None:
         self.loop = loop
         self.normalize = normalize
@@ -156,13 +165,19 @@ class FrontContext:
         )
         self.on_health_events = on_health_events
         self.rand = rand
+        self.hot_keys = hot_keys
+        self.coalesce = coalesce
+        # Forwarded target -> the connection whose request for it is upstream and has no
+        # answer yet: identical requests may wait for that answer (balancer.coalesce).
+        self.flights: dict[bytes, ClientConnection] = {}
+        self.flight_bytes = 0  # answers held for followers, all flights together
         self.table = RoutingTable.empty()
         self.ring_members = 0  # len(table.ring.members), read per request: the ring's is a property
         self.generation = 0
         # Request target -> its route, key hash and (per ring) owner: an image URL
         # repeats, so a hit costs one dict lookup where normalizing and hashing cost
         # microseconds. Least recently used targets go first.
-        self.routes: OrderedDict[bytes, _Routed] = OrderedDict()
+        self.routes: OrderedDict[bytes, Routed] = OrderedDict()
         self.route_cache_size = route_cache_size
         self.member_lines: dict[str, _MemberLines] = {}
         self.connections: set[ClientConnection] = set()
@@ -188,14 +203,14 @@ class FrontContext:
             lines = _MemberLines(member, self.node_header, self.stats.member(member.id))
         return lines
 
-    def route(self, target: bytes) -> "_Routed":
+    def route(self, target: bytes) -> Routed:
         """The route of a request target (NormalizeError for a bad one), with its owner
         on the current ring."""
         routes = self.routes
         routed = routes.get(target)
         if routed is None:
             route = self.normalize(target)
-            routed = _Routed(route, key_hash(route.key), target_fields(target, route.key))
+            routed = Routed(route.upstream_target, route.key, key_hash(route.key), target_fields(target, route.key))
             if self.route_cache_size:
                 routes[target] = routed
                 if len(routes) > self.route_cache_size:
@@ -243,29 +258,6 @@ class FrontContext:
         self._schedule_sweep()
 
 
-class _Routed:
-    """What a request needs of its target's route: the target sent to the node, the key's
-    hash, and the key's owner on the ring of the routing table ``generation`` (a number,
-    not the ring: a cached entry must not keep an old ring alive).
-
-    The ``Route`` itself is not kept: an entry is read on every request for one of
-    thousands of targets, so each object it points to is one more cache line to fetch,
-    and the key is only needed to make the hash and the log fields.
-    """
-
-    __slots__ = ("upstream_target", "hash", "log_fields", "generation", "owner", "prefs")
-
-    def __init__(self, route: Route, hash_: int, log_fields: bytes) -> None:
-        self.upstream_target = route.upstream_target
-        self.hash = hash_
-        self.log_fields = log_fields  # the access log's "path" and "key", rendered once
-        self.generation = -1
-        self.owner: str | None = None
-        # The key's preference list on the same ring, once a request needed more than
-        # the owner (bounded load overflowing): a hot key overflows again and again.
-        self.prefs: tuple[str, ...] | None = None
-
-
 class _MemberLines:
     """A member's parts of every head, rendered once per routing table, and its counters."""
 
@@ -277,6 +269,23 @@ class _MemberLines:
         self.host_line = host_line(member.address.encode())
         self.node_line = node_header + b": " + member.id.encode() + b"\r\n" if node_header else b""
         self.log_node = json_text(member.id.encode())
+
+
+class _Flight:
+    """The clients waiting for a leader's answer (``balancer.coalesce``), and that answer
+    once it may be shared: held whole, then written to each of them, so no follower's
+    reading pace holds up the others or the leader's node."""
+
+    __slots__ = ("followers", "sharing", "status", "fields", "prior_via", "parts", "size")
+
+    def __init__(self) -> None:
+        self.followers: list[tuple[ClientConnection, _Request]] = []
+        self.sharing = False
+        self.status = 0
+        self.fields: list[bytes] = []
+        self.prior_via = b""
+        self.parts: list[bytes] = []
+        self.size = 0
 
 
 class _Attempt(ResponseSink):
@@ -324,10 +333,10 @@ class ClientConnection(asyncio.Protocol):
         "p_forwarded_for", "p_via", "p_request_id", "p_named", "p_connection", "p_transfer_encoding",
         "p_expect_continue",
         # the exchange being answered
-        "ex", "ex_table", "ex_routed", "ex_cands", "ex_cands_full", "ex_next", "ex_live", "ex_winner", "ex_lines",
-        "ex_attempts", "ex_budget_held", "ex_deadline", "ex_hedge_timer", "ex_framing", "ex_keep_alive",
+        "ex", "ex_x", "ex_table", "ex_routed", "ex_live", "ex_winner", "ex_lines",
+        "ex_hedge_timer", "ex_framing", "ex_keep_alive",
         "ex_status", "ex_bytes", "ex_t0", "ex_t_upstream", "ex_request_id", "ex_sent_head", "ex_head",
-        "ex_forwarding",
+        "ex_forwarding", "ex_flight", "ex_registered", "ex_detached", "ex_leader",
     )
 
     def __init__(self, ctx: FrontContext) -> None:
@@ -352,10 +361,14 @@ class ClientConnection(asyncio.Protocol):
         self.ex_live: list[_Attempt] = []
         self.ex_winner: _Attempt | None = None
         self.ex_hedge_timer: asyncio.TimerHandle | None = None
-        self.ex_cands: tuple[str, ...] = ()
-        self.ex_routed: _Routed | None = None
+        self.ex_x: Exchange | None = None  # the decisions of the exchange, once it goes upstream
+        self.ex_routed: Routed | None = None
         self.ex_lines: _MemberLines | None = None  # of the member the exchange is with
         self.ex_head = b""  # the answer's head as queued (see _attempt_error)
+        self.ex_flight: _Flight | None = None  # followers waiting for this exchange's answer
+        self.ex_registered = False  # in ctx.flights: identical requests may follow it
+        self.ex_detached = False  # the client left; the exchange goes on for its followers
+        self.ex_leader: ClientConnection | None = None  # whose answer this request waits for
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -426,9 +439,14 @@ class ClientConnection(asyncio.Protocol):
         self.ctx.connections.discard(self)
         self.ctx.stats.connections_open -= 1
         if self.ex is not None:
-            # The client left mid-exchange (nginx logs this as 499).
-            self._abort_attempts()
-            self._finish_exchange(self.ex_status if self.ex_sent_head else 499, aborted=True)
+            flight = self.ex_flight
+            if flight is not None and flight.followers and (self.ex_winner is None or flight.sharing):
+                # Others wait for this answer: the exchange goes on without its client.
+                self.ex_detached = True
+            else:
+                # The client left mid-exchange (nginx logs this as 499).
+                self._abort_attempts()
+                self._finish_exchange(self.ex_status if self.ex_sent_head else 499, aborted=True)
         self.queue.clear()
 
     def pause_writing(self) -> None:
@@ -436,7 +454,9 @@ class ClientConnection(asyncio.Protocol):
         self.paused_since = _clock()
         self.paused_unsent = _unsent_bytes(self.transport)  # type: ignore[arg-type]
         winner = self.ex_winner
-        if winner is not None and winner.conn is not None:
+        if winner is not None and winner.conn is not None and (self.ex_flight is None or not self.ex_flight.sharing):
+            # Not while followers wait for the answer: a held answer is bounded, and
+            # one slow reader must not hold up the others.
             winner.conn.pause_reading()
 
     def resume_writing(self) -> None:
@@ -634,8 +654,9 @@ class ClientConnection(asyncio.Protocol):
         self.ex_lines = None
         self.ex_routed = None
         self.ex_winner = None
-        self.ex_attempts = 0
-        self.ex_budget_held = 0
+        self.ex_x = None
+        self.ex_flight = None
+        self.ex_leader = None
         self.ex_status = 0
         self.ex_bytes = 0
         self.ex_sent_head = False
@@ -669,53 +690,153 @@ class ClientConnection(asyncio.Protocol):
             self._respond_local(exc.status, exc.reason)
             return
         self.ex_routed = routed
+        if ctx.coalesce is not None and method == b"GET":
+            leader = ctx.flights.get(routed.upstream_target)
+            if leader is not None and leader._takes_follower(req):
+                self._follow(leader, req)
+                return
+        self._go_upstream(req, routed, now, True)
+
+    def _go_upstream(self, req: _Request, routed: Routed, now: float, may_lead: bool) -> None:
+        ctx = self.ctx
         table = self.ex_table = ctx.table
-        health = ctx.health
-        if not health.routable and table.members:
-            # Every member is down, ejected or taken out: answer at once rather than
-            # send a retry storm at a fleet that cannot answer. (With a few healthy
-            # members left, panic mode spreads over all of them instead.)
-            self._respond_local(503, "no healthy render node", extra=[(b"Retry-After", b"1")])
+        x = Exchange(table.ring, ctx.health, ctx.stats.inflight, ctx.pick_policy, ctx.budget, ctx.retry_policy,
+                     ctx.retry, ctx.stats, routed)
+        refusal = x.begin(now, ctx.ring_members, ctx.hot_keys)
+        if refusal is not None:
+            self._respond_local(503, refusal, extra=[(b"Retry-After", b"1")])
             return
-        first = first_choice(routed.owner, health, ctx.stats.inflight, ctx.pick_policy, ctx.ring_members)
-        if first is not None:
-            self.ex_cands = (first,)  # the rest is computed if a retry needs it
-            self.ex_cands_full = False
-        else:
-            if routed.prefs is None:
-                routed.prefs = table.ring.preference(routed.hash, ctx.pick_policy.max_attempts)
-            self.ex_cands = candidates(table.ring, routed.hash, health, ctx.stats.inflight, now, ctx.pick_policy,  # type: ignore[arg-type]
-                                       prefs=routed.prefs)
-            self.ex_cands_full = True
-        self.ex_next = 0
-        if not self.ex_cands:
-            self._respond_local(503, "no render node is available", extra=[(b"Retry-After", b"1")])
-            return
-        self.ex_deadline = now + ctx.retry.request_timeout
+        self.ex_x = x
         self.ex_forwarding = forwarding_fields(
             req.fields, req.forwarded_for, req.via, self.client_ip, self.ex_request_id, ctx.via)
-        ctx.budget.request_started()
         self.ex_t_upstream = now
+        if may_lead and ctx.coalesce is not None and req.method == b"GET":
+            target = routed.upstream_target
+            if target not in ctx.flights:
+                ctx.flights[target] = self
+                self.ex_registered = True
         self._launch(now)
         if ctx.retry.hedge_delay and self.ex is req:
             self.ex_hedge_timer = ctx.loop.call_later(ctx.retry.hedge_delay, self._hedge)
 
+    # -- coalescing (balancer.coalesce) -------------------------------------------
+    def _takes_follower(self, req: _Request) -> bool:
+        """Whether ``req`` may wait for this connection's answer: it has none yet, and the
+        two requests are identical and may coalesce."""
+        mine = self.ex
+        if mine is None or self.ex_winner is not None:
+            return False
+        own = variant(mine.method, mine.fields)
+        return own is not None and own == variant(req.method, req.fields)
+
+    def _follow(self, leader: "ClientConnection", req: _Request) -> None:
+        flight = leader.ex_flight
+        if flight is None:
+            flight = leader.ex_flight = _Flight()
+        flight.followers.append((self, req))
+        self.ex_leader = leader
+
+    def _unregister(self) -> None:
+        """No request may join this exchange from now on."""
+        if self.ex_registered:
+            self.ex_registered = False
+            routed = self.ex_routed
+            flights = self.ctx.flights
+            if routed is not None and flights.get(routed.upstream_target) is self:
+                del flights[routed.upstream_target]
+
+    def _share_from(self, status: int, conn: UpstreamConnection) -> None:
+        """The leader's answer came: hold it for the followers when it may be shared,
+        else send each of them upstream on its own."""
+        flight = self.ex_flight
+        assert flight is not None
+        policy = self.ctx.coalesce
+        assert policy is not None  # flights exist only when coalescing is on
+        length = conn.content_length
+        if (shareable_head(status, conn.fields) and (length is None or int(length) <= policy.max_body)):
+            flight.sharing = True
+            flight.status = status
+            flight.fields = conn.fields
+            flight.prior_via = conn.prior_via
+        else:
+            self._release_followers()
+
+    def _hold(self, flight: _Flight, data: bytes) -> None:
+        ctx = self.ctx
+        policy = ctx.coalesce
+        assert policy is not None
+        flight.parts.append(data)
+        flight.size += len(data)
+        ctx.flight_bytes += len(data)
+        if flight.size > policy.max_body or ctx.flight_bytes > policy.max_worker_bytes:
+            self._release_followers()  # too large to hold: the followers fetch their own
+
+    def _release_followers(self) -> None:
+        flight = self.ex_flight
+        if flight is None:
+            return
+        self.ex_flight = None
+        self.ctx.flight_bytes -= flight.size
+        for follower, req in flight.followers:
+            follower._go_alone(req)
+
+    def _settle_flight(self, flight: _Flight, complete: bool) -> None:
+        """The leader's exchange is over: its followers get the answer, or go alone."""
+        ctx = self.ctx
+        ctx.flight_bytes -= flight.size
+        if not (complete and flight.sharing):
+            for follower, req in flight.followers:
+                follower._go_alone(req)
+            return
+        body = b"".join(flight.parts)
+        ctx.stats.coalesce_leaders += 1
+        for follower, req in flight.followers:
+            follower._take_shared(req, flight, body, self.ex_lines)
+
+    def _go_alone(self, req: _Request) -> None:
+        """The leader's answer cannot be shared: this request goes upstream itself."""
+        if self.ex is not req or self.closed:
+            return
+        self.ex_leader = None
+        routed = self.ex_routed
+        assert routed is not None  # a follower is routed before it follows
+        self.ctx.stats.coalesce_alone += 1
+        self._go_upstream(req, routed, _clock(), False)
+
+    def _take_shared(self, req: _Request, flight: _Flight, body: bytes, lines: "_MemberLines | None") -> None:
+        if self.ex is not req or self.closed:
+            return
+        ctx = self.ctx
+        self.ex_leader = None
+        self.ex_lines = lines
+        status = flight.status
+        framing = response_framing(status, False, True, req.http11)
+        extra = b"X-Request-Id: " + self.ex_request_id + b"\r\n" + (lines.node_line if lines is not None else b"")
+        head = response_head(status, flight.fields, flight.prior_via, framing, str(len(body)).encode(),
+                             self.ex_keep_alive, req.http11, extra, ctx.via)
+        self.ex_status = status
+        self.ex_sent_head = True
+        self.ex_bytes = len(body)
+        ctx.outbox.write(self.transport, head)  # type: ignore[arg-type]
+        ctx.outbox.write(self.transport, body)  # type: ignore[arg-type]
+        ctx.stats.coalesced += 1
+        self._finish_exchange(status)
+
     def _launch(self, now: float | None = None) -> None:
         """Start a try on the next member of the candidate list."""
         ctx = self.ctx
+        x = self.ex_x
+        assert x is not None  # tries run inside an exchange that went upstream
         if now is None:
             now = _clock()
-        remaining = self.ex_deadline - now
-        if remaining <= 0:
-            self._respond_local(504, f"no answer within the {ctx.retry.request_timeout:g}s request deadline",
-                                upstream_failed=True)
+        member_id = x.next_member(now)
+        if member_id is None:
+            self._respond_local(504, x.deadline_message(), upstream_failed=True)
             return
-        member = self.ex_table.members[self.ex_cands[self.ex_next]]
-        self.ex_next += 1
+        member = self.ex_table.members[member_id]
         attempt = _Attempt(self, member, ctx.lines_of(member), now)
         self.ex_lines = attempt.lines
         self.ex_live.append(attempt)
-        self.ex_attempts += 1
         ctx.stats.inflight.start(member.id)
         attempt.lines.stats.attempts += 1
         conn = ctx.pool.take_idle(member)
@@ -731,99 +852,68 @@ class ClientConnection(asyncio.Protocol):
             if not attempt.done:
                 self._attempt_error(attempt, exc)
             return
-        if attempt.done or self.closed:
+        if attempt.done or (self.closed and not self.ex_detached):
             self.ctx.pool.release(conn)  # the exchange ended while we connected
             return
         self._send(attempt, conn, _clock())
 
     def _send(self, attempt: _Attempt, conn: UpstreamConnection, now: float) -> None:
-        req, routed = self.ex, self.ex_routed
+        req, routed, x = self.ex, self.ex_routed, self.ex_x
         # Attempts run inside an exchange. Narrowed here, not ignored: compiled, a field
         # of an Optional is read through Python's getattr, of a _Request from its struct.
-        assert req is not None and routed is not None
+        assert req is not None and routed is not None and x is not None
         attempt.conn = conn
         head = b"".join((req.method, b" ", routed.upstream_target, attempt.lines.host_line, self.ex_forwarding))
-        remaining = self.ex_deadline - now
-        first_byte = self.ctx.retry.try_timeout
-        if remaining < first_byte:
-            first_byte = remaining if remaining > 0.001 else 0.001
-        conn.send(head, attempt, req.method == b"HEAD", first_byte, now)
+        conn.send(head, attempt, req.method == b"HEAD", x.first_byte_timeout(now), now)
         if self.writing_paused:
             conn.pause_reading()
 
     def _hedge(self) -> None:
         self.ex_hedge_timer = None
-        if self.ex is None or self.ex_winner is not None or not self._retry_possible():
+        x = self.ex_x
+        if self.ex is None or self.ex_winner is not None or x is None:
             return
-        if self._take_retry_budget():
-            self.ctx.stats.hedges += 1
+        if x.hedge(_clock()):
             self._launch()
-
-    def _take_retry_budget(self, *, count_refusal: bool = True) -> bool:
-        if self.ctx.budget.try_retry():
-            self.ex_budget_held += 1
-            return True
-        if count_refusal:
-            self.ctx.stats.retries_refused += 1
-        return False
-
-    def _retry_possible(self) -> bool:
-        """A member is left to try and the deadline has not passed."""
-        if not self.ex_cands_full:
-            self._complete_candidates()
-        return self.ex_next < len(self.ex_cands) and _clock() < self.ex_deadline
-
-    def _complete_candidates(self) -> None:
-        """Extend a fast-path list (its first choice only) with the rest of the key's list."""
-        ctx = self.ctx
-        tried = self.ex_cands[: self.ex_next]
-        routed = self.ex_routed
-        assert routed is not None  # candidates are only completed for a routed request
-        full = candidates(self.ex_table.ring, routed.hash, ctx.health, ctx.stats.inflight, _clock(),  # type: ignore[arg-type]
-                          ctx.pick_policy)
-        self.ex_cands = tried + tuple(m for m in full if m not in tried)[: max(0, len(full) - len(tried))]
-        self.ex_cands_full = True
 
     def _retry_or_fail(self, status: int, message: str) -> None:
-        """Move on to the next member, or answer ``status`` when no try is left.
-
-        When the retry budget is spent the request waits for a slot (checking every
-        ``backoff_max_s``) rather than failing: the budget still bounds how many
-        retries reach the fleet at once, and a burst of failures (every request in
-        flight to a node that just hung) costs latency, not errors. The deadline bounds
-        the wait, and a fleet known to be wholly down is answered at once.
-        """
-        if not self._retry_possible():
+        """Move on to the next member after a backoff, wait for the retry budget, or
+        answer ``status`` when no try is left (``Exchange.after_failure``)."""
+        x = self.ex_x
+        assert x is not None  # a try failed, so the exchange went upstream
+        verdict = x.after_failure(_clock())
+        if verdict == FAIL:
             self._respond_local(status, message, upstream_failed=True)
-        elif self._take_retry_budget():
-            self._retry_later()
+        elif verdict == RETRY_AFTER_BACKOFF:
+            self._cancel_hedge()
+            delay = backoff_s(x.backoff_attempt, self.ctx.retry_policy, self.ctx.rand)
+            self.ctx.loop.call_later(delay, self._launch_if_current, self.ex)
         else:
-            self.ctx.loop.call_later(self.ctx.retry_policy.backoff_max_s, self._await_budget, self.ex, status, message)
+            self._cancel_hedge()  # the wait launches the next try, not a hedge meanwhile
+            self.ctx.loop.call_later(x.budget_wait, self._await_budget, self.ex, status, message)
 
     def _await_budget(self, req: _Request | None, status: int, message: str) -> None:
-        if self.ex is not req or req is None or self.closed or self.ex_winner is not None:
+        x = self.ex_x
+        if self.ex is not req or req is None or (self.closed and not self.ex_detached) or self.ex_winner is not None \
+                or x is None:
             return
-        if not self.ctx.health.routable:
-            self._respond_local(503, "no healthy render node", extra=[(b"Retry-After", b"1")])
-        elif not self._retry_possible():
+        verdict = x.budget_freed(_clock())
+        if verdict == FAIL_NONE_HEALTHY:
+            self._respond_local(503, NO_HEALTHY_NODE, extra=[(b"Retry-After", b"1")])
+        elif verdict == FAIL:
             self._respond_local(status, message, upstream_failed=True)
-        elif self._take_retry_budget(count_refusal=False):
-            self.ctx.stats.retries += 1
+        elif verdict == LAUNCH:
             self._launch()
         else:
-            self.ctx.loop.call_later(self.ctx.retry_policy.backoff_max_s, self._await_budget, req, status, message)
+            self.ctx.loop.call_later(x.budget_wait, self._await_budget, req, status, message)
 
-    def _retry_later(self) -> None:
-        self.ctx.stats.retries += 1
+    def _cancel_hedge(self) -> None:
         if self.ex_hedge_timer is not None:
             self.ex_hedge_timer.cancel()
             self.ex_hedge_timer = None
-        delay = backoff_s(self.ex_attempts, self.ctx.retry_policy, self.ctx.rand)
-        req = self.ex
-        self.ctx.loop.call_later(delay, self._launch_if_current, req)
 
     def _launch_if_current(self, req: _Request | None) -> None:
-        if self.ex is req and req is not None and not self.closed and self.ex_winner is None:
+        if self.ex is req and req is not None and (not self.closed or self.ex_detached) and self.ex_winner is None:
             self._launch()
 
     # -- attempt callbacks ------------------------------------------------------
@@ -838,47 +928,33 @@ class ClientConnection(asyncio.Protocol):
             return
         status = conn.status
         member_id = attempt.member.id
-        if status == 503 and conn.retry_after:
-            # The node is shedding load: healthy, only full. Not reported as a failure
-            # (ejecting it would move its keys onto nodes as busy, and cascade), and tried
-            # elsewhere only while the retry budget allows, without waiting for it: past
-            # that the client gets the node's 503 and its Retry-After at once.
+        shed = status == 503 and conn.retry_after
+        if shed:
+            # The node is shedding load: healthy, only full. Not reported as a failure:
+            # ejecting it would move its keys onto nodes as busy, and cascade.
             attempt.lines.stats.shed += 1
-            if not self._move_past_shed(attempt):
-                self._win(attempt, conn)
-            return
-        if status >= 500:
+        elif status >= 500:
             ctx.report(member_id, Outcome.SERVER_ERROR)
         elif member_id in ctx.health.watched:  # else an OK changes nothing: skip the call
             ctx.report(member_id, Outcome.OK)
-        if status in ctx.retry.retry_statuses:
+        if not shed and status in ctx.retry.retry_statuses:
             ctx.stats.upstream_errors[(member_id, f"http_{status}")] += 1
-            twin = any(other is not attempt for other in self.ex_live)
-            if twin or self._retry_possible():
-                # Leave the body to the connection, which reads it to the end and drops
-                # it (so it stays reusable); a twin or the next member answers instead.
-                self._end_attempt(attempt)
-                if not twin:
-                    self._retry_or_fail(status, f"{member_id} answered {status}")
-                return
-        self._win(attempt, conn)
-
-    def _move_past_shed(self, attempt: _Attempt) -> bool:
-        """Leave a shedding node's answer for a hedged twin's or the next member's; False
-        when neither may answer and the shed answer is the client's."""
-        if any(other is not attempt for other in self.ex_live):
-            self._end_attempt(attempt)  # the twin answers
-            return True
-        if not self._retry_possible() or not self._take_retry_budget():
-            return False
-        self._end_attempt(attempt)  # the connection reads the rest of the answer and drops it
-        self.ctx.stats.retries += 1
-        if self.ex_hedge_timer is not None:
-            self.ex_hedge_timer.cancel()
-            self.ex_hedge_timer = None
-        # Another node at once, no backoff: this one answered, and only it is full.
-        self.ctx.loop.call_soon(self._launch_if_current, self.ex)
-        return True
+        x = self.ex_x
+        assert x is not None  # a head arrives for a try, and tries run inside an exchange
+        twin = len(self.ex_live) > 1
+        verdict = x.on_head(status, shed, twin, _clock()) if shed or status in ctx.retry.retry_statuses else WIN
+        if verdict == WIN:
+            self._win(attempt, conn)
+            return
+        # Leave the body to the connection, which reads it to the end and drops it (so
+        # it stays reusable); a twin or the next member answers instead.
+        self._end_attempt(attempt)
+        if verdict == NEXT_NOW:
+            # Another node at once, no backoff: this one answered, and only it is full.
+            self._cancel_hedge()
+            self.ctx.loop.call_soon(self._launch_if_current, self.ex)
+        elif verdict == RETRY:
+            self._retry_or_fail(status, f"{member_id} answered {status}")
 
     def _attempt_interim(self, attempt: _Attempt, conn: UpstreamConnection) -> None:
         """A 1xx from the node (103 Early Hints, say): passed on to an HTTP/1.1 client
@@ -892,6 +968,10 @@ class ClientConnection(asyncio.Protocol):
         req = self.ex
         assert req is not None  # a response head arrives inside an exchange (see _send)
         self.ex_winner = attempt
+        if self.ex_registered:
+            self._unregister()
+        if self.ex_flight is not None:
+            self._share_from(conn.status, conn)
         self.ex_lines = attempt.lines
         if len(self.ex_live) > 1:  # a hedged twin is still out: it loses
             for other in list(self.ex_live):
@@ -899,9 +979,7 @@ class ClientConnection(asyncio.Protocol):
                     self._end_attempt(other)
                     if other.conn is not None:
                         other.conn.abort()
-        if self.ex_hedge_timer is not None:
-            self.ex_hedge_timer.cancel()
-            self.ex_hedge_timer = None
+        self._cancel_hedge()
         status = conn.status
         content_length = conn.content_length
         framing = response_framing(status, req.method == b"HEAD", content_length is not None, req.http11)
@@ -920,6 +998,9 @@ class ClientConnection(asyncio.Protocol):
         conn.forward_body = True
 
     def _attempt_body(self, data: bytes) -> None:
+        flight = self.ex_flight
+        if flight is not None and flight.sharing:
+            self._hold(flight, data)
         if self.closed:
             return
         self.ex_bytes += len(data)
@@ -959,6 +1040,10 @@ class ClientConnection(asyncio.Protocol):
                 self.ex_sent_head = False
                 self.ex_status = 0
                 self.ex_bytes = 0
+                flight = self.ex_flight
+                if flight is not None and flight.sharing:  # what was held is of no answer now
+                    ctx.flight_bytes -= flight.size
+                    flight.sharing, flight.parts, flight.size = False, [], 0
                 self._retry_or_fail(504 if timeout else 502, str(error))
                 return
             # Part of the response is already out: the only honest signal left is to
@@ -975,7 +1060,7 @@ class ClientConnection(asyncio.Protocol):
             # same member (idempotent methods only; not a node failure, not budgeted).
             attempt.fresh_retry = True
             attempt.conn = None
-            self.ex_attempts += 1
+            self.ex_x.stale_retry()  # type: ignore[union-attr]
             attempt.lines.stats.attempts += 1
             ctx.loop.create_task(self._connect_and_send(attempt))
             return
@@ -1004,9 +1089,7 @@ class ClientConnection(asyncio.Protocol):
             self._end_attempt(attempt)
             if attempt.conn is not None:
                 attempt.conn.abort()
-        if self.ex_hedge_timer is not None:
-            self.ex_hedge_timer.cancel()
-            self.ex_hedge_timer = None
+        self._cancel_hedge()
 
     # -- responses pixring writes itself -------------------------------------
     def _respond_local(
@@ -1036,29 +1119,14 @@ class ClientConnection(asyncio.Protocol):
         body = orjson.dumps(body_obj) + b"\n"
         http11 = req.http11 if req is not None else True
         keep_alive = self.ex_keep_alive if req is not None else False
-        out = [
-            b"HTTP/1.1 " if http11 else b"HTTP/1.0 ",
-            str(status).encode(), b" ", reason_phrase(status), b"\r\n",
-            b"Content-Type: application/json\r\nContent-Length: ", str(len(body)).encode(), b"\r\n",
-            b"Cache-Control: no-store\r\n",
-        ]
-        if req is not None:
-            out += (b"X-Request-Id: ", self.ex_request_id, b"\r\n")
-        if upstream_failed and self.ex_lines is not None:
-            out.append(self.ex_lines.node_line)
-        for name, value in extra or ():
-            out += (name, b": ", value, b"\r\n")
-        if not keep_alive:
-            out.append(b"Connection: close\r\n")
-        elif not http11:
-            out.append(b"Connection: keep-alive\r\n")
-        out.append(b"\r\n")
-        if req is None or req.method != b"HEAD":
-            out.append(body)
+        node_line = self.ex_lines.node_line if upstream_failed and self.ex_lines is not None else b""
+        head = local_head(status, len(body), http11, keep_alive, self.ex_request_id if req is not None else None,
+                          extra or [], node_line)
+        out = head + body if req is None or req.method != b"HEAD" else head
         self.ex_status = status
         self.ex_sent_head = True
         if not self.closed:
-            self.ctx.outbox.write(self.transport, b"".join(out))  # type: ignore[arg-type]
+            self.ctx.outbox.write(self.transport, out)  # type: ignore[arg-type]
         if req is not None:
             self.ex_bytes = len(body)
             self._finish_exchange(status)
@@ -1089,30 +1157,42 @@ class ClientConnection(asyncio.Protocol):
             return
         if now is None:
             now = _clock()
+        if self.ex_registered:
+            self._unregister()
+        leader = self.ex_leader
+        if leader is not None:  # a follower that leaves before the answer came
+            self.ex_leader = None
+            waiting = leader.ex_flight
+            if waiting is not None and (self, req) in waiting.followers:
+                waiting.followers.remove((self, req))
+        flight = self.ex_flight
+        self.ex_flight = None
+        complete = not aborted
+        if self.ex_detached:
+            status, aborted = 499, True  # its client left; the answer went to the followers
         lines = self.ex_lines
         member_stats = lines.stats if lines is not None else ctx.stats.member("-")
         member_stats.count_request(method_index(req.method), status)
         total = now - self.ex_t0
         ctx.stats.request_latency.observe(total)
-        if self.ex_t_upstream:
-            ctx.budget.request_finished()
-            for _ in range(self.ex_budget_held):
-                ctx.budget.retry_finished()
+        x = self.ex_x
+        if x is not None:
+            x.finish()
             if lines is not None:
                 member_stats.bytes_out += self.ex_bytes
-        if self.ex_hedge_timer is not None:
-            self.ex_hedge_timer.cancel()
-            self.ex_hedge_timer = None
+        self._cancel_hedge()
         ctx.access_log.request(
             time.time(), self.ex_request_id, self.client_ip, req.method,
             self.ex_routed.log_fields if self.ex_routed is not None else target_fields(req.target, None),
             lines.log_node if lines is not None else b"null", status, self.ex_bytes,
-            self.ex_attempts, total * 1000, (now - self.ex_t_upstream) * 1000 if self.ex_t_upstream else None,
+            x.attempts if x is not None else 0, total * 1000, (now - self.ex_t_upstream) * 1000 if self.ex_t_upstream else None,
             aborted,
         )
         self.ex = None
         self.ex_winner = None
         self.ex_live = []
+        if flight is not None:
+            self._settle_flight(flight, complete)
         if aborted or self.closed:
             return
         if not self.ex_keep_alive:

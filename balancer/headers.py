@@ -51,6 +51,7 @@ __all__ = [
     "host_line",
     "interim_head",
     "is_valid_request_id",
+    "local_head",
     "reason_phrase",
     "response_framing",
     "response_head",
@@ -311,3 +312,25 @@ _STATUS_LINES: Final = {http11: {status: _status_line(status, http11) for status
 
 def reason_phrase(status: int) -> bytes:
     return _REASONS.get(status, b"Unknown")
+
+
+def local_head(status: int, body_length: int, client_http11: bool, keep_alive: bool, request_id: bytes | None,
+               extra: list[tuple[bytes, bytes]], node_line: bytes = b"") -> bytes:
+    """The head of an answer pixring writes itself (an error, ``/healthz``): a JSON body
+    that no cache may keep, the request's id, the node's line when a node failed it."""
+    out = [
+        _STATUS_LINES[client_http11].get(status) or _status_line(status, client_http11),
+        b"Content-Type: application/json\r\nContent-Length: ", str(body_length).encode(), b"\r\n",
+        b"Cache-Control: no-store\r\n",
+    ]
+    if request_id is not None:
+        out += (b"X-Request-Id: ", request_id, b"\r\n")
+    out.append(node_line)
+    for name, value in extra:
+        out += (name, b": ", value, b"\r\n")
+    if not keep_alive:
+        out.append(b"Connection: close\r\n")
+    elif not client_http11:
+        out.append(b"Connection: keep-alive\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)

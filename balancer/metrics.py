@@ -19,7 +19,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from balancer.stats import LATENCY_BUCKETS
+from balancer.stats import COUNTERS, LATENCY_BUCKETS
 
 __all__ = ["BalancerCollector", "METRIC_HELP"]
 
@@ -46,6 +46,11 @@ METRIC_HELP: dict[str, tuple[str, str]] = {
     "pixring_retries_total": ("counter", "Retries sent to the next member of a key's list."),
     "pixring_retries_refused_total": ("counter", "Retries (and hedges) the retry budget refused."),
     "pixring_hedges_total": ("counter", "Hedged requests sent to a second member while the first was slow."),
+    "pixring_hot_spread_total": ("counter", "Requests for a hot key, sent to one of its replicas (the first members of its list) rather than its owner alone."),
+    "pixring_bounded_overflow_total": ("counter", "Requests bounded load sent past their key's first member because it was over its bound."),
+    "pixring_coalesced_total": ("counter", "Requests answered with an identical request's answer, without a request of their own to a node."),
+    "pixring_coalesce_leaders_total": ("counter", "Answers from a node that also answered identical requests waiting for them."),
+    "pixring_coalesce_alone_total": ("counter", "Requests that waited for an identical one whose answer could not be shared (an error, private, too large) and then went to a node on their own."),
     "pixring_health_events_total": ("counter", "Health changes by member and kind (down, up, ejected, readmitted, drain, maintenance, ready, ...)."),
     "pixring_member_routable": ("gauge", "Fraction of workers that route to the member (1 healthy, 0 out)."),
     "pixring_panic": ("gauge", "1 when a worker routes over all members because too few are healthy."),
@@ -136,7 +141,7 @@ class BalancerCollector(Collector):
             METRIC_HELP["pixring_discovery_last_success_age_seconds"][1],
             value=max(ages, default=0.0),
         )
-        for name in ("retries", "retries_refused", "hedges"):
+        for name in COUNTERS:
             metric_name = f"pixring_{name}_total"
             yield CounterMetricFamily(metric_name, METRIC_HELP[metric_name][1], value=stats[name])
         events = family(CounterMetricFamily, "pixring_health_events_total", ("node", "kind"))

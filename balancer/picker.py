@@ -190,7 +190,8 @@ def first_choice(owner: str | None, health: HealthTable, inflight: Loads,
 
 
 def candidates(ring: _RingLike, key_hash: int, health: HealthTable, inflight: Loads,
-               now: float, policy: PickPolicy, *, prefs: tuple[str, ...] | None = None) -> tuple[str, ...]:
+               now: float, policy: PickPolicy, *, prefs: tuple[str, ...] | None = None,
+               replicas: int = 1) -> tuple[str, ...]:
     """Up to ``policy.max_attempts`` distinct members to try, in order (see the module rules).
     An empty tuple means nobody may take the request.
 

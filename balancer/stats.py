@@ -90,6 +90,11 @@ class MemberStats:
         self.requests[method * _CLASSES + _class_index(status)] += 1
 
 
+# A worker's plain counters, summed over workers as they are.
+COUNTERS: Final = ("retries", "retries_refused", "hedges", "hot_spread", "bounded_overflow", "coalesced",
+                   "coalesce_leaders", "coalesce_alone")
+
+
 class WorkerStats:
     """One worker's counters since it started."""
 
@@ -103,6 +108,11 @@ class WorkerStats:
         self.retries = 0
         self.retries_refused = 0
         self.hedges = 0
+        self.hot_spread = 0  # requests for a hot key, spread over its replicas
+        self.bounded_overflow = 0  # requests bounded load moved off their key's first member
+        self.coalesced = 0  # requests answered with another's answer
+        self.coalesce_leaders = 0  # upstream answers that served waiting requests too
+        self.coalesce_alone = 0  # waiting requests sent upstream on their own (answer not shareable)
         self.health_events: defaultdict[tuple[str, str], int] = defaultdict(int)
 
     def member(self, member_id: str) -> MemberStats:
@@ -129,6 +139,11 @@ class WorkerStats:
             "retries": self.retries,
             "retries_refused": self.retries_refused,
             "hedges": self.hedges,
+            "hot_spread": self.hot_spread,
+            "bounded_overflow": self.bounded_overflow,
+            "coalesced": self.coalesced,
+            "coalesce_leaders": self.coalesce_leaders,
+            "coalesce_alone": self.coalesce_alone,
             "health_events": [[*key, n] for key, n in self.health_events.items()],
         }
 
@@ -154,7 +169,7 @@ def merge_snapshots(live: Iterable[dict[str, Any]], exited: Iterable[dict[str, A
     upstream: defaultdict[str, dict[str, Any]] = defaultdict(dict)
     connections_open = 0
     connections_total = 0
-    totals = {"retries": 0, "retries_refused": 0, "hedges": 0}
+    totals = dict.fromkeys(COUNTERS, 0)
     health_events: defaultdict[tuple[str, str], int] = defaultdict(int)
     for is_live, snaps in ((True, live), (False, exited)):
         for snap in snaps:

@@ -180,6 +180,7 @@ class Worker:
                 hedge_delay=config.hedge_delay,
             ),
             on_health_events=self.health_events,
+            coalesce=config.coalesce_policy(),
         )
         self.apply_operator_modes()
         stop = asyncio.Event()

@@ -21,6 +21,7 @@ from pathlib import Path
 import uvloop
 
 from balancer.accesslog import AccessLog
+from balancer.coalesce import CoalescePolicy
 from balancer.compile import describe
 from balancer.front import ClientConnection, FrontContext, FrontLimits, RetrySettings
 from balancer.health import HealthPolicy, HealthTable
@@ -60,6 +61,7 @@ async def run(requests: int, access_log: str) -> float:
         retry_policy=RetryPolicy(),
         retry=RetrySettings(try_timeout=15.0, request_timeout=30.0, retry_statuses=frozenset({502, 503, 504}),
                             hedge_delay=0.0),
+        coalesce=CoalescePolicy(),  # on, as in production: every GET may lead a flight
     )
     members = [Member(f"b{i}", "127.0.0.1", 9000 + i) for i in range(3)]
     ctx.set_table(RoutingTable.build(Membership.of(members)))
