@@ -61,6 +61,7 @@ profile: $(COMPILED)
 # A capacity test with locust: a local cluster (or CAPACITY_ARGS='--host URL'), imgix-like
 # traffic, a summary; exit 1 when too many requests failed.
 #   make capacity CAPACITY_ARGS='--run-time 2m --users 40'
+#   make capacity CAPACITY_ARGS='--find-capacity --locust-workers 2'   (steps until the knee)
 capacity: $(COMPILED)
 	$(PY) -m loadtest.capacity $(CAPACITY_ARGS)
 
