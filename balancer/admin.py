@@ -132,6 +132,8 @@ class AdminState:
         members = []
         ring_members: set[str] = set()
         shares: dict[str, float] = newest["ring"].get("shares", {}) if newest is not None else {}
+        ring = {k: v for k, v in newest["ring"].items() if k != "shares"} if newest is not None else {
+            "algorithm": None, "version": None, "size": 0, "members": 0}  # shares are per member below
         if newest is not None:
             ring_members = {m["id"] for m in newest["membership"]["members"] if m["weight"] > 0}
             modes = self.operator_modes()
@@ -165,7 +167,7 @@ class AdminState:
             "reason": reason,
             "draining": self.draining,
             "ring": {
-                **({k: v for k, v in newest["ring"].items() if k != "shares"} if newest else {"algorithm": None, "version": None, "size": 0, "members": 0}),
+                **ring,
                 "workers_agree": len(versions) <= 1,
                 "versions": versions,
             },
