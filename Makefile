@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 COMPILED := $(VENV)/.compiled
 HOT_PATH_SOURCES := $(wildcard balancer/*.py) pixring/membership.py
 
-.PHONY: run test test-consul install compile bench profile capacity clean
+.PHONY: run test test-browser test-consul install compile bench profile capacity clean
 
 $(STAMP): pyproject.toml
 	@echo "==> setting up $(VENV) (first run only)"
@@ -39,6 +39,11 @@ run: $(COMPILED)
 test: $(COMPILED)
 	$(PY) -m pytest
 
+# The status page in headless Chromium (Debian's package, installed when missing); it saves
+# the screenshot docs/operations.md shows.
+test-browser: $(COMPILED)
+	PIXRING_BROWSER_TESTS=1 $(PY) -m pytest tests/browser
+
 # The Consul tests again, against a real agent (the double cannot drift unnoticed):
 #   CONSUL_HTTP_ADDR=127.0.0.1:8500 make test-consul
 test-consul: $(STAMP)
@@ -56,6 +61,7 @@ profile: $(COMPILED)
 # A capacity test with locust: a local cluster (or CAPACITY_ARGS='--host URL'), imgix-like
 # traffic, a summary; exit 1 when too many requests failed.
 #   make capacity CAPACITY_ARGS='--run-time 2m --users 40'
+#   make capacity CAPACITY_ARGS='--find-capacity --locust-workers 2'   (steps until the knee)
 capacity: $(COMPILED)
 	$(PY) -m loadtest.capacity $(CAPACITY_ARGS)
 

@@ -4,6 +4,7 @@ Served by the supervisor on aiohttp (not the hot path) from the state files the
 workers write once a second, so every answer describes the whole balancer. Keep
 this listener private (the default binds 127.0.0.1): ``/status`` shows the fleet.
 
+- ``/``: the status as an HTML page for a browser (``balancer.statuspage``), refreshing itself.
 - ``/healthz``: the process is alive (200 while it runs).
 - ``/readyz``: 200 when every worker reports, knows its membership and has at
   least one routable member; otherwise 503 with the reason, so an upstream load
@@ -32,6 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from balancer.config import BalancerConfig
 from balancer.metrics import BalancerCollector
 from balancer.stats import merge_snapshots
+from balancer.statuspage import rates_between, render_status_page
 from balancer.worker import OPERATOR_FILE
 
 __all__ = ["AdminState", "judge_readiness", "make_admin_app", "worker_report"]
@@ -129,6 +131,9 @@ class AdminState:
         newest = max(workers, key=lambda w: w["time"], default=None)
         members = []
         ring_members: set[str] = set()
+        shares: dict[str, float] = newest["ring"].get("shares", {}) if newest is not None else {}
+        ring = {k: v for k, v in newest["ring"].items() if k != "shares"} if newest is not None else {
+            "algorithm": None, "version": None, "size": 0, "members": 0}  # shares are per member below
         if newest is not None:
             ring_members = {m["id"] for m in newest["membership"]["members"] if m["weight"] > 0}
             modes = self.operator_modes()
@@ -142,6 +147,7 @@ class AdminState:
                     {
                         **member,
                         "state": state,
+                        "ring_share": shares.get(node),
                         "operator": modes.get(node),
                         "health_by_worker": by_worker,
                         "inflight": stats["inflight"].get(node, 0),
@@ -161,7 +167,7 @@ class AdminState:
             "reason": reason,
             "draining": self.draining,
             "ring": {
-                **(newest["ring"] if newest else {"algorithm": None, "version": None, "size": 0, "members": 0}),
+                **ring,
                 "workers_agree": len(versions) <= 1,
                 "versions": versions,
             },
@@ -300,6 +306,16 @@ def make_admin_app(state: AdminState) -> web.Application:
     async def status(request: web.Request) -> web.Response:
         return _json(state.status())
 
+    previous: list[tuple[float, dict[str, Any]]] = []  # the last sample the page showed, for its rates
+
+    async def page(request: web.Request) -> web.Response:
+        now = time.monotonic()
+        current = state.status()
+        rates = rates_between(previous[0][1], current, now - previous[0][0]) if previous else {}
+        previous[:] = [(now, current)]
+        return web.Response(text=render_status_page(current, rates), content_type="text/html",
+                            headers={"Cache-Control": "no-store"})
+
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -323,6 +339,7 @@ def make_admin_app(state: AdminState) -> web.Application:
         return _json({"confirmed": True, "workers": sent})
 
     app = web.Application()
+    app.router.add_get("/", page)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/status", status)

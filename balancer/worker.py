@@ -420,6 +420,8 @@ class Worker:
                 "version": ring.version,
                 "size": ring.size,
                 "members": len(ring.members),
+                # Computed once per ring (cached on it): the status page's "ring share".
+                "shares": {member: round(share, 5) for member, share in ring.shares().items()},
             },
             "membership": {
                 "source": table.membership.source,

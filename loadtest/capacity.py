@@ -2,10 +2,16 @@
 
 By default it starts a local cluster (``pixring up`` on free loopback ports: N reference
 renderers on the sample images and a balancer), runs locust headless against it for
-``--run-time`` with ``--users`` users, shows progress while it runs, prints a summary
-(requests, req/s, failures by kind, p50/p95/p99, the per-node spread, the affinity of
-equivalent URL spellings, the cache hit ratio) and stops everything it started. With
-``--host URL`` it targets a balancer that is already running instead.
+``--run-time`` with ``--users`` users after a ``--warm-up`` that is not counted, shows progress
+while it runs, prints a summary (requests, req/s, failures by kind and by who answered,
+p50/p95/p99, the cold and warm phases, the per-node spread, the affinity of equivalent URL
+spellings, the cache hit ratio) and stops everything it started. With ``--host URL`` it
+targets a balancer that is already running instead.
+
+``--find-capacity`` raises the users in steps (``loadtest.steps``) until a step's error ratio
+or p99 crosses its limit and reports the capacity found: the highest step that held. With
+``--locust-workers N`` the load comes from a locust master and N worker processes (locust's
+distributed mode; the same master and workers can run on several hosts, docs/capacity.md).
 
 Exit status: 0 the run passed; 1 the failure ratio exceeded ``--max-failure-ratio`` (or no
 request was answered); 2 a usage error, including a non-loopback ``--host`` without
@@ -73,7 +79,7 @@ _CLUSTER_START_TIMEOUT_S = 90.0  # pixring up's own limit is 60 s, plus sample g
 _LOCUST_START_GRACE_S = 30.0  # locust's import, spawn and final report on top of -t
 _STOP_TIMEOUT_S = 20.0
 _STOP_USERS_TIMEOUT_S = 10  # locust --stop-timeout: in-flight requests may finish and count
-RESULT_FILES = ("locust.json", "tally.json", "summary.json", "locust.html", "locust_stats.csv",
+RESULT_FILES = ("locust.json", "tally.json", "phases.json", "summary.json", "locust.html", "locust_stats.csv",
                 "locust_stats_history.csv", "locust_failures.csv", "locust_exceptions.csv")
 
 
@@ -102,6 +108,10 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _duration_or_zero(text: str) -> float:
+    return 0.0 if text.strip() in ("0", "0s") else _duration(text)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -124,8 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "1 failure ratio over the limit, 2 usage error, 3 the test could not run, 130 interrupted.",
     )
     load = parser.add_argument_group("load")
-    load.add_argument("--run-time", type=_duration, default=30.0, metavar="T",
-                      help="how long the load runs: 30s, 5m, 1h30m or seconds (default: 30s)")
+    load.add_argument("--run-time", type=_duration, default=None, metavar="T",
+                      help="how long the load runs, warm-up included: 30s, 5m, 1h30m or seconds "
+                           "(default: 30s; 10m with --find-capacity, which usually ends earlier)")
+    load.add_argument("--warm-up", type=_duration_or_zero, default=10.0, metavar="T",
+                      help="load at the start that is not counted, to fill the caches (at most half the run; "
+                           "0 for none; default: 10s)")
     load.add_argument("--users", type=_positive_int, default=10, metavar="N",
                       help="concurrent simulated clients, each with one request in flight (default: 10)")
     load.add_argument("--spawn-rate", type=float, default=None, metavar="R",
@@ -133,7 +147,23 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--processes", type=_positive_int, default=1, metavar="N",
                       help="locust processes generating the load; one is limited to one CPU core (default: 1)")
     load.add_argument("--max-failure-ratio", type=_ratio, default=0.01, metavar="F",
-                      help="exit 1 when more than this share of requests failed (default: 0.01)")
+                      help="exit 1 when more than this share of requests failed; with --find-capacity, the "
+                           "error ratio a step must stay within (default: 0.01)")
+    load.add_argument("--locust-workers", type=_positive_int, default=None, metavar="N",
+                      help="run locust as a master and N local worker processes (distributed mode)")
+    steps_group = parser.add_argument_group("finding the capacity (--find-capacity)")
+    steps_group.add_argument("--find-capacity", action="store_true",
+                             help="raise the users in steps until a step's error ratio or p99 crosses its limit")
+    steps_group.add_argument("--start-users", type=_positive_int, default=10, metavar="N",
+                             help="users of the first step, and of the warm-up (default: 10)")
+    steps_group.add_argument("--step-users", type=_positive_int, default=10, metavar="N",
+                             help="users added at each step (default: 10)")
+    steps_group.add_argument("--step-time", type=_duration, default=15.0, metavar="T",
+                             help="how long each step lasts (default: 15s)")
+    steps_group.add_argument("--max-users", type=_positive_int, default=1000, metavar="N",
+                             help="the most users a step has (default: 1000)")
+    steps_group.add_argument("--max-p99", type=float, default=1000.0, metavar="MS",
+                             help="a step whose p99 is over this many milliseconds broke (default: 1000)")
     traffic = parser.add_argument_group("traffic model (loadtest/locustfile.py)")
     traffic.add_argument("--sources", default="", metavar="LIST",
                          help="source image paths, comma-separated, or @FILE with one per line "
@@ -247,7 +277,7 @@ class Cluster:
         origin = Path(args.origin).resolve() if args.origin else REPO / "var" / "samples"
         argv = [sys.executable, "-m", "pixring.cli", "up", "--renderers", str(args.renderers),
                 "--port", str(port), "--admin-port", str(admin_port), "--workers", str(args.workers),
-                "--origin", str(origin),
+                "--origin", str(origin), "--log-dir", str(out_dir / "cluster-logs"),
                 *[f"--balancer-arg={arg}" for arg in args.balancer_arg],
                 *[f"--renderer-arg={arg}" for arg in args.renderer_arg]]
         log_path = out_dir / "cluster.log"
@@ -293,10 +323,21 @@ def _tail(path: Path, lines: int = 15) -> str:
 # ---------------------------------------------------------------------------- locust
 
 
-def locust_argv(args: argparse.Namespace, host: str, out_dir: Path) -> list[str]:
-    """The locust command: headless, stopping by itself, figures to files in ``out_dir``."""
+def _locust_command() -> list[str]:
     locust = Path(sys.executable).parent / "locust"
-    command = [str(locust)] if locust.exists() else [sys.executable, "-m", "locust"]
+    return [str(locust)] if locust.exists() else [sys.executable, "-m", "locust"]
+
+
+def worker_argv(master_port: int) -> list[str]:
+    """One locust worker of a local master: it takes the traffic options from the master."""
+    return [*_locust_command(), "-f", str(LOCUSTFILE), "--worker", "--master-host", "127.0.0.1",
+            "--master-port", str(master_port)]
+
+
+def locust_argv(args: argparse.Namespace, host: str, out_dir: Path, master_port: int | None = None) -> list[str]:
+    """The locust command: headless, stopping by itself, figures to files in ``out_dir``;
+    with ``master_port``, the master of ``args.locust_workers`` workers."""
+    command = _locust_command()
     spawn_rate = args.spawn_rate if args.spawn_rate is not None else float(args.users)
     argv = [*command, "-f", str(LOCUSTFILE), "--headless", "--host", host,
             "--users", str(args.users), "--spawn-rate", f"{spawn_rate:g}", "--run-time", f"{args.run_time:g}s",
@@ -304,7 +345,9 @@ def locust_argv(args: argparse.Namespace, host: str, out_dir: Path) -> list[str]
             "--csv", str(out_dir / "locust"), "--json-file", str(out_dir / "locust"),
             "--html", str(out_dir / "locust.html"),
             "--exit-code-on-error", "0",  # failures are judged here; non-zero means locust itself failed
-            "--pixring-tally", str(out_dir / "tally.json"),
+            "--pixring-tally", str(out_dir / "tally.json"), "--pixring-phases", str(out_dir / "phases.json"),
+            "--pixring-warm-up", f"{args.warm_up:g}", "--pixring-max-error-ratio", f"{args.max_failure_ratio:g}",
+            "--pixring-max-p99", f"{args.max_p99:g}",
             "--pixring-urls-per-source", str(args.urls_per_source), "--pixring-zipf", f"{args.zipf:g}",
             "--pixring-variant-share", f"{args.variant_share:g}", "--pixring-seed", str(args.seed),
             "--pixring-node-header", args.node_header]
@@ -312,7 +355,14 @@ def locust_argv(args: argparse.Namespace, host: str, out_dir: Path) -> list[str]
         # locust runs in the repository: a @FILE is read from where the command was given.
         sources = "@" + str(Path(args.sources[1:]).resolve()) if args.sources.startswith("@") else args.sources
         argv += ["--pixring-sources", sources]
-    if args.processes > 1:
+    if args.find_capacity:
+        argv += ["--pixring-find-capacity", "--pixring-start-users", str(args.start_users),
+                 "--pixring-step-users", str(args.step_users), "--pixring-step-time", f"{args.step_time:g}",
+                 "--pixring-max-users", str(args.max_users)]
+    if master_port is not None:
+        argv += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
+                 "--expect-workers", str(args.locust_workers), "--expect-workers-max-wait", "60"]
+    elif args.processes > 1:
         argv += ["--processes", str(args.processes)]
     return argv + list(args.locust_arg)
 
@@ -351,12 +401,14 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def run_locust(argv: Sequence[str], out_dir: Path, run_seconds: float, say: Callable[[str], None],
-               cluster: Cluster | None) -> tuple[int | None, float, list[str]]:
-    """Run locust to its end, printing progress. (exit code, CPU seconds it used, notes)."""
+               cluster: Cluster | None, workers: Sequence[Sequence[str]] = ()) -> tuple[int | None, float, list[str]]:
+    """Run locust (and its ``workers``' commands, if any) to its end, printing progress.
+    (exit code, CPU seconds it used, notes)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     notes: list[str] = []
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = _spawn(argv, out_dir / "locust.log", env)
+    worker_procs = [_spawn(command, out_dir / f"locust-worker-{i + 1}.log", env) for i, command in enumerate(workers)]
     started = time.monotonic()
     deadline = started + run_seconds + _STOP_USERS_TIMEOUT_S + _LOCUST_START_GRACE_S
     every = _progress_every(run_seconds)
@@ -395,6 +447,8 @@ def run_locust(argv: Sequence[str], out_dir: Path, run_seconds: float, say: Call
         notes.append(f"interrupted ({exc}) after {time.monotonic() - started:.0f}s: figures cover the run so far")
     finally:
         code = proc.returncode if proc.poll() is not None else _stop_group(proc)
+        for worker in worker_procs:  # they quit when their master does; stop any that did not
+            _stop_group(worker, timeout=5)
     usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (usage_after.ru_utime - usage_before.ru_utime) + (usage_after.ru_stime - usage_before.ru_stime)
     return code, cpu, notes
@@ -403,11 +457,29 @@ def run_locust(argv: Sequence[str], out_dir: Path, run_seconds: float, say: Call
 # ---------------------------------------------------------------------------- main
 
 
-def _read_results(out_dir: Path) -> tuple[list[dict], Tally]:
+def _read_results(out_dir: Path) -> tuple[list[dict], Tally, dict]:
     entries = json.loads((out_dir / "locust.json").read_text())
     tally_path = out_dir / "tally.json"
     tally = Tally.from_json(json.loads(tally_path.read_text())) if tally_path.exists() else Tally()
-    return entries, tally
+    phases_path = out_dir / "phases.json"
+    phases = json.loads(phases_path.read_text()) if phases_path.exists() else {}
+    return entries, tally, phases
+
+
+def _balancer_view(admin_url: str | None) -> dict:
+    """The balancer's totals and config from ``/status`` (empty when it cannot be read):
+    read before and after the load, their difference says what the balancer did on purpose
+    (retries, hedges, moved keys) while the affinity was measured."""
+    if not admin_url:
+        return {}
+    try:
+        status, doc = _get_json(admin_url.rstrip("/") + "/status")
+    except (OSError, ValueError):
+        return {}
+    if status != 200 or not isinstance(doc, dict):
+        return {}
+    return {"totals": doc.get("totals", {}), "config": doc.get("config", {}),
+            "members": len(doc.get("members", []))}
 
 
 def _exceptions(out_dir: Path) -> int:
@@ -437,6 +509,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--locust-arg {arg}: the target is --host (and the locustfile is this tool's)")
     if args.admin is not None and args.host is None:
         parser.error("--admin goes with --host (a cluster started here is asked itself)")
+    if args.run_time is None:
+        args.run_time = 600.0 if args.find_capacity else 30.0
+    if args.locust_workers and args.processes > 1:
+        parser.error("--locust-workers and --processes are two ways to the same thing: give one")
 
     def say(line: str) -> None:
         print(line, flush=True)
@@ -464,12 +540,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             members = _members(admin) if admin else []
             say(f"target {host}" + (f", members: {', '.join(members)}" if members else ""))
-            say(f"locust: {args.users} users for {args.run_time:g}s, {args.processes} process(es); "
-                f"results in {out_dir}")
+            shape = (f"steps of +{args.step_users} users from {args.start_users}, {args.step_time:g}s each, "
+                     f"until p99 > {args.max_p99:g} ms or errors > {100 * args.max_failure_ratio:g}% (at most "
+                     f"{args.run_time:g}s)" if args.find_capacity else f"{args.users} users for {args.run_time:g}s")
+            generators = (f"a master and {args.locust_workers} worker(s)" if args.locust_workers
+                          else f"{args.processes} process(es)")
+            say(f"locust: {shape}, the first {min(args.warm_up, args.run_time / 2):g}s a warm-up not counted; "
+                f"{generators}; results in {out_dir}")
+            before = _balancer_view(admin)
         except Interrupted:
             say("capacity: interrupted before the load started")
             return EXIT_INTERRUPTED
-        code, cpu_seconds, notes = run_locust(locust_argv(args, host, out_dir), out_dir, args.run_time, say, cluster)
+        master_port = free_port() if args.locust_workers else None
+        workers = [worker_argv(master_port) for _ in range(args.locust_workers or 0)] if master_port else []
+        code, cpu_seconds, notes = run_locust(locust_argv(args, host, out_dir, master_port), out_dir, args.run_time,
+                                              say, cluster, workers)
+        after = _balancer_view(admin)
     finally:
         if cluster is not None:
             say("stopping the cluster ...")
@@ -478,19 +564,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(sig, handler)
 
     try:
-        entries, tally = _read_results(out_dir)
+        entries, tally, phases = _read_results(out_dir)
     except (OSError, ValueError) as exc:
         say(f"capacity: locust wrote no results (exit code {code}): {exc}\n{_tail(out_dir / 'locust.log')}")
         return EXIT_HARNESS
-    busy = cpu_seconds / max(args.run_time, 1e-9) / args.processes
+    cores = (args.locust_workers + 1) if args.locust_workers else args.processes
+    busy = cpu_seconds / max(args.run_time, 1e-9) / cores
     if busy > 0.85:
-        notes.append(f"locust used {100 * busy:.0f}% of its {args.processes} core(s): the load generator may be "
-                     "the limit, not the fleet; try --processes")
+        notes.append(f"locust used {100 * busy:.0f}% of its {cores} core(s): the load generator may be "
+                     "the limit, not the fleet; try --locust-workers")
     exceptions = _exceptions(out_dir)
     if exceptions:
         notes.append(f"the locustfile raised {exceptions} exception(s): see {out_dir / 'locust_exceptions.csv'}")
     summary = capacity_summary.summarize(entries, tally, expected_nodes=members,
-                                         max_failure_ratio=args.max_failure_ratio, notes=notes)
+                                         max_failure_ratio=args.max_failure_ratio, notes=notes, phases=phases,
+                                         balancer=capacity_summary.balancer_delta(before, after))
     say(capacity_summary.render(summary))
     (out_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
     say(f"details: {out_dir} (summary.json, locust.html, locust_*.csv, locust.log)")

@@ -22,6 +22,15 @@ Rules of this module
   more than one node is listed: with a healthy fleet and a light load that is a
   normalization bug; under heavy load it can be bounded load moving a hot key off its
   busy owner, which the balancer does on purpose (docs/resilience.md, "Bounded load").
+* The phases (``loadtest.steps``: the warm-up, then the load or the steps) come from the
+  locustfile's ``phases.json``; the capacity is ``steps.capacity_of`` over them, the same
+  judgement that stopped the run.
+* Affinity's headline is the share of requests served by their group's main node, next to
+  what the configuration expects: 100% less the requests the balancer moved on purpose while
+  the run went (retries, hedges, bounded-load overflow and hot-key spreading where the
+  balancer reports them), read from its ``/status`` before and after. A count of "groups on
+  one node" is shown after it: under load a single overflow splits a group, so that count
+  swings from run to run while the request share does not.
 * ``progress_line`` reads one row of locust's ``*_stats_history.csv`` (the columns of
   https://docs.locust.io/en/stable/retrieving-stats.html) and never fails on a partial row.
 """
@@ -33,6 +42,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from loadtest import steps
+from loadtest.steps import percentile
 from loadtest.tally import Tally
 
 __all__ = [
@@ -40,6 +51,7 @@ __all__ = [
     "Latency",
     "Summary",
     "affinity_of",
+    "balancer_delta",
     "cache_hits",
     "latency_of",
     "parse_duration",
@@ -71,18 +83,6 @@ def parse_duration(text: str) -> float:
 
 
 # ---------------------------------------------------------------------------- latency
-
-
-def percentile(response_times: Mapping[int, int], fraction: float) -> int:
-    """locust's percentile of a ``{rounded ms: count}`` histogram (0 when it is empty)."""
-    total = sum(response_times.values())
-    below = int(total * fraction)
-    processed = 0
-    for time_ms in sorted(response_times, reverse=True):
-        processed += response_times[time_ms]
-        if total - processed <= below:
-            return time_ms
-    return 0
 
 
 @dataclass(frozen=True)
@@ -198,6 +198,11 @@ class Summary:
     expected_nodes: tuple[str, ...] = ()
     max_failure_ratio: float = 0.01
     notes: tuple[str, ...] = field(default=())
+    phases: tuple[steps.PhaseFigures, ...] = ()
+    capacity: Mapping[str, Any] = field(default_factory=dict)
+    find_capacity: bool = False
+    stopped_by: str | None = None
+    balancer: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def spread(self) -> dict[str, int]:
@@ -228,10 +233,53 @@ class Summary:
 
     @property
     def passed(self) -> bool:
+        if self.find_capacity:  # the run's purpose is to break a step: it passed when one held first
+            return bool(self.capacity.get("phase_at_capacity"))
         return self.latency.requests > 0 and self.failure_ratio <= self.max_failure_ratio
+
+    @property
+    def moved_on_purpose(self) -> dict[str, int]:
+        """What the balancer counted during the run that sends a request off its key's
+        owner by design, by reason (only the counters this balancer reports)."""
+        totals = self.balancer.get("totals", {})
+        reasons = {"retries": "retries", "hedges": "hedges", "bounded_overflow": "bounded load",
+                   "hot_spread": "hot-key spreading"}
+        return {label: int(totals[key]) for key, label in reasons.items() if isinstance(totals.get(key), (int, float))}
+
+    @property
+    def uncounted_policies(self) -> list[str]:
+        """Policies on in this balancer that move requests but that it does not count, so the
+        expected share is an upper bound (today: bounded load before its overflow counter)."""
+        config, totals = self.balancer.get("config", {}), self.balancer.get("totals", {})
+        try:
+            factor = float(config.get("balance_factor", 0) or 0)
+        except (TypeError, ValueError):
+            factor = 0.0
+        if factor > 0 and "bounded_overflow" not in totals:
+            return [f"bounded load (balance_factor {factor:g})"]
+        return []
+
+    @property
+    def expected_main_share(self) -> float | None:
+        """The share of the affinity requests the configuration expects on their group's
+        main node: all but those the balancer moved on purpose (an upper bound on what moved:
+        the balancer's counters cover every request, the affinity only the tested groups)."""
+        if not self.affinity.requests:
+            return None
+        balancer_requests = int(self.balancer.get("totals", {}).get("requests", 0) or 0)
+        moved = sum(self.moved_on_purpose.values())
+        if not balancer_requests:
+            return 1.0
+        return max(0.0, 1.0 - moved / balancer_requests)
 
     def verdict(self) -> str:
         latency = self.latency
+        if self.find_capacity:
+            capacity = self.capacity
+            if not capacity.get("phase_at_capacity"):
+                broke = capacity.get("broke_at") or {}
+                return f"FAIL: no step held ({broke.get('phase', 'no step ran')}: {broke.get('why', 'no figures')})"
+            return f"PASS: capacity found, {capacity['capacity_rps']:,.1f} req/s at {capacity['users_at_capacity']} users"
         if latency.requests == 0:
             return "FAIL: no request was answered"
         ratio = f"{100 * self.failure_ratio:.2f}% failed, limit {100 * self.max_failure_ratio:.2f}%"
@@ -255,17 +303,54 @@ class Summary:
             "affinity": {"groups": self.affinity.groups, "one_node": self.affinity.one_node,
                          "ratio": self.affinity.ratio, "requests": self.affinity.requests,
                          "on_main_node": self.affinity.on_main_node,
+                         "main_node_share": (self.affinity.on_main_node / self.affinity.requests
+                                             if self.affinity.requests else None),
+                         "expected_main_node_share": self.expected_main_share,
+                         "moved_on_purpose": self.moved_on_purpose,
+                         "uncounted_policies": self.uncounted_policies,
                          "split": [{"url": url, "nodes": dict(nodes)} for url, nodes in self.affinity.split]},
             "cache": {"outcomes": dict(self.tally.cache), "hits": hits, "answers": with_header,
                       "hit_ratio": hits / with_header if with_header else None},
             "notes": list(self.notes),
+            **{key: self.capacity.get(key) for key in ("capacity_rps", "p99_ms_at_capacity", "error_ratio_at_capacity",
+                                                        "limit_hit")},
+            "capacity": dict(self.capacity), "find_capacity": self.find_capacity, "stopped_by": self.stopped_by,
+            "phases": [phase.to_json() for phase in self.phases],
+            "balancer_during_run": dict(self.balancer.get("totals", {})),
         }
 
 
+def phase_figures(phases_doc: Mapping[str, Any]) -> list[steps.PhaseFigures]:
+    """Each recorded phase's own figures, from the locustfile's ``phases.json``."""
+    out = []
+    for record in phases_doc.get("phases", []):
+        if not record.get("end"):
+            continue
+        out.append(steps.figures_of(steps.Phase(**record["phase"]), steps.Snapshot.from_json(record["start"]),
+                                    steps.Snapshot.from_json(record["end"])))
+    return out
+
+
+def balancer_delta(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """What the balancer counted between two ``/status`` reads (numeric totals only)."""
+    if not before or not after:
+        return {}
+    old, new = before.get("totals", {}), after.get("totals", {})
+    totals = {key: new[key] - old.get(key, 0) for key, value in new.items()
+              if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    return {"totals": totals, "config": after.get("config", {})}
+
+
 def summarize(entries: Iterable[Mapping[str, Any]], tally: Tally, *, expected_nodes: Sequence[str] = (),
-              max_failure_ratio: float = 0.01, notes: Sequence[str] = ()) -> Summary:
+              max_failure_ratio: float = 0.01, notes: Sequence[str] = (), phases: Mapping[str, Any] | None = None,
+              balancer: Mapping[str, Any] | None = None) -> Summary:
+    phases = phases or {}
+    figures = phase_figures(phases)
+    limits = steps.Limits(**phases["limits"]) if phases.get("limits") else steps.Limits(max_failure_ratio)
+    capacity = steps.capacity_of(figures, limits) if figures else {}
     return Summary(latency_of(entries, tally.started), tally, affinity_of(tally), tuple(expected_nodes), max_failure_ratio,
-                   tuple(notes))
+                   tuple(notes), tuple(figures), capacity, bool(phases.get("find_capacity")),
+                   phases.get("stopped_by"), balancer or {})
 
 
 def _percent(part: float, whole: float) -> str:
@@ -276,10 +361,11 @@ def render(summary: Summary) -> str:
     """The summary as a person reads it: one figure per line, each saying what it measures."""
     latency, tally = summary.latency, summary.tally
     lines = ["", "capacity summary", "----------------"]
-    lines.append(f"requests        {latency.requests:,} in {latency.seconds:.1f}s = {latency.rps:,.1f} req/s")
+    lines.append(f"requests        {latency.requests:,} in {latency.seconds:.1f}s = {latency.rps:,.1f} req/s"
+                 + (" (all phases, the cold warm-up included)" if summary.phases else ""))
     lines.append(f"failures        {summary.failures:,} ({_percent(summary.failures, latency.requests)})")
     for kind, count in sorted(tally.failures.items(), key=lambda item: (-item[1], item[0])):
-        lines.append(f"  {kind:<26}{count:,}")
+        lines.append(f"  {kind:<32}{count:,}")  # "from node rN" or "from pixring": who answered
     if summary.shed:
         lines.append(f"shed            {summary.shed:,} ({_percent(summary.shed, latency.requests)}): 503 with "
                      f"Retry-After, the fleet full; the users waited as told")
@@ -305,28 +391,73 @@ def render(summary: Summary) -> str:
     if affinity.ratio is None:
         lines.append("affinity        not measured (no group of equivalent URLs got 2+ answers naming their node)")
     else:
-        lines.append(f"affinity        {affinity.one_node:,} of {affinity.groups:,} groups of equivalent URLs on one node"
-                     f" ({_percent(affinity.one_node, affinity.groups)}); {_percent(affinity.on_main_node, affinity.requests)}"
-                     f" of their {affinity.requests:,} requests on their group's main node")
+        expected = summary.expected_main_share
+        moved = summary.moved_on_purpose
+        lines.append(f"affinity        {_percent(affinity.on_main_node, affinity.requests)} of {affinity.requests:,} "
+                     f"requests for equivalent URLs served by their group's main node"
+                     + (f"; expected for this configuration: {100 * expected:.1f}% (100% less what the balancer moved on purpose)" if expected is not None else ""))
+        if moved:
+            shown = ", ".join(f"{label} {count:,}" for label, count in moved.items())
+            lines.append(f"  moved on purpose by the balancer during the run: {shown}")
+        uncounted = summary.uncounted_policies
+        if uncounted:
+            lines.append(f"  also on, and not counted by this balancer: {', '.join(uncounted)}, which moves a key off "
+                         "an owner with too many requests in flight; the expected share is less by that much")
+        lines.append(f"  {affinity.one_node:,} of {affinity.groups:,} groups on one node: one overflow splits a group, "
+                     "so this count swings between runs; the request share above does not")
         for url, nodes in affinity.split[:_SPLIT_GROUPS_SHOWN]:
             shown = ", ".join(f"{node}={count}" for node, count in sorted(nodes.items()))
             lines.append(f"  split: {url}  ({shown})")
         if len(affinity.split) > _SPLIT_GROUPS_SHOWN:
             lines.append(f"  ... and {len(affinity.split) - _SPLIT_GROUPS_SHOWN} more split groups")
-        if affinity.split:
-            lines.append("  (bounded load moves a key off an owner that has too many requests in flight, and a "
-                         "retry moves it after a node error or while its node sheds load; to test normalization alone, rerun with fewer "
-                         "--users or --balancer-arg=--balance-factor=0)")
+        if (expected is not None and not uncounted and affinity.requests
+                and affinity.on_main_node / affinity.requests < expected - 0.02):
+            lines.append("  below what the configuration explains: with few --users and "
+                         "--balancer-arg=--balance-factor=0 a share under 100% is a normalization bug")
     hits, with_header = cache_hits(tally)
     if with_header:
         outcomes = ", ".join(f"{name} {count:,}" for name, count in sorted(tally.cache.items()))
         lines.append(f"cache hit ratio {_percent(hits, with_header)} of {with_header:,} answers ({outcomes})")
     else:
         lines.append("cache hit ratio not measured (no answer carried the cache header)")
+    lines.extend(_phase_lines(summary))
     for note in summary.notes:
         lines.append(f"note: {note}")
     lines.append(summary.verdict())
     return "\n".join(lines)
+
+
+def _phase_lines(summary: Summary) -> list[str]:
+    """The phases one per line (the cold warm-up apart from the warm load), then the capacity."""
+    if not summary.phases:
+        return []
+    lines = ["phases          (each on its own requests; the warm-up is not counted)"]
+    for phase in summary.phases:
+        mark = "cold, not counted" if not phase.counted else ""
+        lines.append(f"  {phase.name:<10}{phase.users:>5} users {phase.seconds:6.1f}s {phase.rps:>9,.1f} req/s  "
+                     f"p50 {phase.p50_ms:>5} ms  p99 {phase.p99_ms:>5} ms  errors {100 * phase.error_ratio:5.2f}%  {mark}".rstrip())
+    capacity = summary.capacity
+    if not capacity:
+        return lines
+    broke = capacity.get("broke_at")
+    limits = capacity.get("limits", {})
+    held = capacity.get("phase_at_capacity")
+    if held:
+        lines.append(f"capacity        {capacity['capacity_rps']:,.1f} req/s at {capacity['users_at_capacity']} users "
+                     f"({held}): p50 {capacity['p50_ms_at_capacity']} ms, p99 {capacity['p99_ms_at_capacity']} ms, "
+                     f"errors {100 * capacity['error_ratio_at_capacity']:.2f}%")
+    else:
+        lines.append("capacity        no counted phase held its limits")
+    if summary.find_capacity and capacity.get("phase_at_peak") and capacity.get("phase_at_peak") != held:
+        lines.append(f"  the most served: {capacity['peak_rps']:,.1f} req/s at {capacity['users_at_peak']} users "
+                     f"({capacity['phase_at_peak']}); past it more users only queued")
+    if broke:
+        lines.append(f"  broke at {broke['phase']} ({broke['users']} users, {broke['rps']:,.1f} req/s): {broke['why']}")
+    elif summary.find_capacity:
+        lines.append(f"  no step broke (limits p99 {limits.get('max_p99_ms', 0):g} ms, errors "
+                     f"{100 * limits.get('max_error_ratio', 0):g}%): the capacity is at least this; "
+                     "raise --max-users or --run-time")
+    return lines
 
 
 # ---------------------------------------------------------------------------- progress

@@ -29,6 +29,13 @@ example https://github.com/locustio/locust/blob/master/examples/add_command_line
     --pixring-accept VALUE       the Accept header sent, for auto=format (default: Chrome's)
     --pixring-think-time S       seconds a user waits between requests (default 0)
     --pixring-tally FILE         where to write the node/cache/affinity tally when locust quits
+    --pixring-phases FILE        where to write each phase's figures when locust quits
+    --pixring-warm-up S          seconds of load first that are not counted (default 0)
+    --pixring-find-capacity      raise the users in steps until a step breaks a limit
+    --pixring-start-users N, --pixring-step-users N, --pixring-step-time S, --pixring-max-users N
+                                 the steps (defaults 10, 10, 15 s, 1000)
+    --pixring-max-p99 MS, --pixring-max-error-ratio F
+                                 the limits a step must hold (defaults 1000 ms, 0.01)
 
 Rules of this file
 ------------------
@@ -44,6 +51,12 @@ Rules of this file
 * With ``--processes``/``--worker``, each worker sends its tally to the master with its
   statistics (``report_to_master``/``worker_report`` events,
   https://docs.locust.io/en/stable/api.html#event-hooks) and the master writes the sum.
+* The load follows ``PixringShape`` (locust's ``LoadTestShape``, which runs on the master
+  only: https://docs.locust.io/en/stable/custom-load-shape.html), planned by ``loadtest.steps``:
+  a warm-up that is not counted, then ``-u`` users until ``-t``, or steps of rising load. At
+  each phase boundary it snapshots locust's running totals (on a master, the sum of its
+  workers' reports, which come every second: a step's edges blur by that much), and with
+  ``--pixring-find-capacity`` it ends the run after the first step that breaks a limit.
 * The CSV files are flushed every second (``locust.stats.CSV_STATS_FLUSH_INTERVAL_SEC``,
   https://docs.locust.io/en/stable/retrieving-stats.html), so ``loadtest.capacity`` can show
   progress from ``*_stats_history.csv`` while the run goes.
@@ -60,8 +73,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import locust.runners
 import locust.stats
-from locust import FastHttpUser, events, task
+from locust import FastHttpUser, LoadTestShape, events, task
 from locust.runners import WorkerRunner
 
 # locust puts this file's directory on sys.path, not the repository's; `loadtest` is not an
@@ -70,12 +84,15 @@ _REPO = str(Path(__file__).resolve().parent.parent)
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
-from loadtest import traffic  # noqa: E402
+from loadtest import steps, traffic  # noqa: E402
 from loadtest.retry_after import retry_after_seconds  # noqa: E402
 from loadtest.spellings import equivalent_spelling  # noqa: E402
 from loadtest.tally import Tally  # noqa: E402
 
 locust.stats.CSV_STATS_FLUSH_INTERVAL_SEC = 1
+# A worker reports its statistics to the master every 3 s by default; a step's edges on the
+# master blur by that much, so report every second (a few small messages more).
+locust.runners.WORKER_REPORT_INTERVAL = 1.0
 
 # What Chrome sends for an <img>: AVIF and WebP named, so auto=format picks AVIF.
 CHROME_IMAGE_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
@@ -104,6 +121,24 @@ def _add_arguments(parser: Any) -> None:
         help="seconds each user waits between requests (0 = closed loop)")
     add("--pixring-tally", env_var="LOCUST_PIXRING_TALLY", default="", include_in_web_ui=False,
         help="file to write the per-node, cache and affinity tally to (JSON) when locust quits")
+    add("--pixring-phases", env_var="LOCUST_PIXRING_PHASES", default="", include_in_web_ui=False,
+        help="file to write each phase's snapshots to (JSON) when locust quits")
+    add("--pixring-warm-up", env_var="LOCUST_PIXRING_WARM_UP", type=float, default=0.0,
+        help="seconds of load at the start that are not counted (cold caches)")
+    add("--pixring-find-capacity", env_var="LOCUST_PIXRING_FIND_CAPACITY", action="store_true", default=False,
+        help="raise the users in steps until a step breaks --pixring-max-p99 or --pixring-max-error-ratio")
+    add("--pixring-start-users", env_var="LOCUST_PIXRING_START_USERS", type=int, default=10,
+        help="users of the first step")
+    add("--pixring-step-users", env_var="LOCUST_PIXRING_STEP_USERS", type=int, default=10,
+        help="users added at each step")
+    add("--pixring-step-time", env_var="LOCUST_PIXRING_STEP_TIME", type=float, default=15.0,
+        help="seconds each step lasts")
+    add("--pixring-max-users", env_var="LOCUST_PIXRING_MAX_USERS", type=int, default=1000,
+        help="the last step's users at most")
+    add("--pixring-max-p99", env_var="LOCUST_PIXRING_MAX_P99", type=float, default=1000.0,
+        help="a step whose p99 (ms) is over this broke")
+    add("--pixring-max-error-ratio", env_var="LOCUST_PIXRING_MAX_ERROR_RATIO", type=float, default=0.01,
+        help="a step whose share of failed requests is over this broke")
 
 
 class _Model:
@@ -179,6 +214,88 @@ def _write_tally(exit_code: int, **_kw: Any) -> None:
     os.replace(tmp, path)  # a reader never sees half a file
 
 
+def _snapshot() -> steps.Snapshot:
+    total = _environment.runner.stats.total
+    return steps.Snapshot(time.time(), total.num_requests, total.num_failures, dict(total.response_times))
+
+
+class PixringShape(LoadTestShape):
+    """The run's load over time (``loadtest.steps``): a warm-up, then the load or the steps.
+
+    ``use_common_options``: it reads ``-u``, ``-r`` and ``-t`` itself, and ends the run at
+    ``-t`` (locust does not bound a shape's run by ``-t`` on its own)."""
+
+    use_common_options = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.schedule: steps.Schedule | None = None
+        self.current: int | None = None
+        self.limits = steps.Limits()
+        self.find_capacity = False
+        self.spawn_rate = 1.0
+        self.records: list[dict[str, Any]] = []  # one per phase begun: phase, start and end snapshots
+        self.stopped_by: str | None = None
+
+    def _plan(self) -> None:
+        options = _environment.parsed_options
+        users = int(options.num_users or 1)
+        run_time = float(options.run_time or 365 * 86400)  # no -t: until stopped
+        self.find_capacity = bool(options.pixring_find_capacity)
+        self.limits = steps.Limits(options.pixring_max_error_ratio, options.pixring_max_p99)
+        self.schedule = steps.Schedule(steps.plan_phases(
+            run_time_s=run_time, users=users, warm_up_s=options.pixring_warm_up, find_capacity=self.find_capacity,
+            start_users=options.pixring_start_users, step_users=options.pixring_step_users,
+            step_s=options.pixring_step_time, max_users=options.pixring_max_users))
+        self.spawn_rate = float(options.spawn_rate or 0) or None  # None: each phase's users within a second
+
+    def tick(self):
+        if self.schedule is None:
+            self._plan()
+        assert self.schedule is not None
+        index = self.schedule.index_at(self.get_run_time())
+        if index != self.current:
+            self.close_phase()
+            if index is not None and self.stopped_by is None:
+                phase = self.schedule.phases[index]
+                self.records.append({"phase": steps.asdict(phase), "start": _snapshot().to_json(), "end": None})
+            self.current = index
+        if index is None or self.stopped_by is not None:
+            return None
+        phase = self.schedule.phases[index]
+        return phase.users, self.spawn_rate or float(max(phase.users, 1))
+
+    def close_phase(self) -> None:
+        """End the running phase's record; a step that broke a limit ends the run."""
+        if not self.records or self.records[-1]["end"] is not None:
+            return
+        record = self.records[-1]
+        record["end"] = _snapshot().to_json()
+        phase = steps.Phase(**record["phase"])
+        figures = steps.figures_of(phase, steps.Snapshot.from_json(record["start"]),
+                                   steps.Snapshot.from_json(record["end"]))
+        verdict = steps.breach(figures, self.limits) if phase.counted else None
+        if verdict is not None and self.find_capacity:
+            self.stopped_by = f"{phase.name} ({phase.users} users): {verdict[1]}"
+
+
+@events.quit.add_listener
+def _write_phases(exit_code: int, **_kw: Any) -> None:
+    environment = _environment
+    options = environment.parsed_options if environment is not None else None
+    path = options.pixring_phases if options is not None else ""
+    shape = environment.shape_class if environment is not None else None
+    if not path or isinstance(environment.runner, WorkerRunner) or not isinstance(shape, PixringShape):
+        return
+    shape.close_phase()  # a run stopped early (Ctrl-C, -t) ends its last phase now
+    doc = {"phases": shape.records, "stopped_by": shape.stopped_by, "find_capacity": shape.find_capacity,
+           "limits": steps.asdict(shape.limits)}
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as out:
+        json.dump(doc, out)
+    os.replace(tmp, path)
+
+
 class ImageClient(FastHttpUser):
     """A client of an image CDN: one request after another, drawn from the catalogue."""
 
@@ -223,4 +340,6 @@ class ImageClient(FastHttpUser):
         elif status == 503 and wait is not None and node:
             _tally.record_shed(node)
         elif status >= 400:
-            _tally.record_failure(f"HTTP {status}" if node else f"HTTP {status} from the balancer")
+            # Who answered: a node names itself in the node header; pixring's own answers
+            # (no healthy member, a bad request) carry none.
+            _tally.record_failure(f"HTTP {status} from node {node}" if node else f"HTTP {status} from pixring")

@@ -28,9 +28,14 @@ __all__ = ["PACKAGES", "ToolsError", "ensure_tools", "missing", "require"]
 # program -> Debian package that provides it
 PACKAGES = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk", "taskset": "util-linux", "perf": "linux-perf",
             # for tests/e2e/test_ansible.py: it checks the units the roles write (no systemd runs)
-            "systemd-analyze": "systemd"}
+            "systemd-analyze": "systemd",
+            # for tests/unit/test_ops_rules.py: `promtool check rules` on ops/prometheus/alerts.yml
+            "promtool": "prometheus",
+            # for `make test-browser`: the status page in a real headless browser
+            "chromium": "chromium"}
 # pid files of the services those packages may start (Debian's defaults)
-SERVICE_PID_FILES = {"nginx": Path("/run/nginx.pid"), "haproxy": Path("/run/haproxy.pid")}
+SERVICE_PID_FILES = {"nginx": Path("/run/nginx.pid"), "haproxy": Path("/run/haproxy.pid"),
+                     "prometheus": Path("/run/prometheus/prometheus.pid")}
 
 
 class ToolsError(RuntimeError):

@@ -101,7 +101,7 @@ async def _serve(
 ) -> int:
     from pixring.sdnotify import Notifier
     from renderer.app import RENDERER_KEY, make_app
-    from renderer.logs import JsonAccessLogger, log_event
+    from renderer.logs import JsonAccessLogger, QuietProbesAccessLogger, log_event
 
     notify = Notifier()  # Type=notify under systemd: started once it listens (and is registered)
     loop = asyncio.get_running_loop()
@@ -110,7 +110,8 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
 
     app = make_app(settings)
-    options: dict[str, object] = {"access_log_class": JsonAccessLogger, **ACCEPTED_HEADS}
+    logger_class = JsonAccessLogger if settings.log_probes else QuietProbesAccessLogger
+    options: dict[str, object] = {"access_log_class": logger_class, **ACCEPTED_HEADS}
     if not settings.access_log:
         options["access_log"] = None
     runner = web.AppRunner(app, shutdown_timeout=values["shutdown_timeout"], **options)  # type: ignore[arg-type]

@@ -143,6 +143,8 @@ FIELDS: tuple[Field, ...] = (
           "on SIGTERM/SIGINT, how long in-flight requests may take to finish", "SECONDS"),
     Field("access_log", boolean, True,
           "write a JSON access-log line per request to stderr (--no-access-log: none)", switch=True),
+    Field("log_probes", boolean, False,
+          "access-log the health probes (GET /healthz) too; off, they would be most of an idle node's log", switch=True),
 )
 
 TABLE = Table(FIELDS, "PIXRING_RENDERER_")

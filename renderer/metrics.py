@@ -11,8 +11,9 @@ one test process from colliding in the global one.
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
-__all__ = ["RendererMetrics"]
+__all__ = ["RendererMetrics", "declared_metrics", "metrics_reference"]
 
 # Renders run from ~5 ms (small PNG) to seconds (8192 px AVIF); buckets cover that range.
 RENDER_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -61,3 +62,27 @@ class RendererMetrics:
         self.pool_capacity = Gauge(
             "pixring_renderer_pool_capacity", "Jobs the pool admits before answering 503.", registry=r
         )
+
+
+
+def declared_metrics() -> list[tuple[str, str, tuple[str, ...], str]]:
+    """(exposed name, type, label names, help) of every metric, declared or not yet sampled.
+    A counter is exposed with ``_total`` (prometheus_client adds it); label names come
+    from the metric object, since a labelled metric has no sample before its first use."""
+    out = []
+    for metric in vars(RendererMetrics()).values():
+        if isinstance(metric, MetricWrapperBase):
+            kind = metric._type  # noqa: SLF001 - prometheus_client keeps these on the object
+            name = metric._name + ("_total" if kind == "counter" else "")  # noqa: SLF001
+            out.append((name, kind, tuple(metric._labelnames), metric._documentation))  # noqa: SLF001
+    return out
+
+
+def metrics_reference() -> str:
+    """The manual's table of the renderer's metrics (docs/metrics.md), from the metric objects
+    themselves so it cannot drift: ``tests/unit/test_docs.py`` compares and prints it."""
+    lines = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for name, kind, labels, help_text in declared_metrics():
+        shown = ", ".join(f"`{label}`" for label in labels) or "–"
+        lines.append(f"| `{name}` | {kind} | {shown} | {help_text} |")
+    return "\n".join(lines)

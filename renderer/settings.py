@@ -66,6 +66,7 @@ class RendererSettings:
     origin_redirects: int = DEFAULT_MAX_REDIRECTS
     origin_ttl: float = DEFAULT_METADATA_TTL
     access_log: bool = True
+    log_probes: bool = False  # access-log GET /healthz too (renderer.logs)
 
     @property
     def origin_url(self) -> str | None:

@@ -3,10 +3,17 @@ how it runs and whether the imgix catalogue is there to check the schema against
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from balancer import compile as hot_path
 from tests.reference import catalogue_status
+
+
+# The headless-browser checks run with `make test-browser` only: they install Chromium when it
+# is missing, which `make test` should not do on every machine.
+collect_ignore_glob = [] if os.environ.get("PIXRING_BROWSER_TESTS") else ["browser/*"]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

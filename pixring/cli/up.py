@@ -9,6 +9,13 @@ drains before its nodes go) and exits 0. A child that dies at start-up stops
 everything and ``up`` exits 1, after the child's own error on stderr. Later, a
 renderer that dies is reported and the balancer routes around it (that is what
 the tier is for); a balancer that dies stops everything with exit code 1.
+
+The terminal gets one line per event that matters (start, ready, a member down or up, a
+child that died, stop); every child's own output (the JSON logs: access lines, health
+events) goes to a file of its own under ``--log-dir`` (default ``var/log/up-<date-time>``),
+which the banner names. A child that fails at start-up has the end of its log copied to
+stderr, so its own error still reaches the person. Member changes come from the admin
+listener's ``/status``, polled every ``--watch-interval`` seconds: the same view an operator has.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 
@@ -40,6 +48,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="var/samples",
         metavar="DIR",
         help="source images for the renderers; sample images are generated there if missing (default: var/samples)",
+    )
+    parser.add_argument(
+        "--log-dir",
+        default=None,
+        metavar="DIR",
+        help="where every child's log goes, one file each (default: var/log/up-<date-time>)",
+    )
+    parser.add_argument(
+        "--watch-interval",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds between looks at the balancer's /status for members going down or up (default: 1)",
     )
     parser.add_argument(
         "--balancer-arg",
@@ -64,22 +85,79 @@ def _free_port() -> int:
 
 
 class _Child:
-    def __init__(self, name: str, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, name: str, proc: asyncio.subprocess.Process, log_path: Path, log: IO[bytes]) -> None:
         self.name = name
         self.proc = proc
+        self.log_path = log_path
+        self._log = log
+
+    def close_log(self) -> None:
+        self._log.close()
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
 
 
-async def _start(name: str, *argv: str) -> _Child:
+def _say(line: str, *, error: bool = False) -> None:
+    print(f"pixring up: {line}", file=sys.stderr if error else sys.stdout, flush=True)
+
+
+async def _start(name: str, log_dir: Path, *argv: str) -> _Child:
+    log_path = log_dir / f"{name.split()[-1]}.log"
+    log = open(log_path, "ab")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pixring.cli", *argv, preexec_fn=die_with_parent
+        sys.executable, "-m", "pixring.cli", *argv, preexec_fn=die_with_parent,
+        stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
     )
-    return _Child(name, proc)
+    return _Child(name, proc, log_path, log)
+
+
+def member_changes(before: dict[str, str], members: list[dict]) -> tuple[dict[str, str], list[str]]:
+    """The members' states now, and one line for each member whose state changed since
+    ``before`` (pure). A line says what failed when a member went down: its last probe."""
+    now: dict[str, str] = {}
+    lines = []
+    for member in members:
+        node, state = str(member.get("id")), str(member.get("state"))
+        now[node] = state
+        previous = before.get(node)
+        if previous == state or (previous is None and state == "up"):
+            continue  # nothing new; a member that joins healthy is no event
+        probes = [v["last_probe"] for v in member.get("health_by_worker", {}).values() if v.get("last_probe")]
+        failed = [p for p in probes if not p.get("ok")]
+        why = f" ({failed[0].get('result')})" if failed and state != "up" else ""
+        lines.append(f"member {node} is {state}{why}" + (f", was {previous}" if previous else ""))
+    for node in sorted(set(before) - set(now)):
+        lines.append(f"member {node} left the membership")
+    return now, lines
+
+
+async def _watch_members(session: aiohttp.ClientSession, admin: str, interval: float, stop: asyncio.Event) -> None:
+    """One line per member that goes down, comes back or leaves, from the admin's /status."""
+    states: dict[str, str] = {}
+    while not stop.is_set():
+        try:
+            async with session.get(f"{admin}/status", timeout=aiohttp.ClientTimeout(total=2)) as response:
+                doc = await response.json()
+            states, lines = member_changes(states, doc.get("members", []))
+            for line in lines:
+                _say(line)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            pass  # the balancer's own death is reported by its watcher
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+        except asyncio.TimeoutError:
+            pass
 
 
 async def _wait_http(session: aiohttp.ClientSession, url: str, child: _Child, deadline: float) -> None:
     while time.monotonic() < deadline:
         if child.proc.returncode is not None:
-            raise RuntimeError(f"{child.name} exited with code {child.proc.returncode} during start-up")
+            raise RuntimeError(f"{child.name} exited with code {child.proc.returncode} during start-up; "
+                               f"the end of its log ({child.log_path}):\n{child.tail()}")
         try:
             async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
                 if response.status == 200:
@@ -87,7 +165,7 @@ async def _wait_http(session: aiohttp.ClientSession, url: str, child: _Child, de
         except (aiohttp.ClientError, asyncio.TimeoutError):
             pass
         await asyncio.sleep(0.1)
-    raise RuntimeError(f"{child.name} was not ready within {_START_TIMEOUT_S:g}s ({url})")
+    raise RuntimeError(f"{child.name} was not ready within {_START_TIMEOUT_S:g}s ({url}); see {child.log_path}")
 
 
 async def _stop(children: list[_Child], timeout: float = 15.0) -> None:
@@ -102,6 +180,7 @@ async def _stop(children: list[_Child], timeout: float = 15.0) -> None:
         except asyncio.TimeoutError:
             child.proc.kill()
             await child.proc.wait()
+        child.close_log()
 
 
 async def _up(args: argparse.Namespace) -> int:
@@ -116,6 +195,9 @@ async def _up(args: argparse.Namespace) -> int:
     from renderer.samples import ensure_samples
 
     samples = await loop.run_in_executor(None, ensure_samples, origin)
+    log_dir = Path(args.log_dir) if args.log_dir else Path("var") / "log" / time.strftime("up-%Y%m%d-%H%M%S")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    _say(f"starting {args.renderers} renderers and a balancer; logs in {log_dir}/")
     children: list[_Child] = []
     try:
         async with aiohttp.ClientSession() as session:
@@ -123,7 +205,7 @@ async def _up(args: argparse.Namespace) -> int:
             nodes = []
             for i in range(1, args.renderers + 1):
                 port = _free_port()
-                child = await _start(f"renderer r{i}", "renderer", "--listen", f"127.0.0.1:{port}", "--origin", str(origin), *args.renderer_arg)
+                child = await _start(f"renderer r{i}", log_dir, "renderer", "--listen", f"127.0.0.1:{port}", "--origin", str(origin), *args.renderer_arg)
                 children.append(child)
                 nodes.append((f"r{i}", port))
             for child, (_, port) in zip(list(children), nodes):
@@ -136,11 +218,11 @@ async def _up(args: argparse.Namespace) -> int:
                 *[arg for name, port in nodes for arg in ("--node", f"{name}=http://127.0.0.1:{port}")],
                 *args.balancer_arg,
             ]
-            balancer = await _start("balancer", *balancer_argv)
+            balancer = await _start("balancer", log_dir, *balancer_argv)
             children.append(balancer)
             await _wait_http(session, f"http://127.0.0.1:{args.admin_port}/readyz", balancer, deadline)
     except (RuntimeError, OSError) as exc:
-        print(f"pixring up: {exc}", file=sys.stderr, flush=True)
+        _say(str(exc), error=True)
         await _stop(children)
         return 1
 
@@ -151,29 +233,36 @@ async def _up(args: argparse.Namespace) -> int:
         f"  balancer   {base}  ({len(nodes)} renderers: {', '.join(f'{n}=:{p}' for n, p in nodes)})\n"
         f"  try        curl -sS -D- -o /tmp/out.webp '{base}/{example}?w=400&h=300&fit=crop&fm=webp'\n"
         f"             curl -sS -D- -o /dev/null '{base}/{example}?H=300&width=400.0&fit=crop&fm=webp&utm_source=x'\n"
-        f"  status     curl -sS http://127.0.0.1:{args.admin_port}/status\n"
+        f"  status     http://127.0.0.1:{args.admin_port}/  (a page for a browser; JSON at /status)\n"
         f"  metrics    curl -sS http://127.0.0.1:{args.admin_port}/metrics\n"
+        f"  logs       {log_dir}/  ({', '.join(child.log_path.name for child in children)}: JSON lines)\n"
         "  Ctrl-C stops everything.\n",
         flush=True,
     )
     async def report_death(child: _Child) -> None:
         code = await child.proc.wait()
         if not stop.is_set():
-            print(f"pixring up: {child.name} exited with code {code}; the balancer routes around it", file=sys.stderr, flush=True)
+            _say(f"{child.name} exited with code {code}; the balancer routes around it (log: {child.log_path})", error=True)
 
     watchers = [loop.create_task(report_death(child)) for child in children[:-1]]
+    session = aiohttp.ClientSession()
+    watchers.append(loop.create_task(_watch_members(session, f"http://127.0.0.1:{args.admin_port}",
+                                                    args.watch_interval, stop)))
     balancer_exit = loop.create_task(balancer.proc.wait())
     stopper = loop.create_task(stop.wait())
     await asyncio.wait([stopper, balancer_exit], return_when=asyncio.FIRST_COMPLETED)
     crashed = balancer_exit.done() and not stop.is_set()
     stop.set()
     if crashed:
-        print(f"pixring up: the balancer exited with code {balancer.proc.returncode}; stopping", file=sys.stderr, flush=True)
+        _say(f"the balancer exited with code {balancer.proc.returncode}; stopping (log: {balancer.log_path})\n"
+             f"{balancer.tail()}", error=True)
     else:
-        print("pixring up: stopping", flush=True)
+        _say("stopping")
     await _stop(children)
     for task in (stopper, balancer_exit, *watchers):
         task.cancel()
+    await session.close()
+    _say("stopped")
     return 1 if crashed else 0
 
 

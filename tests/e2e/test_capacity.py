@@ -65,6 +65,7 @@ def test_capacity_run_against_its_own_cluster(tmp_path):
         # No bounded-load overflow: the affinity measured is the normalizer's alone (with 4
         # users it could not overflow anyway: bound_floor is 8 requests in flight).
         "--balancer-arg=--balance-factor=0",
+        "--max-p99", "60000",  # a busy machine's cold renders must not make the load phase "break"
     )
     print(result.stdout)
     print(f"capacity run: {wall:.1f}s wall, {len(seen)} processes below it")
@@ -85,6 +86,10 @@ def test_capacity_run_against_its_own_cluster(tmp_path):
     assert affinity["groups"] > 0 and affinity["split"] == [] and affinity["ratio"] == 1.0
     cache = summary["cache"]
     assert cache["answers"] == summary["requests"] and cache["hits"] > 0  # hot URLs repeat
+    # The cold warm-up apart from the warm load, and the load's figures as the capacity.
+    assert [(p["name"], p["counted"]) for p in summary["phases"]] == [("warm-up", False), ("load", True)]
+    assert summary["capacity_rps"] == summary["phases"][1]["rps"] > 0
+    assert summary["affinity"]["main_node_share"] == 1.0 == summary["affinity"]["expected_main_node_share"]
     print(f"figures: {summary['requests']} requests, {summary['rps']} req/s, p99 {summary['latency_ms']['p99']} ms, "
           f"nodes {summary['nodes']}, {affinity['groups']} equivalent groups, "
           f"cache hit ratio {cache['hit_ratio']:.2f}")
@@ -122,7 +127,7 @@ def test_a_failing_fleet_fails_the_gate_and_is_explained(tmp_path):
     print(result.stdout)
     print(f"failing run: {wall:.1f}s wall")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "HTTP 503" in result.stdout and "FAIL: 100.00% failed" in result.stdout
+    assert "HTTP 503 from pixring" in result.stdout and "FAIL: 100.00% failed" in result.stdout  # who answered
     assert "--node-header" in result.stdout  # the answers named no node, and the summary says so
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["failures"] == summary["requests"] > 0
@@ -150,3 +155,59 @@ def test_a_non_loopback_host_is_refused_before_any_traffic(tmp_path):
             listener.accept()  # nobody connected
     finally:
         listener.close()
+
+
+class _Congested(BaseHTTPRequestHandler):
+    """A node whose answers slow down with the requests in flight, as a full fleet does:
+    50 ms alone, 50 ms x n² with n in flight. One user holds a 250 ms p99; three do not."""
+
+    inflight = 0
+    lock = threading.Lock()
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server protocol
+        with self.lock:
+            type(self).inflight += 1
+            n = type(self).inflight
+        try:
+            time.sleep(0.05 * n * n)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.send_header("X-Pixring-Node", "n1")
+            self.end_headers()
+            self.wfile.write(b"ok")
+        finally:
+            with self.lock:
+                type(self).inflight -= 1
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_find_capacity_with_a_master_and_one_worker_stops_at_the_knee(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Congested)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    out = tmp_path / "out"
+    try:
+        result, seen, wall = run_capacity(
+            "--host", f"http://127.0.0.1:{server.server_port}", "--find-capacity", "--locust-workers", "1",
+            "--run-time", "20s", "--warm-up", "2s", "--step-time", "3s", "--start-users", "1", "--step-users", "2",
+            "--max-p99", "250", "--out", str(out))
+    finally:
+        server.shutdown()
+        server.server_close()
+    print(result.stdout)
+    print(f"find-capacity run: {wall:.1f}s wall")
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert [p["name"] for p in summary["phases"]][:3] == ["warm-up", "step 1", "step 2"]
+    assert summary["phases"][0]["counted"] is False
+    assert summary["limit_hit"] == "p99" and summary["capacity"]["broke_at"]["phase"] == "step 2"
+    assert summary["capacity"]["users_at_capacity"] == 1
+    assert summary["capacity_rps"] > 0 and summary["p99_ms_at_capacity"] <= 250
+    assert summary["error_ratio_at_capacity"] == 0
+    assert "step 3" not in [p["name"] for p in summary["phases"]]  # the run stopped at the break
+    assert summary["nodes"]["n1"] > 0  # the worker's answers reached the master's tally
+    assert (out / "locust-worker-1.log").exists() and (out / "locust.html").exists()
+    assert "broke at step 2" in result.stdout and "PASS: capacity found" in result.stdout
+    assert [pid for pid in seen if alive(pid)] == []

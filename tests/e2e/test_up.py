@@ -76,11 +76,13 @@ def cluster(samples_dir, tmp_path_factory):
     port, admin_port = free_port(), free_port()
     # A file, not a pipe: the children log to it for the whole module, and a pipe
     # nobody drains would block them once full.
-    log_path = tmp_path_factory.mktemp("up") / "up.log"
+    up_dir = tmp_path_factory.mktemp("up")
+    log_path = up_dir / "up.log"
     log = open(log_path, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "pixring.cli", "up", "--renderers", "3", "--port", str(port),
-         "--admin-port", str(admin_port), "--workers", "2", "--origin", str(samples_dir)],
+         "--admin-port", str(admin_port), "--workers", "2", "--origin", str(samples_dir),
+         "--log-dir", str(up_dir / "logs"), "--watch-interval", "0.2"],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -93,6 +95,7 @@ def cluster(samples_dir, tmp_path_factory):
     print(f"cluster ready in {time.monotonic() - started:.1f}s")
     cluster = Cluster(proc, port, admin_port)
     cluster.log_path = log_path
+    cluster.log_dir = up_dir / "logs"
     yield cluster
     if proc.poll() is None:
         proc.kill()
@@ -138,7 +141,7 @@ def test_one_request_id_follows_a_request_through_the_balancers_and_the_renderer
 
     def lines_with_the_id() -> list[dict]:
         found = []
-        for line in cluster.log_path.read_text().splitlines():
+        for line in "".join(path.read_text() for path in sorted(cluster.log_dir.glob("*.log"))).splitlines():
             if line.startswith("{") and "trace-up-77" in line:
                 found.append(json.loads(line))
         return found
@@ -150,6 +153,32 @@ def test_one_request_id_follows_a_request_through_the_balancers_and_the_renderer
     assert balancer_line["request_id"] == "trace-up-77" and balancer_line["node"] == headers["X-Pixring-Node"]
     assert renderer_line["event"] == "access" and renderer_line["request_id"] == "trace-up-77"
     assert renderer_line["target"] == balancer_line["key"]  # the balancer forwards the canonical key
+
+
+def test_the_terminal_gets_events_and_the_json_logs_go_to_the_files_the_banner_names(cluster):
+    terminal = cluster.log_path.read_text()
+    assert not [line for line in terminal.splitlines() if line.startswith("{")]  # no JSON on the terminal
+    assert f"logs       {cluster.log_dir}/" in terminal
+    assert {path.name for path in cluster.log_dir.glob("*.log")} == {"r1.log", "r2.log", "r3.log", "balancer.log"}
+    # The example image URL on the balancer's port, ready to run: scripts read it.
+    example = next(line for line in terminal.splitlines() if line.lstrip().startswith("try"))
+    url = example.split("'")[1]
+    assert url.startswith(cluster.base + "/") and get(url)[0] == 200
+    # The renderers were probed all along, and their logs do not say so.
+    time.sleep(1.0)
+    renderer_lines = [json.loads(line) for name in ("r1", "r2", "r3")
+                      for line in (cluster.log_dir / f"{name}.log").read_text().splitlines() if line.startswith("{")]
+    assert [line for line in renderer_lines if line.get("event") == "access"]
+    assert not [line for line in renderer_lines if line.get("target") == "/healthz"]
+
+
+def test_the_status_page_shows_every_member(cluster):
+    status, headers, body = get(cluster.admin + "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    page = body.decode()
+    for node in ("r1", "r2", "r3"):
+        assert f'data-member="{node}"' in page
+    assert page.count('data-state="up"') == 3 and "READY" in page
 
 
 def test_operator_endpoints(cluster):
@@ -210,6 +239,13 @@ def test_killed_renderer_costs_nothing_and_other_keys_stay_put(cluster):
         else:
             assert headers["X-Pixring-Node"] == node  # no other key moved
     assert moved_to <= {"r1", "r3"} and moved_to
+    # The terminal says so in one line, naming the failed probe.
+    deadline = time.monotonic() + 20
+    while "member r2 is down" not in cluster.log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    line = next(line for line in cluster.log_path.read_text().splitlines() if "member r2 is down" in line)
+    print(line)
+    assert "GET /healthz" in line
 
 
 def test_up_stops_every_child_on_sigterm(cluster):
@@ -237,3 +273,4 @@ def test_up_exits_non_zero_when_a_child_fails_at_start(samples_dir):
     assert result.returncode != 0
     assert "--no-such-flag" in result.stderr  # the child's own error reaches the user
     assert "renderer r1 exited" in result.stderr
+    assert "--no-such-flag" not in result.stdout  # the banner and events only

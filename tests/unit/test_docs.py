@@ -47,6 +47,15 @@ def test_the_renderers_reference_matches_its_table():
     )
 
 
+def test_the_renderers_metrics_are_in_the_metrics_reference():
+    from renderer.metrics import metrics_reference
+
+    table = metrics_reference()
+    assert _between((ROOT / "docs/metrics.md").read_text(), "renderer-metrics-reference") == table, (
+        "docs/metrics.md's renderer-metrics-reference is out of date; the table to put between its markers:\n" + table
+    )
+
+
 @pytest.mark.parametrize("name", sorted(REFERENCES))
 def test_each_reference_lives_in_one_document(name):
     carriers = [path.relative_to(ROOT).as_posix() for path in documents() if f"<!-- {name}:start -->" in path.read_text()]

@@ -45,7 +45,7 @@ PIXRING = {"pixring", ".venv/bin/pixring"}
 PYTHON = {"python", "python3", ".venv/bin/python"}
 LOCUST = {"locust", ".venv/bin/locust"}
 # Programs that are not pixring's: their arguments are their own business, not checked here.
-OUTSIDE_TOOLS = {"curl", "jq", "cp", "pkill", "sysctl", "ansible-playbook"}
+OUTSIDE_TOOLS = {"curl", "jq", "cp", "pkill", "sysctl", "ansible-playbook", "promtool"}
 OUTSIDE_MODULES = {"pip", "pytest"}
 # A word that starts with one of these names a file of the repository, which must exist.
 REPO_DIRS = ("ansible/", "balancer/", "discovery/", "docs/", "loadtest/", "pixring/", "renderer/", "tests/")

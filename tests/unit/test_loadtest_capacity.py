@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtest import capacity
+from loadtest import capacity, capacity_summary
 from loadtest.capacity_summary import (
     affinity_of,
     cache_hits,
@@ -121,7 +121,8 @@ def test_render_and_json_carry_every_figure():
     summary = summary_of(tally, failures=2, expected_nodes=["r1", "r2"], notes=["a note"])
     text = render(summary)
     for expected in ("100 in 10.0s = 10.0 req/s", "HTTP 503", "p50 5 ms", "peak/mean 1.40", "70.0%",
-                     "1 of 2 groups", "80.0% of their 5 requests", "split: /b", "balance-factor=0", "cache hit ratio 75.0% of 100",
+                     "1 of 2 groups", "80.0% of 5 requests for equivalent URLs served by their group's main node",
+                     "split: /b", "balance-factor=0", "cache hit ratio 75.0% of 100",
                      "note: a note", "FAIL"):
         assert expected in text, expected
     doc = summary.to_json()
@@ -189,3 +190,72 @@ def test_a_locust_argument_cannot_aim_the_load_elsewhere(arg, capsys):
         capacity.main(["--host", "http://127.0.0.1:9", f"--locust-arg={arg}"])
     assert exited.value.code == 2
     assert "the target is --host" in capsys.readouterr().err
+
+
+def test_a_master_with_local_workers(tmp_path):
+    args = capacity.build_parser().parse_args(["--run-time", "20s", "--locust-workers", "2", "--find-capacity",
+                                               "--step-users", "5", "--max-p99", "800"])
+    joined = " ".join(capacity.locust_argv(args, "http://127.0.0.1:1", tmp_path, master_port=5599))
+    for expected in ("--master", "--master-bind-port 5599", "--expect-workers 2", "--pixring-find-capacity",
+                     "--pixring-step-users 5", "--pixring-max-p99 800", f"--pixring-phases {tmp_path}/phases.json"):
+        assert expected in joined, expected
+    assert "--processes" not in joined
+    worker = " ".join(capacity.worker_argv(5599))
+    assert "--worker" in worker and "--master-port 5599" in worker and "--master-host 127.0.0.1" in worker
+
+
+def test_phases_in_the_summary_separate_the_cold_warm_up_and_carry_the_capacity():
+    def snap(t, requests, failures, times):
+        return {"time": t, "requests": requests, "failures": failures, "response_times": times}
+
+    phases = {"find_capacity": True, "stopped_by": "step 2 (20 users): p99 1500 ms over the limit 1000 ms",
+              "limits": {"max_error_ratio": 0.01, "max_p99_ms": 1000.0},
+              "phases": [
+                  {"phase": {"name": "warm-up", "users": 10, "seconds": 10, "counted": False},
+                   "start": snap(0, 0, 0, {}), "end": snap(10, 100, 0, {"900": 100})},
+                  {"phase": {"name": "step 1", "users": 10, "seconds": 10, "counted": True},
+                   "start": snap(10, 100, 0, {"900": 100}), "end": snap(20, 1100, 1, {"900": 100, "20": 1000})},
+                  {"phase": {"name": "step 2", "users": 20, "seconds": 10, "counted": True},
+                   "start": snap(20, 1100, 1, {"900": 100, "20": 1000}),
+                   "end": snap(30, 2100, 2, {"900": 100, "20": 1000, "40": 980, "1500": 20})},
+              ]}
+    summary = summarize([entry("/a.jpg", {20: 2000, 900: 100})], Tally(), phases=phases)
+    doc = summary.to_json()
+    assert doc["capacity_rps"] == 100.0 and doc["p99_ms_at_capacity"] == 20
+    assert doc["error_ratio_at_capacity"] == 0.001 and doc["limit_hit"] == "p99"
+    assert doc["capacity"]["broke_at"]["phase"] == "step 2"
+    assert [p["name"] for p in doc["phases"]] == ["warm-up", "step 1", "step 2"]
+    assert summary.passed
+    text = render(summary)
+    for expected in ("cold, not counted", "capacity        100.0 req/s at 10 users (step 1)",
+                     "broke at step 2 (20 users, 100.0 req/s): p99 1500 ms over the limit 1000 ms",
+                     "PASS: capacity found"):
+        assert expected in text, expected
+
+
+def test_affinity_is_read_against_what_the_balancer_moved_on_purpose():
+    tally = Tally(nodes={"r1": 100}, groups={"/a": ({"r1": 95, "r2": 5}, 10)})
+    before = {"totals": {"requests": 0, "retries": 0, "hedges": 0, "bounded_overflow": 0}}
+    after = {"totals": {"requests": 1000, "retries": 30, "hedges": 0, "bounded_overflow": 20}}
+    summary = summarize([entry("/a", {5: 100})], tally, balancer=capacity_summary.balancer_delta(before, after))
+    assert summary.moved_on_purpose == {"retries": 30, "hedges": 0, "bounded load": 20}
+    assert summary.expected_main_share == pytest.approx(0.95)
+    text = render(summary)
+    assert "95.0% of 100 requests" in text and "expected for this configuration: 95.0%" in text
+    assert "retries 30" in text and "bounded load 20" in text
+    assert "normalization bug" not in text  # explained by what the balancer did
+    unexplained = summarize([entry("/a", {5: 100})], tally, balancer=capacity_summary.balancer_delta(
+        before, {"totals": {"requests": 1000, "retries": 0}}))
+    assert "normalization bug" in render(unexplained)
+
+
+def test_bounded_load_that_the_balancer_does_not_count_is_named_and_no_bug_is_claimed():
+    tally = Tally(nodes={"r1": 100}, groups={"/a": ({"r1": 80, "r2": 20}, 10)})
+    balancer = capacity_summary.balancer_delta({"totals": {"requests": 0, "retries": 0}},
+                                               {"totals": {"requests": 100, "retries": 0},
+                                                "config": {"balance_factor": 1.25}})
+    summary = summarize([entry("/a", {5: 100})], tally, balancer=balancer)
+    assert summary.uncounted_policies == ["bounded load (balance_factor 1.25)"]
+    text = render(summary)
+    assert "not counted by this balancer: bounded load (balance_factor 1.25)" in text
+    assert "normalization bug" not in text
