@@ -84,21 +84,21 @@ TARGET_BYTES = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(TARGET_BYTES)
 def test_the_target_text_is_what_the_rules_say(raw):
     raw = b"/" + raw
     assert outcome(fast._target_text, raw) == outcome(slow_target_text, raw)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(["a", "b", ".", "..", "", "%41", "%2F", "%0A"]), max_size=12))
 def test_path_normalization_is_what_the_rules_say(segments):
     path = "/" + "/".join(segments)
     assert outcome(fast.normalize_path, path) == outcome(slow_path, path)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(["a", "+", "%41", "%2B", "%C3%A9", "%FF", "%e2%82", "w", "%3D"]), max_size=10))
 def test_form_decoding_is_unquote(pieces):
     text = "".join(pieces)
@@ -115,7 +115,7 @@ QUERY_PART = st.one_of(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(QUERY_PART, max_size=8))
 def test_the_renderer_renders_what_the_key_says(parts):
     """For any query the balancer routes, the renderer makes the same picture of the raw
@@ -137,7 +137,7 @@ def test_the_renderer_renders_what_the_key_says(parts):
     assert spec_from_query(key_pairs).canonical() == from_raw.canonical()
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.text(max_size=12), st.text(max_size=40)), max_size=8))
 def test_the_renderers_parser_refuses_only_with_a_400_naming_the_parameter(pairs):
     try:
