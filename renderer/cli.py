@@ -9,9 +9,10 @@ workers are up, exactly one line goes to stdout, ``pixring renderer listening on
 http://HOST:PORT`` (the real port when ``:0`` was asked), so supervisors and tests can
 wait for it. The admin listener (``/metrics``, ``/healthz``) is bound before that line; its
 address is in the ``start`` log event. A request head must arrive within ``head_timeout``
-(``renderer.headtimeout``). SIGHUP reads the configuration again (the file, with the environment and
-flags of the start) and applies what can change while serving (``renderer.reload``); a
-file that cannot be used is refused and logged, and the running configuration stays.
+(``renderer.headtimeout``). SIGHUP reads the configuration again (the file, with the
+environment and flags of the start) and applies what can change while serving
+(``renderer.reload``); a file that cannot be used is refused and logged, and the running
+configuration stays.
 SIGTERM or SIGINT stops accepting connections, lets in-flight requests and renders finish
 (up to ``shutdown_timeout``), shuts the worker pool down and returns 0. Logs are JSON lines
 on stderr (``renderer.logs``).
