@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 COMPILED := $(VENV)/.compiled
 HOT_PATH_SOURCES := $(wildcard balancer/*.py) pixring/membership.py
 
-.PHONY: run test test-browser test-consul install compile bench profile capacity clean
+.PHONY: run test test-browser test-consul install compile bench profile capacity fuzz clean
 
 $(STAMP): pyproject.toml
 	@echo "==> setting up $(VENV) (first run only)"
@@ -64,6 +64,22 @@ profile: $(COMPILED)
 #   make capacity CAPACITY_ARGS='--find-capacity --locust-workers 2'   (steps until the knee)
 capacity: $(COMPILED)
 	$(PY) -m loadtest.capacity $(CAPACITY_ARGS)
+
+# Coverage-guided fuzzing (atheris, libFuzzer's engine) of the front's request-head parsing
+# and of normalization, FUZZ_SECONDS for each; what it learns stays in var/fuzz/, a crash is
+# written to var/fuzz/crashes-* and fails the run. atheris comes with the `fuzz` extra.
+#   make fuzz FUZZ_SECONDS=600
+FUZZ_SECONDS ?= 60
+FUZZ_STAMP := $(VENV)/.fuzz-installed
+
+$(FUZZ_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[fuzz]'
+	@touch $(FUZZ_STAMP)
+
+fuzz: $(COMPILED) $(FUZZ_STAMP)
+	@mkdir -p var/fuzz
+	$(PY) -m tests.fuzzing front -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=var/fuzz/crashes-front- var/fuzz/front
+	$(PY) -m tests.fuzzing normalize -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=var/fuzz/crashes-normalize- var/fuzz/normalize
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache balancer/*.so pixring/*.so *__mypyc*.so

@@ -47,6 +47,7 @@ __all__ = [
     "VALID_HOST",
     "VIA",
     "connection_tokens",
+    "forwarded_node",
     "forwarding_fields",
     "host_line",
     "interim_head",
@@ -90,8 +91,10 @@ RETRY_AFTER: Final = 10  # end-to-end, forwarded; noted, since with a 503 it mea
 
 # A client-sent X-Forwarded-For is extended rather than replaced (as nginx's
 # $proxy_add_x_forwarded_for does), Via is extended (RFC 9110 section 7.6.3); the other
-# fields pixring sets are rewritten, so a client cannot choose what the node believes
-# about the connection.
+# fields that say something about the connection are pixring's: a client's Forwarded,
+# X-Real-IP, any X-Forwarded-* and any X-Pixring-* never reach a node, and pixring writes
+# its own Forwarded, X-Real-IP and X-Forwarded-Proto, so a client cannot choose what the
+# node believes about the connection (docs/security.md has the table).
 _REQUEST_KINDS: Final = {
     **{name: DROP for name in HOP_BY_HOP},
     b"connection": CONNECTION,
@@ -101,6 +104,9 @@ _REQUEST_KINDS: Final = {
     b"x-request-id": REQUEST_ID,
     b"x-forwarded-proto": DROP,
     b"x-forwarded-host": DROP,
+    b"x-forwarded-port": DROP,
+    b"x-real-ip": DROP,
+    b"forwarded": DROP,
     b"content-length": DROP,
     # Dropped like the rest of the hop-by-hop fields, and noted: an HTTP/1.0 request
     # with it closes its connection (RFC 9112 section 6.1).
@@ -108,6 +114,10 @@ _REQUEST_KINDS: Final = {
     # Answered by pixring (100 Continue), never forwarded: the node gets no body.
     b"expect": EXPECT,
 }
+# Request field names dropped by their beginning, whatever follows: pixring's own
+# namespace, and every X-Forwarded-* (Port, Server, Prefix, Ssl...) a client could use to
+# pose as a proxy in front of pixring.
+_REQUEST_DROPPED_PREFIXES: Final = (b"x-pixring-", b"x-forwarded-")
 # In a response, X-Request-Id and the node header (``X-Pixring-Node`` unless configured
 # otherwise) are pixring's to set: a node's own would be a second, conflicting one.
 _RESPONSE_KINDS: Final = {
@@ -137,11 +147,13 @@ class NameKinds:
     one is lowercased on every request instead.
     """
 
-    __slots__ = ("exact", "_by_lower", "_limit")
+    __slots__ = ("exact", "_by_lower", "_limit", "_dropped_prefixes")
 
-    def __init__(self, by_lower: dict[bytes, int], limit: int = 2048) -> None:
+    def __init__(self, by_lower: dict[bytes, int], limit: int = 2048,
+                 dropped_prefixes: tuple[bytes, ...] = ()) -> None:
         self._by_lower = by_lower
         self._limit = limit
+        self._dropped_prefixes = dropped_prefixes
         self.exact: dict[bytes, int] = {}
         for name in (*by_lower, *(n.lower() for n in _COMMON)):
             for spelling in (name, name.title(), name.upper()):
@@ -150,7 +162,10 @@ class NameKinds:
             self.exact[name] = by_lower.get(name.lower(), PASS)
 
     def __call__(self, name: bytes) -> int:
-        kind = self._by_lower.get(name.lower(), PASS)
+        lower = name.lower()
+        kind = self._by_lower.get(lower, PASS)
+        if kind == PASS and self._dropped_prefixes and lower.startswith(self._dropped_prefixes):
+            kind = DROP
         if len(self.exact) < self._limit:
             self.exact[name] = kind
         return kind
@@ -161,7 +176,7 @@ def response_kinds(node_header: bytes) -> NameKinds:
     return NameKinds({**_RESPONSE_KINDS, node_header.lower(): DROP} if node_header else _RESPONSE_KINDS)
 
 
-REQUEST_KINDS: Final = NameKinds(_REQUEST_KINDS)
+REQUEST_KINDS: Final = NameKinds(_REQUEST_KINDS, dropped_prefixes=_REQUEST_DROPPED_PREFIXES)
 RESPONSE_KINDS: Final = response_kinds(b"X-Pixring-Node")
 
 # Connection values that name nothing beyond what is dropped by name anyway (Keep-Alive
@@ -253,14 +268,31 @@ def forwarding_fields(fields: list[bytes], forwarded_for: bytes, prior_via: byte
                       request_id: bytes, via: bytes) -> bytes:
     """The upstream request after its Host line, to the end of the head: the client's
     end-to-end ``fields``, then pixring's. The request pixring sends is always HTTP/1.1,
-    keep-alive, without a body."""
+    keep-alive, without a body.
+
+    pixring's view of the connection: X-Forwarded-For extended with the peer's address;
+    Forwarded (RFC 7239) and X-Real-IP saying only what pixring saw (the peer, over plain
+    HTTP), since a client's own are dropped; X-Forwarded-Proto.
+    """
     own_via = b"1.1 " + via
     return b"".join((
         *fields,
         b"X-Forwarded-For: ", forwarded_for + b", " + client_ip if forwarded_for else client_ip,
-        b"\r\nX-Forwarded-Proto: http\r\nVia: ", prior_via + b", " + own_via if prior_via else own_via,
+        b"\r\nX-Forwarded-Proto: http\r\nForwarded: for=", forwarded_node(client_ip),
+        b";proto=http\r\nX-Real-IP: ", client_ip,
+        b"\r\nVia: ", prior_via + b", " + own_via if prior_via else own_via,
         b"\r\nX-Request-Id: ", request_id, b"\r\n\r\n",
     ))
+
+
+def forwarded_node(client_ip: bytes) -> bytes:
+    """RFC 7239 section 6: an IPv6 address is bracketed and quoted, an unknown peer is
+    ``unknown``."""
+    if b":" in client_ip:
+        return b'"[' + client_ip + b']"'
+    if not client_ip or client_ip == b"-":
+        return b"unknown"
+    return client_ip
 
 
 def response_framing(status: int, head_request: bool, has_length: bool, client_http11: bool) -> Framing:

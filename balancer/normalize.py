@@ -34,6 +34,13 @@ Rules of this module
   sorted by name, stably, so the relative order of repeated names (which an opaque backend
   may care about) survives. The raw target is forwarded unchanged (its origin-form part,
   for an absolute-form target).
+* Cost: linear in the target's length with a small constant, whatever it holds. Escapes
+  and raw bytes are handled by passes in C over the whole text (regular expressions,
+  ``str.translate``, ``map`` over C functions), never a Python step per byte or per escape;
+  a query of more than ``MAX_QUERY_PARTS`` (128) ``&``-separated parts is a 400 before any
+  other work, since each part costs a Python step; an escaped value longer than any valid
+  one (1024 characters) is a 400 before it is decoded. ``loadtest/normalize_worst.py``
+  measures the worst shapes against a normal URL.
 * A bounded LRU dict of raw target -> Route keeps repeated URLs at a dict look-up. Errors
   are not cached (a client repeating a bad URL gains nothing from it).
 """
@@ -43,12 +50,12 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Callable, Sequence
-from urllib.parse import unquote
 
 from balancer.headers import VALID_HOST
 from pixring import schema
-from pixring.wire import MAX_TARGET_LENGTH
+from pixring.wire import MAX_QUERY_PARTS, MAX_TARGET_LENGTH
 
 __all__ = [
     "DEFAULT_DENYLIST",
@@ -100,7 +107,11 @@ _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 _ALLOWED = _UNRESERVED | frozenset(b"!$&'()*+,;=:@/?%")
 _CLEAN_TARGET = re.compile(rb"/[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+# Bytes refused anywhere in a target: controls, space, DEL and "#".
+_REFUSED_BYTE = re.compile(rb"[\x00-\x20\x7f#]")
+# The bytes (read as Latin-1) that RFC 3986 does not allow raw -> their escapes: the form
+# a browser sends them in.
+_ENCODE_OTHERS: dict[int, str] = {code: f"%{code:02X}" for code in range(256) if code not in _ALLOWED}
 
 
 def _escape_table() -> dict[str, str]:
@@ -119,9 +130,18 @@ def _escape_table() -> dict[str, str]:
 _ESCAPES = _escape_table()
 
 
-def _is_control_escape(hex_digits: str) -> bool:
-    code = int(hex_digits, 16)
-    return code < 0x20 or code == 0x7F
+_SLASHES = re.compile(r"//+")
+# An escape that is not in canonical form: a lower-case hex digit, or an unreserved
+# character (ALPHA, DIGIT, "-", ".", "_", "~") that needs no escape.
+_NONCANONICAL_ESCAPE = re.compile(r"%(?:[0-9A-Fa-f][a-f]|[a-f][0-9A-F]|2[DE]|3[0-9]|4[1-9A-F]|5[0-9A]|5F|6[1-9A-F]|7[0-9A]|7E)")
+# The escape's two hex digits, and what follows them, of a piece of text split at "%".
+_FIRST_TWO = itemgetter(slice(0, 2))
+_AFTER_TWO = itemgetter(slice(2, None))
+# The two hex digits of every control character's escape, in every spelling.
+_CONTROL_ESCAPES = re.compile(r"%(?:[01][0-9A-Fa-f]|7[Ff])")
+# Two hex digits -> the byte they spell as a Latin-1 character, for decoding query names
+# and values.
+_HEX_CHARS: dict[str, str] = {digits: chr(int(digits, 16)) for digits in _ESCAPES}
 
 
 # The scheme is case-insensitive (RFC 3986 section 3.1); the authority runs to the first
@@ -154,31 +174,45 @@ def origin_form(raw: bytes) -> bytes:
 
 
 def _target_text(raw: bytes) -> str:
-    """The origin-form target as ASCII text: validated, oddities percent-encoded, escapes
-    well formed."""
-    if _CLEAN_TARGET.fullmatch(raw) is None:
-        encoded = bytearray()
-        for byte in raw:
-            if byte in _ALLOWED:
-                encoded.append(byte)
-            elif byte <= 0x20 or byte == 0x7F:
-                raise NormalizeError(f"control character or space (0x{byte:02X}) in request target")
-            elif byte == 0x23:
+    """The origin-form target as ASCII text: validated, its escapes well formed and in
+    canonical form (RFC 3986 section 6.2.2.2: unreserved ones decoded, hex upper-case),
+    oddities percent-encoded the way a browser sends them. Each step is a pass in C over
+    the bytes (a regular expression, or ``map`` over C functions), so the cost is linear
+    in the length with a small constant, whatever the target holds."""
+    clean = _CLEAN_TARGET.fullmatch(raw) is not None
+    if not clean:
+        refused = _REFUSED_BYTE.search(raw)
+        if refused is not None:
+            byte = raw[refused.start()]
+            if byte == 0x23:
                 raise NormalizeError("'#' (a fragment) is not allowed in a request target")
-            else:
-                encoded += b"%%%02X" % byte
-        raw = bytes(encoded)
-    text = raw.decode("ascii")
+            raise NormalizeError(f"control character or space (0x{byte:02X}) in request target")
+    text = raw.decode("latin-1")
     if "%" in text:
         if _BAD_ESCAPE.search(text):
             raise NormalizeError("malformed percent-escape in request target ('%' must be followed by two hex digits)")
         if "%00" in text:
             raise NormalizeError("encoded NUL (%00) in request target")
+        # The client's escapes are made canonical before the raw oddities are encoded,
+        # since the escapes written below are canonical already.
+        if _NONCANONICAL_ESCAPE.search(text) is not None:
+            text = _normalize_escapes(text)
+    if not clean:
+        text = text.translate(_ENCODE_OTHERS)  # one C pass, whatever the bytes
     return text
 
 
 def _normalize_escapes(text: str) -> str:
-    return _ESCAPE.sub(lambda match: _ESCAPES[match.group(1)], text)
+    """Every escape in its canonical form (unreserved decoded, hex upper-case).
+
+    The text is split at each ``%`` and every piece's first two characters mapped through
+    a table, by ``map`` over C functions: no Python-level step per escape (a ``re.sub``
+    callback costs ten times as much, and a target can hold 2,700 escapes).
+    """
+    pieces = text.split("%")
+    rest = pieces[1:]
+    escapes = map(_ESCAPES.__getitem__, map(_FIRST_TWO, rest))
+    return pieces[0] + "".join(map(str.__add__, escapes, map(_AFTER_TWO, rest)))
 
 
 # ---------------------------------------------------------------------------- path
@@ -189,11 +223,20 @@ def normalize_path(path: str) -> str:
     Raises NormalizeError for an encoded control character or a climb above the root.
     """
     if "%" in path:
-        for hex_digits in _ESCAPE.findall(path):
-            if _is_control_escape(hex_digits):
-                raise NormalizeError(f"encoded control character (%{hex_digits.upper()}) in path")
-        path = _normalize_escapes(path)
+        control = _CONTROL_ESCAPES.search(path)
+        if control is not None:
+            raise NormalizeError(f"encoded control character ({control.group().upper()}) in path")
+        if _NONCANONICAL_ESCAPE.search(path) is not None:
+            path = _normalize_escapes(path)
     if "//" not in path and "/." not in path:
+        return path
+    # Single dots and duplicate slashes go in C first (each replace pass at least halves
+    # the runs of "/./"); only ".." needs the walk over segments below.
+    while "/./" in path:
+        path = path.replace("/./", "/")
+    if "//" in path:
+        path = _SLASHES.sub("/", path)
+    if "/." not in path:
         return path
     segments = path.split("/")[1:]
     kept: list[str] = []
@@ -217,22 +260,48 @@ def normalize_path(path: str) -> str:
 # ---------------------------------------------------------------------------- query
 
 def _form_decode(text: str) -> str:
+    """HTML-form decoding of one name or value: ``+`` is a space, escapes are bytes, read
+    as UTF-8. Invalid UTF-8 survives as lone surrogates: never a known name, and every
+    value parser in the schema rejects non-ASCII, so no error is lost. Escapes are known
+    to be well formed here (``_target_text``); they are decoded as in
+    ``_normalize_escapes``, each byte a Latin-1 character until the final decode."""
     if "+" in text:
         text = text.replace("+", " ")
-    if "%" in text:
-        # Invalid UTF-8 survives as lone surrogates: never a known name, and every value
-        # parser in the schema rejects non-ASCII, so no error is lost.
-        text = unquote(text, errors="surrogateescape")
-    return text
+    if "%" not in text:
+        return text
+    pieces = text.split("%")
+    rest = pieces[1:]
+    decoded = map(str.__add__, map(_HEX_CHARS.__getitem__, map(_FIRST_TWO, rest)), map(_AFTER_TWO, rest))
+    return (pieces[0] + "".join(decoded)).encode("latin-1").decode("utf-8", "surrogateescape")
+
+
+# A name longer than this cannot spell a known parameter (the longest, ``monochrome64``,
+# is 12 characters; an escape takes 3): its value is not even decoded.
+_LONGEST_NAME_TEXT = 3 * max(len(spelling) for name in schema.PARAMS
+                             for spelling in (name, *schema.PARAMS[name].aliases)) + 6
+
+
+# No valid value of any parameter comes near this, escaped (a rect of four 32-digit
+# numbers is 131 characters; base64 and escapes add a third and three times): a longer
+# escaped value is refused before it is decoded.
+_LONGEST_VALUE_TEXT = 1024
 
 
 def _imgix_query(query: str) -> str:
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for part in query.split("&"):
         if part:
             name, _, value = part.partition("=")
             if "%" in part or "+" in part:
-                name, value = _form_decode(name), _form_decode(value)
+                if len(name) > _LONGEST_NAME_TEXT:
+                    continue
+                name = _form_decode(name)
+                if schema.canonical_name(name) is None and schema.canonical_name(name[:-2]) is None:
+                    continue  # unknown, so its value would be dropped anyway
+                if len(value) > _LONGEST_VALUE_TEXT:
+                    raise NormalizeError(f"the value of image parameter {name!r} is longer than any valid one "
+                                         f"({_LONGEST_VALUE_TEXT} characters)", param=schema.canonical_name(name) or name)
+                value = _form_decode(value)
             pairs.append((name, value))
     try:
         params = schema.without_defaults(schema.parse_query(pairs))
@@ -266,8 +335,7 @@ def _generic_query(query: str, denied: Callable[[str], bool]) -> str:
         if part:
             name = part.partition("=")[0]
             if not denied(name):
-                kept.append((_normalize_escapes(name) if "%" in name else name,
-                             _normalize_escapes(part) if "%" in part else part))
+                kept.append((name, part))  # escapes are canonical already (_target_text)
     kept.sort(key=lambda pair: pair[0])  # stable: repeated names keep their order
     return "&".join(part for _, part in kept)
 
@@ -280,13 +348,16 @@ def make_normalizer(
     denylist: Sequence[str] = DEFAULT_DENYLIST,
     cache_size: int = 4096,
     max_target_length: int = MAX_TARGET_LENGTH,
+    max_query_parts: int = MAX_QUERY_PARTS,
 ) -> Callable[[bytes], Route]:
     """A function raw request-target bytes -> Route, raising NormalizeError for a bad target.
 
     ``denylist`` applies to the ``generic`` profile (``imgix`` drops every parameter its
     schema does not know, which covers tracking parameters). ``cache_size`` bounds the LRU
     of recent targets (0 disables it). ``max_target_length`` is the balancer's
-    ``max_request_line``, so one setting governs the 414.
+    ``max_request_line``, so one setting governs the 414. ``max_query_parts`` bounds the
+    pairs a query may hold (a 400 beyond): each costs a Python step, the only step of
+    normalization that is not a pass in C over the text.
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown normalization profile {profile!r}: expected one of {', '.join(PROFILES)}")
@@ -299,6 +370,8 @@ def make_normalizer(
         if len(raw) > max_target_length:
             raise NormalizeError(f"request target longer than {max_target_length} bytes", status=414)
         raw = origin_form(raw)
+        if raw.count(b"&", raw.find(b"?") + 1 or len(raw)) >= max_query_parts:  # before any other work
+            raise NormalizeError(f"more than {max_query_parts} '&'-separated parts in the query")
         text = _target_text(raw)
         path, question, query = text.partition("?")
         path = normalize_path(path)

@@ -215,15 +215,27 @@ class Node(Proc):
 
 
 class RenderNode(Node):
-    """The reference renderer, one render worker, no access log."""
+    """The reference renderer, one render worker, no access log; its metrics on an admin
+    listener of its own (``admin``), as in production, never on the image port."""
 
-    def __init__(self, name: str, origin: Path, log_dir: Path, port: int = 0) -> None:
+    def __init__(self, name: str, origin: Path, log_dir: Path, port: int = 0, extra: Sequence[str] = ()) -> None:
+        self.admin_port = free_port()
         super().__init__(
             name,
-            lambda p: [*PIXRING, "renderer", "--listen", f"127.0.0.1:{p}", "--origin", str(origin),
-                       "--render-workers", "1", "--no-access-log"],
+            lambda p: [*PIXRING, "renderer", "--listen", f"127.0.0.1:{p}", "--admin", f"127.0.0.1:{self.admin_port}",
+                       "--origin", str(origin), "--render-workers", "1", "--no-access-log", *extra],
             log_dir, port,
         )
+
+    @property
+    def admin(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def metrics(self) -> "Metrics":
+        status, _, body = http("GET", self.admin + "/metrics")
+        if status != 200:
+            raise RuntimeError(f"{self.name} /metrics answered {status}: {body[:300]!r}")
+        return Metrics(body.decode())
 
 
 class StaticFileNode(Node):
@@ -266,8 +278,8 @@ class Fleet:
     def __exit__(self, *exc_info) -> None:
         self.cleanup()
 
-    def renderers(self, names: Iterable[str], origin: Path) -> dict[str, RenderNode]:
-        return self.start_nodes({name: RenderNode(name, origin, self.log_dir) for name in names})
+    def renderers(self, names: Iterable[str], origin: Path, extra: Sequence[str] = ()) -> dict[str, RenderNode]:
+        return self.start_nodes({name: RenderNode(name, origin, self.log_dir, extra=extra) for name in names})
 
     def start_nodes(self, nodes: dict[str, N]) -> dict[str, N]:
         """Start ``nodes`` (their start-ups overlap) as processes of this fleet."""

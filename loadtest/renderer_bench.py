@@ -147,7 +147,7 @@ def baseline(path: Path, case: Case, rounds: int) -> tuple[float, float]:
 # ---------------------------------------------------------------- the service
 
 def start_renderer(origin: Path, cache: bool, pin: set[int] | None) -> tuple[subprocess.Popen[str], str]:
-    args = [sys.executable, "-m", "renderer", "--listen", "127.0.0.1:0", "--origin", str(origin),
+    args = [sys.executable, "-m", "renderer", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--origin", str(origin),
             "--render-workers", "1", "--render-timeout", "120"]
     if not cache:
         args += ["--cache-bytes", "0"]

@@ -18,12 +18,17 @@ Rules of this module
   to imgix and therefore ignored. https://docs.imgix.com/apis/rendering#base64-variants
 * Unknown names are dropped silently, as imgix ignores them. An empty value counts as absent.
 * Repeated parameters: list parameters (``auto``, ``crop``) are merged; for any other, the
-  last occurrence wins. imgix does not document repeated parameters; last-wins is our choice
+  last occurrence wins, and the earlier ones are not even parsed (a bad earlier value is
+  not an error: it could not change the picture). imgix does not document repeated parameters; last-wins is our choice
   and the normalizer forwards only the winning value, so key and upstream always agree.
-* ``strict_range`` bounds from the catalogue are clamped into (``w=9000`` -> 8192);
-  ``suggested_range`` bounds are recorded (``soft_minimum``/``soft_maximum``) but not enforced,
-  because imgix does not say what happens outside them and two such values could render
-  differently. A value that cannot be parsed, or lies outside ``possible_values``, raises
+* ``strict_range`` bounds from the catalogue are clamped into (``w=9000`` -> 8192).
+  ``suggested_range`` bounds are recorded (``soft_minimum``/``soft_maximum``); they are
+  clamped into only where pixring's renderer clamps (``clamped``: ``q`` 0-100, ``blur``
+  0-2000, ``sharp`` 0-100, the adjustments -100-100), so that ``q=1000`` and ``q=100``,
+  which render alike, share one key and one cache entry. ``rot`` is folded into 0-360
+  (``rot=720`` is ``rot=0``, the default) and ``dpr`` rounded to 3 decimals
+  (``dpr=4.99999999`` is ``dpr=5``); the renderer renders the folded value, so the key
+  and the picture agree by construction. A value that cannot be parsed, or lies outside ``possible_values``, raises
   ``ParamError`` naming the parameter and the accepted form.
 * Canonical forms merge only what renders identically: numbers lose trailing zeros
   (``1.50`` -> ``1.5``, ``400.0`` -> ``400``); enum values and colour keywords are
@@ -150,6 +155,13 @@ class Param:
     value_aliases: Mapping[object, object] = field(default_factory=dict, compare=False)
     base64: bool = True
     description: str = ""
+    # Where pixring goes beyond the catalogue so that values rendering alike share one key
+    # (the reference renderer reads the same fields, so it renders what the key says):
+    # ``clamped`` makes the suggested range a hard one, ``period`` folds a number into
+    # [0, period), ``decimals`` rounds it.
+    clamped: bool = False
+    period: float | None = None
+    decimals: int | None = None
 
 
 def _p(name: str, kind: str, doc: str, description: str, **kw: object) -> Param:
@@ -163,7 +175,7 @@ def _p(name: str, kind: str, doc: str, description: str, **kw: object) -> Param:
 
 
 _DOCS = "https://docs.imgix.com/apis/rendering/"
-_ADJUST = dict(kind=INTEGER, default=0, soft_minimum=-100, soft_maximum=100)
+_ADJUST = dict(kind=INTEGER, default=0, soft_minimum=-100, soft_maximum=100, clamped=True)
 
 # The table. Names, aliases, types, ranges, defaults and possible values as in the catalogue
 # (11.35.0); deviations are called out where they are made.
@@ -173,7 +185,7 @@ _TABLE: tuple[Param, ...] = (
     _p("h", DIMENSION, _DOCS + "size/image-height", "output height: pixels, or a 0-1 fraction of the source",
        aliases=("height",), minimum=2, maximum=8192),
     _p("dpr", NUMBER, _DOCS + "device-pixel-ratio", "device pixel ratio (multiplies w and h)",
-       default=1.0, minimum=0, maximum=5, soft_minimum=0.75, soft_maximum=5),
+       default=1.0, minimum=0, maximum=5, soft_minimum=0.75, soft_maximum=5, decimals=3),
     _p("ar", RATIO, _DOCS + "size/aspect-ratio", "aspect ratio W:H (used with fit=crop or fit=fill)"),
     _p("fit", ENUM, _DOCS + "size/resize-fit-mode", "how the source maps onto w x h",
        aliases=("f",), default="clip",
@@ -200,14 +212,14 @@ _TABLE: tuple[Param, ...] = (
     # imgix: "the default is 75 ... with auto=compress the default becomes 45 unless
     # overridden", so an explicit q=75 is only a default without auto=compress.
     _p("q", INTEGER, _DOCS + "format/output-quality", "output quality for lossy formats",
-       default=75, soft_minimum=0, soft_maximum=100),
+       default=75, soft_minimum=0, soft_maximum=100, clamped=True),
     _p("auto", LIST, _DOCS + "automatic", "automatic enhancements (repeated auto= merge)",
        choices=("enhance", "format", "redeye", "compress", "true"),
        renderable=("format", "compress"), base64=False),
     _p("lossless", BOOLEAN, _DOCS + "format/lossless-compression", "lossless output (1/true, 0/false)",
        default=False),
     _p("rot", NUMBER, _DOCS + "rotation/rotation", "rotation in degrees",
-       default=0.0, soft_minimum=0, soft_maximum=359),
+       default=0.0, soft_minimum=0, soft_maximum=359, period=360.0),
     _p("flip", ENUM, _DOCS + "rotation/flip-axis", "flip axis", choices=("h", "v", "hv")),
     # 90/180/270 are documented degree aliases of the Exif values 6/3/8.
     _p("orient", INTEGER, _DOCS + "rotation/orientation", "Exif orientation override",
@@ -218,9 +230,9 @@ _TABLE: tuple[Param, ...] = (
     # explicit opaque bg=fff (which flattens transparency) apart from no bg at all.
     _p("bg", COLOR, _DOCS + "fill/background-color", "background colour", default="ffffff00"),
     _p("blur", INTEGER, _DOCS + "stylize/gaussian-blur", "gaussian blur",
-       default=0, soft_minimum=0, soft_maximum=2000),
+       default=0, soft_minimum=0, soft_maximum=2000, clamped=True),
     _p("sharp", NUMBER, _DOCS + "adjustment/sharpen", "sharpen",
-       default=0.0, soft_minimum=0, soft_maximum=100),
+       default=0.0, soft_minimum=0, soft_maximum=100, clamped=True),
     _p("bri", doc=_DOCS + "adjustment/brightness", description="brightness", **_ADJUST),
     _p("con", doc=_DOCS + "adjustment/contrast", description="contrast", **_ADJUST),
     _p("exp", doc=_DOCS + "adjustment/exposure", description="exposure", **_ADJUST),
@@ -231,6 +243,8 @@ _TABLE: tuple[Param, ...] = (
 )
 
 PARAMS: Mapping[str, Param] = MappingProxyType({p.name: p for p in _TABLE})
+
+_LIST_NAMES = frozenset(p.name for p in _TABLE if p.kind == LIST)
 
 _BY_NAME: dict[str, str] = {}
 for _param in _TABLE:
@@ -337,7 +351,24 @@ def _clamp(param: Param, value):  # type: ignore[no-untyped-def]
         value = type(value)(param.minimum)
     if param.maximum is not None and value > param.maximum:
         value = type(value)(param.maximum)
+    if param.clamped:
+        if value < param.soft_minimum:  # type: ignore[operator]
+            value = type(value)(param.soft_minimum)
+        elif value > param.soft_maximum:  # type: ignore[operator]
+            value = type(value)(param.soft_maximum)
     return value
+
+
+def _fold(param: Param, value: float) -> float:
+    """A number in the form that renders it: turned into its period, rounded (pixring's
+    rules, see ``Param``); -0.0 is 0.0."""
+    if param.period is not None:
+        value %= param.period
+        if value == param.period:  # a tiny negative number rounds up to the period itself
+            value = 0.0
+    if param.decimals is not None:
+        value = round(value, param.decimals)
+    return value + 0.0
 
 
 # The *_expected helpers build error text; they run only when a value is refused.
@@ -389,7 +420,7 @@ def _parse_integer(param: Param, text: str) -> int:
 def _checked_float(param: Param, value: float, raw: object) -> float:
     if not abs(value) < _MAX_MAGNITUDE:  # also rejects nan
         raise ParamError(param.name, raw, _number_expected(param))
-    return _clamp(param, value + 0.0)  # + 0.0 turns -0.0 into 0.0
+    return _fold(param, _clamp(param, value + 0.0))  # + 0.0 turns -0.0 into 0.0
 
 
 def _parse_number(param: Param, text: str) -> float:
@@ -632,29 +663,47 @@ def parse_query(pairs: Iterable[tuple[str, str]], *, renderable_only: bool = Fal
     merged, other repeats last-wins; empty values ignored; defaults kept. Raises
     ``ParamError`` for a value a known parameter cannot take (and, with
     ``renderable_only``, for valid imgix values pixring's reference renderer cannot render).
+
+    Cost: one dict look-up per pair, then one parse per *distinct* parameter. A repeated
+    parameter's earlier values are never read (last wins, so they cannot matter), and a
+    list parameter's occurrences are parsed as one comma-joined list: a target made of
+    thousands of ``w=1&`` costs what its bytes cost to split, not thousands of parses.
     """
-    result: dict[str, object] = {}
+    # name -> (text, is base64); for list parameters, every non-empty text.
+    chosen: dict[str, tuple[str, bool]] = {}
+    lists: dict[str, list[str]] = {}
     by_name = _BY_NAME
     for raw_name, text in pairs:
+        if not text:
+            continue
         name = by_name.get(raw_name) or canonical_name(raw_name)
+        encoded = False
         if name is None:
             if not raw_name.endswith("64"):
                 continue
             name = canonical_name(raw_name[:-2])
             if name is None or not PARAMS[name].base64:
                 continue  # imgix does not know e.g. auto64 either
-            text = _decode_base64(PARAMS[name], text)
-        if not text:
-            continue
+            if not text.rstrip("="):
+                continue  # decodes to nothing: absent, like an empty value
+            encoded = True
+        if name in _LIST_NAMES:
+            lists.setdefault(name, []).append(_decode_base64(PARAMS[name], text) if encoded else text)
+        else:
+            chosen[name] = (text, encoded)
+    result: dict[str, object] = {}
+    for name, (text, encoded) in chosen.items():
         param = PARAMS[name]
-        value = _PARSERS[param.kind](param, text)
-        if param.kind == LIST:
-            if not value:
+        if encoded:
+            text = _decode_base64(param, text)
+            if not text:
                 continue
-            earlier = result.get(name)
-            if earlier:
-                value = tuple(sorted(set(earlier) | set(value)))  # type: ignore[arg-type]
-        result[name] = value
+        result[name] = _PARSERS[param.kind](param, text)
+    for name, texts in lists.items():
+        param = PARAMS[name]
+        value = _parse_list(param, ",".join(texts))
+        if value:
+            result[name] = value
     if renderable_only:
         for name, value in result.items():
             param = PARAMS[name]

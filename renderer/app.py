@@ -1,4 +1,5 @@
-"""The renderer's HTTP app: ``GET|HEAD /<path>?<imgix params>``, ``/healthz``, ``/metrics``.
+"""The renderer's HTTP app: ``GET|HEAD /<path>?<imgix params>`` and ``/healthz`` on the image
+port; ``/metrics`` (and ``/healthz``) on the admin listener's app (``make_admin_app``).
 
 Rules of a request, in order:
 
@@ -15,17 +16,24 @@ Rules of a request, in order:
 4. ``If-None-Match`` (weak comparison, RFC 9110 §13.1.2) or, without it,
    ``If-Modified-Since`` answers 304 before any work.
 5. The memory tier answers at once (``X-Render-Cache: hit``); then the disk tier
-   (``hit-disk``, and the render is promoted to memory); otherwise the render runs in the
-   worker pool (``miss``). Disk look-up and render happen once for all concurrent identical
-   requests. A full pool and a render past its time budget are both a 503 with
-   ``Retry-After``: overload, which a balancer answers by going elsewhere or passing the
-   503 on, never by ejecting the node (``renderer.errors``). A directory origin's file is read by the
-   worker (``renderer.jobs``); an HTTP origin's bytes are fetched here and passed on.
+   (``hit-disk``, and the render is promoted to memory); otherwise the render budget is
+   checked from the source's header in a thread (output pixels, source pixels weighed by
+   bytes per pixel: a 400 or 413 naming the limit, without waiting for a worker), and the
+   render runs in the worker pool (``miss``), its encoded size bounded as it is written.
+   Disk look-up and render happen once for all concurrent identical requests; when every
+   request waiting for a render has gone (the balancer gave up and closed), the render is
+   cancelled in its worker. A full pool and a render past its time budget are both a 503
+   with ``Retry-After``: overload, which a balancer answers by going elsewhere or passing
+   the 503 on, never by ejecting the node (``renderer.errors``). A directory origin's file
+   is read by the worker (``renderer.jobs``); an HTTP origin's bytes are fetched here and
+   passed on. A render too large for the memory tier still goes to the disk tier.
+6. HEAD never encodes: a render in a cache tier answers with its length; any other is
+   planned from the source's header (every limit checked, so a HEAD is refused exactly when
+   a GET would be) and answered without ``Content-Length``.
 
 Everything that blocks (filesystem, Pillow) runs off the event loop, so ``/healthz`` and
-cache hits are answered while every worker is busy. HEAD is GET without the body (aiohttp
-drops it and keeps ``Content-Length``). Source files named ``healthz`` or ``metrics`` at
-the origin root are shadowed by those endpoints.
+cache hits are answered while every worker is busy. A source file named ``healthz`` at the
+origin root is shadowed by that endpoint.
 """
 
 from __future__ import annotations
@@ -57,7 +65,7 @@ from renderer.settings import RendererSettings
 from renderer.singleflight import SingleFlight
 from renderer.workers import RenderPool
 
-__all__ = ["PIPELINE_VERSION", "RENDERER_KEY", "Renderer", "make_app", "make_origin", "render_key"]
+__all__ = ["PIPELINE_VERSION", "RENDERER_KEY", "Renderer", "make_admin_app", "make_app", "make_origin", "render_key"]
 
 # Part of every render key: bump it when the same source and parameters would now give
 # different bytes (a new resampling filter, encoder settings, an adjustment curve...),
@@ -143,6 +151,8 @@ class Renderer:
         if rendered is not None:
             self.metrics.cache_hits.labels("memory").inc()
             headers["X-Render-Cache"] = "hit"
+        elif request.method == "HEAD":
+            return await self._head(source, spec, key, headers)
         else:
             self.metrics.cache_misses.labels("memory").inc()
             (rendered, outcome), led = await self.flights.run(key, lambda: self._produce(source, spec, key))
@@ -154,16 +164,50 @@ class Renderer:
             self.metrics.bytes_out.inc(len(rendered.body))
         return web.Response(body=rendered.body, headers=headers)
 
+    async def _head(self, source: Source, spec: RenderSpec, key: str, headers: dict[str, str]) -> web.StreamResponse:
+        """HEAD of a render not in memory: never encodes. From the disk tier when it is there
+        (its length known); else from the plan (the source's header, every limit checked),
+        answered without Content-Length, which RFC 9110 section 9.3.2 lets a HEAD omit."""
+        self.metrics.cache_misses.labels("memory").inc()
+        stored = await asyncio.to_thread(self.disk.get, key) if self.disk is not None else None
+        if stored is not None:
+            self.metrics.cache_hits.labels("disk").inc()
+            headers.update({"X-Render-Cache": "hit-disk", "Content-Type": stored.media_type})
+            return web.Response(body=stored.body, headers=headers)
+        planned, _ = await self._plan(source, spec)
+        headers["X-Render-Cache"] = "miss"
+        if planned.media_type is not None:
+            headers["Content-Type"] = planned.media_type
+        response = web.StreamResponse(headers=headers)
+        response.enable_chunked_encoding()  # no length is promised: the image was not made
+        return response
+
+    async def _plan(self, source: Source, spec: RenderSpec) -> tuple[pipeline.Planned, bytes | None]:
+        """What the render would be, every limit checked from the source's header: in a
+        thread, not the render pool, so a refusal never waits behind busy workers. An HTTP
+        origin's bytes are fetched for it and handed back for the render."""
+        settings = self.settings
+        limits = (settings.max_source_pixels, settings.max_output_pixels)
+        if isinstance(self.origin, LocalOrigin):
+            return await asyncio.to_thread(jobs.plan_local, self.origin, source, spec, *limits), None
+        data = await self.origin.fetch(source)
+        return await asyncio.to_thread(pipeline.plan, data, spec, *limits), data
+
     async def _produce(self, source: Source, spec: RenderSpec, key: str) -> tuple[Rendered, str]:
-        """The render for ``key``: from the disk tier, else from the pool; kept in both tiers."""
-        if self.disk is not None:
-            stored = await asyncio.to_thread(self.disk.get, key)
-            if stored is not None:
-                self.metrics.cache_hits.labels("disk").inc()
-                self.cache.put(key, stored)
-                return stored, "hit-disk"
-            self.metrics.cache_misses.labels("disk").inc()
-        rendered = await self._render(source, spec)
+        """The render for ``key``: from the disk tier, else from the pool; kept in both
+        tiers (a render too large for the memory tier still goes to disk)."""
+        try:
+            if self.disk is not None:
+                stored = await asyncio.to_thread(self.disk.get, key)
+                if stored is not None:
+                    self.metrics.cache_hits.labels("disk").inc()
+                    self.cache.put(key, stored)
+                    return stored, "hit-disk"
+                self.metrics.cache_misses.labels("disk").inc()
+            rendered = await self._render(source, spec)
+        except asyncio.CancelledError:
+            self.metrics.abandoned.inc()  # every client waiting for it went away
+            raise
         self.cache.put(key, rendered)
         if self.disk is not None:
             await asyncio.to_thread(self.disk.put, key, rendered)
@@ -175,13 +219,15 @@ class Renderer:
             raise Overloaded("the renderer is not started")
         if pool.pending >= pool.capacity:  # refuse before fetching megabytes for nothing
             raise Overloaded(f"all {pool.workers} render workers are busy and the queue is full")
+        # The budget first, from the header alone: a render over it is refused at once,
+        # never after queueing for a worker.
+        _, data = await self._plan(source, spec)
         settings = self.settings
-        limits = (settings.max_source_pixels, settings.max_output_pixels)
+        limits = (settings.max_source_pixels, settings.max_output_pixels, settings.max_output_bytes)
         started = time.perf_counter()
-        if isinstance(self.origin, LocalOrigin):  # the worker reads the file: no megabytes over the pipe
+        if data is None and isinstance(self.origin, LocalOrigin):  # the worker reads the file
             rendered = await pool.run(jobs.render_local, self.origin, source, spec, *limits, timeout=settings.render_timeout)
         else:
-            data = await self.origin.fetch(source)
             rendered = await pool.run(jobs.render_bytes, data, spec, *limits, timeout=settings.render_timeout)
         self.metrics.render_seconds.observe(time.perf_counter() - started)
         self.metrics.renders.labels(rendered.fm).inc()
@@ -245,9 +291,19 @@ def make_app(settings: RendererSettings, *, pool: RenderPool | None = None) -> w
     # Unwound in reverse: the pool stops (renders finish) before the origin closes.
     app.cleanup_ctx.extend([origin_lifecycle, disk_lifecycle, pool_lifecycle])
     app.router.add_get("/healthz", renderer.healthz)
-    app.router.add_get("/metrics", renderer.metrics_page)
     app.router.add_get("/{path:.*}", renderer.image)
     return app
+
+
+def make_admin_app(image_app: web.Application) -> web.Application:
+    """The admin listener's app, for the renderer ``image_app`` serves: ``/metrics`` (the
+    renderer's internals, never on the image port, where a balancer forwards strangers'
+    requests) and ``/healthz``."""
+    renderer = image_app[RENDERER_KEY]
+    admin = web.Application()
+    admin.router.add_get("/metrics", renderer.metrics_page)
+    admin.router.add_get("/healthz", renderer.healthz)
+    return admin
 
 
 def _not_modified(request: web.Request, key: str, modified: float | None) -> bool:

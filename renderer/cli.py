@@ -7,9 +7,12 @@ code 2; a listen address already in use is a message and exit code 1. ``--print-
 prints the effective configuration as JSON and exits. When the port is bound and the
 workers are up, exactly one line goes to stdout, ``pixring renderer listening on
 http://HOST:PORT`` (the real port when ``:0`` was asked), so supervisors and tests can
-wait for it. SIGHUP reads the configuration again (the file, with the environment and
-flags of the start) and applies what can change while serving (``renderer.reload``); a
-file that cannot be used is refused and logged, and the running configuration stays.
+wait for it. The admin listener (``/metrics``, ``/healthz``) is bound before that line; its
+address is in the ``start`` log event. A request head must arrive within ``head_timeout``
+(``renderer.headtimeout``). SIGHUP reads the configuration again (the file, with the
+environment and flags of the start) and applies what can change while serving
+(``renderer.reload``); a file that cannot be used is refused and logged, and the running
+configuration stays.
 SIGTERM or SIGINT stops accepting connections, lets in-flight requests and renders finish
 (up to ``shutdown_timeout``), shuts the worker pool down and returns 0. Logs are JSON lines
 on stderr (``renderer.logs``).
@@ -96,11 +99,17 @@ ACCEPTED_HEADS: dict[str, int] = {"max_line_size": MAX_TARGET_LENGTH + 64, "max_
                                   "max_headers": MAX_REQUEST_HEAD // 5 + 16}
 
 
+# Idle keep-alive connections are kept this long: longer than the balancer's pool keeps an
+# idle connection (pool_idle_timeout, 30 s), so the balancer is the one that closes them.
+KEEPALIVE_TIMEOUT = 75.0
+
+
 async def _serve(
     settings: RendererSettings, values: Mapping[str, Any], loader: Loader, while_serving: ServingHook | None
 ) -> int:
     from pixring.sdnotify import Notifier
-    from renderer.app import RENDERER_KEY, make_app
+    from renderer.app import RENDERER_KEY, make_admin_app, make_app
+    from renderer.headtimeout import HeadTimedSite, head_complete
     from renderer.logs import JsonAccessLogger, QuietProbesAccessLogger, log_event
 
     notify = Notifier()  # Type=notify under systemd: started once it listens (and is registered)
@@ -110,24 +119,34 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
 
     app = make_app(settings)
+    app.middlewares.append(head_complete)
     logger_class = JsonAccessLogger if settings.log_probes else QuietProbesAccessLogger
-    options: dict[str, object] = {"access_log_class": logger_class, **ACCEPTED_HEADS}
+    # handler_cancellation: a request whose client went away (the balancer gave up) has its
+    # handler cancelled, and with the last one waiting, the render (renderer.singleflight).
+    options: dict[str, object] = {"access_log_class": logger_class, "handler_cancellation": True,
+                                  "keepalive_timeout": KEEPALIVE_TIMEOUT, **ACCEPTED_HEADS}
     if not settings.access_log:
         options["access_log"] = None
     runner = web.AppRunner(app, shutdown_timeout=values["shutdown_timeout"], **options)  # type: ignore[arg-type]
     await runner.setup()  # starts and warms the worker pool
+    admin_runner = web.AppRunner(make_admin_app(app), access_log=None)
+    await admin_runner.setup()
     host, port = values["listen"].host, values["listen"].port
+    admin_host, admin_port = values["admin"].host, values["admin"].port
     try:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
-            print(f"pixring renderer: cannot listen on {_format(host, port)}: {reason}", file=sys.stderr)
-            return 1
+        site = HeadTimedSite(runner, host, port, settings.head_timeout)
+        admin_site = web.TCPSite(admin_runner, admin_host, admin_port, reuse_address=True)
+        for listener, (where, number) in ((site, (host, port)), (admin_site, (admin_host, admin_port))):
+            try:
+                await listener.start()
+            except OSError as exc:
+                reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+                print(f"pixring renderer: cannot listen on {_format(where, number)}: {reason}", file=sys.stderr)
+                return 1
         bound_host, bound_port = runner.addresses[0][:2]
-        log_event("start", listen=_format(bound_host, bound_port), origin=str(settings.origin),
-                  disk_cache=str(settings.disk_cache) if settings.disk_cache else None)
+        admin_bound = admin_runner.addresses[0][:2]
+        log_event("start", listen=_format(bound_host, bound_port), admin=_format(*admin_bound),
+                  origin=str(settings.origin), disk_cache=str(settings.disk_cache) if settings.disk_cache else None)
         listening = f"listening on http://{_format(bound_host, bound_port)}"
         serving = listening + (", registered" if while_serving is not None else "")  # what systemd shows
         running = dict(values)
@@ -182,6 +201,7 @@ async def _serve(
     finally:
         # Stops accepting, waits for in-flight requests, then the pool (cleanup context).
         await runner.cleanup()
+        await admin_runner.cleanup()
     log_event("stopped")
     return 0
 

@@ -35,6 +35,8 @@ from renderer.settings import (
     DEFAULT_CACHE_CONTROL,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DISK_CACHE_BYTES,
+    DEFAULT_HEAD_TIMEOUT,
+    DEFAULT_MAX_OUTPUT_BYTES,
     DEFAULT_MAX_OUTPUT_PIXELS,
     DEFAULT_MAX_REDIRECTS,
     DEFAULT_MAX_SOURCE_BYTES,
@@ -49,6 +51,9 @@ from renderer.workers import DEFAULT_QUEUE_PER_WORKER
 __all__ = ["COMMAND_FIELDS", "DEFAULT_ORIGIN", "FIELDS", "TABLE", "settings_from"]
 
 DEFAULT_LISTEN = Address("127.0.0.1", 9000)
+# Metrics are the renderer's internals: on a listener of their own, loopback by default as
+# the balancer's admin listener, never on the image port a balancer forwards strangers to.
+DEFAULT_ADMIN = Address("127.0.0.1", 9100)
 DEFAULT_ORIGIN = Path("var/samples")
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 
@@ -95,6 +100,9 @@ def _header_line(value: Any) -> str:
 FIELDS: tuple[Field, ...] = (
     Field("listen", parse_address, DEFAULT_LISTEN,
           "address to serve HTTP on; port 0 picks a free port, printed on the ready line", "HOST:PORT"),
+    Field("admin", parse_address, DEFAULT_ADMIN,
+          "address of the admin listener (/metrics, /healthz); keep it private. Port 0 picks a free port, "
+          "named in the start log line", "HOST:PORT"),
     Field("origin", parse_origin, None,
           "where source images come from: a directory (a request path names a file below it) or an "
           "http(s):// base URL (the request path is appended; only that host is fetched from)", "DIR|URL",
@@ -128,17 +136,26 @@ FIELDS: tuple[Field, ...] = (
     Field("cache_control", _header_line, DEFAULT_CACHE_CONTROL, "Cache-Control header of every rendered image",
           "VALUE", reload=True),
     Field("max_source_pixels", positive(int), DEFAULT_MAX_SOURCE_PIXELS,
-          "largest source image, in pixels, read from its header before decoding; larger is 413", "N",
+          "largest source image, in pixels of 8-bit RGB, read from its header before decoding (an RGBA or "
+          "16-bit source counts its extra bytes per pixel); larger is 413", "N",
           shown_default=f"{DEFAULT_MAX_SOURCE_PIXELS}, i.e. {DEFAULT_MAX_SOURCE_PIXELS // 1_000_000} MP"),
     Field("max_source_bytes", size, DEFAULT_MAX_SOURCE_BYTES, "largest source file, e.g. 64M; larger is 413",
           "SIZE", reload=True, shown_default=human_size(DEFAULT_MAX_SOURCE_BYTES)),
     Field("max_output_pixels", positive(int), DEFAULT_MAX_OUTPUT_PIXELS,
-          "largest output image, in pixels; a request for more is a 400", "N", reload=True,
-          shown_default=f"{DEFAULT_MAX_OUTPUT_PIXELS}, 8192 x 8192 as imgix"),
+          "the render budget: largest output image, in pixels, checked before decoding; a request for more "
+          "is a 400 naming this limit", "N", reload=True,
+          shown_default=f"{DEFAULT_MAX_OUTPUT_PIXELS}, 4096 x 4096"),
+    Field("max_output_bytes", size, DEFAULT_MAX_OUTPUT_BYTES,
+          "largest encoded image, checked as the encoder writes; larger is a 400 naming this limit", "SIZE",
+          reload=True, shown_default=human_size(DEFAULT_MAX_OUTPUT_BYTES)),
     Field("render_timeout", positive(float), DEFAULT_RENDER_TIMEOUT,
-          "longest time one render may take in a worker; longer is stopped and answered 503 + Retry-After "
-          "(overload, as a full queue)", "SECONDS",
+          "longest time one render may take from its admission to the worker pool (queueing included); "
+          "longer is stopped and answered 503 + Retry-After (overload, as a full queue). Keep it below the "
+          "balancer's try_timeout", "SECONDS",
           reload=True),
+    Field("head_timeout", positive(float), DEFAULT_HEAD_TIMEOUT,
+          "time a client has to send a whole request head, from connecting or from the first byte of the "
+          "next request; slower connections are closed", "SECONDS"),
     Field("shutdown_timeout", positive(float), DEFAULT_SHUTDOWN_TIMEOUT,
           "on SIGTERM/SIGINT, how long in-flight requests may take to finish", "SECONDS"),
     Field("access_log", boolean, True,
@@ -151,7 +168,7 @@ TABLE = Table(FIELDS, "PIXRING_RENDERER_")
 
 # Fields of the command rather than of the app: where it listens, what it does before
 # serving and how long it waits when told to stop.
-COMMAND_FIELDS = ("listen", "samples", "shutdown_timeout")
+COMMAND_FIELDS = ("listen", "admin", "samples", "shutdown_timeout")
 
 
 def settings_from(values: Mapping[str, Any]) -> RendererSettings:

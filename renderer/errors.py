@@ -18,6 +18,7 @@ __all__ = [
     "Overloaded",
     "WorkerLost",
     "RenderTimeout",
+    "RenderCancelled",
     "OriginUnavailable",
     "OriginTimeout",
     "OutputTooLarge",
@@ -82,6 +83,14 @@ class RenderTimeout(RenderError):
     node being too busy (or the image too costly) for now, which is overload, not a broken
     node, and a balancer must not eject a node for it (the SRE book, "Handling Overload").
     """
+
+    status = 503
+    retryable = True
+
+
+class RenderCancelled(RenderError):
+    """The render was stopped because nobody waits for it any more (its client went away).
+    Nobody reads this answer; the status only keeps the mapping total."""
 
     status = 503
     retryable = True

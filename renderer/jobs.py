@@ -10,16 +10,36 @@ Everything here pickles by reference, and errors cross back as ``RenderError``s.
 from __future__ import annotations
 
 from renderer import pipeline
+from renderer.errors import UndecodableSource
 from renderer.origin import LocalOrigin, Source
 from renderer.params import RenderSpec
 from renderer.pipeline import Rendered
 
-__all__ = ["render_bytes", "render_local"]
+__all__ = ["plan_local", "render_bytes", "render_local"]
+
+# Enough of a file for every supported format's header (PNG's IHDR is in the first 33
+# bytes; JPEG's SOF may follow Exif and ICC segments of tens of kilobytes).
+_HEADER_BYTES = 256 * 1024
 
 
-def render_bytes(data: bytes, spec: RenderSpec, max_pixels: int, max_output_pixels: int) -> Rendered:
-    return pipeline.render(data, spec, max_pixels, max_output_pixels)
+def render_bytes(data: bytes, spec: RenderSpec, max_pixels: int, max_output_pixels: int,
+                 max_output_bytes: int | None = None) -> Rendered:
+    return pipeline.render(data, spec, max_pixels, max_output_pixels, max_output_bytes)
 
 
-def render_local(origin: LocalOrigin, source: Source, spec: RenderSpec, max_pixels: int, max_output_pixels: int) -> Rendered:
-    return pipeline.render(origin.read(source), spec, max_pixels, max_output_pixels)
+def render_local(origin: LocalOrigin, source: Source, spec: RenderSpec, max_pixels: int, max_output_pixels: int,
+                 max_output_bytes: int | None = None) -> Rendered:
+    return pipeline.render(origin.read(source), spec, max_pixels, max_output_pixels, max_output_bytes)
+
+
+def plan_local(origin: LocalOrigin, source: Source, spec: RenderSpec, max_pixels: int,
+               max_output_pixels: int) -> pipeline.Planned:
+    """The plan of a directory origin's render from the head of its file; the whole file
+    when the header lies further in (a JPEG with large metadata segments)."""
+    head = origin.read(source, limit=_HEADER_BYTES)
+    try:
+        return pipeline.plan(head, spec, max_pixels, max_output_pixels)
+    except UndecodableSource:
+        if len(head) < _HEADER_BYTES:
+            raise
+        return pipeline.plan(origin.read(source), spec, max_pixels, max_output_pixels)

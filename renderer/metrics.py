@@ -50,6 +50,11 @@ class RendererMetrics:
         self.not_modified = Counter(
             "pixring_renderer_not_modified_total", "Conditional requests answered 304.", registry=r
         )
+        self.abandoned = Counter(
+            "pixring_renderer_abandoned_total",
+            "Renders cancelled because every request waiting for them went away (the balancer gave up).",
+            registry=r,
+        )
         self.cache_bytes = Gauge(
             "pixring_renderer_cache_bytes", "Bytes held by a result-cache tier.", ["tier"], registry=r
         )

@@ -138,11 +138,14 @@ class LocalOrigin:
             path=resolved,
         )
 
-    def read(self, source: Source) -> bytes:
-        """The bytes of a located source, never more than ``max_bytes``."""
+    def read(self, source: Source, limit: int | None = None) -> bytes:
+        """The bytes of a located source, never more than ``max_bytes``; with ``limit``,
+        only its first ``limit`` bytes (a header, to plan a render)."""
         assert source.path is not None, "not a source of a directory origin"
         try:
             with open(source.path, "rb", opener=_no_follow_opener) as handle:
+                if limit is not None and limit <= self.max_bytes:
+                    return handle.read(limit)
                 data = handle.read(self.max_bytes + 1)
         except FileNotFoundError:
             raise SourceNotFound(f"no source image at /{source.name}") from None

@@ -8,10 +8,11 @@ names the parameter, and folds values that render identically into one form:
 
 - ``q`` is resolved: the given value, else imgix's default, which is 45 under
   ``auto=compress`` and 75 otherwise (https://docs.imgix.com/apis/rendering/auto#compress).
-- Suggested ranges become hard ones where an adjustment has no meaning beyond them
-  (``bri=150`` renders as ``bri=100``; ``blur`` 0-2000, ``sharp`` 0-100), as imgix clamps.
-- ``rot`` is taken modulo 360 (``rot=360`` is ``rot=0``); ``orient=0`` ("ignore the Exif
-  orientation") is ``orient=1`` (https://docs.imgix.com/apis/rendering/rotation/orientation).
+- The schema already clamps what renders alike (``q`` 0-100, ``bri=150`` is ``bri=100``,
+  ``blur`` 0-2000, ``sharp`` 0-100), folds ``rot`` into 0-360 and rounds ``dpr``, so the
+  balancer's key names the picture this renderer makes; the values are used as given.
+- ``orient=0`` ("ignore the Exif orientation") is ``orient=1``
+  (https://docs.imgix.com/apis/rendering/rotation/orientation).
 - A background or monochrome colour with zero alpha paints nothing and is dropped, so the
   schema's default background (transparent white) is the same render as no ``bg`` at all.
 - ``fp-x``/``fp-y`` only count with ``crop=focalpoint``.
@@ -47,9 +48,6 @@ OUTPUT_FORMATS: dict[str, tuple[str, str]] = {
 }
 # imgix: "auto=compress ... setting the quality standard (q) to 45".
 COMPRESS_QUALITY = 45
-# Applied as clamps: the schema's suggested ranges of the adjustments (bri, con, exp, gam,
-# sat: -100..100), of blur (0..2000) and of sharp (0..100).
-_CLAMPED = {name: schema.suggested_range(name) for name in ("bri", "con", "exp", "gam", "sat", "blur", "sharp")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,14 +149,14 @@ def spec_from_query(pairs: Iterable[tuple[str, str]]) -> RenderSpec:
         bg=_visible(given.get("bg")),  # type: ignore[arg-type]
         orient=None if orient is None else max(1, int(orient)),  # type: ignore[call-overload]
         flip=given.get("flip"),  # type: ignore[arg-type]
-        rot=_degrees(float(_value(given, "rot"))),  # type: ignore[arg-type]
+        rot=float(_value(given, "rot")),  # type: ignore[arg-type]
         bri=_adjustment(given, "bri"),
         con=_adjustment(given, "con"),
         exp=_adjustment(given, "exp"),
         gam=_adjustment(given, "gam"),
         sat=_adjustment(given, "sat"),
-        sharp=float(_clamp(float(_value(given, "sharp")), *_CLAMPED["sharp"])),  # type: ignore[arg-type]
-        blur=int(_clamp(int(_value(given, "blur")), *_CLAMPED["blur"])),  # type: ignore[call-overload]
+        sharp=float(_value(given, "sharp")),  # type: ignore[arg-type]
+        blur=int(_value(given, "blur")),  # type: ignore[call-overload]
         monochrome=_visible(given.get("monochrome")),  # type: ignore[arg-type]
         compress=compress,
         auto_format="format" in auto,
@@ -171,16 +169,7 @@ def _value(given: dict[str, object], name: str) -> object:
 
 
 def _adjustment(given: dict[str, object], name: str) -> int:
-    return int(_clamp(int(_value(given, name)), *_CLAMPED[name]))  # type: ignore[call-overload]
-
-
-def _clamp(value, low, high):  # type: ignore[no-untyped-def]
-    return max(low, min(value, high))
-
-
-def _degrees(value: float) -> float:
-    turned = value % 360.0
-    return 0.0 if turned == 360.0 else turned + 0.0  # -0.0 and float rounding at 360
+    return int(_value(given, name))  # type: ignore[call-overload]
 
 
 def _visible(color: str | None) -> str | None:

@@ -8,7 +8,11 @@ takes and returns pickles. Rules:
 - The pixel limit is checked from the header, before a single pixel is decoded
   (``Image.open`` is lazy); Pillow's own decompression-bomb guard is a second fence
   (https://pillow.readthedocs.io/en/stable/reference/Image.html#PIL.Image.open). The
-  output limit (``max_output_pixels``) is checked from the layout, before decoding too.
+  source limit weighs pixels by the bytes they take decoded (``source_weight``), so it
+  bounds memory rather than a count. The output limit (``max_output_pixels``) is checked
+  from the layout, before decoding too; ``plan`` is those checks alone, for a HEAD and for
+  refusing before a render queues. The encoded size is bounded as the encoder writes
+  (``max_output_bytes``).
 - JPEG sources are decoded with ``Image.draft`` at the smallest DCT scale (1/2, 1/4, 1/8)
   that still has at least the output's resolution, which is what makes large downscales
   cheap (https://pillow.readthedocs.io/en/stable/reference/Image.html#PIL.Image.Image.draft);
@@ -47,17 +51,30 @@ from renderer.params import OUTPUT_FORMATS, RenderSpec
 
 __all__ = [
     "AVAILABLE_FORMATS",
+    "DEFAULT_MAX_OUTPUT_BYTES",
     "DEFAULT_MAX_OUTPUT_PIXELS",
     "DEFAULT_MAX_SOURCE_PIXELS",
     "INPUT_FORMATS",
+    "Planned",
     "Rendered",
     "configure_worker",
+    "plan",
     "render",
+    "source_weight",
 ]
 
+# Counted in RGB pixels (``source_weight``): 50 MP, 150 MB decoded, a high-end camera's
+# full frame; an RGBA source of the same memory has 37.5 MP.
 DEFAULT_MAX_SOURCE_PIXELS = 50_000_000
-# imgix's own ceiling is 8192 px a side (geometry.MAX_OUTPUT_SIDE); operators may go lower.
-DEFAULT_MAX_OUTPUT_PIXELS = geometry.MAX_OUTPUT_SIDE * geometry.MAX_OUTPUT_SIDE
+# The render budget. imgix allows 8192 px a side (geometry.MAX_OUTPUT_SIDE), 67 MP: a 256 MiB
+# RGBA canvas, and about 19 s of one core for a PNG of it, which one request must not cost
+# a node. 4096 x 4096 = 16.8 MP holds a 5K display's full screen (14.7 MP) in a 64 MiB
+# canvas, and its slowest encoding (PNG of a noisy image) takes about 5 s of one core
+# here, under the 10 s render timeout. An operator can raise it (--max-output-pixels).
+DEFAULT_MAX_OUTPUT_PIXELS = 4096 * 4096
+# The encoded size bound, checked as the encoder writes: a 16.8 MP PNG of a photo is
+# 15-25 MiB; beyond 32 MiB an image is not a web image any more.
+DEFAULT_MAX_OUTPUT_BYTES = 32 * 1024 * 1024
 # Pillow format name -> the fm that keeps it when fm is absent.
 INPUT_FORMATS: dict[str, str] = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "AVIF": "avif"}
 # Decode at >= this many times the output resolution. The DCT-domain reduction of draft()
@@ -94,24 +111,44 @@ class Rendered:
     height: int
 
 
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What a render would produce, known from the source's header alone: no pixel decoded.
+
+    ``media_type`` is None when only the pixels can tell (``auto=compress`` without ``fm``
+    picks PNG or JPEG by transparency)."""
+
+    width: int
+    height: int
+    media_type: str | None
+
+
+def plan(
+    data: bytes,
+    spec: RenderSpec,
+    max_pixels: int = DEFAULT_MAX_SOURCE_PIXELS,
+    max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
+) -> Planned:
+    """The render ``spec`` would make of ``data``, after every limit checked, without
+    decoding: a HEAD's answer, and the check a GET passes before it queues for a worker."""
+    image, layout, _, _, _ = _prepare(data, spec, max_pixels, max_output_pixels)
+    fm: str | None = spec.fm if spec.fm is not None and not (spec.compress and spec.fm == "gif") else None
+    if fm is None and not spec.compress:
+        fm = INPUT_FORMATS.get(image.format or "", "jpg")
+    return Planned(layout.canvas.width, layout.canvas.height, OUTPUT_FORMATS[fm][1] if fm else None)
+
+
 def render(
     data: bytes,
     spec: RenderSpec,
     max_pixels: int = DEFAULT_MAX_SOURCE_PIXELS,
     max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
+    max_output_bytes: int | None = None,
 ) -> Rendered:
-    """Render ``spec`` from the encoded source ``data``."""
-    image = _open(data, max_pixels)
+    """Render ``spec`` from the encoded source ``data``; the encoded result may be at most
+    ``max_output_bytes`` long (None: no bound), checked as the encoder writes it."""
+    image, layout, turn, upright, request = _prepare(data, spec, max_pixels, max_output_pixels)
     source_format = image.format or ""
-    turn = spec.orient if spec.orient is not None else _exif_orientation(image)
-    stored = geometry.Size(image.width, image.height)
-    upright = geometry.Size(stored.height, stored.width) if orientation.swaps_axes(turn) else stored
-    request = spec.request()
-    try:
-        layout = geometry.plan(upright, request)
-    except ValueError as exc:
-        raise BadParam(str(exc), "rect") from None
-    _check_output(layout, max_output_pixels)
 
     try:
         if source_format == "JPEG":
@@ -160,8 +197,25 @@ def render(
     if spec.compress and icc:
         image, icc = _to_srgb(image, icc), None
     pil_format, media_type = OUTPUT_FORMATS[fm]
-    body = _encode(image, fm, pil_format, spec, icc)
+    body = _encode(image, fm, pil_format, spec, icc, max_output_bytes)
     return Rendered(body, media_type, fm, image.width, image.height)
+
+
+def _prepare(
+    data: bytes, spec: RenderSpec, max_pixels: int, max_output_pixels: int
+) -> tuple[Image.Image, geometry.Layout, int, geometry.Size, geometry.Request]:
+    """The source opened (header only), its orientation and the layout, every limit checked."""
+    image = _open(data, max_pixels)
+    turn = spec.orient if spec.orient is not None else _exif_orientation(image)
+    stored = geometry.Size(image.width, image.height)
+    upright = geometry.Size(stored.height, stored.width) if orientation.swaps_axes(turn) else stored
+    request = spec.request()
+    try:
+        layout = geometry.plan(upright, request)
+    except ValueError as exc:
+        raise BadParam(str(exc), "rect") from None
+    _check_output(layout, max_output_pixels)
+    return image, layout, turn, upright, request
 
 
 def _output_format(spec: RenderSpec, source_format: str, image: Image.Image) -> str:
@@ -184,11 +238,31 @@ def _check_output(layout: geometry.Layout, max_output_pixels: int) -> None:
     pixels = canvas.width * canvas.height
     if pixels > max_output_pixels:
         raise OutputTooLarge(
-            f"the output would be {canvas.width}x{canvas.height} ({pixels / 1e6:.1f} MP); "
-            f"this renderer produces at most {max_output_pixels / 1e6:.1f} MP",
+            f"the output would be {canvas.width}x{canvas.height} ({pixels / 1e6:.1f} MP); this renderer's "
+            f"max_output_pixels is {max_output_pixels} ({max_output_pixels / 1e6:.1f} MP)",
             None,
             "smaller w/h/dpr",
         )
+
+
+# Bytes a decoded pixel takes in Pillow, by mode; and what the pipeline's working copy
+# takes (``_working_mode``: palette, 1-bit and 16-bit images become 8-bit RGB(A) or L).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "La": 2, "PA": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3,
+               "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I": 4, "F": 4, "I;16": 2, "I;16B": 2, "I;16L": 2}
+_WORKING_BYTES = {"1": 1, "L": 1, "LA": 2, "I": 4, "I;16": 4, "I;16B": 4, "I;16L": 4}
+
+
+def source_weight(mode: str, transparency: bool, pixels: int) -> int:
+    """A source's size in RGB pixels (3 bytes each): what ``max_source_pixels`` counts.
+
+    Decoding holds the pixels in the source's mode, then the pipeline works on a copy in
+    its working mode; an RGBA or 16-bit source takes more memory per pixel than RGB, so it
+    counts for more (a 7000x7000 RGBA PNG is 65 MP of RGB, not 49)."""
+    decoded = _MODE_BYTES.get(mode, 4)
+    working = _WORKING_BYTES.get(mode, 4 if transparency or mode in ("RGBA", "LA", "PA", "RGBa", "La") else 3)
+    if mode in ("L", "RGB") and transparency:
+        working = decoded + 1
+    return -(-pixels * max(decoded, working) // 3)
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
@@ -203,10 +277,13 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     except _DECODE_ERRORS as exc:
         raise UndecodableSource(f"the source image header cannot be read: {exc}") from None
     pixels = image.width * image.height
-    if pixels > max_pixels:
+    weight = source_weight(image.mode, "transparency" in image.info, pixels)
+    if weight > max_pixels:
+        bytes_per_pixel = weight * 3 / max(pixels, 1)
         raise SourceTooLarge(
-            f"the source is {image.width}x{image.height} ({pixels / 1e6:.1f} MP); "
-            f"the limit is {max_pixels / 1e6:.1f} MP"
+            f"the source is {image.width}x{image.height} {image.mode} ({pixels / 1e6:.1f} MP, "
+            f"{pixels * bytes_per_pixel / 2**20:.0f} MiB decoded); this renderer's max_source_pixels is "
+            f"{max_pixels / 1e6:.1f} MP of RGB ({max_pixels * 3 / 2**20:.0f} MiB)"
         )
     if pixels == 0:
         raise UndecodableSource("the source image has no pixels")
@@ -336,7 +413,29 @@ def _srgb() -> ImageCms.ImageCmsProfile:
     return _SRGB[0]
 
 
-def _encode(image: Image.Image, fm: str, pil_format: str, spec: RenderSpec, icc: bytes | None) -> bytes:
+class _BoundedOutput(io.BytesIO):
+    """The encoder's file: refuses to grow past ``limit`` bytes. Pillow's PNG, JPEG and GIF
+    writers write as they encode, so a render that would be too large stops there rather
+    than after the whole image is in memory (WebP and AVIF hand over their result at once:
+    for them the bound is checked on that one write)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def write(self, data, /):  # type: ignore[no-untyped-def, override]
+        if self.tell() + len(data) > self.limit:
+            raise OutputTooLarge(
+                f"the encoded image is larger than this renderer's max_output_bytes ({self.limit} bytes, "
+                f"{self.limit / 2**20:.0f} MiB)",
+                None,
+                "smaller w/h/dpr, a lossy format (fm=jpg, fm=webp) or a lower q",
+            )
+        return super().write(data)
+
+
+def _encode(image: Image.Image, fm: str, pil_format: str, spec: RenderSpec, icc: bytes | None,
+            max_bytes: int | None = None) -> bytes:
     options: dict[str, object] = {}
     if fm in ("jpg", "pjpg") and image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
@@ -348,7 +447,7 @@ def _encode(image: Image.Image, fm: str, pil_format: str, spec: RenderSpec, icc:
         options.update(quality=_quality(spec.q), lossless=spec.lossless)
     elif fm == "avif":
         options.update(quality=_quality(spec.q), speed=AVIF_SPEED)
-    out = io.BytesIO()
+    out = io.BytesIO() if max_bytes is None else _BoundedOutput(max_bytes)
     image.save(out, pil_format, **options)
     return out.getvalue()
 

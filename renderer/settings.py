@@ -18,13 +18,15 @@ from renderer.http_origin import (
     DEFAULT_READ_TIMEOUT,
 )
 from renderer.origin import DEFAULT_MAX_SOURCE_BYTES
-from renderer.pipeline import DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_SOURCE_PIXELS
+from renderer.pipeline import DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_SOURCE_PIXELS
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
     "DEFAULT_CACHE_CONTROL",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_DISK_CACHE_BYTES",
+    "DEFAULT_HEAD_TIMEOUT",
+    "DEFAULT_MAX_OUTPUT_BYTES",
     "DEFAULT_MAX_OUTPUT_PIXELS",
     "DEFAULT_MAX_REDIRECTS",
     "DEFAULT_MAX_SOURCE_BYTES",
@@ -42,9 +44,17 @@ DEFAULT_CACHE_BYTES = 128 * 1024 * 1024
 DEFAULT_DISK_CACHE_BYTES = 4 * 1024**3
 # A render of a given source version never changes (the ETag names both), so a year.
 DEFAULT_CACHE_CONTROL = "public, max-age=31536000"
-# The slowest legitimate render (a 50 MP source to an 8192 px AVIF) takes a few seconds
-# on one core; ten times that is a render that went wrong.
-DEFAULT_RENDER_TIMEOUT = 30.0
+# The slowest legitimate render within the output budget (a 16.8 MP PNG of a noisy image)
+# takes about 5 s of one core; twice that is a render that went wrong or a node too busy.
+# It counts from the moment the pool admits the render, so time spent queueing for a worker
+# counts too, and it must stay below the balancer's try_timeout (15 s): then the renderer
+# answers 503 + Retry-After (overload, never a reason to eject the node) before the
+# balancer gives up on the try (docs/security.md says how the two interact).
+DEFAULT_RENDER_TIMEOUT = 10.0
+# A client has this long from connecting (or from the first byte of a later request on the
+# connection) to send a whole request head; slower is a slowloris, and the connection is
+# closed. Balancers send a head in one write.
+DEFAULT_HEAD_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +70,8 @@ class RendererSettings:
     max_source_pixels: int = DEFAULT_MAX_SOURCE_PIXELS
     max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES
     max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    head_timeout: float = DEFAULT_HEAD_TIMEOUT
     render_timeout: float | None = DEFAULT_RENDER_TIMEOUT  # None: no limit
     origin_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     origin_read_timeout: float = DEFAULT_READ_TIMEOUT
@@ -86,10 +98,10 @@ class RendererSettings:
         for name in ("cache_bytes", "disk_cache_bytes", "origin_redirects"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, not {getattr(self, name)}")
-        for name in ("max_source_pixels", "max_source_bytes", "max_output_pixels"):
+        for name in ("max_source_pixels", "max_source_bytes", "max_output_pixels", "max_output_bytes"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, not {getattr(self, name)}")
-        for name in ("origin_connect_timeout", "origin_read_timeout", "render_timeout"):
+        for name in ("origin_connect_timeout", "origin_read_timeout", "render_timeout", "head_timeout"):
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
                 problems.append(f"{name} must be a positive number of seconds, not {value}")

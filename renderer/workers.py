@@ -15,14 +15,22 @@ Rules:
 - ``kind="thread"`` runs jobs in threads of this process instead: same interface, for tests
   and for platforms without a usable process pool. Pillow releases the GIL while it
   decodes, resamples and encodes, so threads still keep the loop responsive.
-- A job may have a time budget (``timeout``). In a worker process an interval timer
-  (``SIGALRM``) raises ``RenderTimeout`` inside the job at its next Python instruction, so
+- A job may have a time budget (``timeout``), counted from its admission, so time spent
+  waiting for a worker counts: a job still waiting at its deadline is dropped and answered
+  ``RenderTimeout``; in a worker process an interval timer (``SIGALRM``) set to what is left
+  of the budget raises ``RenderTimeout`` inside the job at its next Python instruction, so
   the worker survives and is free again. A job stuck inside one C call for much longer
-  (``2 * timeout + HARD_GRACE_SECONDS`` after it was seen running: it may have waited one
-  job's time in the executor's call queue) gets its pool's processes killed and the pool
-  rebuilt, the last resort; other jobs in flight then fail with ``WorkerLost``. Threads
-  cannot be stopped: a thread job past its budget is answered ``RenderTimeout`` and keeps
-  its slot (``pending``) until it really ends.
+  (``2 * timeout + HARD_GRACE_SECONDS`` after its admission) gets its pool's processes
+  killed and the pool rebuilt, the last resort; other jobs in flight then fail with
+  ``WorkerLost``. Threads cannot be stopped: a thread job past its budget is answered
+  ``RenderTimeout`` and keeps its slot (``pending``) until it really ends.
+- A job whose caller stops waiting (the task awaiting ``run`` is cancelled: the client went
+  away) is cancelled too, not finished for nobody: dropped if it is still queued, and in a
+  worker process interrupted by ``SIGUSR1`` at its next Python instruction. The job and
+  the worker meet in two shared arrays indexed by a job slot: the worker writes its pid
+  there while it runs the job, the renderer writes the job's number to cancel it, and the
+  worker's handler acts only when the number is that of the job it is running, so a
+  signal that arrives late never stops the next job.
 - ``pending`` counts a job until its future is done, not until its caller stops waiting.
 - Shutdown waits for running jobs (graceful stop: in-flight renders finish).
 - Workers die with the renderer, even when it is SIGKILLed: a worker's parent is the fork
@@ -44,7 +52,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, TypeVar
 
 from pixring.cpus import cpu_budget
-from renderer.errors import Overloaded, RenderTimeout, WorkerLost
+from renderer.errors import Overloaded, RenderCancelled, RenderTimeout, WorkerLost
 
 __all__ = ["DEFAULT_QUEUE_PER_WORKER", "RenderPool", "default_workers"]
 
@@ -57,6 +65,8 @@ DEFAULT_QUEUE_PER_WORKER = 4
 HARD_GRACE_SECONDS = 2.0
 # How often a job with a budget is looked at while it runs.
 _WATCH_SECONDS = 0.05
+# Job slots of the shared cancellation arrays; more than a pool ever has in flight.
+_SLOTS = 4096
 _PRELOAD = ["PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "PIL.WebPImagePlugin", "renderer.jobs"]
 
 
@@ -87,6 +97,8 @@ class RenderPool:
         self.rebuilds = 0
         self._initializer = initializer
         self._initargs = initargs
+        self._jobs = 0
+        self._shared = _SharedSlots(self._context()) if kind == "process" else None
         self._executor: Executor = self._new_executor()
 
     @property
@@ -103,16 +115,20 @@ class RenderPool:
 
     async def run(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
         """``fn(*args)`` in a worker; Overloaded if the queue is full, WorkerLost if it died,
-        RenderTimeout if it ran past ``timeout`` seconds."""
+        RenderTimeout if it ran past ``timeout`` seconds after its admission. Cancelling
+        the caller cancels the job."""
         if self.pending >= self.capacity:
             raise Overloaded(
                 f"all {self.workers} render workers are busy and {self.queue_limit} renders are waiting"
             )
         executor = self._executor
         loop = asyncio.get_running_loop()
+        self._jobs += 1
+        job = self._jobs
         try:
-            if timeout is not None and self.kind == "process":
-                future = executor.submit(_with_alarm, timeout, fn, *args)
+            if self._shared is not None:
+                deadline = time.time() + timeout if timeout is not None else None
+                future = executor.submit(_run_job, job % _SLOTS, job, deadline, timeout, fn, *args)
             else:
                 future = executor.submit(fn, *args)
         except BrokenProcessPool:
@@ -123,27 +139,36 @@ class RenderPool:
         try:
             if timeout is None:
                 return await asyncio.wrap_future(future)
-            return await self._watch(future, timeout, executor)
+            return await self._watch(future, timeout, executor, job)
         except BrokenProcessPool:
             self._replace(executor)
             raise WorkerLost("a render worker process died during this render; retry") from None
+        except asyncio.CancelledError:
+            self._cancel(future, job)
+            raise
 
-    async def _watch(self, future: Future[T], timeout: float, executor: Executor) -> T:
+    def _cancel(self, future: Future[Any], job: int) -> None:
+        """Stop a job nobody waits for: dropped if queued, interrupted if it runs."""
+        if future.cancel() or future.done() or self._shared is None:
+            return
+        self._shared.cancel(job % _SLOTS, job)
+
+    async def _watch(self, future: Future[T], timeout: float, executor: Executor, job: int) -> T:
         waiting = asyncio.wrap_future(future)
-        running_since: float | None = None
+        admitted = time.monotonic()
         while True:
             done, _ = await asyncio.wait({waiting}, timeout=_WATCH_SECONDS)
             if done:
                 return waiting.result()
-            if running_since is None:
-                if future.running():
-                    running_since = time.monotonic()
+            late = time.monotonic() - admitted
+            if late <= timeout or future.done():  # done: its result is read on the next turn
                 continue
-            late = time.monotonic() - running_since
-            if self.kind == "thread" and late > timeout:
-                waiting.cancel()  # stops waiting only: the thread runs on, holding its slot
+            if not future.running() or self.kind == "thread":
+                # Still queued (or a thread, which cannot be stopped): past its budget.
+                self._cancel(future, job)
+                waiting.cancel()
                 raise RenderTimeout(_timeout_message(timeout))
-            if self.kind == "process" and late > 2 * timeout + HARD_GRACE_SECONDS:
+            if late > 2 * timeout + HARD_GRACE_SECONDS:
                 waiting.cancel()
                 self._kill(executor)
                 raise RenderTimeout(_timeout_message(timeout))
@@ -177,16 +202,39 @@ class RenderPool:
             if self._initializer is not None:
                 self._initializer(*self._initargs)
             return ThreadPoolExecutor(self.workers, thread_name_prefix="render")
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        if context.get_start_method() == "forkserver":
-            context.set_forkserver_preload(_PRELOAD)
+        context = self._context()
         return ProcessPoolExecutor(
             self.workers,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(os.getpid(), self._initializer, self._initargs),
+            initargs=(os.getpid(), self._shared, self._initializer, self._initargs),
         )
+
+    @staticmethod
+    def _context() -> Any:
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if context.get_start_method() == "forkserver":
+            context.set_forkserver_preload(_PRELOAD)
+        return context
+
+
+class _SharedSlots:
+    """What the renderer and its worker processes share about running jobs, per job slot:
+    the pid of the worker running it (0: none) and the number of a job to cancel."""
+
+    def __init__(self, context: Any) -> None:
+        self.pids = context.RawArray("q", _SLOTS)
+        self.cancelled = context.RawArray("q", _SLOTS)
+
+    def cancel(self, slot: int, job: int) -> None:
+        self.cancelled[slot] = job
+        pid = self.pids[slot]
+        if pid:
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass  # the worker is gone: nothing left to stop
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
@@ -196,30 +244,63 @@ def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) 
         pass  # the loop is closed: nobody is counting any more
 
 
-def _with_alarm(seconds: float, fn: Callable[..., T], *args: Any) -> T:
-    """Runs in a worker process: ``fn(*args)``, interrupted by RenderTimeout after ``seconds``."""
+# In a worker process: the shared slots, and the (slot, job) it is running, if any.
+_WORKER_SLOTS: list[_SharedSlots] = []
+_RUNNING: list[tuple[int, int]] = []
+
+
+def _run_job(slot: int, job: int, deadline: float | None, budget: float | None, fn: Callable[..., T],
+             *args: Any) -> T:
+    """Runs in a worker process: ``fn(*args)``, interrupted by RenderTimeout at ``deadline``
+    (wall-clock seconds) and by RenderCancelled when the renderer cancels job ``job``."""
+    shared = _WORKER_SLOTS[0]
+    if shared.cancelled[slot] == job:
+        raise RenderCancelled("the render was cancelled before it started: its client went away")
+    seconds = None
+    if deadline is not None:
+        seconds = deadline - time.time()
+        if seconds <= 0:
+            raise RenderTimeout(_timeout_message(budget))
 
     def expire(signum: int, frame: object) -> None:
-        raise RenderTimeout(_timeout_message(seconds))
+        raise RenderTimeout(_timeout_message(budget))
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    _RUNNING.append((slot, job))
+    shared.pids[slot] = os.getpid()
+    if seconds is not None:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         return fn(*args)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        shared.pids[slot] = 0
+        _RUNNING.clear()
         signal.signal(signal.SIGALRM, previous)
 
 
-def _timeout_message(seconds: float) -> str:
-    return f"the render took longer than the renderer's limit of {seconds:g} s"
+def _on_cancel(signum: int, frame: object) -> None:
+    """SIGUSR1 in a worker: stop the running job if it is the one the renderer cancelled."""
+    if _RUNNING and _WORKER_SLOTS:
+        slot, job = _RUNNING[0]
+        if _WORKER_SLOTS[0].cancelled[slot] == job:
+            _RUNNING.clear()
+            raise RenderCancelled("the render was cancelled: its client went away")
 
 
-def _init_worker(owner_pid: int, initializer: Callable[..., object] | None, initargs: tuple[Any, ...]) -> None:
+def _timeout_message(seconds: float | None) -> str:
+    return f"the render took longer than the renderer's render_timeout of {seconds:g} s"
+
+
+def _init_worker(owner_pid: int, shared: _SharedSlots | None, initializer: Callable[..., object] | None,
+                 initargs: tuple[Any, ...]) -> None:
     """Runs first in every worker process: tie its life to the renderer's, then initialize."""
     # Ctrl-C reaches the whole terminal process group; the renderer shuts its pool down
     # in order, so a worker interrupted mid-wait would only print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if shared is not None:
+        _WORKER_SLOTS[:] = [shared]
+        signal.signal(signal.SIGUSR1, _on_cancel)
     _exit_with(owner_pid)
     if initializer is not None:
         initializer(*initargs)

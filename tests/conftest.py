@@ -20,6 +20,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return ["request path: " + hot_path.describe(), catalogue_status()]
 
 
+# Every renderer a test starts serves its metrics on a free port: the default admin
+# listener (127.0.0.1:9100) would be shared by the renderers of one test, and of the other
+# test runs on this machine. A test that needs the address gives --admin itself.
+os.environ.setdefault("PIXRING_RENDERER_ADMIN", "127.0.0.1:0")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     stale = hot_path.stale()
     if stale:

@@ -203,11 +203,14 @@ async def _up(args: argparse.Namespace) -> int:
         async with aiohttp.ClientSession() as session:
             deadline = time.monotonic() + _START_TIMEOUT_S
             nodes = []
+            renderer_admins: list[int] = []
             for i in range(1, args.renderers + 1):
-                port = _free_port()
-                child = await _start(f"renderer r{i}", log_dir, "renderer", "--listen", f"127.0.0.1:{port}", "--origin", str(origin), *args.renderer_arg)
+                port, admin = _free_port(), _free_port()  # metrics on a listener of their own
+                child = await _start(f"renderer r{i}", log_dir, "renderer", "--listen", f"127.0.0.1:{port}",
+                                     "--admin", f"127.0.0.1:{admin}", "--origin", str(origin), *args.renderer_arg)
                 children.append(child)
                 nodes.append((f"r{i}", port))
+                renderer_admins.append(admin)
             for child, (_, port) in zip(list(children), nodes):
                 await _wait_http(session, f"http://127.0.0.1:{port}/healthz", child, deadline)
             balancer_argv = [
@@ -228,6 +231,7 @@ async def _up(args: argparse.Namespace) -> int:
 
     example = next((p.relative_to(origin).as_posix() for p in samples if p.suffix == ".jpg"), "photos/sample.jpg")
     base = f"http://127.0.0.1:{args.port}"
+    renderer_metrics = ", ".join(f"{name}=:{admin}" for (name, _), admin in zip(nodes, renderer_admins))
     print(
         "\npixring is up:\n"
         f"  balancer   {base}  ({len(nodes)} renderers: {', '.join(f'{n}=:{p}' for n, p in nodes)})\n"
@@ -235,6 +239,8 @@ async def _up(args: argparse.Namespace) -> int:
         f"             curl -sS -D- -o /dev/null '{base}/{example}?H=300&width=400.0&fit=crop&fm=webp&utm_source=x'\n"
         f"  status     http://127.0.0.1:{args.admin_port}/  (a page for a browser; JSON at /status)\n"
         f"  metrics    curl -sS http://127.0.0.1:{args.admin_port}/metrics\n"
+        f"             the renderers' on their admin ports ({renderer_metrics}), e.g.\n"
+        f"             curl -sS http://127.0.0.1:{renderer_admins[0] if renderer_admins else 0}/metrics\n"
         f"  logs       {log_dir}/  ({', '.join(child.log_path.name for child in children)}: JSON lines)\n"
         "  Ctrl-C stops everything.\n",
         flush=True,

@@ -191,6 +191,7 @@ def inventory(tmp: Path, wheel: Path, consul_addr: str, ports: dict[str, int], o
         "consul_retry_join": ["10.0.0.11", "10.0.0.12"],
         # The renderer, registering in the Consul double with fast checks.
         "renderer_listen": f"127.0.0.1:{ports['renderer']}",
+        "renderer_admin": f"127.0.0.1:{ports['renderer_admin']}",
         "renderer_origin": str(origin),
         "renderer_advertise": "127.0.0.1",
         "renderer_render_workers": 1,
@@ -344,7 +345,7 @@ def test_site_deploys_a_working_tier(tmp_path: Path, systemd_analyze: None) -> N
         (origin / "photos").mkdir(parents=True)
         (origin / "photos/cat.jpg").write_bytes(generate(Sample("cat.jpg", 640, 480, seed=7)))
 
-        ports = {"renderer": free_port(), "public": free_port(), "admin": free_port()}
+        ports = {"renderer": free_port(), "renderer_admin": free_port(), "public": free_port(), "admin": free_port()}
         inventory_file = tmp_path / "inventory.yml"
         # JSON is YAML: no YAML writer needed.
         inventory_file.write_text(json.dumps(inventory(tmp_path, wheel, consul_addr, ports, origin), indent=1))
@@ -434,6 +435,10 @@ def test_site_deploys_a_working_tier(tmp_path: Path, systemd_analyze: None) -> N
         image = Image.open(BytesIO(body))
         assert image.format == "WEBP" and image.size[0] == 100, (image.format, image.size)
         assert http_get(admin + "/readyz")[0] == 200
+        # Where a Prometheus scrapes the renderer: its admin listener, never its image port.
+        status, _, body = http_get(f"http://127.0.0.1:{ports['renderer_admin']}/metrics")
+        assert status == 200 and b'pixring_renderer_renders_total{format="webp"} 1.0' in body
+        assert http_get(f"http://127.0.0.1:{ports['renderer']}/metrics")[0] == 404
 
         # The deployed code, with its request path compiled on the host (pixring_compile).
         where = subprocess.run([str(venv / "bin/python"), "-c", "import balancer.front as f; print(f.__file__)"],

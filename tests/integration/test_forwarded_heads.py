@@ -6,8 +6,9 @@ heads out on the spot (``balancer.headers``). Here real ``ClientConnection`` and
 what is written, are fed generated requests and responses, and what they write is
 compared with the rules of RFC 9110 section 7.6 stated independently below: hop-by-hop
 fields and the fields Connection names are dropped, X-Forwarded-For and Via are
-extended, Host, X-Forwarded-Proto, X-Request-Id and the framing are pixring's own, and
-every other field passes unchanged and in order.
+extended, Host, Forwarded, X-Real-IP, X-Forwarded-Proto, X-Request-Id and the framing are
+pixring's own (a client's X-Forwarded-* and X-Pixring-* never pass), and every other field
+passes unchanged and in order.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from pixring.membership import Member, Membership
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate", b"proxy-authorization",
               b"te", b"trailer", b"transfer-encoding", b"upgrade"}
 SET_BY_PIXRING_REQUEST = {b"host", b"x-forwarded-proto", b"x-forwarded-host", b"content-length", b"expect",
-                          b"x-request-id"}
+                          b"x-request-id", b"forwarded", b"x-real-ip"}
+PIXRINGS_REQUEST_PREFIXES = (b"x-pixring-", b"x-forwarded-")
 SET_BY_PIXRING_RESPONSE = {b"content-length", b"x-request-id", b"x-pixring-node"}
 MEMBER = Member("n1", "127.0.0.1", 9001)
 CLIENT_IP = b"192.0.2.7"
@@ -55,11 +57,13 @@ def expected_upstream_head(target: bytes, pairs: list[tuple[bytes, bytes]], requ
             forwarded_for.append(value)
         elif lower == b"via":
             via.append(value)
-        elif lower not in SET_BY_PIXRING_REQUEST:
+        elif lower not in SET_BY_PIXRING_REQUEST and not lower.startswith(PIXRINGS_REQUEST_PREFIXES):
             lines.append(name + b": " + value)
     lines += [
         b"X-Forwarded-For: " + b", ".join(forwarded_for + [CLIENT_IP]),
         b"X-Forwarded-Proto: http",
+        b"Forwarded: for=" + CLIENT_IP + b";proto=http",
+        b"X-Real-IP: " + CLIENT_IP,
         b"Via: " + b", ".join(via + [b"1.1 pixring"]),
         b"X-Request-Id: " + request_id,
     ]
@@ -127,6 +131,8 @@ _TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0
 _VALUE = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=20).map(str.encode)
 _OTHER_NAME = st.one_of(
     _TOKEN.map(lambda t: ("X-" + t).encode()),
+    _TOKEN.map(lambda t: ("X-Pixring-" + t).encode()),
+    _TOKEN.map(lambda t: ("x-FORWARDED-" + t).encode()),
     st.sampled_from([b"Accept", b"Accept-Encoding", b"ETag", b"Cache-Control", b"If-None-Match", b"Date"]),
 )
 _CONNECTION_VALUE = st.lists(
@@ -145,7 +151,8 @@ def _field(*special: str) -> st.SearchStrategy[tuple[bytes, bytes]]:
 
 
 _REQUEST_FIELDS = st.lists(_field("keep-alive", "te", "trailer", "proxy-authorization", "x-forwarded-for", "via",
-                                  "x-forwarded-proto", "x-forwarded-host", "expect"), max_size=8)
+                                  "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-real-ip",
+                                  "forwarded", "x-pixring-node", "expect"), max_size=8)
 _RESPONSE_FIELDS = st.lists(_field("keep-alive", "trailer", "proxy-authenticate", "via", "x-request-id"), max_size=8)
 
 

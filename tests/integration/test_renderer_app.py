@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from PIL import Image
 
-from renderer.app import RENDERER_KEY, make_app
+from renderer.app import RENDERER_KEY, make_admin_app, make_app
 from renderer.errors import WorkerLost
 from renderer.samples import Sample, generate
 from renderer.settings import RendererSettings
@@ -54,7 +54,10 @@ def make_client(aiohttp_client: Any, origin: Path) -> ClientFactory:
     async def factory(**overrides: Any) -> TestClient:
         options: dict[str, Any] = {"origin": origin, "pool_kind": "thread", "render_workers": 2, "access_log": False}
         options.update(overrides)
-        return await aiohttp_client(make_app(RendererSettings(**options)))
+        app = make_app(RendererSettings(**options))
+        client = await aiohttp_client(app, server_kwargs={"handler_cancellation": True})
+        client.admin = await aiohttp_client(make_admin_app(app))  # the admin listener: /metrics
+        return client
 
     return factory
 
@@ -213,7 +216,7 @@ async def test_concurrent_identical_requests_render_once(client: TestClient) -> 
     bodies = {await r.read() for r in responses}
     assert [r.status for r in responses] == [200] * 6
     assert len(bodies) == 1
-    text = await (await client.get("/metrics")).text()
+    text = await (await client.admin.get("/metrics")).text()
     assert 'pixring_renderer_renders_total{format="webp"} 1.0' in text
 
 
@@ -336,7 +339,7 @@ async def test_healthz_and_cache_hits_answer_while_every_worker_is_busy(make_cli
         assert health.status == 200 and await health.json() == {"status": "ok"}
         hit = await client.get("/photos/photo.jpg?w=33")
         assert hit.status == 200 and hit.headers["X-Render-Cache"] == "hit"
-        assert (await client.get("/metrics")).status == 200
+        assert (await client.admin.get("/metrics")).status == 200
         busy = await client.get("/photos/photo.jpg?w=34")
         assert busy.status == 503
         assert busy.headers["Retry-After"] == "1"
@@ -350,7 +353,7 @@ async def test_metrics_page(client: TestClient) -> None:
     await client.get("/photos/photo.jpg?w=20")
     await client.get("/photos/photo.jpg?w=20")
     await client.get("/missing.jpg")
-    text = await (await client.get("/metrics")).text()
+    text = await (await client.admin.get("/metrics")).text()
     assert 'pixring_renderer_renders_total{format="jpg"} 1.0' in text
     assert 'pixring_renderer_cache_hits_total{tier="memory"} 1.0' in text
     assert 'pixring_renderer_cache_misses_total{tier="memory"} 1.0' in text
@@ -465,7 +468,7 @@ async def test_disk_tier_survives_a_restart(make_client: ClientFactory, tmp_path
     assert from_disk.headers["ETag"] == miss.headers["ETag"]
     from_memory = await restarted.get("/photos/photo.jpg?w=90&fm=webp")
     assert from_memory.headers["X-Render-Cache"] == "hit"  # promoted
-    text = await (await restarted.get("/metrics")).text()
+    text = await (await restarted.admin.get("/metrics")).text()
     assert 'pixring_renderer_cache_hits_total{tier="disk"} 1.0' in text
     assert 'pixring_renderer_cache_hits_total{tier="memory"} 1.0' in text
     assert 'pixring_renderer_cache_misses_total{tier="memory"} 1.0' in text
@@ -504,7 +507,7 @@ async def test_a_render_past_its_budget_is_a_503_without_retry_after(
         assert response.status == 503
         # Overload, not failure: a balancer goes elsewhere or passes it on, and never ejects for it.
         assert response.headers["Retry-After"] == "1"
-        assert "limit of 0.1 s" in (await response.json())["error"]
+        assert "render_timeout of 0.1 s" in (await response.json())["error"]
         assert (await client.get("/healthz")).status == 200
     finally:
         release.set()
@@ -512,10 +515,10 @@ async def test_a_render_past_its_budget_is_a_503_without_retry_after(
 
 async def test_head_sends_no_bytes_and_counts_none(client: TestClient) -> None:
     await client.head("/photos/photo.jpg?w=25")
-    text = await (await client.get("/metrics")).text()
+    text = await (await client.admin.get("/metrics")).text()
     assert "pixring_renderer_bytes_out_total 0.0" in text
     body = await (await client.get("/photos/photo.jpg?w=25")).read()
-    text = await (await client.get("/metrics")).text()
+    text = await (await client.admin.get("/metrics")).text()
     assert f"pixring_renderer_bytes_out_total {float(len(body))}" in text
 
 
@@ -531,5 +534,5 @@ async def test_a_bug_is_a_500_with_no_details(make_client: ClientFactory, monkey
     assert response.status == 500
     body = await response.json()
     assert body == {"error": "internal error while rendering", "status": 500}
-    text = await (await client.get("/metrics")).text()
+    text = await (await client.admin.get("/metrics")).text()
     assert 'pixring_renderer_errors_total{status="500"} 1.0' in text

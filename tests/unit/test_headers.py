@@ -16,6 +16,7 @@ from balancer.headers import (
     HostSyntax,
     NameKinds,
     connection_tokens,
+    forwarded_node,
     forwarding_fields,
     host_line,
     is_valid_request_id,
@@ -75,6 +76,8 @@ def test_upstream_head_sets_host_and_forwarding_fields():
         (b"if-none-match", b'"abc"'),
         (b"x-forwarded-for", b"10.0.0.1, 192.0.2.7"),
         (b"x-forwarded-proto", b"http"),
+        (b"forwarded", b"for=192.0.2.7;proto=http"),
+        (b"x-real-ip", b"192.0.2.7"),
         (b"via", b"1.1 cdn, 1.1 pixring"),
         (b"x-request-id", b"rid-1"),
     ]
@@ -167,3 +170,39 @@ def test_every_proxy_authentication_field_stays_with_its_hop():
     Proxy-Authentication-Info are for the proxy on that hop, not for the next one."""
     for name in (b"Proxy-Authenticate", b"Proxy-Authorization", b"Proxy-Authentication-Info"):
         assert RESPONSE_KINDS(name) == DROP and REQUEST_KINDS(name) == DROP
+
+
+def _kind(name: bytes) -> int:
+    kind = REQUEST_KINDS.exact.get(name)
+    return REQUEST_KINDS(name) if kind is None else kind
+
+
+@pytest.mark.parametrize("name", [
+    b"Forwarded", b"FORWARDED", b"X-Real-IP", b"x-real-ip", b"X-Forwarded-Port", b"X-Forwarded-Server",
+    b"x-forwarded-prefix", b"X-Forwarded-Ssl", b"X-Forwarded-Host", b"X-Forwarded-Proto", b"X-Pixring-Node",
+    b"x-pixring-anything", b"X-PIXRING-CACHE",
+])
+def test_a_clients_forwarding_fields_never_reach_a_node(name):
+    assert _kind(name) != PASS
+
+
+@pytest.mark.parametrize("name", [b"X-Forwarded", b"X-Pixringed", b"X-Real", b"Forwarded-By", b"X-Custom"])
+def test_names_that_only_look_like_forwarding_fields_pass(name):
+    assert _kind(name) == PASS
+
+
+def test_pixrings_own_view_of_the_connection_is_sent():
+    head = b"GET / HTTP/1.1\r\n" + forwarding_fields(
+        _laid_out((b"Accept", b"*/*")), b"203.0.113.9", b"", b"198.51.100.4", b"rid", b"pixring")
+    fields = _fields(head)
+    assert (b"x-forwarded-for", b"203.0.113.9, 198.51.100.4") in fields  # extended (nginx's rule)
+    assert (b"forwarded", b"for=198.51.100.4;proto=http") in fields  # what pixring saw, only
+    assert (b"x-real-ip", b"198.51.100.4") in fields
+    assert [name for name, _ in fields].count(b"forwarded") == 1
+
+
+@pytest.mark.parametrize("ip, node", [
+    (b"192.0.2.1", b"192.0.2.1"), (b"2001:db8::1", b'"[2001:db8::1]"'), (b"-", b"unknown"), (b"", b"unknown"),
+])
+def test_forwarded_node_syntax(ip, node):
+    assert forwarded_node(ip) == node

@@ -80,9 +80,9 @@ def test_a_bad_value_is_refused_naming_the_field_as_its_layer_spells_it(tmp_path
 
 def test_every_app_field_is_a_setting_and_the_reloaded_ones_are_named():
     settings = {name for name in RendererSettings.__dataclass_fields__}
-    assert {f.name for f in FIELDS} - {"listen", "samples", "shutdown_timeout"} <= settings
+    assert {f.name for f in FIELDS} - {"listen", "admin", "samples", "shutdown_timeout"} <= settings
     assert set(RELOADED) == {"render_queue", "cache_bytes", "disk_cache_bytes", "cache_control",
-                             "max_source_bytes", "max_output_pixels", "render_timeout"}
+                             "max_source_bytes", "max_output_pixels", "max_output_bytes", "render_timeout"}
 
 
 def test_the_roles_reload_list_is_the_products():
