@@ -142,6 +142,10 @@ FIELDS: tuple[Field, ...] = (
           "retries in flight may be at most this fraction of requests in flight (Envoy's retry budget)", "RATIO"),
     Field("retry_min_concurrent", non_negative_int, 3,
           "retries always allowed in flight whatever the budget says", "N"),
+    Field("shed_retry_within", non_negative_float, 1.0,
+          "a node's 503 with Retry-After (it is full) moves the request to the next member only if it came "
+          "within this many seconds; a later one (a render that hit the node's time limit) is the client's, "
+          "since another node would spend as long on it", "S"),
     Field("retry_on_500", boolean, False,
           "also retry a node's 500 (502, 503, 504 and connection failures are always retried)", "BOOL"),
     Field("hedge_delay", non_negative_float, 0.0,
@@ -247,6 +251,7 @@ class BalancerConfig:
     max_attempts: int
     retry_budget: float
     retry_min_concurrent: int
+    shed_retry_within: float
     retry_on_500: bool
     hedge_delay: float
     balance_factor: float

@@ -15,7 +15,9 @@ The rules:
   path, completed to the key's preference list when a retry needs it. A hot key's
   candidates start with its replicas (``balancer.hotkeys``).
 * A node's 503 *with* ``Retry-After`` is load shedding, not failure: the next member is
-  tried at once, without backoff, only while the retry budget has a slot; otherwise the
+  tried at once, without backoff, only while the retry budget has a slot and only when the
+  answer came within ``shed_retry_within`` (a full queue answers at once; a render that hit
+  its time limit answers late, and another node would spend as long on it); otherwise the
   client gets the node's answer (its ``Retry-After`` with it).
 * An answer with a status of ``retry_statuses`` (502, 503 and 504 by default), a refused
   connection, a reset or a try timeout moves the request to the next member after a
@@ -74,6 +76,9 @@ class RetrySettings:
     request_timeout: float  # overall deadline
     retry_statuses: frozenset[int]  # node answers that move the request to the next member
     hedge_delay: float  # 0 = no hedging
+    # A shed answer after a try this long is the client's: the node worked on the request
+    # (a render that hit its time limit), and another node would spend as long on it.
+    shed_retry_within: float = 1.0
 
 
 class Routed:
@@ -191,13 +196,16 @@ class Exchange:
         return f"no answer within the {self.settings.request_timeout:g}s request deadline"
 
     # -- events ------------------------------------------------------------------
-    def on_head(self, status: int, retry_after: bool, twin: bool, now: float) -> int:
+    def on_head(self, status: int, retry_after: bool, twin: bool, now: float, took: float = 0.0) -> int:
         """What a try's response head means (WIN, NEXT_NOW, RETRY or TWIN_ANSWERS).
-        ``twin``: another try of this exchange is still out (hedging)."""
+        ``twin``: another try of this exchange is still out (hedging); ``took``: seconds
+        the try waited for this head."""
         if status == 503 and retry_after:
             # The node is shedding load: healthy, only full (see the module rules).
             if twin:
                 return TWIN_ANSWERS
+            if took >= self.settings.shed_retry_within:
+                return WIN  # it gave up on a costly request: not one to hand to another node
             if not self.retry_possible(now) or not self.take_retry_budget():
                 return WIN
             self.stats.retries += 1

@@ -981,7 +981,11 @@ class ClientConnection(asyncio.Protocol):
         x = self.ex_x
         assert x is not None  # a head arrives for a try, and tries run inside an exchange
         twin = len(self.ex_live) > 1
-        verdict = x.on_head(status, shed, twin, _clock()) if shed or status in ctx.retry.retry_statuses else WIN
+        if shed or status in ctx.retry.retry_statuses:
+            now = _clock()
+            verdict = x.on_head(status, shed, twin, now, now - attempt.started)
+        else:
+            verdict = WIN
         if verdict == WIN:
             self._win(attempt, conn)
             return

@@ -183,6 +183,7 @@ class Worker:
                 request_timeout=config.request_timeout,
                 retry_statuses=frozenset(retry_statuses),
                 hedge_delay=config.hedge_delay,
+                shed_retry_within=config.shed_retry_within,
             ),
             on_health_events=self.health_events,
             coalesce=config.coalesce_policy(),

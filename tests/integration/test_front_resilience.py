@@ -298,3 +298,17 @@ async def test_shed_retries_take_the_budget_and_never_wait_for_it(nodes):
     response = await get(port, path)
     assert response.status == 503 and response.headers["retry-after"] == "7"
     assert node_b.hits == 0 and ctx.stats.retries_refused == 1, "the budget said no: the shed answer went out"
+
+
+async def test_a_late_shed_answer_is_not_sent_to_another_node(nodes):
+    """A render that hit the node's time limit answers 503 + Retry-After late: the next node
+    would spend as long on it, so the client gets it (an early one moves on: see above)."""
+    (a_node, a), (b_node, b) = nodes["a"], nodes["b"]
+    ctx, port = await make_front([a, b])
+    ctx.retry = RetrySettings(try_timeout=5.0, request_timeout=10.0, retry_statuses=frozenset({502, 503, 504}),
+                              hedge_delay=0.0, shed_retry_within=0.1)
+    a_node.mode, a_node.delay = "shed", 0.3
+    path = key_owned_by(ctx, "a", "b")
+    response = await get(port, path)
+    assert response.status == 503 and response.headers["retry-after"] == "7"
+    assert b_node.hits == 0 and ctx.stats.retries == 0

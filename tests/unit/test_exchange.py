@@ -637,3 +637,15 @@ def test_a_key_that_is_not_hot_keeps_its_owner_alone():
     assert x.begin(0.0, f.n_members, hot) is None
     assert x.replicas == 1 and x.cands == ("n2",)
     assert f.stats.hot_spread == 0
+
+
+def test_a_shed_answer_that_came_late_is_the_clients_even_with_budget_left():
+    f = fleet()
+    x = started(f)
+    x.next_member(0.0)
+    late = f.settings.shed_retry_within
+    assert x.on_head(503, True, False, late, took=late) == WIN  # the node worked on it: no second node
+    assert f.stats.retries == 0 and x.budget_held == 0
+    y = started(f)
+    y.next_member(0.0)
+    assert y.on_head(503, True, False, 0.01, took=0.01) == NEXT_NOW  # a full queue answers at once
