@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from typing import Callable, Final
 
 from balancer.health import HealthTable
-from balancer.hotkeys import HotKeys
 from balancer.picker import Inflight, PickPolicy, candidates, first_choice
 from balancer.retry import RetryBudget, RetryPolicy
 from balancer.ring import Ring
@@ -137,7 +136,7 @@ class Exchange:
         self.overflowed = False  # bounded load moved the first choice off the key's first member
 
     # -- the start -------------------------------------------------------------
-    def begin(self, now: float, n_members: int, hot: HotKeys | None,
+    def begin(self, now: float, n_members: int, replicas: int = 1,
               rand: Callable[[], float] = random.random) -> str | None:
         """Choose the candidates. None to go on (call ``next_member``), else why nobody
         can take the request (a 503 with ``Retry-After``). ``n_members`` is the ring's
@@ -150,8 +149,7 @@ class Exchange:
             return NO_HEALTHY_NODE
         routed = self.routed
         pick = self.pick
-        if hot is not None:
-            self.replicas = hot.observe(routed.hash, routed.key, len(health.routable) or n_members)
+        self.replicas = replicas
         replicas = self.replicas
         first = first_choice(routed.owner, health, self.inflight, pick, n_members, replicas)
         if first is not None:

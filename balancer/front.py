@@ -727,19 +727,23 @@ class ClientConnection(asyncio.Protocol):
             self._respond_local(exc.status, exc.reason)
             return
         self.ex_routed = routed
+        # Every request counts toward its key's share, those that will wait for another's too.
+        hot = ctx.hot_keys
+        replicas = hot.observe(routed.hash, routed.key, len(ctx.health.routable) or ctx.ring_members) \
+            if hot is not None else 1
         if ctx.coalesce is not None and method == b"GET":
             leader = ctx.flights.get(routed.upstream_target)
             if leader is not None and leader._takes_follower(req):
                 self._follow(leader, req)
                 return
-        self._go_upstream(req, routed, now, True)
+        self._go_upstream(req, routed, now, True, replicas)
 
-    def _go_upstream(self, req: _Request, routed: Routed, now: float, may_lead: bool) -> None:
+    def _go_upstream(self, req: _Request, routed: Routed, now: float, may_lead: bool, replicas: int) -> None:
         ctx = self.ctx
         table = self.ex_table = ctx.table
         x = Exchange(table.ring, ctx.health, ctx.stats.inflight, ctx.pick_policy, ctx.budget, ctx.retry_policy,
                      ctx.retry, ctx.stats, routed)
-        refusal = x.begin(now, ctx.ring_members, ctx.hot_keys, ctx.rand)
+        refusal = x.begin(now, ctx.ring_members, replicas, ctx.rand)
         if refusal is not None:
             self._respond_local(503, refusal, extra=[(b"Retry-After", b"1")])
             return
@@ -836,8 +840,11 @@ class ClientConnection(asyncio.Protocol):
         self.ex_leader = None
         routed = self.ex_routed
         assert routed is not None  # a follower is routed before it follows
-        self.ctx.stats.coalesce_alone += 1
-        self._go_upstream(req, routed, _clock(), False)
+        ctx = self.ctx
+        ctx.stats.coalesce_alone += 1
+        hot = ctx.hot_keys  # counted when it came: asked, not counted again
+        replicas = hot.replicas(routed.hash, len(ctx.health.routable) or ctx.ring_members) if hot is not None else 1
+        self._go_upstream(req, routed, _clock(), False, replicas)
 
     def _take_shared(self, req: _Request, flight: _Flight, lines: "_MemberLines | None") -> None:
         if self.ex is not req or self.closed:

@@ -101,7 +101,7 @@ def fleet(members=MEMBERS, *, retry_policy: RetryPolicy = ROOMY, max_attempts: i
 
 def started(f: Fleet, key: str = "/img/1.jpg", now: float = 0.0) -> Exchange:
     x = f.exchange(key)
-    assert x.begin(now, f.n_members, None) is None
+    assert x.begin(now, f.n_members) is None
     return x
 
 
@@ -203,14 +203,14 @@ def test_a_fleet_with_no_routable_member_is_refused_at_once():
     for member in MEMBERS:
         take_down(f, member)
     x = f.exchange("/img/1.jpg")
-    assert x.begin(0.0, f.n_members, None) == NO_HEALTHY_NODE == "no healthy render node"
+    assert x.begin(0.0, f.n_members) == NO_HEALTHY_NODE == "no healthy render node"
     assert f.budget.active_requests == 0, "a refused request never entered the budget"
 
 
 def test_a_fleet_with_no_member_is_refused_with_no_node_available():
     f = fleet(())
     x = f.exchange("/img/1.jpg")
-    assert x.begin(0.0, f.n_members, None) == NO_NODE_AVAILABLE == "no render node is available"
+    assert x.begin(0.0, f.n_members) == NO_NODE_AVAILABLE == "no render node is available"
     assert x.cands == () and f.budget.active_requests == 0
 
 
@@ -223,7 +223,7 @@ def test_no_candidate_on_the_ring_is_refused_with_no_node_available():
         f.health.set_operator(member, "drain", 0.0)
     assert f.health.routable == {"newcomer"}
     x = f.exchange("/img/1.jpg")
-    assert x.begin(0.0, f.n_members, None) == NO_NODE_AVAILABLE
+    assert x.begin(0.0, f.n_members) == NO_NODE_AVAILABLE
     assert f.budget.active_requests == 0
 
 
@@ -615,7 +615,8 @@ def test_a_hot_key_starts_with_the_less_loaded_of_its_replicas_and_is_counted_as
     firsts = set()
     for draw in (0.0, 0.3, 0.6, 0.9):
         x = f.exchange(key)
-        assert x.begin(0.0, f.n_members, hot, lambda: draw) is None
+        replicas_now = hot.replicas(key_hash(key), f.n_members)
+        assert x.begin(0.0, f.n_members, replicas_now, lambda: draw) is None
         assert x.replicas == 3
         assert x.cands[0] in replicas[1:]  # of two replicas drawn, the less loaded
         assert set(x.cands) <= set(f.prefs(key, 5)) and len(x.cands) == 3
@@ -634,7 +635,7 @@ def test_a_key_that_is_not_hot_keeps_its_owner_alone():
         hot.observe(key_hash(f"/img/{i}.jpg"), f"/img/{i}.jpg", f.n_members)
     key = f.key_owned_by("n2")
     x = f.exchange(key)
-    assert x.begin(0.0, f.n_members, hot) is None
+    assert x.begin(0.0, f.n_members, hot.observe(key_hash(key), key, f.n_members)) is None
     assert x.replicas == 1 and x.cands == ("n2",)
     assert f.stats.hot_spread == 0
 
