@@ -71,6 +71,7 @@ from balancer.picker import PickPolicy, candidates, first_choice
 from balancer.retry import RetryBudget, RetryPolicy, backoff_s
 from balancer.ring import key_hash
 from balancer.routing import RoutingTable
+from balancer.sources import Gate, Lane, Refusal
 from balancer.stats import NO_METHOD, MemberStats, WorkerStats, method_index
 from balancer.upstream import ResponseSink, UpstreamConnection, UpstreamError, UpstreamPool
 from pixring.membership import Member
@@ -136,6 +137,9 @@ class FrontContext:
         on_health_events: Callable[[list], None] = lambda events: None,
         rand: Callable[[], float] = random.random,
         route_cache_size: int = 16384,
+        gate: Gate | None = None,
+        normalizers: dict[str, Callable[[bytes], Route]] | None = None,
+        proto: str = "http",
     ) -> None:
         self.loop = loop
         self.normalize = normalize
@@ -156,6 +160,11 @@ class FrontContext:
         )
         self.on_health_events = on_health_events
         self.rand = rand
+        # Sources and signatures (balancer.sources): None when neither is configured, and
+        # a request then pays one attribute check for them.
+        self.gate = gate
+        self.normalizers = normalizers or {}  # profile -> normalizer, for the sources' profiles
+        self.proto = proto.encode()  # X-Forwarded-Proto: https when the listener speaks TLS
         self.table = RoutingTable.empty()
         self.ring_members = 0  # len(table.ring.members), read per request: the ring's is a property
         self.generation = 0
@@ -188,20 +197,28 @@ class FrontContext:
             lines = _MemberLines(member, self.node_header, self.stats.member(member.id))
         return lines
 
-    def route(self, target: bytes) -> "_Routed":
-        """The route of a request target (NormalizeError for a bad one), with its owner
-        on the current ring."""
+    def route(self, target: bytes, lane: Lane | None = None) -> "_Routed":
+        """The route of a request target (NormalizeError for a bad one) in its source's
+        ``lane`` (a namespace before its key and its cache entry), with its owner on the
+        current ring."""
         routes = self.routes
-        routed = routes.get(target)
+        cached = target if lane is None else lane.cache_prefix + target
+        routed = routes.get(cached)
         if routed is None:
-            route = self.normalize(target)
-            routed = _Routed(route, key_hash(route.key), target_fields(target, route.key))
+            if lane is None:
+                route = self.normalize(target)
+                routed = _Routed(route, key_hash(route.key), target_fields(target, route.key))
+            else:
+                route = self.normalizers[lane.profile](target)
+                key = lane.key_prefix + route.key
+                routed = _Routed(route, key_hash(key), target_fields(target, key))
+                routed.host_line = lane.host_line
             if self.route_cache_size:
-                routes[target] = routed
+                routes[cached] = routed
                 if len(routes) > self.route_cache_size:
                     routes.popitem(last=False)
         else:
-            routes.move_to_end(target)
+            routes.move_to_end(cached)
         if routed.generation != self.generation:
             routed.generation = self.generation
             routed.owner = self.table.ring.owner(routed.hash)
@@ -253,10 +270,11 @@ class _Routed:
     and the key is only needed to make the hash and the log fields.
     """
 
-    __slots__ = ("upstream_target", "hash", "log_fields", "generation", "owner", "prefs")
+    __slots__ = ("upstream_target", "hash", "log_fields", "generation", "owner", "prefs", "host_line")
 
     def __init__(self, route: Route, hash_: int, log_fields: bytes) -> None:
         self.upstream_target = route.upstream_target
+        self.host_line: bytes | None = None  # a source's own upstream Host; None = the node's address
         self.hash = hash_
         self.log_fields = log_fields  # the access log's "path" and "key", rendered once
         self.generation = -1
@@ -320,7 +338,7 @@ class ClientConnection(asyncio.Protocol):
         "writing_paused", "paused_since", "paused_unsent", "deadline", "deadline_status", "input_ended", "refusal", "continue_owed",
         "unparsed_bytes",
         # the request being parsed: its fields as forwarded (balancer.headers' rules)
-        "p_begun", "p_in_body", "p_url", "p_head_bytes", "p_body_bytes", "p_fields", "p_hosts", "p_host_ok",
+        "p_begun", "p_in_body", "p_url", "p_head_bytes", "p_body_bytes", "p_fields", "p_hosts", "p_host", "p_host_ok",
         "p_forwarded_for", "p_via", "p_request_id", "p_named", "p_connection", "p_transfer_encoding",
         "p_expect_continue",
         # the exchange being answered
@@ -454,6 +472,7 @@ class ClientConnection(asyncio.Protocol):
         self.p_body_bytes = 0
         self.p_fields: list[bytes] = []
         self.p_hosts = 0
+        self.p_host = b""
         self.p_host_ok = True
         self.p_forwarded_for = b""
         self.p_via = b""
@@ -489,6 +508,7 @@ class ClientConnection(asyncio.Protocol):
             self.p_fields += (name, b": ", value, b"\r\n")
         elif kind == HOST:
             self.p_hosts += 1
+            self.p_host = value
             if not VALID_HOST(value):
                 self.p_host_ok = False
         elif kind == REQUEST_ID:
@@ -561,6 +581,7 @@ class ClientConnection(asyncio.Protocol):
             forwarded_for,
             via,
             self.p_request_id,
+            self.p_host,
         )
         self.continue_owed = False  # the body came, or there was none
         self._reset_parsed()
@@ -664,7 +685,16 @@ class ClientConnection(asyncio.Protocol):
                 self._respond_json(200, {"status": "ok"})
             return
         try:
-            routed = ctx.route(req.target)
+            if ctx.gate is None:
+                routed = ctx.route(req.target)
+            else:
+                admitted = ctx.gate.admit(req.target, req.host, time.time())
+                if isinstance(admitted, Refusal):
+                    ctx.stats.sources[(admitted.source, "refused")] += 1
+                    self._respond_local(admitted.status, admitted.reason)
+                    return
+                ctx.stats.sources[(admitted[0].name, "admitted")] += 1
+                routed = ctx.route(admitted[1], admitted[0])
         except NormalizeError as exc:
             self._respond_local(exc.status, exc.reason)
             return
@@ -693,7 +723,7 @@ class ClientConnection(asyncio.Protocol):
             return
         self.ex_deadline = now + ctx.retry.request_timeout
         self.ex_forwarding = forwarding_fields(
-            req.fields, req.forwarded_for, req.via, self.client_ip, self.ex_request_id, ctx.via)
+            req.fields, req.forwarded_for, req.via, self.client_ip, self.ex_request_id, ctx.via, req.host, ctx.proto)
         ctx.budget.request_started()
         self.ex_t_upstream = now
         self._launch(now)
@@ -742,7 +772,9 @@ class ClientConnection(asyncio.Protocol):
         # of an Optional is read through Python's getattr, of a _Request from its struct.
         assert req is not None and routed is not None
         attempt.conn = conn
-        head = b"".join((req.method, b" ", routed.upstream_target, attempt.lines.host_line, self.ex_forwarding))
+        host_line = routed.host_line
+        head = b"".join((req.method, b" ", routed.upstream_target,
+                         attempt.lines.host_line if host_line is None else host_line, self.ex_forwarding))
         remaining = self.ex_deadline - now
         first_byte = self.ctx.retry.try_timeout
         if remaining < first_byte:
@@ -1176,11 +1208,11 @@ class _Request:
     """A parsed request, queued until its turn (pipelining answers in order)."""
 
     __slots__ = ("method", "target", "http11", "keep_alive", "fields", "host_problem", "forwarded_for", "via",
-                 "request_id")
+                 "request_id", "host")
 
     def __init__(
         self, method: bytes, target: bytes, http11: bool, keep_alive: bool, fields: list[bytes],
-        host_problem: str | None, forwarded_for: bytes, via: bytes, request_id: bytes | None,
+        host_problem: str | None, forwarded_for: bytes, via: bytes, request_id: bytes | None, host: bytes,
     ) -> None:
         self.method = method
         self.target = target
@@ -1191,3 +1223,4 @@ class _Request:
         self.forwarded_for = forwarded_for
         self.via = via
         self.request_id = request_id  # b"" when the client's was not fit to keep
+        self.host = host  # the client's Host (b"" without one): X-Forwarded-Host, and it picks the source

@@ -249,15 +249,21 @@ def host_line(host: bytes) -> bytes:
 
 
 def forwarding_fields(fields: list[bytes], forwarded_for: bytes, prior_via: bytes, client_ip: bytes,
-                      request_id: bytes, via: bytes) -> bytes:
+                      request_id: bytes, via: bytes, host: bytes = b"", proto: bytes = b"http") -> bytes:
     """The upstream request after its Host line, to the end of the head: the client's
     end-to-end ``fields``, then pixring's. The request pixring sends is always HTTP/1.1,
-    keep-alive, without a body."""
+    keep-alive, without a body.
+
+    The Host line carries the node's own address (or a source's ``upstream_host``), so the
+    client's Host goes on as ``X-Forwarded-Host`` (a client's own X-Forwarded-Host is
+    dropped, as are the other fields pixring sets): a multi-tenant backend tells its
+    tenants apart by it."""
     own_via = b"1.1 " + via
     return b"".join((
         *fields,
         b"X-Forwarded-For: ", forwarded_for + b", " + client_ip if forwarded_for else client_ip,
-        b"\r\nX-Forwarded-Proto: http\r\nVia: ", prior_via + b", " + own_via if prior_via else own_via,
+        b"\r\nX-Forwarded-Host: " + host if host else b"",
+        b"\r\nX-Forwarded-Proto: ", proto, b"\r\nVia: ", prior_via + b", " + own_via if prior_via else own_via,
         b"\r\nX-Request-Id: ", request_id, b"\r\n\r\n",
     ))
 

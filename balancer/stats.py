@@ -104,6 +104,9 @@ class WorkerStats:
         self.retries_refused = 0
         self.hedges = 0
         self.health_events: defaultdict[tuple[str, str], int] = defaultdict(int)
+        # (source name, "admitted" | "refused"): configured names only, and "-" for a Host
+        # no source names, so the metric's label stays bounded whatever clients send.
+        self.sources: defaultdict[tuple[str, str], int] = defaultdict(int)
 
     def member(self, member_id: str) -> MemberStats:
         """The member's counters, created on first use (kept: counters never go back)."""
@@ -130,6 +133,7 @@ class WorkerStats:
             "retries_refused": self.retries_refused,
             "hedges": self.hedges,
             "health_events": [[*key, n] for key, n in self.health_events.items()],
+            "sources": [[*key, n] for key, n in self.sources.items()],
         }
 
 
@@ -156,6 +160,7 @@ def merge_snapshots(live: Iterable[dict[str, Any]], exited: Iterable[dict[str, A
     connections_total = 0
     totals = {"retries": 0, "retries_refused": 0, "hedges": 0}
     health_events: defaultdict[tuple[str, str], int] = defaultdict(int)
+    sources: defaultdict[tuple[str, str], int] = defaultdict(int)
     for is_live, snaps in ((True, live), (False, exited)):
         for snap in snaps:
             for node, method, cls, n in snap["requests"]:
@@ -176,6 +181,8 @@ def merge_snapshots(live: Iterable[dict[str, Any]], exited: Iterable[dict[str, A
                 totals[name] += snap.get(name, 0)
             for member, kind, n in snap.get("health_events", ()):
                 health_events[(member, kind)] += n
+            for source, result, n in snap.get("sources", ()):
+                sources[(source, result)] += n
             if is_live:
                 for node, n in snap["inflight"].items():
                     inflight[node] += n
@@ -193,4 +200,5 @@ def merge_snapshots(live: Iterable[dict[str, Any]], exited: Iterable[dict[str, A
         "connections_total": connections_total,
         **totals,
         "health_events": dict(health_events),
+        "sources": dict(sources),
     }

@@ -9,15 +9,23 @@ drains before its nodes go) and exits 0. A child that dies at start-up stops
 everything and ``up`` exits 1, after the child's own error on stderr. Later, a
 renderer that dies is reported and the balancer routes around it (that is what
 the tier is for); a balancer that dies stops everything with exit code 1.
+
+The balancer gets a fresh admin token for the admin API's POST endpoints, passed as a
+file (``--admin-token-file``, mode 0600, removed on exit), never on a command line that
+every local user can read in /proc; ``up`` prints where it is.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import secrets
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -117,6 +125,23 @@ async def _up(args: argparse.Namespace) -> int:
 
     samples = await loop.run_in_executor(None, ensure_samples, origin)
     children: list[_Child] = []
+    secrets_dir = Path(tempfile.mkdtemp(prefix="pixring-up-"))
+    try:
+        return await _run(args, loop, stop, origin, samples, children, secrets_dir)
+    finally:
+        shutil.rmtree(secrets_dir, ignore_errors=True)
+
+
+def _admin_token_file(directory: Path) -> Path:
+    """A new admin token in a file only this user can read."""
+    path = directory / "admin-token"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(24) + "\n")
+    return path
+
+
+async def _run(args, loop, stop, origin, samples, children, secrets_dir) -> int:
     try:
         async with aiohttp.ClientSession() as session:
             deadline = time.monotonic() + _START_TIMEOUT_S
@@ -128,8 +153,10 @@ async def _up(args: argparse.Namespace) -> int:
                 nodes.append((f"r{i}", port))
             for child, (_, port) in zip(list(children), nodes):
                 await _wait_http(session, f"http://127.0.0.1:{port}/healthz", child, deadline)
+            token_file = _admin_token_file(secrets_dir)
             balancer_argv = [
                 "balancer",
+                "--admin-token-file", str(token_file),
                 "--listen", f"127.0.0.1:{args.port}",
                 "--admin", f"127.0.0.1:{args.admin_port}",
                 "--workers", str(args.workers),
@@ -153,6 +180,8 @@ async def _up(args: argparse.Namespace) -> int:
         f"             curl -sS -D- -o /dev/null '{base}/{example}?H=300&width=400.0&fit=crop&fm=webp&utm_source=x'\n"
         f"  status     curl -sS http://127.0.0.1:{args.admin_port}/status\n"
         f"  metrics    curl -sS http://127.0.0.1:{args.admin_port}/metrics\n"
+        f"  admin      curl -sS -XPOST -H \"Authorization: Bearer $(cat {token_file})\" "
+        f"http://127.0.0.1:{args.admin_port}/members/r1/drain\n"
         "  Ctrl-C stops everything.\n",
         flush=True,
     )
