@@ -305,8 +305,11 @@ class BalancerConfig:
         out = {field.name: plain(getattr(self, field.name)) for field in FIELDS}
         out["nodes"] = [f"{m.id}=http://{m.address};weight={m.weight:g}" for m in self.nodes]
         out["sources"] = [source.as_table() for source in self.sources]
-        # The files were read into the tokens (load_config): what goes on is the token.
-        out["admin_token_file"] = out["sign_token_file"] = ""
+        # A token read from a file goes on as the file (the worker reads it again), so it
+        # is in no environment, and the flags load back to this very config.
+        for token, path in (("admin_token", "admin_token_file"), ("sign_token", "sign_token_file")):
+            if out[path]:
+                out[token] = ""
         return out
 
     def default_source(self) -> Source:
