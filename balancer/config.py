@@ -22,6 +22,7 @@ from balancer.adminguard import AdminPolicy, start_problem
 from balancer.health import HealthPolicy
 from balancer.normalize import DEFAULT_DENYLIST, PROFILES
 from balancer.picker import PickPolicy
+from balancer.renderlimit import RenderLimiter, parse_networks
 from balancer.probe_expect import describe_statuses, parse_expect
 from balancer.retry import RetryPolicy
 from discovery.settings import SOURCE_FIELDS
@@ -62,6 +63,13 @@ def _balance_factor(value: Any) -> float:
     if 0 < number < 1:
         raise ValueError(f"{value!r} must be 0 (off) or at least 1 (a bound under the mean load overflows everyone)")
     return number
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    """Addresses or CIDR blocks, checked, kept as written."""
+    items = string_list(value)
+    parse_networks(items)
+    return items
 
 
 def _statuses(value: Any) -> str:
@@ -112,6 +120,16 @@ FIELDS: tuple[Field, ...] = (
     Field("unknown_host", choice("default", "refuse"), "default",
           "with sources configured, a request whose Host no source names goes to the default source, or is "
           "answered 404 (refuse)", "WHAT"),
+    Field("render_limit", non_negative_int, 0,
+          "for unsigned deployments: renders one client may cause per render_limit_window, per worker (counted "
+          "from the node's render_limit_header; an answer without it counts); past it 429 with Retry-After; "
+          "0 = off", "N"),
+    Field("render_limit_window", positive(float), 60.0, "the render limit's window, seconds", "S"),
+    Field("render_limit_header", str, "X-Render-Cache",
+          "the node's header that says whether it rendered: a value containing 'miss' is a render", "NAME"),
+    Field("trusted_proxies", _networks, (),
+          "addresses or CIDR blocks of proxies (a CDN, an L4 balancer) whose X-Forwarded-For names the client "
+          "the render limit counts; nobody else's is believed", "CIDR1,CIDR2"),
     Field("tls_cert", str, "",
           "PEM certificate chain for TLS on the public listener (with tls_key); re-read on SIGHUP; empty = "
           "plain HTTP", "PATH"),
@@ -219,6 +237,10 @@ class BalancerConfig:
     sign_mode: str
     sources: tuple[Source, ...]
     unknown_host: str
+    render_limit: int
+    render_limit_window: float
+    render_limit_header: str
+    trusted_proxies: tuple[str, ...]
     tls_cert: str
     tls_key: str
     profile: str
@@ -318,7 +340,10 @@ class BalancerConfig:
     def gate(self) -> Gate | None:
         """What the front asks about each request's Host and signature; None when nothing is
         configured (no sources, no signing), and the request path skips it."""
-        return Gate.build(self.default_source(), self.sources, refuse_unknown=self.unknown_host == "refuse")
+        limiter = (RenderLimiter(self.render_limit, self.render_limit_window, self.render_limit_header)
+                   if self.render_limit else None)
+        return Gate.build(self.default_source(), self.sources, refuse_unknown=self.unknown_host == "refuse",
+                          limiter=limiter, trusted=parse_networks(self.trusted_proxies))
 
     def summary(self) -> dict[str, Any]:
         """The effective config for people (/status, --print-config): secrets masked."""

@@ -345,7 +345,7 @@ class ClientConnection(asyncio.Protocol):
         "ex", "ex_table", "ex_routed", "ex_cands", "ex_cands_full", "ex_next", "ex_live", "ex_winner", "ex_lines",
         "ex_attempts", "ex_budget_held", "ex_deadline", "ex_hedge_timer", "ex_framing", "ex_keep_alive",
         "ex_status", "ex_bytes", "ex_t0", "ex_t_upstream", "ex_request_id", "ex_sent_head", "ex_head",
-        "ex_forwarding",
+        "ex_forwarding", "ex_charge",
     )
 
     def __init__(self, ctx: FrontContext) -> None:
@@ -374,6 +374,7 @@ class ClientConnection(asyncio.Protocol):
         self.ex_routed: _Routed | None = None
         self.ex_lines: _MemberLines | None = None  # of the member the exchange is with
         self.ex_head = b""  # the answer's head as queued (see _attempt_error)
+        self.ex_charge: bytes | None = None  # the client a render is counted against (a render limit is set)
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -688,12 +689,14 @@ class ClientConnection(asyncio.Protocol):
             if ctx.gate is None:
                 routed = ctx.route(req.target)
             else:
-                admitted = ctx.gate.admit(req.target, req.host, time.time())
+                admitted = ctx.gate.admit(req.target, req.host, time.time(), self.client_ip, req.forwarded_for)
                 if isinstance(admitted, Refusal):
-                    ctx.stats.sources[(admitted.source, "refused")] += 1
-                    self._respond_local(admitted.status, admitted.reason)
+                    ctx.stats.sources[(admitted.source, admitted.result)] += 1
+                    self._respond_local(admitted.status, admitted.reason, extra=[
+                        (b"Retry-After", str(admitted.retry_after).encode())] if admitted.retry_after else None)
                     return
                 ctx.stats.sources[(admitted[0].name, "admitted")] += 1
+                self.ex_charge = admitted[2]
                 routed = ctx.route(admitted[1], admitted[0])
         except NormalizeError as exc:
             self._respond_local(exc.status, exc.reason)
@@ -942,6 +945,8 @@ class ClientConnection(asyncio.Protocol):
         self.ex_framing = framing
         self.ex_status = status
         self.ex_sent_head = True
+        if self.ex_charge is not None and self.ctx.gate is not None:
+            self.ctx.gate.answered(self.ex_charge, status, conn.fields, time.time())
         extra = b"X-Request-Id: " + self.ex_request_id + b"\r\n" + attempt.lines.node_line
         head = response_head(status, conn.fields, conn.prior_via, framing, content_length, self.ex_keep_alive,
                              req.http11, extra, self.ctx.via)

@@ -11,8 +11,10 @@ as before sources existed.
 ``Gate.admit`` is the one decision the front asks for, before any normalization or
 upstream work: the request's source, and its target without ``s`` and ``expires`` (which
 never reach the key, and are not forwarded); or a ``Refusal`` (403 for a missing, wrong or
-expired signature, 404 for a Host no source claims when ``unknown_host = "refuse"``).
-Pure: the clock is an argument, the signature scheme is ``pixring.signing``.
+expired signature, 404 for a Host no source claims when ``unknown_host = "refuse"``, 429
+for a client past the render limit, ``balancer.renderlimit``). ``Gate.answered`` hears the
+node's answer to an admitted request, so a render counts against its client. Pure: the
+clock is an argument, the signature scheme is ``pixring.signing``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Mapping
 
 from balancer.normalize import origin_form
+from balancer.renderlimit import Network, RenderLimiter, client_address
 from pixring import signing
 from pixring.config import read_secret_file
 
@@ -137,12 +140,14 @@ def parse_sources(value: Any, profiles: tuple[str, ...] = ("imgix", "generic")) 
 class Refusal:
     """A request the gate refuses: answered ``status`` with ``reason``, nothing upstream."""
 
-    __slots__ = ("status", "reason", "source")
+    __slots__ = ("status", "reason", "source", "result", "retry_after")
 
-    def __init__(self, status: int, reason: str, source: str) -> None:
+    def __init__(self, status: int, reason: str, source: str, result: str = "refused", retry_after: int = 0) -> None:
         self.status = status
         self.reason = reason
         self.source = source  # counted under this name (a configured one, or "-")
+        self.result = result  # "refused" (signature, Host) or "limited" (the render limit)
+        self.retry_after = retry_after  # seconds, for a 429
 
 
 class Lane:
@@ -168,21 +173,25 @@ class Lane:
 class Gate:
     """Host -> source, then the source's signature check."""
 
-    __slots__ = ("default", "by_host", "lanes", "refuse_unknown")
+    __slots__ = ("default", "by_host", "lanes", "refuse_unknown", "limiter", "trusted")
 
-    def __init__(self, default: Source, sources: tuple[Source, ...] = (), *, refuse_unknown: bool = False) -> None:
+    def __init__(self, default: Source, sources: tuple[Source, ...] = (), *, refuse_unknown: bool = False,
+                 limiter: RenderLimiter | None = None, trusted: tuple[Network, ...] = ()) -> None:
         self.default = Lane(default)
         self.lanes = {default.name: self.default, **{s.name: Lane(s) for s in sources}}
         self.by_host = {host: self.lanes[s.name] for s in sources for host in s.hosts}
         self.refuse_unknown = refuse_unknown and bool(sources)
+        self.limiter = limiter
+        self.trusted = trusted  # proxies whose X-Forwarded-For names the client
 
     @classmethod
-    def build(cls, default: Source, sources: tuple[Source, ...], *, refuse_unknown: bool) -> "Gate | None":
-        """The gate, or None when it has nothing to decide (no sources, nothing signed):
-        the front then skips it with one attribute check."""
-        if not sources and not default.sign_token:
+    def build(cls, default: Source, sources: tuple[Source, ...], *, refuse_unknown: bool,
+              limiter: RenderLimiter | None = None, trusted: tuple[Network, ...] = ()) -> "Gate | None":
+        """The gate, or None when it has nothing to decide (no sources, nothing signed, no
+        render limit): the front then skips it with one attribute check."""
+        if not sources and not default.sign_token and limiter is None:
             return None
-        return cls(default, sources, refuse_unknown=refuse_unknown)
+        return cls(default, sources, refuse_unknown=refuse_unknown, limiter=limiter, trusted=trusted)
 
     def lane_for(self, host: bytes) -> Lane | None:
         if not self.by_host:
@@ -192,18 +201,33 @@ class Gate:
             return self.default
         return lane
 
-    def admit(self, target: bytes, host: bytes, now: float) -> tuple[Lane, bytes] | Refusal:
-        """The source of a request and the target to route, or why it is refused.
-
-        ``target`` is in origin form (the front strips an absolute-form authority first)."""
+    def admit(self, target: bytes, host: bytes, now: float, peer: bytes = b"-",
+              forwarded_for: bytes = b"") -> tuple[Lane, bytes, bytes | None] | Refusal:
+        """The source of a request, the target to route and the client to charge a render
+        to (None without a render limit); or why it is refused. NormalizeError (a 400) for
+        a target of no form pixring takes."""
         lane = self.lane_for(host)
         if lane is None:
             return Refusal(404, f"no source serves the Host {host_name(host)!r}", "-")
-        if not lane.token:
-            return lane, target
-        target = origin_form(target)  # NormalizeError (a 400) for a target of no form we take
-        path, _, query = target.partition(b"?")
-        reason = signing.verify(path, query, lane.token, now, lane.mode)
-        if reason is not None:
-            return Refusal(403, reason, lane.name)
-        return lane, signing.unsigned(path, query)
+        if lane.token:
+            target = origin_form(target)
+            path, _, query = target.partition(b"?")
+            reason = signing.verify(path, query, lane.token, now, lane.mode)
+            if reason is not None:
+                return Refusal(403, reason, lane.name)
+            target = signing.unsigned(path, query)
+        limiter = self.limiter
+        if limiter is None:
+            return lane, target, None
+        client = client_address(peer, forwarded_for, self.trusted)
+        wait = limiter.retry_after(client, now)
+        if wait:
+            return Refusal(429, f"too many renders from {client.decode('latin-1')}: at most {limiter.limit} "
+                                f"in {limiter.window:g}s", lane.name, "limited", wait)
+        return lane, target, client
+
+    def answered(self, client: bytes, status: int, fields: list[bytes], now: float) -> None:
+        """A node's answer to a request admitted for ``client``: a render counts against it."""
+        limiter = self.limiter
+        if limiter is not None and status != 304 and limiter.rendered(fields):
+            limiter.charge(client, now)

@@ -118,3 +118,21 @@ def test_status_and_metrics_count_per_source_and_no_secret_leaks(tenant_balancer
         for secret in (ACME_TOKEN, ADMIN_TOKEN):
             assert secret not in text, f"a secret in {where}"
     assert json.loads(printed.stdout)["sources"][0]["signed"] is True
+
+
+def test_a_client_past_the_render_limit_gets_429_with_retry_after_and_no_render(tmp_path):
+    with FaultFleet(tmp_path / "logs") as fleet:
+        nodes = fleet.fault_nodes(["n1"])
+        # The fault node sends no cache-status header: every answer counts as a render.
+        balancer = fleet.balancer(nodes, workers=1, extra=["--render-limit", "2", "--render-limit-window", "300"])
+        assert [get(balancer.port, f"/r{i}.png", "img.test")[0] for i in range(2)] == [200, 200]
+        before = answered(nodes["n1"])
+        conn = http.client.HTTPConnection("127.0.0.1", balancer.port, timeout=10)
+        conn.request("GET", "/r3.png", headers={"Host": "img.test", "X-Forwarded-For": "198.51.100.1"})
+        response = conn.getresponse()
+        body = json.loads(response.read())
+        conn.close()
+        # X-Forwarded-For from a peer that is no trusted proxy changes nothing.
+        assert response.status == 429 and 0 < int(response.getheader("Retry-After")) <= 300
+        assert "too many renders from 127.0.0.1" in body["error"]
+        assert answered(nodes["n1"]) == before

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from balancer.normalize import NormalizeError
+from balancer.renderlimit import RenderLimiter, client_address, parse_networks
 from balancer.sources import Gate, Refusal, Source, host_name, parse_sources
 from pixring import signing
 
@@ -128,20 +129,20 @@ def test_the_gate_picks_the_source_by_host_and_checks_its_signature():
     acme = Source("acme", ("img.acme.test",), sign_token="acmetok", namespace="acme")
     beta = Source("beta", ("img.beta.test",), namespace="beta", upstream_host="beta.internal")
     gate = Gate(Source("default"), (acme, beta))
-    lane, target = gate.admit(b"/logo.png", b"img.beta.test", NOW)
+    lane, target, _ = gate.admit(b"/logo.png", b"img.beta.test", NOW)
     assert lane.name == "beta" and target == b"/logo.png" and lane.host_line == b" HTTP/1.1\r\nHost: beta.internal\r\n"
     refused = gate.admit(b"/logo.png", b"img.acme.test", NOW)
     assert isinstance(refused, Refusal) and refused.status == 403 and refused.source == "acme"
     signed = signing.sign("/logo.png?w=10", "acmetok", expires=NOW + 5).encode()
-    lane, target = gate.admit(signed, b"IMG.ACME.TEST:443", NOW)
+    lane, target, _ = gate.admit(signed, b"IMG.ACME.TEST:443", NOW)
     assert lane.name == "acme" and target == b"/logo.png?w=10"  # s and expires never reach the key
     # An absolute-form target is checked on its path and query.
-    lane, _ = gate.admit(b"http://img.acme.test" + signed, b"img.acme.test", NOW)
+    lane, _, _ = gate.admit(b"http://img.acme.test" + signed, b"img.acme.test", NOW)
     assert lane.name == "acme"
     with pytest.raises(NormalizeError):
         gate.admit(b"*", b"img.acme.test", NOW)
     # An unknown Host: the default source, or 404 when configured to refuse.
-    lane, _ = gate.admit(b"/logo.png", b"other.test", NOW)
+    lane, _, _ = gate.admit(b"/logo.png", b"other.test", NOW)
     assert lane.name == "default" and lane.cache_prefix == b"" and lane.key_prefix == ""
     strict = Gate(Source("default"), (acme,), refuse_unknown=True)
     refused = strict.admit(b"/logo.png", b"other.test", NOW)
@@ -151,6 +152,7 @@ def test_the_gate_picks_the_source_by_host_and_checks_its_signature():
 def test_no_gate_without_sources_or_signing():
     assert Gate.build(Source("default"), (), refuse_unknown=True) is None
     assert Gate.build(Source("default", sign_token="t"), (), refuse_unknown=False) is not None
+    assert Gate.build(Source("default"), (), refuse_unknown=False, limiter=RenderLimiter(1, 1.0)) is not None
 
 
 # -- pixring sign -------------------------------------------------------------------------------
@@ -165,3 +167,40 @@ def test_pixring_sign_prints_the_signed_url(tmp_path):
     refused = subprocess.run([sys.executable, "-m", "pixring.cli", "sign", "/a.jpg"], capture_output=True,
                              text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
     assert refused.returncode == 2 and "no token" in refused.stderr
+
+
+# -- the render limit (balancer.renderlimit) through the gate ----------------------------------
+
+def test_the_render_limit_counts_renders_per_client_and_answers_429_until_the_window_ends():
+    limiter = RenderLimiter(2, 10.0)
+    gate = Gate(Source("default"), limiter=limiter, trusted=parse_networks(["10.0.0.0/8"]))
+    miss = [b"X-Render-Cache", b": ", b"miss", b"\r\n"]
+    hit = [b"X-Render-Cache", b": ", b"hit", b"\r\n"]
+    lane, target, client = gate.admit(b"/a.jpg", b"h", NOW, b"192.0.2.1")
+    assert client == b"192.0.2.1"
+    for _ in range(5):
+        gate.answered(client, 200, hit, NOW)  # cache hits cost nothing
+    gate.answered(client, 200, miss, NOW)
+    gate.answered(client, 200, [], NOW + 1)  # no header: counted as a render
+    refused = gate.admit(b"/a.jpg", b"h", NOW + 4, b"192.0.2.1")
+    assert isinstance(refused, Refusal) and refused.status == 429 and refused.retry_after == 6
+    assert refused.result == "limited"
+    assert not isinstance(gate.admit(b"/a.jpg", b"h", NOW + 4, b"192.0.2.2"), Refusal)  # another client
+    assert not isinstance(gate.admit(b"/a.jpg", b"h", NOW + 10, b"192.0.2.1"), Refusal)  # a new window
+
+
+def test_the_client_behind_a_trusted_proxy_is_the_forwarded_one_and_no_one_else_is_believed():
+    trusted = parse_networks(["10.0.0.0/8", "192.0.2.9"])
+    assert client_address(b"10.1.1.1", b"203.0.113.5, 192.0.2.9", trusted) == b"203.0.113.5"
+    assert client_address(b"10.1.1.1", b"spoofed, 203.0.113.5", trusted) == b"203.0.113.5"
+    assert client_address(b"198.51.100.7", b"203.0.113.5", trusted) == b"198.51.100.7"  # not a proxy of ours
+    assert client_address(b"10.1.1.1", b"", trusted) == b"10.1.1.1"
+    with pytest.raises(ValueError, match="CIDR"):
+        parse_networks(["10.0.0.0/33"])
+
+
+def test_the_limiter_forgets_the_least_recent_clients_past_its_bound():
+    limiter = RenderLimiter(1, 60.0, max_clients=2)
+    for client in (b"a", b"b", b"c"):
+        limiter.charge(client, NOW)
+    assert limiter.retry_after(b"a", NOW) == 0 and limiter.retry_after(b"c", NOW) == 60
