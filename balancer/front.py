@@ -160,8 +160,8 @@ class FrontContext:
         )
         self.on_health_events = on_health_events
         self.rand = rand
-        # Sources and signatures (balancer.sources): None when neither is configured, and
-        # a request then pays one attribute check for them.
+        # Sources, signatures and the render limit (balancer.sources): None when none is
+        # configured, and a request then pays one attribute check for them.
         self.gate = gate
         self.normalizers = normalizers or {}  # profile -> normalizer, for the sources' profiles
         self.proto = proto.encode()  # X-Forwarded-Proto: https when the listener speaks TLS
