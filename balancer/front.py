@@ -139,7 +139,7 @@ class FrontContext:
         route_cache_size: int = 16384,
         gate: Gate | None = None,
         normalizers: dict[str, Callable[[bytes], Route]] | None = None,
-        proto: str = "http",
+        https: bool = False,
     ) -> None:
         self.loop = loop
         self.normalize = normalize
@@ -164,7 +164,7 @@ class FrontContext:
         # configured, and a request then pays one attribute check for them.
         self.gate = gate
         self.normalizers = normalizers or {}  # profile -> normalizer, for the sources' profiles
-        self.proto = proto.encode()  # X-Forwarded-Proto: https when the listener speaks TLS
+        self.https = https  # the listener speaks TLS: X-Forwarded-Proto says https
         self.table = RoutingTable.empty()
         self.ring_members = 0  # len(table.ring.members), read per request: the ring's is a property
         self.generation = 0
@@ -726,7 +726,7 @@ class ClientConnection(asyncio.Protocol):
             return
         self.ex_deadline = now + ctx.retry.request_timeout
         self.ex_forwarding = forwarding_fields(
-            req.fields, req.forwarded_for, req.via, self.client_ip, self.ex_request_id, ctx.via, req.host, ctx.proto)
+            req.fields, req.forwarded_for, req.via, self.client_ip, self.ex_request_id, ctx.via, req.host, ctx.https)
         ctx.budget.request_started()
         self.ex_t_upstream = now
         self._launch(now)

@@ -248,8 +248,12 @@ def host_line(host: bytes) -> bytes:
     return b" HTTP/1.1\r\nHost: " + host + b"\r\n"
 
 
+_PROTO_HTTP: Final = b"\r\nX-Forwarded-Proto: http\r\nVia: "
+_PROTO_HTTPS: Final = b"\r\nX-Forwarded-Proto: https\r\nVia: "
+
+
 def forwarding_fields(fields: list[bytes], forwarded_for: bytes, prior_via: bytes, client_ip: bytes,
-                      request_id: bytes, via: bytes, host: bytes = b"", proto: bytes = b"http") -> bytes:
+                      request_id: bytes, via: bytes, host: bytes = b"", https: bool = False) -> bytes:
     """The upstream request after its Host line, to the end of the head: the client's
     end-to-end ``fields``, then pixring's. The request pixring sends is always HTTP/1.1,
     keep-alive, without a body.
@@ -262,8 +266,8 @@ def forwarding_fields(fields: list[bytes], forwarded_for: bytes, prior_via: byte
     return b"".join((
         *fields,
         b"X-Forwarded-For: ", forwarded_for + b", " + client_ip if forwarded_for else client_ip,
-        b"\r\nX-Forwarded-Host: " + host if host else b"",
-        b"\r\nX-Forwarded-Proto: ", proto, b"\r\nVia: ", prior_via + b", " + own_via if prior_via else own_via,
+        b"\r\nX-Forwarded-Host: " if host else b"", host,  # joined, not concatenated: no new object
+        _PROTO_HTTPS if https else _PROTO_HTTP, prior_via + b", " + own_via if prior_via else own_via,
         b"\r\nX-Request-Id: ", request_id, b"\r\n\r\n",
     ))
 

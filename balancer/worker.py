@@ -168,7 +168,7 @@ class Worker:
             normalize=normalizers[config.profile],
             gate=gate,
             normalizers=normalizers,
-            proto="https" if config.tls_cert else "http",
+            https=bool(config.tls_cert),
             route_cache_size=config.normalize_cache,
             pool=pool,
             stats=self.stats,
