@@ -200,8 +200,8 @@ class AdminState:
 
 
 def source_counts(stats: dict[str, Any]) -> dict[str, dict[str, int]]:
-    """Requests per source (configured names, "-" for a Host no source names), admitted
-    and refused (a bad signature, an unknown Host)."""
+    """Requests per source (configured names, "-" for a Host no source names): admitted,
+    refused (a bad signature, an unknown Host) and, with a render limit, limited (429)."""
     out: dict[str, dict[str, int]] = {}
     for (source, result), n in sorted(stats.get("sources", {}).items()):
         out.setdefault(source, {"admitted": 0, "refused": 0})[result] = n
