@@ -14,12 +14,14 @@ this listener private (the default binds 127.0.0.1): ``/status`` shows the fleet
 - ``POST /members/<id>/drain|maintenance|ready``: take a member out of routing (its
   keys go to their next member, in-flight requests finish) or bring it back.
 - ``POST /discovery/confirm``: accept a membership drop the Consul source is
-  holding back (needs ``Authorization: Bearer <admin_token>`` when one is set).
+  holding back.
+
+Every POST passes ``balancer.adminguard``'s rules first: the bearer token, a Host that
+is this listener's own address, no foreign Origin (CSRF and DNS rebinding).
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 import signal
 import time
@@ -30,13 +32,14 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from balancer.adminguard import AdminPolicy, judge_change
 from balancer.config import BalancerConfig
 from balancer.metrics import BalancerCollector
 from balancer.stats import merge_snapshots
 from balancer.statuspage import rates_between, render_status_page
 from balancer.worker import OPERATOR_FILE
 
-__all__ = ["AdminState", "judge_readiness", "make_admin_app", "worker_report"]
+__all__ = ["AdminState", "admin_policy", "judge_readiness", "make_admin_app", "worker_report"]
 
 # A worker that has not written its state for this long is reported as stuck.
 _STALE_WORKER_S = 5.0
@@ -188,6 +191,7 @@ class AdminState:
                 "coalesced": stats["coalesced"],
             },
             "health_events": {f"{member}:{kind}": n for (member, kind), n in sorted(stats["health_events"].items())},
+            "sources": source_counts(stats),
             "workers": [
                 {
                     "index": w["index"],
@@ -209,6 +213,15 @@ class AdminState:
             ],
             "config": self.config.summary(),
         }
+
+
+def source_counts(stats: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Requests per source (configured names, "-" for a Host no source names): admitted,
+    refused (a bad signature, an unknown Host) and, with a render limit, limited (429)."""
+    out: dict[str, dict[str, int]] = {}
+    for (source, result), n in sorted(stats.get("sources", {}).items()):
+        out.setdefault(source, {"admitted": 0, "refused": 0})[result] = n
+    return out
 
 
 def worker_report(state_dir: Path, index: int, pid: int) -> dict[str, Any] | None:
@@ -270,17 +283,33 @@ def _codes_for(requests: dict[tuple[str, str, str], int], node: str) -> dict[str
     return codes
 
 
-def _authorize(request: web.Request, token: str) -> None:
-    """POST endpoints change routing: with an admin token set, they require it."""
-    if not token:
-        return
-    given = request.headers.get("Authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-        raise web.HTTPUnauthorized(
-            text='{"error": "admin token required (Authorization: Bearer ...)"}',
-            content_type="application/json",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+def admin_policy(config: BalancerConfig) -> AdminPolicy:
+    return AdminPolicy(config.admin.host, config.admin_token, config.admin_open_loopback, config.admin_hosts)
+
+
+def _guard_change(request: web.Request, config: BalancerConfig) -> None:
+    """A POST changes routing: refused (401/403 with the reason) unless it passes the
+    admin guard's rules (``balancer.adminguard``)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    refusal = judge_change(
+        admin_policy(config),
+        host=request.headers.get("Host", ""),
+        origin=request.headers.get("Origin"),
+        authorization=request.headers.get("Authorization", ""),
+        local_address=str(sockname[0]) if sockname else "",
+    )
+    if refusal is not None:
+        raise _refused(*refusal)
+
+
+def _refused(status: int, reason: str) -> web.HTTPException:
+    error_class = web.HTTPUnauthorized if status == 401 else web.HTTPForbidden
+    return error_class(
+        text=orjson.dumps({"error": reason, "status": status}).decode(),
+        content_type="application/json",
+        headers={"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"} if status == 401
+        else {"Cache-Control": "no-store"},
+    )
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -320,7 +349,7 @@ def make_admin_app(state: AdminState) -> web.Application:
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def member_mode(request: web.Request) -> web.Response:
-        _authorize(request, state.config.admin_token)
+        _guard_change(request, state.config)
         member = request.match_info["member"]
         action = request.match_info["action"]
         known = state.known_members()
@@ -334,7 +363,7 @@ def make_admin_app(state: AdminState) -> web.Application:
         return _json({"member": member, "mode": mode or "ready"})
 
     async def confirm_discovery(request: web.Request) -> web.Response:
-        _authorize(request, state.config.admin_token)
+        _guard_change(request, state.config)
         sent = state.signal_workers(signal.SIGUSR1)
         return _json({"confirmed": True, "workers": sent})
 

@@ -18,11 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+from balancer.adminguard import AdminPolicy, start_problem
 from balancer.health import HealthPolicy
 from balancer.coalesce import CoalescePolicy
 from balancer.hotkeys import HotKeyPolicy
 from balancer.normalize import DEFAULT_DENYLIST, PROFILES
 from balancer.picker import PickPolicy
+from balancer.renderlimit import RenderLimiter, parse_networks
 from balancer.probe_expect import describe_statuses, parse_expect
 from balancer.retry import RetryPolicy
 from discovery.settings import SOURCE_FIELDS
@@ -39,8 +41,12 @@ from pixring.config import (
     parse_address,
     plain,
     positive,
+    read_secret_file,
+    redact_userinfo,
     string_list,
 )
+from balancer.sources import DEFAULT_SOURCE, Gate, Source, parse_sources
+from pixring import signing
 from pixring.cpus import CpuBudget, cpu_budget
 from pixring.membership import Member
 from pixring.wire import MAX_REQUEST_HEAD, MAX_TARGET_LENGTH
@@ -75,6 +81,13 @@ def _half_life(value: Any) -> int:
     return number
 
 
+def _networks(value: Any) -> tuple[str, ...]:
+    """Addresses or CIDR blocks, checked, kept as written."""
+    items = string_list(value)
+    parse_networks(items)
+    return items
+
+
 def _statuses(value: Any) -> str:
     """``"200-299,301"`` or a TOML list of statuses, kept as normalized text."""
     text = ",".join(str(item) for item in value) if isinstance(value, (list, tuple)) else str(value)
@@ -97,8 +110,46 @@ FIELDS: tuple[Field, ...] = (
           "each for a typical image URL, 64 more once its key has overflowed its owner under bounded load), so a "
           "hot URL is normalized and hashed once; 0 = off", "N"),
     Field("admin_token", str, "",
-          "bearer token required by the admin API's POST endpoints; empty = none (keep --admin private)",
-          "TOKEN", secret=True),
+          "bearer token the admin API's state-changing (POST) endpoints require; prefer admin_token_file, "
+          "which keeps it out of the process list", "TOKEN", secret=True),
+    Field("admin_token_file", str, "",
+          "a file holding the admin token (its first line); a non-loopback admin listener without a token "
+          "refuses to start", "PATH"),
+    Field("admin_open_loopback", boolean, False,
+          "let the admin API's POST endpoints go without a token while the admin listener is loopback-only "
+          "(a local process could then take members out)", switch=True),
+    Field("admin_hosts", string_list, (),
+          "names the admin listener is reached by, accepted as the Host of a POST besides the addresses it "
+          "listens on (a POST with another Host, or a foreign Origin, is refused: DNS rebinding, CSRF)",
+          "NAME1,NAME2"),
+    Field("sign_token", str, "",
+          "the default source's signing token: every image URL must carry a valid imgix signature (s=...), "
+          "else 403; prefer sign_token_file", "TOKEN", secret=True),
+    Field("sign_token_file", str, "", "a file holding the default source's signing token", "PATH"),
+    Field("sign_mode", choice(*signing.MODES), "md5",
+          "the default source's signature: md5 (imgix's: md5 of token, path and query) or hmac-sha256 "
+          "(the token as HMAC key)", "MODE"),
+    Field("sources", parse_sources, (),
+          "sources by Host, each with its own profile, signing token and key namespace: [[sources]] tables "
+          "in the TOML file (docs/security.md#sources); none = the Host chooses nothing", "JSON",
+          shown_default="none"),
+    Field("unknown_host", choice("default", "refuse"), "default",
+          "with sources configured, a request whose Host no source names goes to the default source, or is "
+          "answered 404 (refuse)", "WHAT"),
+    Field("render_limit", non_negative_int, 0,
+          "for unsigned deployments: renders one client may cause per render_limit_window, per worker (counted "
+          "from the node's render_limit_header; an answer without it counts); past it 429 with Retry-After; "
+          "0 = off", "N"),
+    Field("render_limit_window", positive(float), 60.0, "the render limit's window, seconds", "S"),
+    Field("render_limit_header", str, "X-Render-Cache",
+          "the node's header that says whether it rendered: a value containing 'miss' is a render", "NAME"),
+    Field("trusted_proxies", _networks, (),
+          "addresses or CIDR blocks of proxies (a CDN, an L4 balancer) whose X-Forwarded-For names the client "
+          "the render limit counts; nobody else's is believed", "CIDR1,CIDR2"),
+    Field("tls_cert", str, "",
+          "PEM certificate chain for TLS on the public listener (with tls_key); re-read on SIGHUP; empty = "
+          "plain HTTP", "PATH"),
+    Field("tls_key", str, "", "PEM private key of tls_cert", "PATH"),
     Field("profile", choice(*PROFILES), "imgix",
           "URL normalization profile: imgix (canonical imgix parameters, forwarded as the key) or "
           "generic (opaque backends: sorted query minus the denylist chooses the node, the raw URL "
@@ -232,6 +283,20 @@ class BalancerConfig:
     consul_wait: float
     normalize_cache: int
     admin_token: str
+    admin_token_file: str
+    admin_open_loopback: bool
+    admin_hosts: tuple[str, ...]
+    sign_token: str
+    sign_token_file: str
+    sign_mode: str
+    sources: tuple[Source, ...]
+    unknown_host: str
+    render_limit: int
+    render_limit_window: float
+    render_limit_header: str
+    trusted_proxies: tuple[str, ...]
+    tls_cert: str
+    tls_key: str
     profile: str
     denylist: tuple[str, ...]
     connect_timeout: float
@@ -341,7 +406,24 @@ class BalancerConfig:
         """Every field in a form ``load_config(flags=...)`` parses back to this config."""
         out = {field.name: plain(getattr(self, field.name)) for field in FIELDS}
         out["nodes"] = [f"{m.id}=http://{m.address};weight={m.weight:g}" for m in self.nodes]
+        out["sources"] = [source.as_table() for source in self.sources]
+        # A token read from a file goes on as the file (the worker reads it again), so it
+        # is in no environment, and the flags load back to this very config.
+        for token, path in (("admin_token", "admin_token_file"), ("sign_token", "sign_token_file")):
+            if out[path]:
+                out[token] = ""
         return out
+
+    def default_source(self) -> Source:
+        return Source(DEFAULT_SOURCE, (), self.profile, self.sign_token, self.sign_mode)
+
+    def gate(self) -> Gate | None:
+        """What the front asks about each request's Host and signature; None when nothing is
+        configured (no sources, no signing), and the request path skips it."""
+        limiter = (RenderLimiter(self.render_limit, self.render_limit_window, self.render_limit_header)
+                   if self.render_limit else None)
+        return Gate.build(self.default_source(), self.sources, refuse_unknown=self.unknown_host == "refuse",
+                          limiter=limiter, trusted=parse_networks(self.trusted_proxies))
 
     def summary(self) -> dict[str, Any]:
         """The effective config for people (/status, --print-config): secrets masked."""
@@ -349,6 +431,9 @@ class BalancerConfig:
         for field in FIELDS:
             if field.secret and out[field.name]:
                 out[field.name] = "(set)"
+        out["admin_token_file"], out["sign_token_file"] = self.admin_token_file, self.sign_token_file
+        out["sources"] = [source.public() for source in self.sources]
+        out["consul_addr"] = redact_userinfo(self.consul_addr)
         cpus = cpu_budget()
         out["workers_effective"] = self.worker_count(cpus)
         out["cpus_usable"] = {"count": cpus.usable, "affinity": cpus.affinity, "cgroup_quota": cpus.quota}
@@ -366,7 +451,21 @@ def load_config(
 ) -> BalancerConfig:
     """Merge the three layers (``Table.load``) and validate every field once, then the
     combinations no single field can check."""
-    config = BalancerConfig(**TABLE.load(config_file=config_file, environ=environ, flags=flags))
+    values = TABLE.load(config_file=config_file, environ=environ, flags=flags)
+    for token, path in (("admin_token", "admin_token_file"), ("sign_token", "sign_token_file")):
+        if values[path]:
+            if values[token]:
+                raise ConfigError(f"{token} and {path} are both set: give one")
+            try:
+                values[token] = read_secret_file(values[path])
+            except ValueError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+    if bool(values["tls_cert"]) != bool(values["tls_key"]):
+        raise ConfigError("tls_cert and tls_key go together: give both, or neither for plain HTTP")
+    config = BalancerConfig(**values)
+    problem = start_problem(AdminPolicy(config.admin.host, config.admin_token), str(config.admin))
+    if problem is not None:
+        raise ConfigError(problem)
     if config.ejection_time > config.max_ejection_time:
         raise ConfigError(
             f"ejection_time ({config.ejection_time:g}s) must not exceed max_ejection_time ({config.max_ejection_time:g}s)"

@@ -90,10 +90,11 @@ class Routed:
     The key is kept for the hot-key counter's report only.
     """
 
-    __slots__ = ("upstream_target", "key", "hash", "log_fields", "generation", "owner", "prefs")
+    __slots__ = ("upstream_target", "host_line", "key", "hash", "log_fields", "generation", "owner", "prefs")
 
     def __init__(self, upstream_target: bytes, key: str, hash_: int, log_fields: bytes) -> None:
         self.upstream_target = upstream_target
+        self.host_line: bytes | None = None  # a source's own upstream Host; None = the node's address
         self.key = key
         self.hash = hash_
         self.log_fields = log_fields  # the access log's "path" and "key", rendered once

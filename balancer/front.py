@@ -86,6 +86,7 @@ from balancer.picker import PickPolicy
 from balancer.retry import RetryBudget, RetryPolicy, backoff_s
 from balancer.ring import key_hash
 from balancer.routing import RoutingTable
+from balancer.sources import Gate, Lane, Refusal
 from balancer.stats import NO_METHOD, MemberStats, WorkerStats, method_index
 from balancer.upstream import ResponseSink, UpstreamConnection, UpstreamError, UpstreamPool
 from pixring.membership import Member
@@ -155,6 +156,9 @@ class FrontContext:
         route_cache_size: int = 16384,
         hot_keys: HotKeys | None = None,
         coalesce: CoalescePolicy | None = None,
+        gate: Gate | None = None,
+        normalizers: dict[str, Callable[[bytes], Route]] | None = None,
+        https: bool = False,
     ) -> None:
         self.loop = loop
         self.normalize = normalize
@@ -177,10 +181,15 @@ class FrontContext:
         self.rand = rand
         self.hot_keys = hot_keys
         self.coalesce = coalesce
-        # Forwarded target -> the connection whose request for it is upstream and has no
-        # answer yet: identical requests may wait for that answer (balancer.coalesce).
-        self.flights: dict[bytes, ClientConnection] = {}
+        # Key (a source's namespace included) -> the connection whose request for it is
+        # upstream with no answer yet: identical requests may wait for it (balancer.coalesce).
+        self.flights: dict[str, ClientConnection] = {}
         self.flight_bytes = 0  # answers held for followers, all flights together
+        # Sources, signatures and the render limit (balancer.sources): None when none is
+        # configured, and a request then pays one attribute check for them.
+        self.gate = gate
+        self.normalizers = normalizers or {}  # profile -> normalizer, for the sources' profiles
+        self.https = https  # the listener speaks TLS: X-Forwarded-Proto says https
         self.table = RoutingTable.empty()
         self.ring_members = 0  # len(table.ring.members), read per request: the ring's is a property
         self.generation = 0
@@ -213,20 +222,30 @@ class FrontContext:
             lines = _MemberLines(member, self.node_header, self.stats.member(member.id))
         return lines
 
-    def route(self, target: bytes) -> Routed:
-        """The route of a request target (NormalizeError for a bad one), with its owner
-        on the current ring."""
+    def route(self, target: bytes, lane: Lane | None = None) -> Routed:
+        """The route of a request target (NormalizeError for a bad one) in its source's
+        ``lane`` (a namespace before its key and its cache entry), with its owner on the
+        current ring."""
         routes = self.routes
-        routed = routes.get(target)
+        cached = target if lane is None else lane.cache_prefix + target
+        routed = routes.get(cached)
         if routed is None:
-            route = self.normalize(target)
-            routed = Routed(route.upstream_target, route.key, key_hash(route.key), target_fields(target, route.key))
+            if lane is None:
+                route = self.normalize(target)
+                routed = Routed(route.upstream_target, route.key, key_hash(route.key), target_fields(target, route.key))
+            else:
+                # A source's key has its namespace, and so its hash, its hot-key count and
+                # its coalescing flight (by the cache's key, below) are its own.
+                route = self.normalizers[lane.profile](target)
+                key = lane.key_prefix + route.key
+                routed = Routed(route.upstream_target, key, key_hash(key), target_fields(target, key))
+                routed.host_line = lane.host_line
             if self.route_cache_size:
-                routes[target] = routed
+                routes[cached] = routed
                 if len(routes) > self.route_cache_size:
                     routes.popitem(last=False)
         else:
-            routes.move_to_end(target)
+            routes.move_to_end(cached)
         if routed.generation != self.generation:
             routed.generation = self.generation
             routed.owner = self.table.ring.owner(routed.hash)
@@ -350,7 +369,7 @@ class ClientConnection(asyncio.Protocol):
         "writing_paused", "paused_since", "paused_unsent", "deadline", "deadline_status", "input_ended", "refusal", "continue_owed",
         "unparsed_bytes",
         # the request being parsed: its fields as forwarded (balancer.headers' rules)
-        "p_begun", "p_in_body", "p_url", "p_head_bytes", "p_body_bytes", "p_fields", "p_hosts", "p_host_ok",
+        "p_begun", "p_in_body", "p_url", "p_head_bytes", "p_body_bytes", "p_fields", "p_hosts", "p_host", "p_host_ok",
         "p_forwarded_for", "p_via", "p_request_id", "p_named", "p_connection", "p_transfer_encoding",
         "p_expect_continue",
         # the exchange being answered
@@ -358,7 +377,7 @@ class ClientConnection(asyncio.Protocol):
         "ex_hedge_timer", "ex_framing", "ex_keep_alive",
         "ex_status", "ex_bytes", "ex_t0", "ex_t_upstream", "ex_request_id", "ex_sent_head", "ex_head",
         "ex_forwarding", "ex_flight", "ex_registered", "ex_detached", "ex_leader",
-        "queued_bytes", "queue_paused",
+        "queued_bytes", "queue_paused", "ex_charge",
     )
 
     def __init__(self, ctx: FrontContext) -> None:
@@ -393,6 +412,7 @@ class ClientConnection(asyncio.Protocol):
         self.ex_leader: ClientConnection | None = None  # whose answer this request waits for
         self.queued_bytes = 0  # body bytes queued for this client since reading last paused
         self.queue_paused = False  # reading from the node paused until the outbox flushes
+        self.ex_charge: bytes | None = None  # the client a render is counted against (a render limit is set)
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -511,6 +531,7 @@ class ClientConnection(asyncio.Protocol):
         self.p_body_bytes = 0
         self.p_fields: list[bytes] = []
         self.p_hosts = 0
+        self.p_host = b""
         self.p_host_ok = True
         self.p_forwarded_for = b""
         self.p_via = b""
@@ -546,6 +567,7 @@ class ClientConnection(asyncio.Protocol):
             self.p_fields += (name, b": ", value, b"\r\n")
         elif kind == HOST:
             self.p_hosts += 1
+            self.p_host = value
             if not VALID_HOST(value):
                 self.p_host_ok = False
         elif kind == REQUEST_ID:
@@ -617,6 +639,7 @@ class ClientConnection(asyncio.Protocol):
             forwarded_for,
             via,
             self.p_request_id,
+            self.p_host,
         )
         self.continue_owed = False  # the body came, or there was none
         self.unparsed_bytes = 0  # what follows is the next request's
@@ -722,7 +745,18 @@ class ClientConnection(asyncio.Protocol):
                 self._respond_json(200, {"status": "ok"})
             return
         try:
-            routed = ctx.route(req.target)
+            if ctx.gate is None:
+                routed = ctx.route(req.target)
+            else:
+                admitted = ctx.gate.admit(req.target, req.host, time.time(), self.client_ip, req.forwarded_for)
+                if isinstance(admitted, Refusal):
+                    ctx.stats.sources[(admitted.source, admitted.result)] += 1
+                    self._respond_local(admitted.status, admitted.reason, extra=[
+                        (b"Retry-After", str(admitted.retry_after).encode())] if admitted.retry_after else None)
+                    return
+                ctx.stats.sources[(admitted[0].name, "admitted")] += 1
+                self.ex_charge = admitted[2]
+                routed = ctx.route(admitted[1], admitted[0])
         except NormalizeError as exc:
             self._respond_local(exc.status, exc.reason)
             return
@@ -732,7 +766,7 @@ class ClientConnection(asyncio.Protocol):
         replicas = hot.observe(routed.hash, routed.key, len(ctx.health.routable) or ctx.ring_members) \
             if hot is not None else 1
         if ctx.coalesce is not None and method == b"GET":
-            leader = ctx.flights.get(routed.upstream_target)
+            leader = ctx.flights.get(routed.key)
             if leader is not None and leader._takes_follower(req):
                 self._follow(leader, req)
                 return
@@ -749,12 +783,12 @@ class ClientConnection(asyncio.Protocol):
             return
         self.ex_x = x
         self.ex_forwarding = forwarding_fields(
-            req.fields, req.forwarded_for, req.via, self.client_ip, self.ex_request_id, ctx.via)
+            req.fields, req.forwarded_for, req.via, self.client_ip, self.ex_request_id, ctx.via, req.host, ctx.https)
         self.ex_t_upstream = now
         if may_lead and ctx.coalesce is not None and req.method == b"GET":
-            target = routed.upstream_target
-            if target not in ctx.flights:
-                ctx.flights[target] = self
+            key = routed.key
+            if key not in ctx.flights:
+                ctx.flights[key] = self
                 self.ex_registered = True
         self._launch(now)
         if ctx.retry.hedge_delay and self.ex is req:
@@ -783,8 +817,8 @@ class ClientConnection(asyncio.Protocol):
             self.ex_registered = False
             routed = self.ex_routed
             flights = self.ctx.flights
-            if routed is not None and flights.get(routed.upstream_target) is self:
-                del flights[routed.upstream_target]
+            if routed is not None and flights.get(routed.key) is self:
+                del flights[routed.key]
 
     def _share_from(self, status: int, conn: UpstreamConnection) -> None:
         """The leader's answer came: hold it for the followers when it may be shared,
@@ -909,7 +943,9 @@ class ClientConnection(asyncio.Protocol):
         # of an Optional is read through Python's getattr, of a _Request from its struct.
         assert req is not None and routed is not None and x is not None
         attempt.conn = conn
-        head = b"".join((req.method, b" ", routed.upstream_target, attempt.lines.host_line, self.ex_forwarding))
+        host_line = routed.host_line
+        head = b"".join((req.method, b" ", routed.upstream_target,
+                         attempt.lines.host_line if host_line is None else host_line, self.ex_forwarding))
         conn.send(head, attempt, req.method == b"HEAD", x.first_byte_timeout(now), now)
         if self.writing_paused:
             conn.pause_reading()
@@ -1038,6 +1074,8 @@ class ClientConnection(asyncio.Protocol):
         self.ex_framing = framing
         self.ex_status = status
         self.ex_sent_head = True
+        if self.ex_charge is not None and self.ctx.gate is not None:
+            self.ctx.gate.answered(self.ex_charge, status, conn.fields, time.time())
         extra = b"X-Request-Id: " + self.ex_request_id + b"\r\n" + attempt.lines.node_line
         head = response_head(status, conn.fields, conn.prior_via, framing, content_length, self.ex_keep_alive,
                              req.http11, extra, self.ctx.via)
@@ -1332,11 +1370,11 @@ class _Request:
     """A parsed request, queued until its turn (pipelining answers in order)."""
 
     __slots__ = ("method", "target", "http11", "keep_alive", "fields", "host_problem", "forwarded_for", "via",
-                 "request_id")
+                 "request_id", "host")
 
     def __init__(
         self, method: bytes, target: bytes, http11: bool, keep_alive: bool, fields: list[bytes],
-        host_problem: str | None, forwarded_for: bytes, via: bytes, request_id: bytes | None,
+        host_problem: str | None, forwarded_for: bytes, via: bytes, request_id: bytes | None, host: bytes,
     ) -> None:
         self.method = method
         self.target = target
@@ -1347,3 +1385,4 @@ class _Request:
         self.forwarded_for = forwarded_for
         self.via = via
         self.request_id = request_id  # b"" when the client's was not fit to keep
+        self.host = host  # the client's Host (b"" without one): X-Forwarded-Host, and it picks the source

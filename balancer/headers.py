@@ -264,23 +264,31 @@ def host_line(host: bytes) -> bytes:
     return b" HTTP/1.1\r\nHost: " + host + b"\r\n"
 
 
+_PROTO_HTTP: Final = b"\r\nX-Forwarded-Proto: http\r\nVia: "
+_PROTO_HTTPS: Final = b"\r\nX-Forwarded-Proto: https\r\nVia: "
+
+
 def forwarding_fields(fields: list[bytes], forwarded_for: bytes, prior_via: bytes, client_ip: bytes,
-                      request_id: bytes, via: bytes) -> bytes:
+                      request_id: bytes, via: bytes, host: bytes = b"", https: bool = False) -> bytes:
     """The upstream request after its Host line, to the end of the head: the client's
     end-to-end ``fields``, then pixring's. The request pixring sends is always HTTP/1.1,
     keep-alive, without a body.
 
     pixring's view of the connection: X-Forwarded-For extended with the peer's address;
-    Forwarded (RFC 7239) and X-Real-IP saying only what pixring saw (the peer, over plain
-    HTTP), since a client's own are dropped; X-Forwarded-Proto.
+    Forwarded (RFC 7239) and X-Real-IP saying only what pixring saw (the peer, and the
+    listener's scheme), since a client's own are dropped; X-Forwarded-Proto. The Host line
+    carries the node's own address (or a source's ``upstream_host``), so the client's Host
+    goes on as ``X-Forwarded-Host`` (a client's own X-Forwarded-Host is dropped, as are the
+    other fields pixring sets): a multi-tenant backend tells its tenants apart by it.
     """
     own_via = b"1.1 " + via
     return b"".join((
         *fields,
         b"X-Forwarded-For: ", forwarded_for + b", " + client_ip if forwarded_for else client_ip,
-        b"\r\nX-Forwarded-Proto: http\r\nForwarded: for=", forwarded_node(client_ip),
-        b";proto=http\r\nX-Real-IP: ", client_ip,
-        b"\r\nVia: ", prior_via + b", " + own_via if prior_via else own_via,
+        b"\r\nX-Forwarded-Host: " if host else b"", host,  # joined, not concatenated: no new object
+        b"\r\nForwarded: for=", forwarded_node(client_ip), b";proto=https" if https else b";proto=http",
+        b"\r\nX-Real-IP: ", client_ip,
+        _PROTO_HTTPS if https else _PROTO_HTTP, prior_via + b", " + own_via if prior_via else own_via,
         b"\r\nX-Request-Id: ", request_id, b"\r\n\r\n",
     ))
 

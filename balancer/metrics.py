@@ -56,6 +56,7 @@ METRIC_HELP: dict[str, tuple[str, str]] = {
     "pixring_health_events_total": ("counter", "Health changes by member and kind (down, up, ejected, readmitted, drain, maintenance, ready, ...)."),
     "pixring_member_routable": ("gauge", "Fraction of workers that route to the member (1 healthy, 0 out)."),
     "pixring_panic": ("gauge", "1 when a worker routes over all members because too few are healthy."),
+    "pixring_source_requests_total": ("counter", "Requests by source (a configured name, or - for a Host no source names) and result: admitted, or refused (a missing, wrong or expired signature; an unknown Host)."),
     "pixring_build_info": ("gauge", "1, labelled with the pixring version."),
 }
 
@@ -160,6 +161,10 @@ class BalancerCollector(Collector):
         hot = {entry[0] for w in workers for entry in w.get("hot_keys", [])}
         yield GaugeMetricFamily("pixring_hot_keys", METRIC_HELP["pixring_hot_keys"][1], value=len(hot))
         yield GaugeMetricFamily("pixring_panic", METRIC_HELP["pixring_panic"][1], value=1 if any(w.get("panic") for w in workers) else 0)
+        sources = family(CounterMetricFamily, "pixring_source_requests_total", ("source", "result"))
+        for (source, result), n in sorted(stats.get("sources", {}).items()):
+            sources.add_metric([source, result], n)
+        yield sources
         build = family(GaugeMetricFamily, "pixring_build_info", ("version",))
         build.add_metric([__version__], 1)
         yield build

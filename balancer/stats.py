@@ -115,6 +115,9 @@ class WorkerStats:
         self.coalesce_leaders = 0  # upstream answers that served waiting requests too
         self.coalesce_alone = 0  # waiting requests sent upstream on their own (answer not shareable)
         self.health_events: defaultdict[tuple[str, str], int] = defaultdict(int)
+        # (source name, "admitted" | "refused"): configured names only, and "-" for a Host
+        # no source names, so the metric's label stays bounded whatever clients send.
+        self.sources: defaultdict[tuple[str, str], int] = defaultdict(int)
 
     def member(self, member_id: str) -> MemberStats:
         """The member's counters, created on first use (kept: counters never go back)."""
@@ -147,6 +150,7 @@ class WorkerStats:
             "coalesce_leaders": self.coalesce_leaders,
             "coalesce_alone": self.coalesce_alone,
             "health_events": [[*key, n] for key, n in self.health_events.items()],
+            "sources": [[*key, n] for key, n in self.sources.items()],
         }
 
 
@@ -173,6 +177,7 @@ def merge_snapshots(live: Iterable[dict[str, Any]], exited: Iterable[dict[str, A
     connections_total = 0
     totals = dict.fromkeys(COUNTERS, 0)
     health_events: defaultdict[tuple[str, str], int] = defaultdict(int)
+    sources: defaultdict[tuple[str, str], int] = defaultdict(int)
     for is_live, snaps in ((True, live), (False, exited)):
         for snap in snaps:
             for node, method, cls, n in snap["requests"]:
@@ -193,6 +198,8 @@ def merge_snapshots(live: Iterable[dict[str, Any]], exited: Iterable[dict[str, A
                 totals[name] += snap.get(name, 0)
             for member, kind, n in snap.get("health_events", ()):
                 health_events[(member, kind)] += n
+            for source, result, n in snap.get("sources", ()):
+                sources[(source, result)] += n
             if is_live:
                 for node, n in snap["inflight"].items():
                     inflight[node] += n
@@ -210,4 +217,5 @@ def merge_snapshots(live: Iterable[dict[str, Any]], exited: Iterable[dict[str, A
         "connections_total": connections_total,
         **totals,
         "health_events": dict(health_events),
+        "sources": dict(sources),
     }

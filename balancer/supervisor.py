@@ -38,6 +38,7 @@ from aiohttp import web
 from balancer import compile as hot_path
 from balancer.admin import AdminState, make_admin_app, worker_report
 from balancer.config import BalancerConfig
+from balancer.tls import TlsError, server_context
 from balancer.worker import (
     CONFIG_ENV,
     EXIT_NO_MEMBERSHIP,
@@ -237,6 +238,8 @@ class Supervisor:
             return
         try:
             new = self.reload_config()
+            if new.tls_cert:
+                server_context(new.tls_cert, new.tls_key)  # TlsError is a ValueError
         except ValueError as exc:
             self.log(f"pixring: reload refused, keeping the running config: {exc}")
             return
@@ -323,6 +326,11 @@ class Supervisor:
         # Refuse a port another process listens on: SO_REUSEPORT would let this balancer
         # share it without a word and take part of its connections. Then reserve the port
         # (bound, not listening, so it takes no connections) for the workers.
+        if config.tls_cert:
+            try:
+                server_context(config.tls_cert, config.tls_key)  # a bad file stops the start, with its name
+            except TlsError as exc:
+                raise StartupError(str(exc)) from None
         try:
             refuse_if_listened_on(config.listen.host, config.listen.port)
             reservation = bind_reuseport(config.listen.host, config.listen.port, listen=False)
@@ -356,11 +364,13 @@ class Supervisor:
             await runner.cleanup()
             reservation.close()
             raise
-        admin_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        admin_bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
         workers = len(self.procs)
+        scheme = "https" if config.tls_cert else "http"
+        # The addresses actually bound (0.0.0.0 says every address, as it is).
         self.log(
-            f"pixring balancer ready: http://{_host(config.listen.host)}:{self.listen_port} "
-            f"(admin http://{_host(config.admin.host)}:{admin_port}, {workers} worker{'s' if workers != 1 else ''})"
+            f"pixring balancer ready: {scheme}://{_host(reservation.getsockname()[0])}:{self.listen_port} "
+            f"(admin http://{_host(admin_bound[0])}:{admin_bound[1]}, {workers} worker{'s' if workers != 1 else ''})"
         )
         self._keep(list(self.procs))
         self.notify.ready(self._serving_status())
@@ -424,7 +434,7 @@ def _start_as_worker() -> None:
 
 
 def _host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
+    return f"[{host}]" if ":" in host else host
 
 
 def run_balancer(

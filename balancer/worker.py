@@ -29,6 +29,7 @@ import errno
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -49,6 +50,7 @@ from balancer.retry import RetryBudget
 from balancer.ringbuild import RingBuilder
 from balancer.routing import RoutingTable
 from balancer.stats import WorkerStats
+from balancer.tls import TlsError, reload_certificate, server_context
 from balancer.upstream import UpstreamPool
 from discovery.source import MembershipSource
 from pixring.membership import Membership
@@ -127,6 +129,7 @@ class Worker:
         self.membership_updates = 0
         self.health: HealthTable | None = None
         self.listen_without_membership = listen_without_membership
+        self.tls: ssl.SSLContext | None = None
         self.listening = False
         self.warming = "membership"  # what the worker waits for before it listens, for readiness
         self.prober: Prober | None = None
@@ -150,14 +153,23 @@ class Worker:
         health = self.health = HealthTable(config.health_policy(), time.monotonic())
         retry_policy = config.retry_policy()
         retry_statuses = {502, 503, 504} | ({500} if config.retry_on_500 else set())
-        ctx = self.ctx = FrontContext(
-            loop=loop,
-            normalize=make_normalizer(
-                config.profile,
+        gate = config.gate()
+        profiles = {config.profile} | {source.profile for source in config.sources}
+        normalizers = {
+            profile: make_normalizer(
+                profile,
                 denylist=config.denylist,
                 cache_size=0,  # the front keeps routes, hashes and owners together
                 max_target_length=config.max_request_line,
-            ),
+            )
+            for profile in sorted(profiles)
+        }
+        ctx = self.ctx = FrontContext(
+            loop=loop,
+            normalize=normalizers[config.profile],
+            gate=gate,
+            normalizers=normalizers,
+            https=bool(config.tls_cert),
             route_cache_size=config.normalize_cache,
             pool=pool,
             stats=self.stats,
@@ -192,12 +204,10 @@ class Worker:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        # The supervisor forwards SIGHUP (re-read the member file) and sends SIGUSR1
-        # when an operator confirms a membership drop the Consul guard is holding.
-        if hasattr(self.source, "reload"):
-            loop.add_signal_handler(signal.SIGHUP, self.source.reload)
-        else:
-            loop.add_signal_handler(signal.SIGHUP, lambda: None)
+        # The supervisor forwards SIGHUP (re-read the member file and the certificate) and
+        # sends SIGUSR1 when an operator confirms a membership drop the Consul guard is holding.
+        self.tls = server_context(config.tls_cert, config.tls_key) if config.tls_cert else None
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         # A source with nothing to confirm ignores it (SIGUSR1's default would kill us).
         loop.add_signal_handler(signal.SIGUSR1, getattr(self.source, "confirm", lambda: None))
         loop.add_signal_handler(signal.SIGUSR2, self.apply_operator_modes)
@@ -230,7 +240,8 @@ class Worker:
                 sock.setblocking(False)
                 # listen() again on a socket a predecessor handed over is harmless; the
                 # backlog is given here because create_server calls listen() with its own (100).
-                server = await loop.create_server(lambda: ClientConnection(ctx), sock=sock, backlog=LISTEN_BACKLOG)
+                server = await loop.create_server(lambda: ClientConnection(ctx), sock=sock, backlog=LISTEN_BACKLOG,
+                                                  ssl=self.tls)
                 self.listening = True
                 self.warming = ""
                 self._write_state()
@@ -292,6 +303,18 @@ class Worker:
         deadline = time.monotonic() + self.config.probe_timeout + 0.5
         while health.pending and not stop.is_set() and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
+
+    def reload(self) -> None:
+        """SIGHUP: the member file again (a source that has one), and the certificate: new
+        connections get the new one. One that does not load is logged, and the old kept."""
+        reload_source = getattr(self.source, "reload", None)
+        if reload_source is not None:
+            reload_source()
+        if self.tls is not None:
+            try:
+                reload_certificate(self.tls, self.config.tls_cert, self.config.tls_key)
+            except TlsError as exc:
+                print(f"pixring worker {self.index}: {exc}; keeping the certificate in use", file=sys.stderr, flush=True)
 
     def publish(self, membership: Membership) -> None:
         """Called by the source with each new membership: build, then swap in whole. A small
@@ -378,7 +401,7 @@ class Worker:
                 break
             accepted += 1
             conn.setblocking(False)
-            await loop.connect_accepted_socket(lambda: ClientConnection(ctx), conn)
+            await loop.connect_accepted_socket(lambda: ClientConnection(ctx), conn, ssl=self.tls)
         backlog.close()
         if accepted:
             print(f"pixring worker {self.index}: served {accepted} connections from the accept queue while draining",

@@ -49,6 +49,7 @@ from discovery import blocking
 from discovery.guard import DropGuard, Hold, Publish as PublishDecision, Unchanged
 from discovery.settings import DEFAULT_WAIT_S
 from discovery.source import Publish, SourceStatus
+from pixring.config import redact_userinfo
 from pixring.membership import Member, Membership, MembershipError
 
 __all__ = [
@@ -119,21 +120,22 @@ def resolve_endpoint(
     env = os.environ if env is None else env
     source = "addr" if addr else "CONSUL_HTTP_ADDR"
     raw = (addr or env.get("CONSUL_HTTP_ADDR") or DEFAULT_ADDR).strip()
+    shown = redact_userinfo(raw)  # what error messages print: never a password
     if raw.startswith("unix://"):
-        raise ValueError(f"{source}={raw!r}: unix sockets are not supported; use host:port")
+        raise ValueError(f"{source}={shown!r}: unix sockets are not supported; use host:port")
     parts = urlsplit(raw if "://" in raw else f"//{raw}")
     url_scheme = parts.scheme.lower() or None
     if url_scheme not in (None, "http", "https"):
-        raise ValueError(f"{source}={raw!r}: scheme must be http or https")
+        raise ValueError(f"{source}={shown!r}: scheme must be http or https")
     if parts.path not in ("", "/") or parts.query:
-        raise ValueError(f"{source}={raw!r}: expected host:port or http(s)://host:port")
+        raise ValueError(f"{source}={shown!r}: expected host:port or http(s)://host:port")
     host = parts.hostname
     if not host:
-        raise ValueError(f"{source}={raw!r}: no host")
+        raise ValueError(f"{source}={shown!r}: no host")
     try:
         port = parts.port
     except ValueError as exc:
-        raise ValueError(f"{source}={raw!r}: bad port ({exc})") from None
+        raise ValueError(f"{source}={shown!r}: bad port ({exc})") from None
 
     if scheme is not None:
         resolved_scheme = scheme.lower()

@@ -25,6 +25,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -91,13 +92,17 @@ def backend_config(run_dir: Path, ports: Sequence[int], body_bytes: int = BODY_B
 
 
 def nginx_balancer_config(run_dir: Path, port: int, backend_ports: Sequence[int], access_log: Path, *,
-                          workers: int = 1, name: str = "nginx-balancer") -> str:
+                          workers: int = 1, name: str = "nginx-balancer", tls: tuple[Path, Path] | None = None) -> str:
     """nginx's balancer; with several workers each has its own listening socket
-    (``reuseport``), as pixring's workers do, so the kernel spreads connections the same way."""
+    (``reuseport``), as pixring's workers do, so the kernel spreads connections the same way.
+    With ``tls`` (certificate, key) it terminates TLS with them, as pixring's TLS row does
+    (https://nginx.org/en/docs/http/configuring_https_servers.html)."""
     servers = "\n".join(f"        server 127.0.0.1:{p};" for p in backend_ports)
+    options = (" ssl" if tls else "") + (" reuseport" if workers > 1 else "")
+    tls_lines = f"ssl_certificate {tls[0]};\n        ssl_certificate_key {tls[1]};" if tls else ""
     return render(_template("nginx-balancer.conf"),
                   {"run_dir": run_dir, "port": port, "servers": servers, "access_log": access_log, "workers": workers,
-                   "name": name, "listen_options": " reuseport" if workers > 1 else ""})
+                   "name": name, "listen_options": options, "tls": tls_lines})
 
 
 def haproxy_config(port: int, backend_ports: Sequence[int]) -> str:
@@ -106,10 +111,13 @@ def haproxy_config(port: int, backend_ports: Sequence[int]) -> str:
 
 
 def pixring_argv(pixring: Sequence[str], *, port: int, admin_port: int, backend_ports: Sequence[int],
-                 workers: int, access_log: Path, profile: str = "imgix") -> list[str]:
+                 workers: int, access_log: Path, profile: str = "imgix",
+                 tls: tuple[Path, Path] | None = None) -> list[str]:
     """The documented CLI contract; everything else stays at pixring's production defaults."""
     argv = [*pixring, "balancer", "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin_port}",
             "--workers", str(workers), "--profile", profile, "--access-log", str(access_log)]
+    if tls:
+        argv += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     for i, p in enumerate(backend_ports, 1):
         argv += ["--node", f"b{i}=http://127.0.0.1:{p}"]
     return argv
@@ -132,6 +140,11 @@ class Server:
     access_log: Path | None = None
     admin_port: int | None = None
     ports: list[int] = field(default_factory=list)
+    tls: bool = False  # the public port speaks TLS
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
     @property
     def pid(self) -> int:
@@ -180,8 +193,9 @@ def _spawn(name: str, argv: list[str], run_dir: Path, cpu: int | None, stdout: P
             out.close()
 
 
-def _get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def _get(port: int, path: str, timeout: float = 2.0, tls: bool = False) -> tuple[int, bytes]:
+    conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ssl._create_unverified_context())
+            if tls else http.client.HTTPConnection("127.0.0.1", port, timeout=timeout))
     try:
         conn.request("GET", path)
         response = conn.getresponse()
@@ -190,14 +204,14 @@ def _get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
         conn.close()
 
 
-def _wait_ready(server: Server, port: int, path: str, expect_bytes: int | None) -> None:
+def _wait_ready(server: Server, port: int, path: str, expect_bytes: int | None, tls: bool = False) -> None:
     deadline = time.monotonic() + _READY_TIMEOUT_S
     last = "no answer"
     while time.monotonic() < deadline:
         if not server.alive():
             raise StartError(f"{server.name} exited with code {server.proc.returncode}:\n{server.stderr_tail()}")
         try:
-            status, body = _get(port, path)
+            status, body = _get(port, path, tls=tls)
             if status == 200 and (expect_bytes is None or len(body) == expect_bytes):
                 return
             last = f"status {status}, {len(body)} bytes"
@@ -225,15 +239,15 @@ def start_backends(run_dir: Path, cpu: int | None) -> Server:
 
 
 def start_nginx_balancer(run_dir: Path, backend_ports: Sequence[int], cpu: int | None, *, name: str = "nginx",
-                         workers: int = 1) -> Server:
+                         workers: int = 1, tls: tuple[Path, Path] | None = None) -> Server:
     port, access_log = free_port(), run_dir / f"{name}-access.log"
     config = run_dir / f"{name}-balancer.conf"
     config.write_text(nginx_balancer_config(run_dir, port, backend_ports, access_log, workers=workers,
-                                            name=f"{name}-balancer"))
+                                            name=f"{name}-balancer", tls=tls))
     error_log = run_dir / f"{name}-balancer-error.log"
     proc = _spawn(name, ["nginx", "-p", str(run_dir), "-c", str(config), "-e", str(error_log)], run_dir, cpu)
-    server = Server(name, port, proc, run_dir, access_log=access_log)
-    _wait_ready(server, port, PROBE_TARGET, BODY_BYTES)
+    server = Server(name, port, proc, run_dir, access_log=access_log, tls=tls is not None)
+    _wait_ready(server, port, PROBE_TARGET, BODY_BYTES, tls=server.tls)
     return server
 
 
@@ -254,14 +268,14 @@ def pixring_command() -> list[str]:
 
 
 def start_pixring(name: str, run_dir: Path, backend_ports: Sequence[int], cpu: int | None, *, workers: int,
-                  profile: str = "imgix") -> Server:
+                  profile: str = "imgix", tls: tuple[Path, Path] | None = None) -> Server:
     port, admin_port, access_log = free_port(), free_port(), run_dir / f"{name}-access.log"
     argv = pixring_argv(pixring_command(), port=port, admin_port=admin_port, backend_ports=backend_ports,
-                        workers=workers, access_log=access_log, profile=profile)
+                        workers=workers, access_log=access_log, profile=profile, tls=tls)
     proc = _spawn(name, argv, run_dir, cpu)
-    server = Server(name, port, proc, run_dir, access_log=access_log, admin_port=admin_port)
+    server = Server(name, port, proc, run_dir, access_log=access_log, admin_port=admin_port, tls=tls is not None)
     _wait_ready(server, admin_port, "/readyz", None)
-    _wait_ready(server, port, PROBE_TARGET, BODY_BYTES)
+    _wait_ready(server, port, PROBE_TARGET, BODY_BYTES, tls=server.tls)
     return server
 
 

@@ -65,6 +65,8 @@ from loadtest.tools import ToolsError, require
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = ("nginx", "haproxy", "pixring", "pixring-2w", "skeleton", "direct")
+# Known but not run by default: TLS on the public side (``--configs nginx-tls,pixring-tls``).
+EXTRA_CONFIGS = ("nginx-tls", "pixring-tls")
 
 
 def log(message: str) -> None:
@@ -110,9 +112,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     except ValueError:
         parser.error(f"--connections: expected comma-separated integers, got {args.connections!r}")
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
-    unknown = [c for c in args.configs if c not in CONFIGS]
+    unknown = [c for c in args.configs if c not in CONFIGS + EXTRA_CONFIGS]
     if unknown:
-        parser.error(f"--configs: unknown {', '.join(unknown)} (known: {', '.join(CONFIGS)})")
+        parser.error(f"--configs: unknown {', '.join(unknown)} (known: {', '.join(CONFIGS + EXTRA_CONFIGS)})")
     if args.pairs < 0:
         parser.error("--pairs must not be negative")
     for name in ("rounds", "duration", "urls", "attempts", "pair_duration"):
@@ -201,10 +203,12 @@ def compare(bench: Runner, args: argparse.Namespace) -> dict:
         rss[config]["peak under load"] = [max(column) for column in zip(*peaks)] if peaks else []
         rss[config]["at rest after"] = worker_rss(bench.servers[config])  # type: ignore[arg-type]
     pair_records, scaling = two_worker_pairs(bench, args)
-    rows = summarize(records)
+    # The TLS row is compared with nginx terminating TLS with the same certificate.
+    references = ("nginx", "haproxy", *(["nginx-tls"] if "nginx-tls" in configs else []))
+    rows = summarize(records, references)
     largest = max((kib for phases in rss.values() for values in phases.values() for kib in values), default=None)
     targets = evaluate_targets(records, worker_rss_mib=None if largest is None else largest / 1024, scaling=scaling)
-    log("\n## Throughput" + report.format_rows(rows, duration_s=args.duration))
+    log("\n## Throughput" + report.format_rows(rows, duration_s=args.duration, references=references))
     if rss:
         log("\n## Memory" + report.format_rss(rss))
     if scaling:

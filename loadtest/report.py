@@ -22,6 +22,8 @@ LABELS = {
     "haproxy": "HAProxy 2.6, 1 thread, balance uri whole, hash-type consistent",
     "pixring": "pixring, 1 worker, production defaults",
     "pixring-2w": "pixring, 2 workers on the same core",
+    "nginx-tls": "nginx 1.22, 1 worker, TLS on the public side (self-signed P-256)",
+    "pixring-tls": "pixring, 1 worker, TLS on the public side (the same certificate)",
     "skeleton": "loadtest.skeleton: pixring's design without its features (no access log)",
     "direct": "direct to one backend (no proxy; the load side's ceiling)",
 }

@@ -75,12 +75,30 @@ class Runner:
             "haproxy": lambda: start_haproxy(self.run_dir, ports, args.proxy_cpu),
             "pixring": lambda: start_pixring("pixring", self.run_dir, ports, args.proxy_cpu, workers=1),
             "pixring-2w": lambda: start_pixring("pixring-2w", self.run_dir, ports, args.proxy_cpu, workers=2),
+            # TLS on the public side, the same self-signed certificate for both.
+            "nginx-tls": lambda: start_nginx_balancer(self.run_dir, ports, args.proxy_cpu, name="nginx-tls",
+                                                      tls=self.certificate()),
+            "pixring-tls": lambda: start_pixring("pixring-tls", self.run_dir, ports, args.proxy_cpu, workers=1,
+                                                 tls=self.certificate()),
             "skeleton": lambda: start_skeleton(self.run_dir, ports, args.proxy_cpu),
             "direct": lambda: None,
         }
         for config in configs:
             self.log(f"starting {config} on CPU {args.proxy_cpu} ..." if config != "direct" else "direct: no proxy")
             self.servers[config] = starters[config]()
+
+    def certificate(self) -> tuple[Path, Path]:
+        """The TLS rows' certificate and key, made on first use."""
+        cert, key = self.run_dir / "tls" / "bench.crt", self.run_dir / "tls" / "bench.key"
+        if not cert.exists():
+            from loadtest.certs import self_signed
+
+            cert, key = self_signed(self.run_dir / "tls", "bench")
+        return cert, key
+
+    def url(self, config: str) -> str:
+        server = self.servers.get(config)
+        return f"{server.scheme if server is not None else 'http'}://127.0.0.1:{self.port(config)}/"
 
     def stop(self) -> None:
         for server in [*reversed(list(self.servers.values())), self.backends]:
@@ -104,7 +122,7 @@ class Runner:
                                  f"{server.stderr_tail()}")
 
     def warm(self, config: str, seconds: int) -> None:
-        argv = wrk.command(f"http://127.0.0.1:{self.port(config)}/", connections=max(self.args.connections),
+        argv = wrk.command(self.url(config), connections=max(self.args.connections),
                            seconds=seconds, targets_file=self.targets_file, cpu=self.args.load_cpu)
         out, err = wrk.start(argv).communicate(timeout=seconds + 30)
         result = wrk.parse_result(out, err)
@@ -137,7 +155,7 @@ class Runner:
         args = self.args
         server = self.servers[config]
         assert self.backends is not None
-        argv = wrk.command(f"http://127.0.0.1:{self.port(config)}/", connections=connections, seconds=seconds,
+        argv = wrk.command(self.url(config), connections=connections, seconds=seconds,
                            targets_file=self.targets_file, cpu=args.load_cpu)
         before = snapshot()
         workers = server.workers(before) if server is not None and config.startswith("pixring") else []

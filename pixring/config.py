@@ -44,6 +44,8 @@ __all__ = [
     "parse_address",
     "plain",
     "positive",
+    "read_secret_file",
+    "redact_userinfo",
     "size",
     "string_list",
 ]
@@ -259,6 +261,29 @@ def parse_address(text: Any) -> Address:
     if not port_text.isdigit() or not 0 <= int(port_text) < 65536:
         raise ValueError(f"{text!r}: port must be 0-65535")
     return Address(host, int(port_text))
+
+
+def read_secret_file(path: str) -> str:
+    """A token kept in a file, stripped of surrounding whitespace. Deployments keep secrets
+    in files: a flag's value is in /proc/*/cmdline for every local user to read."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.read().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not token:
+        raise ValueError(f"{path} is empty")
+    return token
+
+
+def redact_userinfo(address: str) -> str:
+    """``address`` as printed: a ``user:password@`` in it (a Consul address may carry one)
+    becomes ``(redacted)@``, so no log line, /status or --print-config shows the password."""
+    scheme, sep, rest = address.rpartition("://")
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return address
+    return f"{scheme}{sep}(redacted)@{authority.rpartition('@')[2]}{slash}{path}"
 
 
 def _whole(value: Any) -> int:

@@ -2,7 +2,8 @@
 
 End-to-end fault tests need a node that misbehaves on cue, as a real process behind real
 sockets (the balancer only ever sees an opaque HTTP backend). This one answers every GET
-with a small JSON body naming itself and the path, after ``delay`` seconds, unless a
+with a small JSON body naming itself, the path, and the Host and X-Forwarded-Host/-Proto it
+received, after ``delay`` seconds, unless a
 fault is switched on through its control endpoint:
 
     PUT /_fault {"mode": "ok"}                    healthy, the start-up delay (``--delay``)
@@ -104,7 +105,10 @@ class FaultNode:
         if fault.delay:
             await asyncio.sleep(fault.delay)
         self.answers["200"] += 1
-        return web.json_response({"node": self.name, "path": request.path_qs},
+        # The Host and X-Forwarded-* fields as received: what a multi-tenant backend routes by.
+        return web.json_response({"node": self.name, "path": request.path_qs, "host": request.headers.get("Host"),
+                                  "forwarded_host": request.headers.get("X-Forwarded-Host"),
+                                  "forwarded_proto": request.headers.get("X-Forwarded-Proto")},
                                  headers={"Cache-Control": "public, max-age=60"})
 
     async def healthz(self, request: web.Request) -> web.Response:

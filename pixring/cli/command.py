@@ -8,6 +8,7 @@ and flags are a contract: scripts and the Ansible roles call them.
     pixring balancer  the load balancer (supervisor + workers)
     pixring renderer  the reference render node
     pixring up        a local cluster: N renderers on sample images + a balancer
+    pixring sign      a signed image URL (imgix's scheme), for scripts and tests
 """
 
 from __future__ import annotations
@@ -91,6 +92,38 @@ def _run_renderer(args: argparse.Namespace) -> int:
     return run(args, table=_renderer_table(), registration=_consul_registration)
 
 
+def _run_sign(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    from pixring import signing
+    from pixring.config import read_secret_file
+
+    given = [name for name, value in (("--token", args.token), ("--token-file", args.token_file)) if value]
+    if len(given) > 1:
+        print("pixring sign: give --token or --token-file, not both", file=sys.stderr)
+        return 2
+    try:
+        token = args.token or (read_secret_file(args.token_file) if args.token_file else
+                               os.environ.get("PIXRING_SIGN_TOKEN", ""))
+    except ValueError as exc:
+        print(f"pixring sign: --token-file: {exc}", file=sys.stderr)
+        return 2
+    if not token:
+        print("pixring sign: no token: give --token-file FILE (or PIXRING_SIGN_TOKEN)", file=sys.stderr)
+        return 2
+    if args.expires is not None and args.expires_at is not None:
+        print("pixring sign: give --expires or --expires-at, not both", file=sys.stderr)
+        return 2
+    expires = args.expires_at if args.expires_at is not None else (
+        int(time.time()) + args.expires if args.expires is not None else None)
+    if not (args.url.startswith("/") or "://" in args.url):
+        print(f"pixring sign: {args.url!r} is neither a path starting with / nor an http(s) URL", file=sys.stderr)
+        return 2
+    print(signing.sign(args.url, token, expires=expires, mode=args.mode))
+    return 0
+
+
 def _run_up(args: argparse.Namespace) -> int:
     from pixring.cli.up import run_up
 
@@ -147,6 +180,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up_arguments(up)
     up.set_defaults(run=_run_up)
+
+    from pixring.signing import MODES
+
+    sign = commands.add_parser(
+        "sign",
+        help="print a signed image URL (imgix's signature scheme)",
+        description="Print URL with its signature (s=...) appended: the lowercase hex MD5 of the token, the path "
+        "and the query as written (imgix's scheme), or its HMAC-SHA256. Give the URL as clients will send it "
+        "(escapes included): the signature covers the bytes.",
+    )
+    sign.add_argument("url", metavar="URL", help="an absolute URL or a path with its query, e.g. '/a.jpg?w=400'")
+    sign.add_argument("--token-file", metavar="FILE", help="a file holding the signing token (default: the "
+                      "environment variable PIXRING_SIGN_TOKEN)")
+    sign.add_argument("--token", metavar="TOKEN", help="the token itself (visible in the process list: prefer "
+                      "--token-file)")
+    sign.add_argument("--expires", type=int, metavar="SECONDS", help="the URL expires this many seconds from now")
+    sign.add_argument("--expires-at", type=int, metavar="UNIX", help="the URL expires at this Unix time")
+    sign.add_argument("--mode", choices=MODES, default="md5", help="the signature: md5 (imgix's, the default) "
+                      "or hmac-sha256")
+    sign.set_defaults(run=_run_sign)
     return parser
 
 

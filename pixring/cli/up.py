@@ -16,15 +16,23 @@ events) goes to a file of its own under ``--log-dir`` (default ``var/log/up-<dat
 which the banner names. A child that fails at start-up has the end of its log copied to
 stderr, so its own error still reaches the person. Member changes come from the admin
 listener's ``/status``, polled every ``--watch-interval`` seconds: the same view an operator has.
+
+The balancer gets a fresh admin token for the admin API's POST endpoints, passed as a
+file (``--admin-token-file``, mode 0600, removed on exit), never on a command line that
+every local user can read in /proc; ``up`` prints where it is.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import secrets
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import IO
@@ -199,6 +207,23 @@ async def _up(args: argparse.Namespace) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     _say(f"starting {args.renderers} renderers and a balancer; logs in {log_dir}/")
     children: list[_Child] = []
+    secrets_dir = Path(tempfile.mkdtemp(prefix="pixring-up-"))
+    try:
+        return await _run(args, loop, stop, origin, samples, children, secrets_dir)
+    finally:
+        shutil.rmtree(secrets_dir, ignore_errors=True)
+
+
+def _admin_token_file(directory: Path) -> Path:
+    """A new admin token in a file only this user can read."""
+    path = directory / "admin-token"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(24) + "\n")
+    return path
+
+
+async def _run(args, loop, stop, origin, samples, children, secrets_dir) -> int:
     try:
         async with aiohttp.ClientSession() as session:
             deadline = time.monotonic() + _START_TIMEOUT_S
@@ -213,8 +238,10 @@ async def _up(args: argparse.Namespace) -> int:
                 renderer_admins.append(admin)
             for child, (_, port) in zip(list(children), nodes):
                 await _wait_http(session, f"http://127.0.0.1:{port}/healthz", child, deadline)
+            token_file = _admin_token_file(secrets_dir)
             balancer_argv = [
                 "balancer",
+                "--admin-token-file", str(token_file),
                 "--listen", f"127.0.0.1:{args.port}",
                 "--admin", f"127.0.0.1:{args.admin_port}",
                 "--workers", str(args.workers),
@@ -242,6 +269,8 @@ async def _up(args: argparse.Namespace) -> int:
         f"             the renderers' on their admin ports ({renderer_metrics}), e.g.\n"
         f"             curl -sS http://127.0.0.1:{renderer_admins[0] if renderer_admins else 0}/metrics\n"
         f"  logs       {log_dir}/  ({', '.join(child.log_path.name for child in children)}: JSON lines)\n"
+        f"  admin      curl -sS -XPOST -H \"Authorization: Bearer $(cat {token_file})\" "
+        f"http://127.0.0.1:{args.admin_port}/members/r1/drain\n"
         "  Ctrl-C stops everything.\n",
         flush=True,
     )

@@ -375,6 +375,11 @@ def test_site_deploys_a_working_tier(tmp_path: Path, systemd_analyze: None) -> N
         config = load_config(config_file=str(root / "etc/pixring/pixring-balancer.toml"), environ={})
         check_sources(config)
         assert config.consul_service == SERVICE and config.consul_addr == consul_addr and config.workers == 1
+        # No admin token was given: the role generated one, in a file the config names.
+        token_file = root / "etc/pixring/pixring-balancer.admin-token"
+        assert config.admin_token_file == str(token_file) and len(config.admin_token) >= 32
+        assert token_file.stat().st_mode & 0o777 == 0o640
+        assert config.admin_token not in (root / "etc/pixring/pixring-balancer.toml").read_text()
 
         agent = json.loads((root / "etc/consul.d/consul.json").read_text())
         assert agent["datacenter"] == "dc-test" and agent["server"] is False

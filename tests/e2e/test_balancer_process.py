@@ -366,7 +366,8 @@ def test_sigterm_lets_in_flight_requests_finish(node, tmp_path):
 
 def test_sighup_reloads_the_config_without_dropping_requests_and_refuses_a_bad_one(node, tmp_path):
     config = tmp_path / "pixring.toml"
-    config.write_text(f'nodes = ["n1=http://127.0.0.1:{node}"]\nnode_header = "X-Pixring-Node"\nprofile = "generic"\n')
+    config.write_text(f'nodes = ["n1=http://127.0.0.1:{node}"]\nnode_header = "X-Pixring-Node"\nprofile = "generic"\n'
+                      'admin_open_loopback = true\n')
     proc, port, admin = start_from_config(config, workers=2)
     try:
         wait_ready(proc, admin)
@@ -467,7 +468,8 @@ def test_a_reload_whose_workers_find_no_membership_is_refused_and_the_running_on
 
 def test_control_signals_during_start_up_are_honoured_not_fatal(node, tmp_path):
     config = tmp_path / "pixring.toml"
-    config.write_text(f'nodes = ["n1=http://127.0.0.1:{node}"]\nnode_header = "X-Pixring-Node"\nprofile = "generic"\n')
+    config.write_text(f'nodes = ["n1=http://127.0.0.1:{node}"]\nnode_header = "X-Pixring-Node"\nprofile = "generic"\n'
+                      'admin_open_loopback = true\n')
     proc, port, admin = start_from_config(config, workers=2)
     try:
         # The admin listener answers before the workers have started: reload now.
@@ -653,16 +655,19 @@ def test_operator_drains_a_member_and_brings_it_back_through_the_admin_api(tmp_p
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     port, admin = free_port(), free_port()
+    token_file = tmp_path / "admin-token"
+    token_file.write_text("s3cret\n")
     proc = subprocess.Popen(
         [*PIXRING, "balancer", "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}", "--workers", "2",
          "--node", f"n1=http://127.0.0.1:{servers[0].server_address[1]}",
          "--node", f"n2=http://127.0.0.1:{servers[1].server_address[1]}",
-         "--profile", "generic", "--access-log", "off", "--admin-token", "s3cret", "--slow-start", "0"],
+         "--profile", "generic", "--access-log", "off", "--admin-token-file", str(token_file), "--slow-start", "0"],
         stderr=subprocess.PIPE, text=True,
     )
 
-    def post(path: str, token: str | None = "s3cret") -> int:
+    def post(path: str, token: str | None = "s3cret", **extra: str) -> int:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers.update(extra)
         request = urllib.request.Request(f"http://127.0.0.1:{admin}{path}", method="POST", headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
@@ -686,6 +691,11 @@ def test_operator_drains_a_member_and_brings_it_back_through_the_admin_api(tmp_p
         assert nodes_serving() == {"n1", "n2"}
         assert post("/members/n1/drain", token=None) == 401
         assert post("/members/n1/drain", token="wrong") == 401
+        # A browser's cross-origin POST (CSRF) and a rebound name (DNS rebinding) are
+        # refused even with the token a page could never have: the Host and Origin rules.
+        assert post("/members/n1/maintenance", Origin="http://evil.example") == 403
+        assert post("/members/n1/maintenance", Host=f"evil.example:{admin}") == 403
+        assert post("/members/n1/maintenance", Origin="null") == 403
         assert post("/members/nope/drain") == 404
         assert post("/members/n1/drain") == 200
         deadline = time.monotonic() + 10

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -202,6 +203,25 @@ def test_operator_endpoints(cluster):
 
     status, headers, body = get(cluster.admin + "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
+
+    # The admin token `up` made for the balancer: a file only this user reads, named in the
+    # printed instructions, required by the POST endpoints, and never on a command line.
+    token_file = Path(re.search(r"\$\(cat (\S+)\)", cluster.log_path.read_text()).group(1))
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    token = token_file.read_text().strip()
+    assert not any(token.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+                   for pid in descendants(cluster.proc.pid) if Path(f"/proc/{pid}/cmdline").exists())
+
+    def confirm(headers: dict[str, str]) -> int:
+        request = urllib.request.Request(cluster.admin + "/discovery/confirm", method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert confirm({}) == 401
+    assert confirm({"Authorization": f"Bearer {token}"}) == 200
     text = body.decode()
     total = sum(
         float(line.rsplit(" ", 1)[1])

@@ -59,8 +59,11 @@ def expected_upstream_head(target: bytes, pairs: list[tuple[bytes, bytes]], requ
             via.append(value)
         elif lower not in SET_BY_PIXRING_REQUEST and not lower.startswith(PIXRINGS_REQUEST_PREFIXES):
             lines.append(name + b": " + value)
+    hosts = [value for name, value in pairs if name.lower() == b"host"]
     lines += [
         b"X-Forwarded-For: " + b", ".join(forwarded_for + [CLIENT_IP]),
+        # The Host line names the node; the client's Host goes on as X-Forwarded-Host.
+        *([b"X-Forwarded-Host: " + hosts[-1]] if hosts else []),
         b"X-Forwarded-Proto: http",
         b"Forwarded: for=" + CLIENT_IP + b";proto=http",
         b"X-Real-IP: " + CLIENT_IP,

@@ -17,6 +17,7 @@ from loadtest.backends import (
     pixring_argv,
     render,
 )
+from loadtest.certs import self_signed
 
 PORTS = [18001, 18002, 18003]
 
@@ -57,6 +58,17 @@ def test_nginx_with_two_workers_gives_each_its_own_socket_and_files(tmp_path):
     assert f"pid {tmp_path}/nginx-2w-balancer.pid;" in config
 
 
+def test_the_tls_rows_share_one_certificate(tmp_path):
+    cert, key = tmp_path / "c.crt", tmp_path / "c.key"
+    config = nginx_balancer_config(tmp_path, 18000, PORTS, tmp_path / "access.log", tls=(cert, key))
+    assert "listen 127.0.0.1:18000 ssl;" in config
+    assert f"ssl_certificate {cert};" in config and f"ssl_certificate_key {key};" in config
+    argv = pixring_argv(["pixring"], port=18000, admin_port=18010, backend_ports=PORTS, workers=1,
+                        access_log=tmp_path / "a.log", tls=(cert, key))
+    pairs = dict(zip(argv[2::2], argv[3::2]))
+    assert pairs["--tls-cert"] == str(cert) and pairs["--tls-key"] == str(key)
+
+
 def test_haproxy_hashes_the_whole_uri_consistently_and_logs():
     config = haproxy_config(18000, PORTS)
     assert "balance uri whole" in config and "hash-type consistent" in config
@@ -76,12 +88,14 @@ def test_pixring_argv_follows_the_cli_contract(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
-@pytest.mark.parametrize("which", ["backends", "balancer", "balancer-2w"])
+@pytest.mark.parametrize("which", ["backends", "balancer", "balancer-2w", "balancer-tls"])
 def test_nginx_accepts_the_configs(tmp_path: Path, which: str):
     if which == "backends":
         text = backend_config(tmp_path, PORTS)
     else:
-        text = nginx_balancer_config(tmp_path, 18000, PORTS, tmp_path / "access.log", workers=which.count("2w") + 1)
+        tls = self_signed(tmp_path / "tls") if which.endswith("tls") else None
+        text = nginx_balancer_config(tmp_path, 18000, PORTS, tmp_path / "access.log", workers=which.count("2w") + 1,
+                                     tls=tls)
     path = tmp_path / "nginx.conf"
     path.write_text(text)
     done = subprocess.run(["nginx", "-t", "-q", "-p", str(tmp_path), "-c", str(path), "-e", str(tmp_path / "err.log")],
