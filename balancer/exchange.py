@@ -141,7 +141,8 @@ class Exchange:
               rand: Callable[[], float] = random.random) -> str | None:
         """Choose the candidates. None to go on (call ``next_member``), else why nobody
         can take the request (a 503 with ``Retry-After``). ``n_members`` is the ring's
-        size; ``rand`` draws the two replicas a hot key compares."""
+        size, ``replicas`` the key's hot-key replica count (``balancer.hotkeys``; 1 when
+        it is not hot), and ``rand`` draws the two replicas a hot key compares."""
         health = self.health
         if not health.routable and n_members:
             # Every member is down, ejected or taken out: answer at once rather than
@@ -151,7 +152,6 @@ class Exchange:
         routed = self.routed
         pick = self.pick
         self.replicas = replicas
-        replicas = self.replicas
         first = first_choice(routed.owner, health, self.inflight, pick, n_members, replicas)
         if first is not None:
             self.cands = (first,)  # the rest is computed if a retry needs it
