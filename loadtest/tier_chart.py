@@ -34,7 +34,7 @@ def _y_log(value_ms: float, top: int, height: int) -> float:
     return top + height - share * height
 
 
-def _latency_panel(pen: ImageDraw.ImageDraw, font: ImageFont.ImageFont, top: int, title: str, phases: Phases,
+def _latency_panel(pen: ImageDraw.ImageDraw, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, top: int, title: str, phases: Phases,
                    series_by_front: Mapping[str, Sequence[Mapping[str, float]]],
                    events: Mapping[str, Mapping[str, float]]) -> None:
     left, right, height = MARGIN_LEFT, WIDTH - MARGIN_RIGHT, LATENCY_HEIGHT
@@ -79,7 +79,7 @@ def _latency_panel(pen: ImageDraw.ImageDraw, font: ImageFont.ImageFont, top: int
         pen.text((right + 52, top + 13 + 18 * i), front, fill=(0, 0, 0), font=font)
 
 
-def _renders_panel(pen: ImageDraw.ImageDraw, font: ImageFont.ImageFont, top: int, title: str,
+def _renders_panel(pen: ImageDraw.ImageDraw, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, top: int, title: str,
                    renders: Mapping[str, Mapping[str, float]]) -> None:
     left, right, height = MARGIN_LEFT, WIDTH - MARGIN_RIGHT, RENDERS_HEIGHT
     pen.text((left, top - 18), f"{title}: renders per renderer", fill=(0, 0, 0), font=font)

@@ -27,7 +27,7 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from loadtest.steadyload import percentile
 from loadtest.tier_workload import Phases
@@ -149,7 +149,7 @@ def front_figures(outcomes: Sequence[Outcome], phases: Phases, renders_per_node:
 
 
 def front_details(outcomes: Sequence[Outcome], phases: Phases, renders_per_node: Mapping[str, float],
-                  requests_per_node: Mapping[str, float]) -> dict[str, object]:
+                  requests_per_node: Mapping[str, float]) -> dict[str, Any]:
     """The other figures of one front and variant (outside ``variants`` in summary.json)."""
     counted = _counted(outcomes, phases)
     by_phase = {name: [o.latency for o in counted if phases.phase(o.at) == name] for name in ("burst", "failure")}
@@ -239,23 +239,22 @@ def _cell(value: object) -> str:
     if value is None or _nan(value):
         return "-"
     if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 10 else f"{value:.0f}"
+        return f"{value:.3f}".rstrip("0").rstrip(".") if abs(value) < 10 else f"{value:.0f}"
     return str(value)
 
 
-def table(summary: Mapping[str, object]) -> str:
+def table(summary: Mapping[str, Mapping]) -> str:
     """The summary as a Markdown table: a row per variant and front, the ratio rows after."""
     head = ["variant", "front", *FRONT_FIGURES, "renders_per_1000_ok", "p50_ms", "p999_ms", "bytes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    variants: Mapping[str, Mapping[str, Mapping[str, object]]] = summary["variants"]  # type: ignore[assignment]
-    details: Mapping[str, Mapping[str, Mapping[str, object]]] = summary.get("details", {})  # type: ignore[assignment]
-    for variant, fronts in variants.items():
+    details = summary.get("details", {})
+    for variant, fronts in summary["variants"].items():
         for front, figures in fronts.items():
             extra = details.get(variant, {}).get(front, {})
             cells = [variant, front, *(figures.get(f) for f in FRONT_FIGURES), extra.get("renders_per_1000_ok"),
                      extra.get("p50_ms"), extra.get("p999_ms"), extra.get("bytes")]
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-    for variant, figures in summary.get("ratios", {}).items():  # type: ignore[union-attr]
+    for variant, figures in summary.get("ratios", {}).items():
         cells = [variant, "pixring / best other", *(figures.get(f) for f in FRONT_FIGURES), None, None, None, None]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines)

@@ -171,3 +171,15 @@ def test_time_series_buckets_by_scheduled_second() -> None:
     assert [(r["t"], r["phase"], r["requests"], r["errors"], r["rendered"]) for r in rows] == \
         [(0.0, "steady", 2, 1, 0), (1.0, "burst", 0, 0, 0), (2.0, "failure", 1, 0, 1)]
     assert rows[0]["p99_ms"] == 30.0 and math.isnan(rows[1]["p50_ms"])
+
+
+def test_the_table_has_a_row_per_front_and_a_ratio_row_per_variant() -> None:
+    figures = dict.fromkeys(FRONT_FIGURES, 1.5)
+    summary = {"variants": {"pages": {"pixring": figures, "nginx": {**figures, "renders": 300}}},
+               "details": {"pages": {"pixring": {"p50_ms": 9.9}}},
+               "ratios": {"pages": {"renders": 0.721}}}
+    lines = tier_report.table(summary).splitlines()
+    assert len(lines) == 2 + 2 + 1
+    assert lines[2].startswith("| pages | pixring | 1.5 |") and "| 9.9 |" in lines[2]
+    assert lines[3].startswith("| pages | nginx | 300 |")
+    assert lines[4].startswith("| pages | pixring / best other | 0.721 | - |")
