@@ -18,7 +18,8 @@ Rules of this module
 * Two variants share the arrivals and the images. ``canonical`` sends every image as its
   canonical URL. ``pages`` sends it as pages do: every image has ``PAGE_SPELLINGS`` fixed
   spellings (the canonical one and equivalents from ``loadtest.spellings``: other parameter
-  orders, aliases, defaults written out, tracking parameters), because a page template
+  orders, aliases, defaults written out, tracking parameters; none with a dot segment,
+  which browsers resolve before sending), because a page template
   repeats its own spelling and several pages and apps link the same image; a request picks
   one with ``SPELLING_WEIGHTS``. Spellings come from a random stream of their own, so both
   variants name the same images at the same times.
@@ -151,14 +152,23 @@ def arrivals(rate: float, duration: float, rng: random.Random, ramp: float = 0.0
     return times
 
 
+def _sent_by_browsers(url: str) -> bool:
+    """Whether a browser would send ``url`` as written: it resolves dot segments (``/./``,
+    ``/../``) before sending (RFC 3986 section 5.2.4; the WHATWG URL standard's path state),
+    so no page's request carries one, whatever its HTML says."""
+    path = url.partition("?")[0]
+    return "/./" not in path and "/../" not in path
+
+
 def page_spellings(target: Target, rng: random.Random, count: int = PAGE_SPELLINGS) -> list[str]:
-    """``count`` spellings of ``target``: its canonical URL first, then distinct equivalents."""
+    """``count`` spellings of ``target`` as browsers send them: its canonical URL first, then
+    distinct equivalents."""
     spellings = [target.url]
     for _ in range(count * 20):
         if len(spellings) == count:
             break
         url = equivalent_spelling(target, rng)
-        if url not in spellings:
+        if url not in spellings and _sent_by_browsers(url):
             spellings.append(url)
     return spellings
 

@@ -90,6 +90,10 @@ def test_page_spellings_start_with_the_canonical_url_and_are_distinct(targets) -
     spellings = page_spellings(targets[0], random.Random(5))
     assert spellings[0] == targets[0].url
     assert len(spellings) == len(set(spellings)) == PAGE_SPELLINGS
+    # browsers resolve dot segments before sending: no page request carries one
+    every = [url for target in targets for url in page_spellings(target, random.Random(target.url))]
+    assert not [url for url in every if "/./" in url or "/../" in url]
+    assert any("//" in url.partition("?")[0] for url in every)  # duplicate slashes are sent as written
 
 
 def test_phases_name_every_time_and_refuse_disorder() -> None:
