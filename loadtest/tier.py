@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import signal
 import subprocess
 import sys
@@ -72,9 +73,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"workload variants (default {','.join(VARIANTS)})")
     parser.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
+    parser.add_argument("--pixring-extra", default="", metavar="FLAGS",
+                        help="for diagnosis only: flags added to pixring's command line, e.g. "
+                             "'--balance-factor 0' (a record is made with production defaults, without it)")
     parser.add_argument("--no-install", action="store_true", help="fail instead of installing nginx/haproxy")
     parser.add_argument("--out", type=Path, default=REPO / "var" / "tier", help="results parent directory")
     args = parser.parse_args(argv)
+    args.pixring_extra = shlex.split(args.pixring_extra)
     args.fronts = [f.strip() for f in args.fronts.split(",") if f.strip()]
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     for name, given, known in (("--fronts", args.fronts, FRONTS), ("--variants", args.variants, VARIANTS)):
@@ -133,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"with {args.cache_bytes} caches; burst {phases.burst_start:g}-{phases.burst_end:g}s, "
         f"kill {KILLED} at {phases.kill_at:g}s, restart at {phases.restart_at:g}s; load average "
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.pixring_extra:
+        log(f"tier-bench: pixring runs with {' '.join(args.pixring_extra)}: a diagnosis, not its production defaults")
     started = time.monotonic()
     variants: dict[str, dict[str, dict]] = {}
     details: dict[str, dict[str, dict]] = {}
@@ -189,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "meta": {
             "time": stamp, "commit": _git_commit(), "quick": args.quick, "rate": args.rate, "seed": args.seed,
             "renderers": args.renderers, "cache_bytes": args.cache_bytes, "killed": KILLED,
+            "pixring_extra": args.pixring_extra,
             "phases": asdict(phases), "catalogue": len(targets), "host": platform.node(), "cpus": os.cpu_count(),
             "python": platform.python_version(), "load_average_1m": {"min": min(loads), "max": max(loads)},
             "wall_seconds": round(time.monotonic() - started, 1),

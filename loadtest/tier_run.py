@@ -69,7 +69,7 @@ def _renderer(name: str, origin: Path, log_dir: Path, cache_bytes: str) -> Node:
 
 
 def _start_front(front: str, nodes: dict[str, Node], run_dir: Path, configs_dir: Path,
-                 variant: str) -> tuple[Proc, str, str | None]:
+                 variant: str, pixring_extra: Sequence[str] = ()) -> tuple[Proc, str, str | None]:
     """The front as a process of its own session, its base URL and (pixring's) admin URL, once
     it answers."""
     ports = {name: node.port for name, node in nodes.items()}
@@ -87,7 +87,7 @@ def _start_front(front: str, nodes: dict[str, Node], run_dir: Path, configs_dir:
         ready = f"http://127.0.0.1:{port}/healthz"
     else:
         admin = free_port()
-        argv = tier_configs.pixring_argv(pixring_command(), port, admin, ports)
+        argv = [*tier_configs.pixring_argv(pixring_command(), port, admin, ports), *pixring_extra]
         (configs_dir / f"pixring-{variant}.argv").write_text(" ".join(argv) + "\n")
         admin_url = f"http://127.0.0.1:{admin}"
         ready = f"{admin_url}/readyz"
@@ -263,7 +263,7 @@ def run_one(front: str, variant: str, label: str, schedule: Sequence[Request], p
             node.spawn()
         for node in nodes.values():
             node.ready(READY_TIMEOUT_S)
-        proc, base, admin_url = _start_front(front, nodes, log_dir, configs_dir, variant)
+        proc, base, admin_url = _start_front(front, nodes, log_dir, configs_dir, variant, args.pixring_extra)
         procs.append(proc)
         run = Run(label, base, nodes, schedule, phases)
         asyncio.run(run.go())
