@@ -54,10 +54,12 @@ READY_TIMEOUT_S = 30.0
 def log(message: str) -> None:
     print(message, flush=True)
 
+
 def renderer_metrics_url(node: Node) -> str:
     """Where a renderer's Prometheus counters are read: the one line to change when they move
     to the renderer's admin listener."""
     return f"{node.url}/metrics"
+
 
 # ------------------------------------------------------------------------------ processes
 
