@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 COMPILED := $(VENV)/.compiled
 HOT_PATH_SOURCES := $(wildcard balancer/*.py) pixring/membership.py
 
-.PHONY: run test test-browser test-consul install compile bench profile capacity fuzz clean
+.PHONY: run test test-browser test-consul install compile bench tier-bench profile capacity fuzz clean
 
 $(STAMP): pyproject.toml
 	@echo "==> setting up $(VENV) (first run only)"
@@ -53,6 +53,13 @@ test-consul: $(STAMP)
 # The throughput benchmark against nginx and HAProxy (installs them when missing).
 bench: $(COMPILED)
 	$(PY) -m loadtest.bench $(BENCH_ARGS)
+
+# What the tier costs the render fleet: pixring, nginx and HAProxy in front of the same
+# reference renderers, a seeded open-loop workload with a hot-image burst and a renderer
+# kill; results in var/tier/<time>/ (installs nginx and HAProxy when missing).
+#   make tier-bench TIER_ARGS=--quick
+tier-bench: $(COMPILED)
+	$(PY) -m loadtest.tier $(TIER_ARGS)
 
 # Where one worker's CPU goes under the benchmark's load (perf; installs it when missing).
 profile: $(COMPILED)
