@@ -264,8 +264,8 @@ def host_line(host: bytes) -> bytes:
     return b" HTTP/1.1\r\nHost: " + host + b"\r\n"
 
 
-_PROTO_HTTP: Final = b"\r\nX-Forwarded-Proto: http\r\nVia: "
-_PROTO_HTTPS: Final = b"\r\nX-Forwarded-Proto: https\r\nVia: "
+_PROTO_HTTP: Final = b"\r\nX-Forwarded-Proto: http\r\nForwarded: for="
+_PROTO_HTTPS: Final = b"\r\nX-Forwarded-Proto: https\r\nForwarded: for="
 
 
 def forwarding_fields(fields: list[bytes], forwarded_for: bytes, prior_via: bytes, client_ip: bytes,
@@ -286,9 +286,9 @@ def forwarding_fields(fields: list[bytes], forwarded_for: bytes, prior_via: byte
         *fields,
         b"X-Forwarded-For: ", forwarded_for + b", " + client_ip if forwarded_for else client_ip,
         b"\r\nX-Forwarded-Host: " if host else b"", host,  # joined, not concatenated: no new object
-        b"\r\nForwarded: for=", forwarded_node(client_ip), b";proto=https" if https else b";proto=http",
-        b"\r\nX-Real-IP: ", client_ip,
-        _PROTO_HTTPS if https else _PROTO_HTTP, prior_via + b", " + own_via if prior_via else own_via,
+        _PROTO_HTTPS if https else _PROTO_HTTP, forwarded_node(client_ip),
+        b";proto=https\r\nX-Real-IP: " if https else b";proto=http\r\nX-Real-IP: ", client_ip,
+        b"\r\nVia: ", prior_via + b", " + own_via if prior_via else own_via,
         b"\r\nX-Request-Id: ", request_id, b"\r\n\r\n",
     ))
 

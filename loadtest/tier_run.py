@@ -11,8 +11,8 @@ Rules of this module
 * Every process runs in a session of its own (``loadtest.fleet.Proc``), so stopping a run
   stops what it started and nothing else. The killed renderer gets SIGKILL on its whole
   process group, render worker included, as when its host dies.
-* The renderers' Prometheus counters are read through ``renderer_metrics_url`` only: the
-  one place that knows where they are served.
+* The renderers' Prometheus counters are read through ``renderer_metrics_url`` only (their
+  admin listeners): the one place that knows where they are served.
 * After a pixring run, its own counters (hot-key spreads, coalesced requests, retries,
   sheds) are read once from its admin listener, to say how it got its figures.
 
@@ -56,18 +56,21 @@ def log(message: str) -> None:
 
 
 def renderer_metrics_url(node: Node) -> str:
-    """Where a renderer's Prometheus counters are read: the one line to change when they move
-    to the renderer's admin listener."""
-    return f"{node.url}/metrics"
+    """Where a renderer's Prometheus counters are read: its admin listener, never its image port."""
+    return f"http://127.0.0.1:{node.admin_port}/metrics"  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------------------ processes
 
 
 def _renderer(name: str, origin: Path, log_dir: Path, cache_bytes: str) -> Node:
-    return Node(name, lambda p: [*pixring_command(), "renderer", "--listen", f"127.0.0.1:{p}", "--origin", str(origin),
+    admin_port = free_port()  # kept across a restart, as the image port is
+    node = Node(name, lambda p: [*pixring_command(), "renderer", "--listen", f"127.0.0.1:{p}",
+                                 "--admin", f"127.0.0.1:{admin_port}", "--origin", str(origin),
                                  "--render-workers", "1", "--cache-bytes", cache_bytes, "--no-access-log"],
                 log_dir, 0)
+    node.admin_port = admin_port  # type: ignore[attr-defined]
+    return node
 
 
 def _start_front(front: str, nodes: dict[str, Node], run_dir: Path, configs_dir: Path,
