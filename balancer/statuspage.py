@@ -200,6 +200,17 @@ def _ring(ring: Mapping[str, Any]) -> str:
                   [[_e(ring.get("algorithm")), version, str(ring.get("size", 0)), str(ring.get("members", 0)), agree]])
 
 
+def _sources(status: Mapping[str, Any]) -> str:
+    """Requests per configured source (``-``: a Host no source names); empty without sources."""
+    sources = status.get("sources") or {}
+    if not sources:
+        return ""
+    results = sorted({result for counts in sources.values() for result in counts})
+    rows = [[_e(name), *(f"{counts.get(result, 0):,}" for result in results)] for name, counts in sorted(sources.items())]
+    return "<h2>Sources</h2>\n" + _table(["source", *(_e(r) for r in results)], rows,
+                                        numeric=range(1, len(results) + 1))
+
+
 def render_status_page(status: Mapping[str, Any], rates: Mapping[str, Mapping[str, float]] | None = None,
                        *, refresh_s: int = REFRESH_S) -> str:
     """The whole page: readiness first (what an operator asks first), then members, discovery,
@@ -238,6 +249,7 @@ def render_status_page(status: Mapping[str, Any], rates: Mapping[str, Mapping[st
 {_ring(ring)}
 <h2>Workers</h2>
 {_workers(status)}
+{_sources(status)}
 <h2>Totals</h2>
 {_table(["counter", "value"], totals_rows, numeric=(1,))}
 <p class="muted">Refreshes every {int(refresh_s)}s. Rates are over the time since the previous page load.</p>

@@ -136,3 +136,15 @@ def test_rates_between_two_samples():
     assert "r1" not in rates_between(before, restarted, 2.0)  # counters went back: no rate
     page = render_status_page(after, rates)
     assert re.search(r">100\.0<", page) and re.search(r">3\.50<", page)
+
+
+def test_per_source_counts_show_when_sources_are_configured_with_their_names_escaped():
+    assert "<h2>Sources</h2>" not in render_status_page(status(sources={}))
+    page = render_status_page(status(sources={
+        "acme": {"admitted": 1200, "refused": 3},
+        "<b>evil</b>": {"admitted": 1, "refused": 0, "limited": 2},
+    }))
+    text = " ".join(parse(page).text)
+    assert "<h2>Sources</h2>" in page
+    assert "acme" in text and "1,200" in text and "limited" in text
+    assert "<b>evil</b>" not in page and "&lt;b&gt;evil&lt;/b&gt;" in page
