@@ -209,7 +209,7 @@ async def _up(args: argparse.Namespace) -> int:
     children: list[_Child] = []
     secrets_dir = Path(tempfile.mkdtemp(prefix="pixring-up-"))
     try:
-        return await _run(args, loop, stop, origin, samples, children, secrets_dir)
+        return await _run(args, loop, stop, origin, samples, children, secrets_dir, log_dir)
     finally:
         shutil.rmtree(secrets_dir, ignore_errors=True)
 
@@ -223,7 +223,7 @@ def _admin_token_file(directory: Path) -> Path:
     return path
 
 
-async def _run(args, loop, stop, origin, samples, children, secrets_dir) -> int:
+async def _run(args, loop, stop, origin, samples, children, secrets_dir, log_dir: Path) -> int:
     try:
         async with aiohttp.ClientSession() as session:
             deadline = time.monotonic() + _START_TIMEOUT_S
