@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import pytest
 from aiohttp import web
@@ -237,7 +238,7 @@ async def test_a_follower_that_never_reads_does_not_hold_up_the_others(node):
     await until(lambda: node.hits == 1)
     stalled_writer.transport.pause_reading()  # the first client, the leader, reads nothing
     sock = stalled_writer.get_extra_info("socket")
-    sock.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 4096)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     others = [await send(port, "/img/large.jpg") for _ in range(3)]
     await until(lambda: waiting(ctx) == 3)
     node.gate.set()
