@@ -21,8 +21,14 @@ Rules of this module:
   periodic pattern in the traffic lines up with it). The others cost a countdown and one
   dict lookup of the hot keys. Shares are ratios of sampled counts, which sampling leaves
   unbiased.
-* A key is hot when its share (``(count - error) / total``, the lower bound) is at least
-  ``threshold`` and that lower bound is at least ``MIN_COUNT`` counted requests. Its
+* A key is hot when its share is at least ``threshold``. The share is taken
+  low on purpose: ``(sure - Z * sqrt(sure)) / total`` with ``sure = count - error``, the
+  guaranteed count less ``Z`` standard deviations of its sampling noise (a sampled count
+  is about Poisson). Without that margin a flat set of a few dozen keys, counted a few
+  times each by a fresh or quiet worker, shows one key at twice its true share now and
+  then, and that key is spread for nothing (a render on a second node); and the first
+  key a fresh worker counts would have a share of 1. No key is hot before ``Z**2``
+  counted requests; a key that is really hot clears the margin within a few dozen. Its
   replica count is the smallest r that keeps each replica's part of the key,
   ``share / r``, within ``replica_load`` of a member's fair share ``1 / n``:
   ``r = ceil(share * n / replica_load)``, at least 1, at most ``max_replicas`` and ``n``.
@@ -44,10 +50,14 @@ from mypy_extensions import mypyc_attr
 __all__ = ["HotKeyError", "HotKeyPolicy", "HotKeys", "replica_count"]
 
 _LCG_MASK: Final = 0x7FFFFFFF
-# Counted requests a key needs before its share means anything: without it the first key
-# counted by a fresh worker would have a share of 1. Eight keep a share's relative error
-# around a third, and cost a busy worker a few hundred requests.
-MIN_COUNT: Final = 8
+# Standard deviations of sampling noise taken off a key's count before its share is judged:
+# at 3 a key at half the spreading level looks spreadable about once in 10^8 draws.
+Z: Final = 3.0
+
+
+def _judged_share(sure: int, total: int) -> float:
+    """A key's share as the rules judge it: its guaranteed count less Z deviations of noise."""
+    return (sure - Z * math.sqrt(sure)) / total
 
 
 class HotKeyError(ValueError):
@@ -152,10 +162,13 @@ class HotKeys:
         return len(self.hot)
 
     def snapshot(self) -> list[tuple[str, float, int]]:
-        """(key, share, replicas) of every hot key, the largest share first (for /status)."""
+        """(key, share, replicas) of every hot key, the largest share first (for /status).
+        The share shown is the estimate (guaranteed count over total), not the judged one."""
         n = self.n_routable
         counted = self.counted
-        out = [(counted[h].key, share, self.replicas(h, n)) for h, share in self.hot.items() if h in counted]
+        total = max(self.total, 1)
+        out = [(counted[h].key, (counted[h].count - counted[h].error) / total, self.replicas(h, n))
+               for h in self.hot if h in counted]
         out.sort(key=lambda item: -item[1])
         return out
 
@@ -183,8 +196,8 @@ class HotKeys:
             floor = counted.pop(victim).count
             entry = counted[key_hash] = _Entry(floor + 1, floor, key)
         sure = entry.count - entry.error
-        share = sure / self.total
-        if share >= self._threshold and sure >= MIN_COUNT:
+        share = _judged_share(sure, self.total)
+        if share >= self._threshold:
             self.hot[key_hash] = share
         elif key_hash in self.hot:
             del self.hot[key_hash]
@@ -226,7 +239,7 @@ class HotKeys:
         if total:
             for h, entry in counted.items():
                 sure = entry.count - entry.error
-                share = sure / total
-                if share >= threshold and sure >= MIN_COUNT:
+                share = _judged_share(sure, total)
+                if share >= threshold:
                     hot[h] = share
         self.hot = hot

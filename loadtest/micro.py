@@ -163,9 +163,47 @@ def _best_observe(policy: object, requests: list[tuple[int, str]], repeat: int) 
     return best
 
 
+def detection(trials: int = 9) -> dict:
+    """Requests a new key taking 30% of a worker's traffic makes to that worker before the
+    worker spreads it, over 3 and 10 members, after 40,000 requests of Zipf (s = 1.1)
+    background over 5,000 keys; the median over ``trials`` seeds, with the default policy."""
+    import random
+    import statistics
+
+    from balancer.hotkeys import HotKeyPolicy, HotKeys
+    from balancer.ring import key_hash
+    from loadtest.simulate import zipf_cumulative
+
+    names = [f"/images/{k}.jpg?w=400" for k in range(5_000)]
+    keys = [(key_hash(name), name) for name in names]
+    cumulative = zipf_cumulative(len(keys), 1.1)
+    burst = (key_hash("/images/new.jpg?w=400"), "/images/new.jpg?w=400")
+    out: dict[str, float] = {}
+    for members in (3, 10):
+        own_requests = []
+        for seed in range(trials):
+            rng = random.Random(seed)
+            counter = HotKeys(HotKeyPolicy(), seed=seed)
+            for key in rng.choices(keys, cum_weights=cumulative, k=40_000):
+                counter.observe(*key, members)
+            background = iter(rng.choices(keys, cum_weights=cumulative, k=100_000))
+            own = 0
+            while True:
+                if rng.random() < 0.3:
+                    own += 1
+                    if counter.observe(*burst, members) > 1:
+                        break
+                else:
+                    counter.observe(*next(background), members)
+            own_requests.append(own)
+        out[f"over {members} members"] = statistics.median(own_requests)
+    return {"own_requests_before_spread": out}
+
+
 def run_all(repeat: int = 5) -> dict:
     results: dict[str, object] = {"python": sys.version.split()[0]}
-    for name, bench in (("normalize", normalization), ("ring", ring), ("picker", picker)):
+    for name, bench in (("normalize", normalization), ("ring", ring), ("picker", picker),
+                        ("detection", lambda _repeat: detection())):
         try:
             results[name] = bench(repeat)
         except Exception as exc:  # a core still being written must not stop the load test
@@ -197,6 +235,12 @@ def format_results(results: dict) -> str:
     if "error" in picker_:
         lines.append(f"  unavailable: {picker_['error']}")
     for name, value in picker_.get("ns_per_call", {}).items():
+        lines.append(f"  {name:<55} {value:>9,.0f}")
+    detection_ = results.get("detection", {})
+    lines.append("hot-key detection: a new key's own requests before it is spread (30% of the traffic, median):")
+    if "error" in detection_:
+        lines.append(f"  unavailable: {detection_['error']}")
+    for name, value in detection_.get("own_requests_before_spread", {}).items():
         lines.append(f"  {name:<55} {value:>9,.0f}")
     return "\n".join(lines)
 
