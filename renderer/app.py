@@ -12,7 +12,13 @@ Rules of a request, in order:
    origin that fails or is slow). Its identity (name and version) plus the canonical spec
    (negotiated format included) plus ``PIPELINE_VERSION`` is the render key: the strong
    ETag, the result-cache key and the single-flight key. It is a digest, so every
-   renderer process and every restart agrees on it without rendering anything.
+   renderer process and every restart agrees on it without rendering anything. With
+   ``mark``, the watermark is located at the same origin too and its identity joins the
+   key, so a changed watermark file is never served from an old render. A watermark that
+   is missing, too large or not an image is a 400 naming ``mark`` (not a 404: the image the
+   path names exists; the parameter's value is what is wrong, and a 404 would tell caches
+   the image is gone). Its bytes (at most ``MAX_MARK_BYTES``) are fetched here, for a
+   render or a plan only, and handed to the worker.
 4. ``If-None-Match`` (weak comparison, RFC 9110 §13.1.2) or, without it,
    ``If-Modified-Since`` answers 304 before any work.
 5. The memory tier answers at once (``X-Render-Cache: hit``); then the disk tier
@@ -54,7 +60,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from renderer import jobs, pipeline
 from renderer.cache import ResultCache
 from renderer.diskcache import DiskCache
-from renderer.errors import Overloaded, RenderError
+from renderer.errors import BadParam, Overloaded, RenderError, SourceNotFound, SourceTooLarge
 from renderer.http_origin import HttpOrigin
 from renderer.logs import log_event
 from renderer.metrics import RendererMetrics
@@ -62,6 +68,7 @@ from renderer.origin import LocalOrigin, Origin, Source, decode_path
 from renderer.params import RenderSpec, spec_from_query
 from renderer.pipeline import Rendered
 from renderer.settings import RendererSettings
+from renderer.watermark import MAX_MARK_BYTES
 from renderer.singleflight import SingleFlight
 from renderer.workers import RenderPool
 
@@ -75,9 +82,12 @@ PIPELINE_VERSION = "2"
 RETRY_AFTER_SECONDS = 1
 
 
-def render_key(source: Source, spec: RenderSpec) -> str:
-    """The digest naming one render: stable across processes and restarts."""
+def render_key(source: Source, spec: RenderSpec, mark: Source | None = None) -> str:
+    """The digest naming one render: stable across processes and restarts. ``mark``: the
+    watermark's source, whose identity (name and version) is part of the render."""
     text = f"{PIPELINE_VERSION}\x00{source.identity}\x00{spec.canonical()}"
+    if mark is not None:
+        text += f"\x00mark\x00{mark.identity}"
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
@@ -138,7 +148,8 @@ class Renderer:
         if negotiated:
             spec = spec.for_accept(request.headers.get("Accept"), pipeline.AVAILABLE_FORMATS)
         source = await self.origin.source(name)
-        key = render_key(source, spec)
+        mark = await self._mark_source(spec)
+        key = render_key(source, spec, mark)
         headers = {"ETag": f'"{key}"', "Cache-Control": self.settings.cache_control}
         if source.modified is not None:
             headers["Last-Modified"] = formatdate(source.modified, usegmt=True)
@@ -152,10 +163,10 @@ class Renderer:
             self.metrics.cache_hits.labels("memory").inc()
             headers["X-Render-Cache"] = "hit"
         elif request.method == "HEAD":
-            return await self._head(source, spec, key, headers)
+            return await self._head(source, spec, key, headers, mark)
         else:
             self.metrics.cache_misses.labels("memory").inc()
-            (rendered, outcome), led = await self.flights.run(key, lambda: self._produce(source, spec, key))
+            (rendered, outcome), led = await self.flights.run(key, lambda: self._produce(source, spec, key, mark))
             if not led:
                 self.metrics.coalesced.inc()
             headers["X-Render-Cache"] = outcome
@@ -164,7 +175,8 @@ class Renderer:
             self.metrics.bytes_out.inc(len(rendered.body))
         return web.Response(body=rendered.body, headers=headers)
 
-    async def _head(self, source: Source, spec: RenderSpec, key: str, headers: dict[str, str]) -> web.StreamResponse:
+    async def _head(self, source: Source, spec: RenderSpec, key: str, headers: dict[str, str],
+                    mark: Source | None = None) -> web.StreamResponse:
         """HEAD of a render not in memory: never encodes. From the disk tier when it is there
         (its length known); else from the plan (the source's header, every limit checked),
         answered without Content-Length, which RFC 9110 section 9.3.2 lets a HEAD omit."""
@@ -174,7 +186,7 @@ class Renderer:
             self.metrics.cache_hits.labels("disk").inc()
             headers.update({"X-Render-Cache": "hit-disk", "Content-Type": stored.media_type})
             return web.Response(body=stored.body, headers=headers)
-        planned, _ = await self._plan(source, spec)
+        planned, _ = await self._plan(source, spec, await self._mark_bytes(mark))
         headers["X-Render-Cache"] = "miss"
         if planned.media_type is not None:
             headers["Content-Type"] = planned.media_type
@@ -182,18 +194,47 @@ class Renderer:
         response.enable_chunked_encoding()  # no length is promised: the image was not made
         return response
 
-    async def _plan(self, source: Source, spec: RenderSpec) -> tuple[pipeline.Planned, bytes | None]:
+    async def _plan(self, source: Source, spec: RenderSpec, mark: bytes | None = None) -> tuple[pipeline.Planned, bytes | None]:
         """What the render would be, every limit checked from the source's header: in a
         thread, not the render pool, so a refusal never waits behind busy workers. An HTTP
         origin's bytes are fetched for it and handed back for the render."""
         settings = self.settings
         limits = (settings.max_source_pixels, settings.max_output_pixels)
         if isinstance(self.origin, LocalOrigin):
-            return await asyncio.to_thread(jobs.plan_local, self.origin, source, spec, *limits), None
+            return await asyncio.to_thread(jobs.plan_local, self.origin, source, spec, *limits, mark), None
         data = await self.origin.fetch(source)
-        return await asyncio.to_thread(pipeline.plan, data, spec, *limits), data
+        return await asyncio.to_thread(pipeline.plan, data, spec, *limits, mark), data
 
-    async def _produce(self, source: Source, spec: RenderSpec, key: str) -> tuple[Rendered, str]:
+    async def _mark_source(self, spec: RenderSpec) -> Source | None:
+        """The watermark's source at the origin (its name already fenced by the params)."""
+        if spec.mark is None:
+            return None
+        expected = "the path of an image at this renderer's origin"
+        try:
+            mark = await self.origin.source(spec.mark.path)
+        except SourceNotFound:
+            raise BadParam(f"mark: no watermark image at /{spec.mark.path}", "mark", expected) from None
+        except SourceTooLarge as exc:
+            raise BadParam(f"mark: {exc}", "mark", f"at most {MAX_MARK_BYTES} bytes") from None
+        if mark.size is not None and mark.size > MAX_MARK_BYTES:
+            raise BadParam(f"mark: the watermark is {mark.size} bytes; the limit is {MAX_MARK_BYTES}", "mark",
+                           f"at most {MAX_MARK_BYTES} bytes")
+        return mark
+
+    async def _mark_bytes(self, mark: Source | None) -> bytes | None:
+        if mark is None:
+            return None
+        try:
+            data = await self.origin.fetch(mark)
+        except (SourceNotFound, SourceTooLarge) as exc:
+            raise BadParam(f"mark: {exc}", "mark", "the path of an image at this renderer's origin") from None
+        if len(data) > MAX_MARK_BYTES:
+            raise BadParam(f"mark: the watermark is larger than {MAX_MARK_BYTES} bytes", "mark",
+                           f"at most {MAX_MARK_BYTES} bytes")
+        return data
+
+    async def _produce(self, source: Source, spec: RenderSpec, key: str,
+                       mark: Source | None = None) -> tuple[Rendered, str]:
         """The render for ``key``: from the disk tier, else from the pool; kept in both
         tiers (a render too large for the memory tier still goes to disk)."""
         try:
@@ -204,7 +245,7 @@ class Renderer:
                     self.cache.put(key, stored)
                     return stored, "hit-disk"
                 self.metrics.cache_misses.labels("disk").inc()
-            rendered = await self._render(source, spec)
+            rendered = await self._render(source, spec, mark)
         except asyncio.CancelledError:
             self.metrics.abandoned.inc()  # every client waiting for it went away
             raise
@@ -213,7 +254,7 @@ class Renderer:
             await asyncio.to_thread(self.disk.put, key, rendered)
         return rendered, "miss"
 
-    async def _render(self, source: Source, spec: RenderSpec) -> Rendered:
+    async def _render(self, source: Source, spec: RenderSpec, mark_source: Source | None = None) -> Rendered:
         pool = self.pool
         if pool is None:
             raise Overloaded("the renderer is not started")
@@ -221,14 +262,16 @@ class Renderer:
             raise Overloaded(f"all {pool.workers} render workers are busy and the queue is full")
         # The budget first, from the header alone: a render over it is refused at once,
         # never after queueing for a worker.
-        _, data = await self._plan(source, spec)
+        mark = await self._mark_bytes(mark_source)
+        _, data = await self._plan(source, spec, mark)
         settings = self.settings
         limits = (settings.max_source_pixels, settings.max_output_pixels, settings.max_output_bytes)
         started = time.perf_counter()
         if data is None and isinstance(self.origin, LocalOrigin):  # the worker reads the file
-            rendered = await pool.run(jobs.render_local, self.origin, source, spec, *limits, timeout=settings.render_timeout)
+            rendered = await pool.run(jobs.render_local, self.origin, source, spec, *limits, mark,
+                                      timeout=settings.render_timeout)
         else:
-            rendered = await pool.run(jobs.render_bytes, data, spec, *limits, timeout=settings.render_timeout)
+            rendered = await pool.run(jobs.render_bytes, data, spec, *limits, mark, timeout=settings.render_timeout)
         self.metrics.render_seconds.observe(time.perf_counter() - started)
         self.metrics.renders.labels(rendered.fm).inc()
         return rendered

@@ -23,23 +23,25 @@ _HEADER_BYTES = 256 * 1024
 
 
 def render_bytes(data: bytes, spec: RenderSpec, max_pixels: int, max_output_pixels: int,
-                 max_output_bytes: int | None = None) -> Rendered:
-    return pipeline.render(data, spec, max_pixels, max_output_pixels, max_output_bytes)
+                 max_output_bytes: int | None = None, mark: bytes | None = None) -> Rendered:
+    return pipeline.render(data, spec, max_pixels, max_output_pixels, max_output_bytes, mark)
 
 
 def render_local(origin: LocalOrigin, source: Source, spec: RenderSpec, max_pixels: int, max_output_pixels: int,
-                 max_output_bytes: int | None = None) -> Rendered:
-    return pipeline.render(origin.read(source), spec, max_pixels, max_output_pixels, max_output_bytes)
+                 max_output_bytes: int | None = None, mark: bytes | None = None) -> Rendered:
+    """A directory origin's render; ``mark``, the watermark's bytes (small: the serving
+    process reads them, at most ``renderer.watermark.MAX_MARK_BYTES``)."""
+    return pipeline.render(origin.read(source), spec, max_pixels, max_output_pixels, max_output_bytes, mark)
 
 
 def plan_local(origin: LocalOrigin, source: Source, spec: RenderSpec, max_pixels: int,
-               max_output_pixels: int) -> pipeline.Planned:
+               max_output_pixels: int, mark: bytes | None = None) -> pipeline.Planned:
     """The plan of a directory origin's render from the head of its file; the whole file
     when the header lies further in (a JPEG with large metadata segments)."""
     head = origin.read(source, limit=_HEADER_BYTES)
     try:
-        return pipeline.plan(head, spec, max_pixels, max_output_pixels)
+        return pipeline.plan(head, spec, max_pixels, max_output_pixels, mark)
     except UndecodableSource:
         if len(head) < _HEADER_BYTES:
             raise
-        return pipeline.plan(origin.read(source), spec, max_pixels, max_output_pixels)
+        return pipeline.plan(origin.read(source), spec, max_pixels, max_output_pixels, mark)

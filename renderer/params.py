@@ -33,6 +33,8 @@ from pixring import schema
 from renderer import negotiate
 from renderer.errors import BadParam
 from renderer.geometry import Request, anchor_for
+from renderer.text import MAX_TXT_CHARS, TextSpec
+from renderer.watermark import MarkSpec, origin_name
 
 __all__ = ["COMPRESS_QUALITY", "OUTPUT_FORMATS", "RenderSpec", "spec_from_query"]
 
@@ -80,6 +82,8 @@ class RenderSpec:
     monochrome: str | None = None
     compress: bool = False
     auto_format: bool = False
+    mark: MarkSpec | None = None  # renderer.watermark; None: no mark (every mark-* ignored)
+    text: TextSpec | None = None  # renderer.text; None: no txt (every txt-* ignored)
 
     def request(self) -> Request:
         """The geometric part, for ``renderer.geometry.plan``."""
@@ -160,6 +164,8 @@ def spec_from_query(pairs: Iterable[tuple[str, str]]) -> RenderSpec:
         monochrome=_visible(given.get("monochrome")),  # type: ignore[arg-type]
         compress=compress,
         auto_format="format" in auto,
+        mark=_mark(given),
+        text=_text(given),
     )
 
 
@@ -177,3 +183,58 @@ def _visible(color: str | None) -> str | None:
     if color is None or (len(color) == 8 and color.endswith("00")):
         return None
     return color
+
+
+def _mark(given: dict[str, object]) -> MarkSpec | None:
+    """The watermark, its name checked against the origin's fence now (a 400 before any
+    work); the alignment imgix would use anyway is folded into the default ``()``."""
+    if not given.get("mark"):
+        return None
+    tile = given.get("mark-tile")
+    align = tuple(given.get("mark-align") or ())  # type: ignore[call-overload]
+    if align == (("left", "top") if tile else ("bottom", "right")):
+        align = ()
+    return MarkSpec(
+        path=origin_name(str(given["mark"])),
+        align=align,
+        alpha=int(given.get("mark-alpha", 100)),  # type: ignore[call-overload]
+        scale=given.get("mark-scale"),  # type: ignore[arg-type]
+        pad=int(given.get("mark-pad", MarkSpec.pad)),  # type: ignore[call-overload]
+        w=given.get("mark-w"),  # type: ignore[arg-type]
+        h=given.get("mark-h"),  # type: ignore[arg-type]
+        fit=str(given.get("mark-fit") or "clip"),
+        x=given.get("mark-x"),  # type: ignore[arg-type]
+        y=given.get("mark-y"),  # type: ignore[arg-type]
+        tile=tile,  # type: ignore[arg-type]
+    )
+
+
+def _text(given: dict[str, object]) -> TextSpec | None:
+    """The text overlay; longer than ``MAX_TXT_CHARS`` is a 400 naming ``txt``."""
+    text = given.get("txt")
+    if not text:
+        return None
+    text = str(text)
+    line = int(given.get("txt-line") or 0)  # type: ignore[call-overload]
+    if len(text) > MAX_TXT_CHARS:
+        raise BadParam(f"txt is {len(text)} characters long; this renderer draws at most {MAX_TXT_CHARS}",
+                       "txt", f"at most {MAX_TXT_CHARS} characters")
+    return TextSpec(
+        text=text,
+        size=int(given.get("txt-size", TextSpec.size)),  # type: ignore[call-overload]
+        color=_opaque(given.get("txt-color") or TextSpec.color),  # type: ignore[arg-type]
+        align=tuple(given.get("txt-align") or TextSpec.align),  # type: ignore[call-overload]
+        font=given.get("txt-font") or None,  # type: ignore[arg-type]
+        pad=int(given.get("txt-pad", TextSpec.pad)),  # type: ignore[call-overload]
+        shadow=float(given.get("txt-shad", 0.0)),  # type: ignore[arg-type]
+        width=int(given.get("txt-width") or 0),  # type: ignore[call-overload]
+        clip=tuple(given.get("txt-clip") or TextSpec.clip),  # type: ignore[call-overload]
+        line=line,
+        # Without an outline its colour paints nothing.
+        line_color=_opaque(given.get("txt-line-color") or TextSpec.line_color) if line else TextSpec.line_color,  # type: ignore[arg-type]
+    )
+
+
+def _opaque(color: str) -> str:
+    """``rrggbbff`` is ``rrggbb``: one spelling per colour that renders alike."""
+    return color[:6] if len(color) == 8 and color.endswith("ff") else color

@@ -20,7 +20,14 @@ takes and returns pickles. Rules:
 - Order of work: orientation (Exif or ``orient``) and ``flip`` (``renderer.orientation``),
   so w/h/rect/crop mean what the viewer sees; ``rect`` and the fit layout
   (``renderer.geometry``) as one resampling; ``rot`` within the frame; the adjustments
-  (``renderer.adjust``); padding; ``bg``; encoding. The output carries no Exif or XMP.
+  (``renderer.adjust``); padding; ``bg``; the overlays, watermark (``renderer.watermark``)
+  then text (``renderer.text``); encoding. The overlays come last because imgix draws them
+  on the finished picture: a watermark or a caption is never blurred, rotated or recoloured
+  with it, and is placed against the output's edges (padding included), with text above
+  the watermark as imgix stacks them. The output carries no Exif or XMP.
+- The watermark's bytes are the caller's (``renderer.app`` fetches them from the origin and
+  keys the render on their identity); they are decoded here with the same decoders, under
+  ``renderer.watermark.MAX_MARK_PIXELS``: a failure is a 400 naming ``mark``.
 - Colour profiles: an ICC profile is kept when it still describes the output's colour
   space. Under ``auto=compress`` metadata is stripped, as imgix does; the pixels are first
   converted to sRGB so stripping the profile does not shift colours.
@@ -48,6 +55,8 @@ from renderer import geometry, orientation
 from renderer.adjust import adjust
 from renderer.errors import BadParam, OutputTooLarge, SourceTooLarge, UndecodableSource
 from renderer.params import OUTPUT_FORMATS, RenderSpec
+from renderer.text import draw_text
+from renderer.watermark import MAX_MARK_PIXELS, draw_watermark
 
 __all__ = [
     "AVAILABLE_FORMATS",
@@ -128,10 +137,14 @@ def plan(
     spec: RenderSpec,
     max_pixels: int = DEFAULT_MAX_SOURCE_PIXELS,
     max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
+    mark: bytes | None = None,
 ) -> Planned:
     """The render ``spec`` would make of ``data``, after every limit checked, without
-    decoding: a HEAD's answer, and the check a GET passes before it queues for a worker."""
+    decoding: a HEAD's answer, and the check a GET passes before it queues for a worker.
+    ``mark``: the watermark's bytes, when ``spec`` has one (its header is checked too)."""
     image, layout, _, _, _ = _prepare(data, spec, max_pixels, max_output_pixels)
+    if spec.mark is not None and mark is not None:
+        _open_mark(mark)
     fm: str | None = spec.fm if spec.fm is not None and not (spec.compress and spec.fm == "gif") else None
     if fm is None and not spec.compress:
         fm = INPUT_FORMATS.get(image.format or "", "jpg")
@@ -144,9 +157,11 @@ def render(
     max_pixels: int = DEFAULT_MAX_SOURCE_PIXELS,
     max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
     max_output_bytes: int | None = None,
+    mark: bytes | None = None,
 ) -> Rendered:
     """Render ``spec`` from the encoded source ``data``; the encoded result may be at most
-    ``max_output_bytes`` long (None: no bound), checked as the encoder writes it."""
+    ``max_output_bytes`` long (None: no bound), checked as the encoder writes it. ``mark``:
+    the encoded watermark, required when ``spec`` has one."""
     image, layout, turn, upright, request = _prepare(data, spec, max_pixels, max_output_pixels)
     source_format = image.format or ""
 
@@ -189,6 +204,7 @@ def render(
     if spec.bg is not None and image.mode in ("RGBA", "LA"):
         backdrop = Image.new("RGBA", image.size, _rgba(spec.bg))
         image = Image.alpha_composite(backdrop, image.convert("RGBA"))
+    image = _overlays(image, spec, mark)
 
     fm = _output_format(spec, source_format, image)
     if fm in ("jpg", "pjpg") and image.mode in ("RGBA", "LA"):
@@ -216,6 +232,32 @@ def _prepare(
         raise BadParam(str(exc), "rect") from None
     _check_output(layout, max_output_pixels)
     return image, layout, turn, upright, request
+
+
+def _overlays(image: Image.Image, spec: RenderSpec, mark: bytes | None) -> Image.Image:
+    """The watermark, then the text, on the finished picture."""
+    if spec.mark is not None:
+        if mark is None:
+            raise ValueError("a render with mark needs the watermark's bytes")  # a caller's bug
+        image = draw_watermark(image, _open_mark(mark, decode=True), spec.mark, spec.dpr)
+    if spec.text is not None:
+        image = draw_text(image, spec.text, spec.dpr)
+    return image
+
+
+def _open_mark(data: bytes, decode: bool = False) -> Image.Image:
+    """The watermark source, opened (and with ``decode``, decoded) under the watermark's own
+    pixel limit; every failure is a 400 naming ``mark``, since the request chose the file."""
+    try:
+        image = _open(data, MAX_MARK_PIXELS)
+        if decode:
+            image.load()  # the first frame of an animation
+            image = _working_mode(image)
+    except (SourceTooLarge, UndecodableSource) as exc:
+        raise BadParam(f"mark: {exc}", "mark", f"an image of at most {MAX_MARK_PIXELS / 1e6:.0f} MP") from None
+    except _DECODE_ERRORS as exc:
+        raise BadParam(f"mark: the watermark image cannot be decoded: {exc}", "mark") from None
+    return image
 
 
 def _output_format(spec: RenderSpec, source_format: str, image: Image.Image) -> str:
