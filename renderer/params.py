@@ -185,6 +185,11 @@ def _visible(color: str | None) -> str | None:
     return color
 
 
+# The defaults, read from instances (a slotted dataclass keeps none on the class).
+_MARK = MarkSpec("")
+_TEXT = TextSpec("")
+
+
 def _mark(given: dict[str, object]) -> MarkSpec | None:
     """The watermark, its name checked against the origin's fence now (a 400 before any
     work); the alignment imgix would use anyway is folded into the default ``()``."""
@@ -199,7 +204,7 @@ def _mark(given: dict[str, object]) -> MarkSpec | None:
         align=align,
         alpha=int(given.get("mark-alpha", 100)),  # type: ignore[call-overload]
         scale=given.get("mark-scale"),  # type: ignore[arg-type]
-        pad=int(given.get("mark-pad", MarkSpec.pad)),  # type: ignore[call-overload]
+        pad=int(given.get("mark-pad", _MARK.pad)),  # type: ignore[call-overload]
         w=given.get("mark-w"),  # type: ignore[arg-type]
         h=given.get("mark-h"),  # type: ignore[arg-type]
         fit=str(given.get("mark-fit") or "clip"),
@@ -221,17 +226,17 @@ def _text(given: dict[str, object]) -> TextSpec | None:
                        "txt", f"at most {MAX_TXT_CHARS} characters")
     return TextSpec(
         text=text,
-        size=int(given.get("txt-size", TextSpec.size)),  # type: ignore[call-overload]
-        color=_opaque(given.get("txt-color") or TextSpec.color),  # type: ignore[arg-type]
-        align=tuple(given.get("txt-align") or TextSpec.align),  # type: ignore[call-overload]
+        size=int(given.get("txt-size", _TEXT.size)),  # type: ignore[call-overload]
+        color=_opaque(given.get("txt-color") or _TEXT.color),  # type: ignore[arg-type]
+        align=tuple(given.get("txt-align") or _TEXT.align),  # type: ignore[call-overload]
         font=given.get("txt-font") or None,  # type: ignore[arg-type]
-        pad=int(given.get("txt-pad", TextSpec.pad)),  # type: ignore[call-overload]
+        pad=int(given.get("txt-pad", _TEXT.pad)),  # type: ignore[call-overload]
         shadow=float(given.get("txt-shad", 0.0)),  # type: ignore[arg-type]
         width=int(given.get("txt-width") or 0),  # type: ignore[call-overload]
-        clip=tuple(given.get("txt-clip") or TextSpec.clip),  # type: ignore[call-overload]
+        clip=tuple(given.get("txt-clip") or _TEXT.clip),  # type: ignore[call-overload]
         line=line,
         # Without an outline its colour paints nothing.
-        line_color=_opaque(given.get("txt-line-color") or TextSpec.line_color) if line else TextSpec.line_color,  # type: ignore[arg-type]
+        line_color=_opaque(given.get("txt-line-color") or _TEXT.line_color) if line else _TEXT.line_color,  # type: ignore[arg-type]
     )
 
 

@@ -1,0 +1,322 @@
+"""Watermark and text overlays (``renderer.watermark``, ``renderer.text``, ``renderer.fonts``),
+measured on pixels: where the mark and the glyphs land, how much they cover, and that every
+bound refuses or clamps before it costs anything."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageChops
+
+from renderer import fonts
+from renderer.errors import BadParam
+from renderer.params import RenderSpec, _text
+from renderer.pipeline import plan, render
+from renderer.samples import Sample, generate
+from renderer.text import MAX_TXT_CHARS, TextSpec, clip_text, draw_text, text_box
+from renderer.watermark import MAX_TILES, MarkSpec, draw_watermark, mark_size, origin_name, tile_count
+
+WHITE = (255, 255, 255)
+RED = (255, 0, 0, 255)
+
+
+def white(size: tuple[int, int] = (200, 100)) -> Image.Image:
+    return Image.new("RGB", size, WHITE)
+
+
+def red_mark(size: tuple[int, int] = (20, 10)) -> Image.Image:
+    return Image.new("RGBA", size, RED)
+
+
+def ink(image: Image.Image) -> tuple[int, int, int, int] | None:
+    """The bounding box of every pixel that is not white."""
+    return ImageChops.difference(image.convert("RGB"), Image.new("RGB", image.size, WHITE)).getbbox()
+
+
+def png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------- watermark: place and size
+
+def test_default_watermark_sits_bottom_right_inside_the_padding() -> None:
+    out = draw_watermark(white(), red_mark(), MarkSpec("m.png"))
+    assert ink(out) == (200 - 5 - 20, 100 - 5 - 10, 195, 95)
+    assert out.getpixel((185, 90)) == (255, 0, 0)
+    assert out.mode == "RGB"  # an opaque picture stays opaque
+
+
+def test_mark_pad_and_alignment() -> None:
+    assert ink(draw_watermark(white(), red_mark(), MarkSpec("m.png", pad=0))) == (180, 90, 200, 100)
+    assert ink(draw_watermark(white(), red_mark(), MarkSpec("m.png", align=("left", "top"), pad=7))) == (7, 7, 27, 17)
+    assert ink(draw_watermark(white(), red_mark(), MarkSpec("m.png", align=("center", "middle")))) == (90, 45, 110, 55)
+    # mark-x / mark-y override the alignment and the padding on their axis.
+    assert ink(draw_watermark(white(), red_mark(), MarkSpec("m.png", x=10, y=20))) == (10, 20, 30, 30)
+    assert ink(draw_watermark(white(), red_mark(), MarkSpec("m.png", x=-5))) == (0, 85, 15, 95)
+
+
+def test_dpr_multiplies_the_pixel_lengths() -> None:
+    assert ink(draw_watermark(white(), red_mark(), MarkSpec("m.png", pad=5, w=20), dpr=2.0)) == (150, 70, 190, 90)
+
+
+def test_mark_alpha_50_halves_the_watermarks_contribution() -> None:
+    full = draw_watermark(white(), red_mark(), MarkSpec("m.png"))
+    half = draw_watermark(white(), red_mark(), MarkSpec("m.png", alpha=50))
+    contribution_full = 255 - full.getpixel((185, 90))[1]
+    contribution_half = 255 - half.getpixel((185, 90))[1]
+    assert contribution_full == 255
+    assert abs(contribution_half - contribution_full / 2) <= 1
+    assert half.getpixel((185, 90))[0] == 255  # red stays red
+
+
+def test_mark_alpha_0_draws_nothing() -> None:
+    image = white()
+    assert draw_watermark(image, red_mark(), MarkSpec("m.png", alpha=0)) is image
+
+
+def test_mark_scale_is_a_percentage_of_the_picture_width() -> None:
+    assert mark_size((20, 10), (200, 100), MarkSpec("m.png", scale=50)) == (100, 50)
+    assert mark_size((20, 10), (200, 100), MarkSpec("m.png", scale=0)) == (0, 0)
+    out = draw_watermark(white(), red_mark(), MarkSpec("m.png", scale=25))
+    assert ink(out) == (145, 70, 195, 95)
+
+
+@pytest.mark.parametrize(
+    ("fit", "size"),
+    [("clip", (40, 20)), ("max", (20, 10)), ("scale", (40, 40)), ("crop", (40, 40)), ("fill", (40, 40))],
+)
+def test_mark_fit_in_a_box(fit: str, size: tuple[int, int]) -> None:
+    assert mark_size((20, 10), (200, 100), MarkSpec("m.png", w=40, h=40, fit=fit)) == size
+
+
+def test_mark_fill_letterboxes_and_crop_covers() -> None:
+    fill = draw_watermark(white(), red_mark(), MarkSpec("m.png", w=40, h=40, fit="fill", pad=0))
+    assert ink(fill) == (160, 70, 200, 90)  # 40x20 of red centred in a 40x40 transparent box
+    crop = draw_watermark(white(), red_mark(), MarkSpec("m.png", w=40, h=40, fit="crop", pad=0))
+    assert ink(crop) == (160, 60, 200, 100)
+
+
+def test_mark_w_fraction_is_of_the_watermarks_own_size() -> None:
+    assert mark_size((40, 20), (200, 100), MarkSpec("m.png", w=0.5)) == (20, 10)
+    assert mark_size((40, 20), (200, 100), MarkSpec("m.png", h=30)) == (60, 30)
+
+
+def test_a_watermark_is_never_drawn_larger_than_the_picture() -> None:
+    assert mark_size((20, 10), (200, 100), MarkSpec("m.png", w=8000)) == (200, 100)
+    assert mark_size((20, 10), (200, 100), MarkSpec("m.png", w=8000, h=100, fit="scale")) == (200, 2)
+
+
+# ---------------------------------------------------------------- watermark: tiles
+
+def test_tiles_cover_the_picture_on_a_grid() -> None:
+    out = draw_watermark(white(), red_mark(), MarkSpec("m.png", tile="grid", pad=5))
+    # Default for tiles is top-left: the first tile at (5, 5), then every 25 x 15 pixels.
+    assert out.getpixel((6, 6)) == (255, 0, 0)
+    assert out.getpixel((31, 21)) == (255, 0, 0)
+    assert out.getpixel((27, 6)) == WHITE  # the gap between tiles
+    assert out.getpixel((6, 16)) == WHITE
+    assert out.getpixel((0, 6)) == WHITE
+    shifted = draw_watermark(white(), red_mark(), MarkSpec("m.png", tile="grid", pad=5, x=10))
+    assert shifted.getpixel((0, 6)) == (255, 0, 0)  # the tile cut by the left edge is drawn too
+    assert shifted.getpixel((199, 6)) == (255, 0, 0)  # and the one cut by the right edge
+    reds = sum(1 for p in out.get_flattened_data() if p == (255, 0, 0))
+    assert reds == pytest.approx(200 * 100 * (20 * 10) / (25 * 15), rel=0.08)
+
+
+def test_tile_count_is_bounded_and_refused_fast() -> None:
+    assert tile_count((2, 2), (4000, 4000), 0) > MAX_TILES
+    started = time.perf_counter()
+    with pytest.raises(BadParam) as caught:
+        draw_watermark(white((4000, 4000)), red_mark((2, 2)), MarkSpec("m.png", tile="grid", pad=0))
+    assert caught.value.param == "mark-tile"
+    assert str(MAX_TILES) in caught.value.message
+    assert time.perf_counter() - started < 0.5
+    # Just under the bound draws, and quickly: the grid is built by doubling.
+    started = time.perf_counter()
+    draw_watermark(white((1000, 1000)), red_mark((20, 20)), MarkSpec("m.png", tile="grid", pad=0))
+    assert time.perf_counter() - started < 1.0
+
+
+# ---------------------------------------------------------------- watermark: where it comes from
+
+@pytest.mark.parametrize("value", ["/logos/mark.png", "logos/mark.png", "logos//mark.png"])
+def test_mark_paths_resolve_from_the_origin_root(value: str) -> None:
+    assert origin_name(value) == "logos/mark.png"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["https://evil.example/x.png", "http://169.254.169.254/latest", "//evil.example/x.png", "file:///etc/passwd",
+     "data:image/png;base64,AAAA", "../outside.png", "/logos/../../x.png", "a\x00b.png", "a\\b.png"],
+)
+def test_marks_that_leave_the_origin_are_refused_naming_mark(value: str) -> None:
+    with pytest.raises(BadParam) as caught:
+        origin_name(value)
+    assert caught.value.param == "mark"
+
+
+def test_render_decodes_the_mark_under_its_own_limits() -> None:
+    source = generate(Sample("p.jpg", 120, 80, seed=3))
+    spec = RenderSpec(fm="png", mark=MarkSpec("m.png", pad=0))
+    out = Image.open(io.BytesIO(render(source, spec, mark=png(red_mark((12, 8)))).body)).convert("RGB")
+    assert out.getpixel((114, 76)) == (255, 0, 0)
+    too_large = png(Image.new("RGB", (2100, 2000), (255, 0, 0)))  # 4.2 MP, a few kilobytes
+    for bad in (too_large, b"not an image"):
+        with pytest.raises(BadParam) as caught:
+            render(source, spec, mark=bad)
+        assert caught.value.param == "mark"
+        with pytest.raises(BadParam):
+            plan(source, spec, mark=bad)
+    with pytest.raises(ValueError):
+        render(source, spec)  # a caller that forgot the bytes is a bug, not a client's 400
+
+
+# ---------------------------------------------------------------- text
+
+def test_text_of_txt_color_appears_in_the_aligned_region_only() -> None:
+    spec = TextSpec("Hello", size=20, color="ff0000", align=("left", "top"), pad=10)
+    placed = text_box((300, 100), spec)
+    assert placed is not None
+    _, _, _, (left, top, width, height) = placed
+    assert (left, top) == (10, 10)
+    out = draw_text(white((300, 100)), spec)
+    box = ink(out)
+    assert box is not None
+    assert box[0] >= left - 2 and box[1] >= top - 2 and box[2] <= left + width + 2 and box[3] <= top + height + 2
+    reds = [p for p in out.get_flattened_data() if p[0] > 200 and p[1] < 60 and p[2] < 60]
+    assert len(reds) > 30  # solid glyph pixels of the asked colour
+
+
+def test_text_defaults_to_the_bottom_right_with_10px_padding() -> None:
+    out = draw_text(white((300, 100)), TextSpec("Hello"))
+    box = ink(out)
+    assert box is not None
+    assert 150 < box[0] and box[2] <= 300 - 10 + 1 and box[3] <= 100 - 10 + 1 and box[1] > 60
+    assert min(min(p) for p in out.get_flattened_data()) < 60  # black glyphs
+
+
+@pytest.mark.parametrize(
+    ("align", "centre"),
+    [(("center", "middle"), (150, 50)), (("bottom", "left"), (None, None)), (("right", "top"), (None, None))],
+)
+def test_text_alignment(align: tuple[str, ...], centre: tuple[int | None, int | None]) -> None:
+    out = draw_text(white((300, 100)), TextSpec("Hello", size=24, align=align))
+    box = ink(out)
+    assert box is not None
+    if centre[0] is not None:
+        assert abs((box[0] + box[2]) / 2 - centre[0]) <= 3 and abs((box[1] + box[3]) / 2 - centre[1]) <= 6
+    if "left" in align:
+        assert box[0] <= 14
+    if "top" in align:
+        assert box[1] <= 20 and box[2] >= 280
+
+
+def test_a_10000_character_txt_is_refused_fast() -> None:
+    started = time.perf_counter()
+    with pytest.raises(BadParam) as caught:
+        _text({"txt": "x" * 10_000})
+    assert caught.value.param == "txt"
+    assert str(MAX_TXT_CHARS) in caught.value.message
+    assert time.perf_counter() - started < 0.05
+    assert _text({"txt": "x" * MAX_TXT_CHARS}) is not None
+
+
+def test_huge_text_is_clamped_to_the_picture() -> None:
+    started = time.perf_counter()
+    out = draw_text(white((300, 100)), TextSpec("W" * MAX_TXT_CHARS, size=100_000, shadow=10, line=100))
+    assert time.perf_counter() - started < 0.5
+    assert out.size == (300, 100)
+
+
+@pytest.mark.parametrize(
+    ("clip", "expected"),
+    [(("end",), "abcdef"), (("start",), "efghij"), (("middle",), "abchij"), (("ellipsis",), "abcde\u2026"),
+     (("ellipsis", "start"), "\u2026fghij"), (("ellipsis", "middle"), "abc\u2026ij"), (("end", "start"), "abcdef")],
+)
+def test_txt_clip_modes(clip: tuple[str, ...], expected: str) -> None:
+    assert clip_text("abcdefghij", lambda s: len(s) <= 6, clip) == expected
+
+
+def test_txt_width_clips_the_text() -> None:
+    long = "The quick brown fox jumps over the lazy dog"
+    wide = ink(draw_text(white((400, 60)), TextSpec(long, size=16)))
+    narrow = ink(draw_text(white((400, 60)), TextSpec(long, size=16, width=80)))
+    assert wide is not None and narrow is not None
+    assert narrow[2] - narrow[0] <= 82 < wide[2] - wide[0]
+    # Without txt-width, the text never runs past the padding.
+    clipped = ink(draw_text(white((120, 60)), TextSpec(long, size=16, align=("left",))))
+    assert clipped is not None and clipped[0] >= 8 and clipped[2] <= 120 - 10 + 1
+
+
+def test_txt_shad_draws_a_dark_halo_around_white_text() -> None:
+    plain = draw_text(white((200, 60)), TextSpec("Hi", size=30, color="ffffff", align=("center", "middle")))
+    assert ink(plain) is None  # white on white
+    shadowed = draw_text(white((200, 60)), TextSpec("Hi", size=30, color="ffffff", shadow=4, align=("center", "middle")))
+    box = ink(shadowed)
+    assert box is not None and min(min(p) for p in shadowed.get_flattened_data()) < 200
+
+
+def test_txt_line_outlines_in_txt_line_color() -> None:
+    out = draw_text(white((200, 60)), TextSpec("Hi", size=30, color="ffffff", line=2, line_color="0000ff",
+                                               align=("center", "middle")))
+    blues = [p for p in out.get_flattened_data() if p[2] > 200 and p[0] < 60 and p[1] < 60]
+    assert len(blues) > 20
+
+
+def test_text_colour_alpha_is_composited_over() -> None:
+    opaque = draw_text(white((200, 60)), TextSpec("I", size=40, color="000000", align=("center", "middle")))
+    faint = draw_text(white((200, 60)), TextSpec("I", size=40, color="00000080", align=("center", "middle")))
+    assert min(p[0] for p in opaque.get_flattened_data()) == 0
+    assert min(p[0] for p in faint.get_flattened_data()) == pytest.approx(127, abs=2)
+
+
+def test_txt_size_0_and_blank_text_draw_nothing() -> None:
+    image = white()
+    assert draw_text(image, TextSpec("Hello", size=0)) is image
+    assert draw_text(image, TextSpec("   ")) is image
+
+
+def test_equal_specs_render_identical_bytes() -> None:
+    source = generate(Sample("p.jpg", 120, 80, seed=4))
+    spec = RenderSpec(fm="png", text=TextSpec("pixring", size=14, shadow=2))
+    assert render(source, spec).body == render(source, spec).body
+    assert render(source, RenderSpec(fm="png", text=TextSpec("x", size=0))).body == render(source, RenderSpec(fm="png")).body
+
+
+# ---------------------------------------------------------------- fonts
+
+def test_fonts_default_to_pillows_built_in_font() -> None:
+    default = fonts.resolve_font(None, 20)
+    assert default.getname() == fonts.default_font(20).getname()
+    assert fonts.resolve_font("No Such Typeface,bold", 20) is fonts.default_font(20)
+    assert fonts.resolve_font("cursive", 20) is fonts.default_font(20)
+
+
+def test_font_names_match_file_names_loosely() -> None:
+    index = {name: Path(f"/fonts/{name}.ttf") for name in
+             ("dejavusans", "dejavusansbold", "dejavusansoblique", "dejavusansboldoblique", "dejavuserif", "fooregular")}
+    assert fonts._match("DejaVu Sans", index) == index["dejavusans"]
+    assert fonts._match("DejaVuSans-Bold", index) == index["dejavusansbold"]
+    assert fonts._match("dejavu_sans,bold", index) == index["dejavusansbold"]
+    assert fonts._match("sans-serif,italic", index) == index["dejavusansoblique"]
+    assert fonts._match("sans-serif,bold,italic", index) == index["dejavusansboldoblique"]
+    assert fonts._match("serif", index) == index["dejavuserif"]
+    assert fonts._match("Foo", index) == index["fooregular"]
+    assert fonts._match("monospace", index) is None
+
+
+def test_the_font_index_is_bounded_and_sorted(tmp_path: Path) -> None:
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a").mkdir()
+    for directory in ("a", "b"):
+        (tmp_path / directory / "Same-Name.ttf").write_bytes(b"not really a font")
+    (tmp_path / "a" / "notes.txt").write_bytes(b"")
+    index = fonts.font_files((tmp_path,))
+    assert index == {"samename": tmp_path / "a" / "Same-Name.ttf"}
+    # A broken font file falls back to the default rather than failing the render.
+    assert fonts.resolve_font("Same Name", 12, (tmp_path,)) is fonts.default_font(12)
