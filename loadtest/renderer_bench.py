@@ -63,6 +63,13 @@ CASES = (
     Case("3000x2000 JPEG -> 400x300 JPEG", "w=400&h=300&fit=crop&fm=jpg", (400, 300), "JPEG", 40, crop=True),
     Case("3000x2000 JPEG -> 1200x800 WebP", "w=1200&h=800&fm=webp", (1200, 800), "WEBP", 10),
 )
+MARK = Sample("mark.png", 200, 80, seed=9, alpha=True)
+OVERLAY_CASES = (
+    Case("  + watermark (mark-scale=25)", "w=400&h=300&fit=crop&fm=jpg&mark=mark.png&mark-scale=25&mark-alpha=70",
+         (400, 300), "JPEG", 40, crop=True),
+    Case("  + text (24 px, txt-shad=3)", "w=400&h=300&fit=crop&fm=jpg&txt=pixring%20reference%20renderer"
+         "&txt-size=24&txt-color=ffffff&txt-shad=3", (400, 300), "JPEG", 40, crop=True),
+)
 HIT = Case("cache hit (the 400x300 JPEG)", "w=400&h=300&fit=crop&fm=jpg", (400, 300), "JPEG", 1000)
 
 
@@ -215,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         origin = Path(tmp)
         path = origin / SOURCE.name
         path.write_bytes(generate(SOURCE))
+        (origin / MARK.name).write_bytes(generate(MARK))
         print(f"source: {path.name}, {path.stat().st_size / 1e6:.1f} MB; {len(cpus)} CPUs; "
               f"renderer pinned to {pin_service or 'any'}, driver to {pin_driver or 'any'}", flush=True)
         if pin_driver:
@@ -222,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
 
         rows: list[tuple[str, Result, tuple[float, float]]] = []
         base_rows: list[tuple[str, float, float]] = []
-        for cached, cases in ((False, CASES), (True, (HIT,))):
+        # The overlay cases come after CASES: the ratios below pair rows with baselines in order.
+        for cached, cases in ((False, CASES + OVERLAY_CASES), (True, (HIT,))):
             proc, base = start_renderer(origin, cached, pin_service)
             try:
                 for case in cases:
