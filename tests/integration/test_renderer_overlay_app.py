@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from PIL import Image
 
@@ -141,3 +142,59 @@ async def test_text_over_http_and_its_length_bound(client: TestClient) -> None:
     response = await client.get("/photo.jpg?w=80&txt=" + "x" * 600)
     assert response.status == 400
     assert (await response.json())["param"] == "txt"
+
+
+# ---------------------------------------------------------------- an HTTP origin
+
+class Upstream:
+    """An origin web server with a photo and a logo whose version the test can change."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        self.logo = png((255, 0, 0))
+        self.version = 1
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/img/photo.jpg", self.photo)
+        app.router.add_get("/img/logo.png", self.mark)
+        return app
+
+    async def photo(self, request: web.Request) -> web.Response:
+        self.requests.append(request.raw_path)
+        return web.Response(body=PHOTO, content_type="image/jpeg", headers={"ETag": '"p1"'})
+
+    async def mark(self, request: web.Request) -> web.Response:
+        self.requests.append(request.raw_path)
+        return web.Response(body=self.logo, content_type="image/png", headers={"ETag": f'"m{self.version}"'})
+
+
+PHOTO = generate(Sample("photo.jpg", 160, 100, seed=32))
+
+
+@pytest.fixture
+async def http_client(aiohttp_server: Any, aiohttp_client: Any) -> tuple[Upstream, TestClient]:
+    upstream = Upstream()
+    server = await aiohttp_server(upstream.app())
+    settings = RendererSettings(origin=f"http://127.0.0.1:{server.port}/img/", origin_ttl=0, pool_kind="thread",
+                                render_workers=1, access_log=False)
+    return upstream, await aiohttp_client(make_app(settings))
+
+
+@needs_schema
+async def test_an_http_origins_mark_is_fetched_from_under_its_base(http_client: tuple[Upstream, TestClient]) -> None:
+    upstream, client = http_client
+    target = "/photo.jpg?w=160&fm=png&mark=logo.png&mark-pad=0"
+    first, image = await image_of(client, target)
+    assert image.getpixel((159, 99)) == (255, 0, 0)
+    assert "/img/logo.png" in upstream.requests
+    upstream.logo, upstream.version = png((0, 0, 255)), 2
+    second, image = await image_of(client, target)
+    assert second.headers["ETag"] != first.headers["ETag"]
+    assert image.getpixel((159, 99)) == (0, 0, 255)
+    upstream.requests.clear()
+    refused = await client.get("/photo.jpg?w=80&mark=http%3A%2F%2F127.0.0.1%2Fimg%2Flogo.png")
+    assert refused.status == 400 and (await refused.json())["param"] == "mark"
+    assert upstream.requests == []  # refused before anything was fetched
+    missing = await client.get("/photo.jpg?w=80&mark=nothing.png")
+    assert missing.status == 400 and (await missing.json())["param"] == "mark"
