@@ -28,7 +28,8 @@ where it comes from is ``renderer.app``'s business. Rules:
   (default 5) from the edges it is aligned to; ``mark-x``/``mark-y`` (pixels from the left /
   top; negative is partly outside) override the alignment and the padding on their axis.
 - ``mark-tile=grid``: the watermark repeats across the whole picture on a grid of pitch
-  (width + pad, height + pad) through the placed watermark. At most ``MAX_TILES`` tiles
+  (width + pad, height + pad) through the placed watermark (``mark-pad`` clamped to the
+  picture's larger side, beyond which it changes nothing on the picture). At most ``MAX_TILES`` tiles
   (4096): more is a 400 naming ``mark-tile`` rather than minutes of pasting. The grid is
   built by doubling (a row from copies of itself, then rows), so it costs a few passes over
   the picture however many tiles there are.
@@ -122,7 +123,9 @@ def draw_watermark(image: Image.Image, mark: Image.Image, spec: MarkSpec, dpr: f
     size = mark_size(mark.size, image.size, spec, dpr)
     if size == (0, 0):
         return image
-    pad = _pixels(spec.pad, dpr)
+    # A pad past the picture's larger side places the mark off the picture either way; the
+    # clamp keeps a tile's cell (mark + pad) from becoming a gigantic allocation.
+    pad = min(_pixels(spec.pad, dpr), max(image.size))
     if spec.tile and tile_count(size, image.size, pad) > MAX_TILES:
         raise BadParam(
             f"mark-tile=grid would draw {tile_count(size, image.size, pad)} tiles; this renderer draws at "

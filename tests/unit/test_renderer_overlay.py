@@ -136,6 +136,11 @@ def test_tile_count_is_bounded_and_refused_fast() -> None:
     assert caught.value.param == "mark-tile"
     assert str(MAX_TILES) in caught.value.message
     assert time.perf_counter() - started < 0.5
+    # A huge mark-pad costs nothing either: one tile, no gigantic grid cell.
+    started = time.perf_counter()
+    huge_pad = draw_watermark(white(), red_mark(), MarkSpec("m.png", tile="grid", pad=10**15, x=0, y=0))
+    assert ink(huge_pad) == (0, 0, 20, 10)
+    assert time.perf_counter() - started < 0.5
     # Just under the bound draws, and quickly: the grid is built by doubling.
     started = time.perf_counter()
     draw_watermark(white((1000, 1000)), red_mark((20, 20)), MarkSpec("m.png", tile="grid", pad=0))
