@@ -325,3 +325,11 @@ def test_the_font_index_is_bounded_and_sorted(tmp_path: Path) -> None:
     assert index == {"samename": tmp_path / "a" / "Same-Name.ttf"}
     # A broken font file falls back to the default rather than failing the render.
     assert fonts.resolve_font("Same Name", 12, (tmp_path,)) is fonts.default_font(12)
+
+
+@pytest.mark.skipif("dejavusansbold" not in fonts.font_files(), reason="this host has no DejaVu fonts")
+def test_a_host_font_is_picked_by_name_and_style() -> None:
+    assert fonts.resolve_font("DejaVu Sans,bold", 20).getname() == ("DejaVu Sans", "Bold")
+    plain = draw_text(white((300, 60)), TextSpec("Hello", size=24, align=("center", "middle")))
+    bold = draw_text(white((300, 60)), TextSpec("Hello", size=24, font="DejaVu Sans,bold", align=("center", "middle")))
+    assert plain.tobytes() != bold.tobytes()
