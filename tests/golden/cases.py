@@ -11,7 +11,7 @@ from pathlib import Path
 
 from renderer.samples import GENERATOR_VERSION, Sample, generate
 
-__all__ = ["CASES", "DIRECTORY", "GENERATOR", "SOURCES", "golden_path", "source_bytes"]
+__all__ = ["CASES", "DIRECTORY", "GENERATOR", "SOURCES", "golden_path", "mark_bytes", "source_bytes"]
 
 DIRECTORY = Path(__file__).resolve().parent
 GENERATOR = GENERATOR_VERSION  # the samples' drawing version the goldens were made with
@@ -20,6 +20,8 @@ SOURCES: dict[str, Sample] = {
     "photo": Sample("golden-photo.jpg", 240, 160, seed=71),
     "alpha": Sample("golden-alpha.png", 120, 80, seed=72, alpha=True),
     "exif6": Sample("golden-exif6.jpg", 90, 120, seed=73, orientation=6),
+    # A watermark: cases name it by file name (mark=golden-mark.png); see ``mark_bytes``.
+    "mark": Sample("golden-mark.png", 48, 24, seed=74, alpha=True),
 }
 
 CROP = "w=96&h=96&fit=crop"
@@ -61,6 +63,13 @@ CASES: dict[str, tuple[str, str]] = {
     "exif6-upright": ("exif6", "w=64"),
     "exif6-as-stored": ("exif6", "w=64&orient=1"),
     "alpha-rot-blur": ("alpha", "w=96&rot=15&blur=10"),
+    # Overlays, each at an output size no other case has (goldens of one size must differ).
+    # Text uses the built-in default font (no txt-font), the same on every host.
+    "mark": ("photo", "w=120&mark=golden-mark.png&mark-scale=40"),
+    "mark-tile": ("photo", "w=110&mark=golden-mark.png&mark-w=20&mark-tile=grid&mark-alpha=60"),
+    "txt": ("photo", "w=124&txt=pixring&txt-size=28&txt-color=ffffff&txt-shad=3&txt-align=middle,center"),
+    "txt-clip": ("photo", "w=100&txt=The quick brown fox jumps&txt-size=18&txt-color=ffff00&txt-clip=ellipsis,middle"
+                          "&txt-line=1&txt-line-color=000000&txt-align=top,left"),
 }
 
 
@@ -70,3 +79,11 @@ def golden_path(name: str) -> Path:
 
 def source_bytes(key: str) -> bytes:
     return generate(SOURCES[key])
+
+
+def mark_bytes(name: str) -> bytes:
+    """The watermark a case's ``mark=`` names: the source whose file name it is."""
+    for sample in SOURCES.values():
+        if sample.name == name:
+            return generate(sample)
+    raise KeyError(f"no golden source is named {name!r}")

@@ -17,7 +17,7 @@ from PIL import Image
 
 from renderer.params import spec_from_query
 from renderer.pipeline import render
-from tests.golden.cases import CASES, DIRECTORY, GENERATOR, golden_path, source_bytes
+from tests.golden.cases import CASES, DIRECTORY, GENERATOR, golden_path, mark_bytes, source_bytes
 from tests.golden.compare import MIN_PSNR_DB, psnr
 
 MANIFEST = DIRECTORY / "manifest.json"
@@ -27,7 +27,9 @@ MAX_SIDE = 128
 def render_case(name: str) -> Image.Image:
     source, query = CASES[name]
     pairs = [tuple(part.split("=", 1)) for part in (query + "&fm=png").split("&") if part]
-    image = Image.open(io.BytesIO(render(source_bytes(source), spec_from_query(pairs)).body))  # type: ignore[arg-type]
+    spec = spec_from_query(pairs)  # type: ignore[arg-type]
+    mark = mark_bytes(spec.mark.path) if spec.mark is not None else None
+    image = Image.open(io.BytesIO(render(source_bytes(source), spec, mark=mark).body))
     image.load()
     return image
 
