@@ -13,7 +13,7 @@ from PIL import Image, ImageChops
 
 from renderer import fonts
 from renderer.errors import BadParam
-from renderer.params import RenderSpec, _text
+from renderer.params import RenderSpec, _text, spec_from_query
 from renderer.pipeline import plan, render
 from renderer.samples import Sample, generate
 from renderer.text import MAX_TXT_CHARS, TextSpec, clip_text, draw_text, text_box
@@ -333,3 +333,96 @@ def test_a_host_font_is_picked_by_name_and_style() -> None:
     plain = draw_text(white((300, 60)), TextSpec("Hello", size=24, align=("center", "middle")))
     bold = draw_text(white((300, 60)), TextSpec("Hello", size=24, font="DejaVu Sans,bold", align=("center", "middle")))
     assert plain.tobytes() != bold.tobytes()
+
+
+# ---------------------------------------------------------------- through the schema
+
+def through(query: str, base: tuple[int, int, int] = WHITE) -> Image.Image:
+    """A 200x100 PNG of ``base`` rendered with ``query`` read by the shared schema."""
+    pairs = [tuple(part.split("=", 1)) for part in (query + "&fm=png").split("&") if part]
+    spec = spec_from_query(pairs)  # type: ignore[arg-type]
+    data = png(red_mark()) if spec.mark is not None else None
+    body = render(png(Image.new("RGB", (200, 100), base)), spec, mark=data).body
+    return Image.open(io.BytesIO(body)).convert("RGB")
+
+
+def red_pixels(image: Image.Image) -> int:
+    return sum(1 for p in image.get_flattened_data() if p[0] > 200 and p[1] < 80 and p[2] < 80)
+
+
+M = "mark=/logos/mark.png"
+QUERIES: list[tuple[str, str, object]] = [
+    # parameter, query, the ink box (or a predicate on the image)
+    ("mark", M, (175, 85, 195, 95)),
+    ("mark-align", M + "&mark-align=top,left", (5, 5, 25, 15)),
+    ("mark-pad", M + "&mark-pad=0", (180, 90, 200, 100)),
+    ("mark-x", M + "&mark-x=10", (10, 85, 30, 95)),
+    ("mark-y", M + "&mark-y=20", (175, 20, 195, 30)),
+    ("mark-scale", M + "&mark-scale=25&mark-pad=0", (150, 75, 200, 100)),
+    ("mark-w", M + "&mark-w=40&mark-pad=0", (160, 80, 200, 100)),
+    ("mark-h", M + "&mark-h=20&mark-pad=0", (160, 80, 200, 100)),
+    ("mark-fit", M + "&mark-w=40&mark-h=40&mark-fit=scale&mark-pad=0", (160, 60, 200, 100)),
+    ("mark-tile", M + "&mark-tile=grid", lambda im: red_pixels(im) > 200 * 100 * 0.4),
+    ("mark-alpha", M + "&mark-alpha=50&mark-pad=0", lambda im: abs(im.getpixel((190, 95))[1] - 127) <= 1),
+    ("txt", "txt=Hello", lambda im: ink(im) is not None and ink(im)[0] > 100),
+    ("txt-size", "txt=Hello&txt-size=40", lambda im: ink(im)[3] - ink(im)[1] > 25),
+    ("txt-color", "txt=Hello&txt-size=30&txt-color=f00", lambda im: red_pixels(im) > 30),
+    ("txt-align", "txt=Hello&txt-align=top,left", lambda im: ink(im)[0] < 16 and ink(im)[1] < 16),
+    ("txt-pad", "txt=Hello&txt-align=top,left&txt-pad=40", lambda im: ink(im)[0] >= 38 and ink(im)[1] >= 38),
+    ("txt-font", "txt=Hello&txt-font=No+Such+Font", lambda im: ink(im) is not None),
+    ("txt-shad", "txt=Hi&txt-size=30&txt-color=fff&txt-shad=4", lambda im: ink(im) is not None),
+    ("txt-width", "txt=The+quick+brown+fox+jumps&txt-width=50", lambda im: ink(im)[2] - ink(im)[0] <= 52),
+    ("txt-clip", "txt=abcdefghijklmnopqrstuvwxyz&txt-width=60&txt-clip=start,ellipsis", lambda im: ink(im) is not None),
+    # On grey (see below): the default outline is white.
+    ("txt-line", "txt=Hi&txt-size=30&txt-line=2", lambda im: sum(1 for p in im.get_flattened_data() if p == WHITE) > 20),
+    ("txt-line-color", "txt=Hi&txt-size=30&txt-color=fff&txt-line=2&txt-line-color=f00", lambda im: red_pixels(im) > 20),
+]
+
+
+@pytest.mark.parametrize(("name", "query", "expected"), QUERIES, ids=[q[0] for q in QUERIES])
+def test_each_parameter_through_the_schema(name: str, query: str, expected: object) -> None:
+    image = through(query, (128, 128, 128) if name == "txt-line" else WHITE)
+    if callable(expected):
+        assert expected(image), (name, ink(image))
+    else:
+        assert ink(image) == expected
+
+
+def test_every_drawn_parameter_has_a_query() -> None:
+    assert {name for name, _, _ in QUERIES} == set(DRAWN)
+
+
+DRAWN = ("mark", "mark-align", "mark-alpha", "mark-scale", "mark-pad", "mark-w", "mark-h", "mark-fit", "mark-x",
+         "mark-y", "mark-tile", "txt", "txt-size", "txt-color", "txt-align", "txt-font", "txt-pad", "txt-shad",
+         "txt-width", "txt-clip", "txt-line", "txt-line-color")
+
+
+@pytest.mark.parametrize(
+    ("spelled", "plain"),
+    [(M + "&mark-pad=5&mark-alpha=100&mark-fit=clip&mark-align=bottom,right", M),
+     (M + "&mark-tile=grid&mark-align=left,top", M + "&mark-tile=grid"),
+     ("txt=Hi&txt-size=12&txt-pad=10&txt-shad=0&txt-clip=end&txt-line=0&txt-line-color=fff&txt-color=000"
+      "&txt-align=bottom,right&txt-width=0", "txt=Hi"),
+     ("txt=Hi&txt-line-color=f00", "txt=Hi"),  # no outline: its colour paints nothing
+     ("txt=Hi&txt-color=ff000000", "txt=Hi"),  # imgix's 8 digits are ARGB: opaque black
+     ("mark-pad=9&mark-alpha=3&txt-size=50", ""),  # without mark and txt their parameters do nothing
+     ("txt=", "")],
+)
+def test_defaults_spelled_out_are_the_same_render(spelled: str, plain: str) -> None:
+    def spec(query: str) -> RenderSpec:
+        return spec_from_query([tuple(p.split("=", 1)) for p in query.split("&") if p])  # type: ignore[misc]
+
+    assert spec(spelled).canonical() == spec(plain).canonical()
+    assert through(spelled).tobytes() == through(plain).tobytes()
+
+
+def test_the_schema_paths_of_mark_and_txt_refusals() -> None:
+    with pytest.raises(BadParam) as caught:
+        spec_from_query([("mark", "https://evil.example/x.png")])
+    assert caught.value.param == "mark"
+    with pytest.raises(BadParam) as caught:
+        spec_from_query([("txt", "x" * 600)])
+    assert caught.value.param == "txt"
+    with pytest.raises(BadParam) as caught:
+        through(M + "&mark-tile=grid&mark-w=2&mark-pad=0")
+    assert caught.value.param == "mark-tile"
