@@ -200,7 +200,7 @@ def _mark(given: dict[str, object]) -> MarkSpec | None:
     if not given.get("mark"):
         return None
     tile = given.get("mark-tile")
-    align = tuple(given.get("mark-align") or ())  # type: ignore[call-overload]
+    align = _words(given, "mark-align", ())
     if align == (("left", "top") if tile else ("bottom", "right")):
         align = ()
     return MarkSpec(
@@ -224,7 +224,7 @@ def _text(given: dict[str, object]) -> TextSpec | None:
     if not text:
         return None
     text = str(text)
-    line = int(given.get("txt-line") or 0)  # type: ignore[call-overload]
+    line = max(0, int(given.get("txt-line") or 0))  # type: ignore[call-overload]  # below 0 draws no outline
     if len(text) > MAX_TXT_CHARS:
         raise BadParam(f"txt is {len(text)} characters long; this renderer draws at most {MAX_TXT_CHARS}",
                        "txt", f"at most {MAX_TXT_CHARS} characters")
@@ -232,16 +232,22 @@ def _text(given: dict[str, object]) -> TextSpec | None:
         text=text,
         size=int(given.get("txt-size", _TEXT.size)),  # type: ignore[call-overload]
         color=_opaque(given.get("txt-color") or _TEXT.color),  # type: ignore[arg-type]
-        align=tuple(given.get("txt-align") or _TEXT.align),  # type: ignore[call-overload]
+        align=_words(given, "txt-align", _TEXT.align),
         font=given.get("txt-font") or None,  # type: ignore[arg-type]
         pad=int(given.get("txt-pad", _TEXT.pad)),  # type: ignore[call-overload]
         shadow=float(given.get("txt-shad", 0.0)),  # type: ignore[arg-type]
         width=int(given.get("txt-width") or 0),  # type: ignore[call-overload]
-        clip=tuple(given.get("txt-clip") or _TEXT.clip),  # type: ignore[call-overload]
+        clip=_words(given, "txt-clip", _TEXT.clip),
         line=line,
         # Without an outline its colour paints nothing.
         line_color=_opaque(given.get("txt-line-color") or _TEXT.line_color) if line else _TEXT.line_color,  # type: ignore[arg-type]
     )
+
+
+def _words(given: dict[str, object], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """An enum list's sorted words (the schema's form), or ``default`` when absent."""
+    value = given.get(name)
+    return tuple(str(word) for word in value) if isinstance(value, tuple) and value else default
 
 
 def _opaque(color: str) -> str:

@@ -31,7 +31,7 @@ the watermark). Pure: Pillow image in, image out. Rules:
   ``txt-pad`` from the edges it is aligned to.
 - ``txt-shad`` (0-10): a soft black halo under the glyphs (imgix's default shadow, centred,
   not offset): the glyph mask blurred by a Gaussian of radius ``txt-shad`` x ``dpr`` pixels.
-- ``txt-line`` (pixels, clamped to ``MAX_LINE`` and to a quarter of the size) outlines the
+- ``txt-line`` (pixels, clamped to 0..``MAX_LINE`` and to a quarter of the size) outlines the
   glyphs in ``txt-line-color`` (default white, imgix's).
 - Colours carry alpha (``rrggbbaa``); glyph coverage times that alpha is composited "over"
   the picture, so anti-aliased edges never darken. An opaque picture stays opaque.
@@ -113,7 +113,7 @@ def text_box(size: tuple[int, int], spec: TextSpec, dpr: float = 1.0) -> tuple[s
         return None
     font = resolve_font(spec.font, px)
     pad = round(spec.pad * dpr)
-    stroke = min(round(spec.line * dpr), MAX_LINE, px // 4)
+    stroke = max(0, min(round(spec.line * dpr), MAX_LINE, px // 4))
     room = width - 2 * pad
     if spec.width > 0:
         room = min(room, round(spec.width * dpr))

@@ -26,7 +26,8 @@ where it comes from is ``renderer.app``'s business. Rules:
 - Place: ``mark-align`` (``top``/``middle``/``bottom``, ``left``/``center``/``right``;
   default bottom-right, or top-left when tiled, as imgix documents) with ``mark-pad`` pixels
   (default 5) from the edges it is aligned to; ``mark-x``/``mark-y`` (pixels from the left /
-  top; negative is partly outside) override the alignment and the padding on their axis.
+  top; the schema clamps them to >= 0, and a value past the picture leaves it unmarked)
+  override the alignment and the padding on their axis.
 - ``mark-tile=grid``: the watermark repeats across the whole picture on a grid of pitch
   (width + pad, height + pad) through the placed watermark (``mark-pad`` clamped to the
   picture's larger side, beyond which it changes nothing on the picture). At most ``MAX_TILES`` tiles
@@ -145,10 +146,8 @@ def _fitted(natural: tuple[int, int], spec: MarkSpec, dpr: float) -> tuple[float
     mw, mh = natural
     box_w = _dimension(spec.w, mw, dpr)
     box_h = _dimension(spec.h, mh, dpr)
-    if box_w is None and box_h is None:
-        return (float(mw), float(mh))
     if box_w is None:
-        return (box_h * mw / mh, box_h)  # type: ignore[operator]
+        return (float(mw), float(mh)) if box_h is None else (box_h * mw / mh, box_h)
     if box_h is None:
         return (box_w, box_w * mh / mw)
     fit = spec.fit if spec.fit in _FITS else "clip"

@@ -404,6 +404,7 @@ DRAWN = ("mark", "mark-align", "mark-alpha", "mark-scale", "mark-pad", "mark-w",
      ("txt=Hi&txt-size=12&txt-pad=10&txt-shad=0&txt-clip=end&txt-line=0&txt-line-color=fff&txt-color=000"
       "&txt-align=bottom,right&txt-width=0", "txt=Hi"),
      ("txt=Hi&txt-line-color=f00", "txt=Hi"),  # no outline: its colour paints nothing
+     ("txt=Hi&txt-line=-3&txt-line-color=f00", "txt=Hi"),  # the schema lets a negative outline through
      ("txt=Hi&txt-color=ff000000", "txt=Hi"),  # imgix's 8 digits are ARGB: opaque black
      ("mark-pad=9&mark-alpha=3&txt-size=50", ""),  # without mark and txt their parameters do nothing
      ("txt=", "")],
