@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageChops
 
 from renderer import fonts
@@ -427,3 +429,23 @@ def test_the_schema_paths_of_mark_and_txt_refusals() -> None:
     with pytest.raises(BadParam) as caught:
         through(M + "&mark-tile=grid&mark-w=2&mark-pad=0")
     assert caught.value.param == "mark-tile"
+
+
+OVERLAY_PARAMS = sorted(set(DRAWN) - {"mark"})
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(OVERLAY_PARAMS),
+                          st.text(alphabet="0123456789.-,abcdefghilmnoprstuwxyz ", max_size=10)), max_size=6),
+       st.booleans(), st.booleans())
+def test_any_overlay_query_renders_or_is_a_400(pairs: list[tuple[str, str]], with_mark: bool, with_text: bool) -> None:
+    query = [(name, value) for name, value in pairs]
+    if with_mark:
+        query.append(("mark", "/m.png"))
+    if with_text:
+        query.append(("txt", "Hostile"))
+    try:
+        spec = spec_from_query(query + [("fm", "png"), ("w", "64")])
+        render(png(white((96, 64))), spec, mark=png(red_mark()) if spec.mark else None)
+    except BadParam as error:
+        assert error.param in ("mark", "mark-tile", "txt") or error.param in {name for name, _ in pairs}
