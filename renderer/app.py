@@ -14,7 +14,8 @@ Rules of a request, in order:
    ETag, the result-cache key and the single-flight key. It is a digest, so every
    renderer process and every restart agrees on it without rendering anything. With
    ``mark``, the watermark is located at the same origin too and its identity joins the
-   key, so a changed watermark file is never served from an old render. A watermark that
+   key, so a changed watermark file is never served from an old render; ``Last-Modified``
+   is the newer of the two files' times. A watermark that
    is missing, too large or not an image is a 400 naming ``mark`` (not a 404: the image the
    path names exists; the parameter's value is what is wrong, and a 404 would tell caches
    the image is gone). Its bytes (at most ``MAX_MARK_BYTES``) are fetched here, for a
@@ -151,11 +152,16 @@ class Renderer:
         mark = await self._mark_source(spec)
         key = render_key(source, spec, mark)
         headers = {"ETag": f'"{key}"', "Cache-Control": self.settings.cache_control}
-        if source.modified is not None:
-            headers["Last-Modified"] = formatdate(source.modified, usegmt=True)
+        modified = source.modified
+        if mark is not None and modified is not None:
+            # The render is as new as the newer of its two files: a changed watermark must
+            # not be answered 304 to If-Modified-Since.
+            modified = None if mark.modified is None else max(modified, mark.modified)
+        if modified is not None:
+            headers["Last-Modified"] = formatdate(modified, usegmt=True)
         if negotiated:
             headers["Vary"] = "Accept"
-        if _not_modified(request, key, source.modified):
+        if _not_modified(request, key, modified):
             self.metrics.not_modified.inc()
             return web.Response(status=304, headers=headers)
         rendered = self.cache.get(key)

@@ -131,6 +131,10 @@ async def test_a_changed_mark_file_changes_the_etag_and_the_picture(client: Test
     assert image.getpixel((159, 99)) == (0, 0, 255)
     stale = await client.get(target, headers={"If-None-Match": first.headers["ETag"]})
     assert stale.status == 200
+    # Last-Modified is the newer file's, so If-Modified-Since does not answer 304 either.
+    assert second.headers["Last-Modified"] != first.headers["Last-Modified"]
+    since = await client.get(target, headers={"If-Modified-Since": first.headers["Last-Modified"]})
+    assert since.status == 200
 
 
 @needs_schema
