@@ -200,15 +200,22 @@ def plan(source: Size, request: Request) -> Layout:
         want_w *= request.dpr
     if want_h is not None:
         want_h *= request.dpr
+    # With w or h, the image and its padding share the box: the image gets the given sides
+    # less the padding, and a missing side follows the image's aspect ratio from there.
+    top, right, bottom, left = padding
+    if want_w is not None:
+        want_w = _room(want_w, left + right, padding)
+    if want_h is not None:
+        want_h = _room(want_h, top + bottom, padding)
     # The missing side stays unrounded, so the given side is the one that constrains.
     if want_w is None:
         want_w = want_h * rw / rh
     elif want_h is None:
         want_h = want_w * rh / rw
     if bounded:
-        want_w, want_h = _bounded(request, want_w, want_h)
-    if any(padding):
-        want_w, want_h = _inside_padding(want_w, want_h, padding, request)
+        # The bounds are the output's: padding included.
+        bw, bh = _bounded(request, want_w + left + right, want_h + top + bottom)
+        want_w, want_h = _room(bw, left + right, padding), _room(bh, top + bottom, padding)
     return _cap(replace(_fit(request.fit, area, want_w, want_h, request.anchor), padding=padding))
 
 
@@ -226,19 +233,19 @@ def _bounded(request: Request, want_w: float, want_h: float) -> tuple[float, flo
     return want_w, want_h
 
 
-def _inside_padding(
-    want_w: float, want_h: float, padding: tuple[int, ...], request: Request
-) -> tuple[float, float]:
-    """The box the image gets when it and its padding must fit within the requested box."""
-    top, right, bottom, left = padding
-    inner_w, inner_h = want_w - left - right, want_h - top - bottom
-    if inner_w < 1 or inner_h < 1:
+def _room(side: float, padding_sum: int, padding: tuple[int, ...]) -> float:
+    """What a requested side leaves the image once its padding is taken out."""
+    if not padding_sum:
+        return side
+    inner = side - padding_sum
+    if inner < 1:
+        top, right, bottom, left = padding
         raise GeometryError(
             f"padding {top},{right},{bottom},{left} leaves no room for the image within the "
-            f"requested {_px(want_w)}x{_px(want_h)}",
+            f"requested {_px(side)} px",
             "pad",
         )
-    return inner_w, inner_h
+    return inner
 
 
 def _fit(fit: str, region: Box, want_w: float, want_h: float, anchor: tuple[float, float]) -> Layout:
