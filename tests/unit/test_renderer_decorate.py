@@ -298,3 +298,18 @@ def test_typed_values_become_spec_fields() -> None:
     assert frame["border"] == (3, "ff0000") and frame["border_radius"] == (1, 2, 3, 4)
     assert frame["min_w"] == 50 and frame["corner_radius"] == (6, 6, 6, 6)
     assert "fill" not in frame  # fit=crop has no padding to fill
+
+
+def test_a_masked_jpeg_is_white_outside_the_mask_and_mask_bg_paints(source: bytes) -> None:
+    plain = decoded(render(source, RenderSpec(width=96, fm="jpg", mask="ellipse")).body)
+    assert min(plain.getpixel((1, 1))) > 245  # imgix: white where the format has no alpha
+    coloured = decoded(render(source, RenderSpec(width=96, fm="jpg", mask="ellipse", mask_bg="ff0000")).body)
+    r, g, b = coloured.getpixel((1, 1))
+    assert r > 230 and g < 30 and b < 30
+
+
+def test_identity_frame_fields_render_the_same_bytes(source: bytes) -> None:
+    plain = render(source, RenderSpec(width=96, fm="png")).body
+    assert render(source, RenderSpec(width=96, fm="png", pad=(0, 0, 0, 0), border_radius=(0, 0, 0, 0))).body == plain
+    # A photo has no frame: trim=auto keeps its size (its pixels come from a full decode, not draft's).
+    assert render(source, RenderSpec(width=96, fm="png", trim="auto")).height == 64
