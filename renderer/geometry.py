@@ -181,7 +181,8 @@ def plan(source: Size, request: Request) -> Layout:
         raise ValueError(f"source size {source.width}x{source.height} is empty")
     area = region(source, request.rect)
     rw, rh = area.width, area.height
-    padding = tuple(max(0, int(side)) for side in request.padding)
+    top, right, bottom, left = (max(0, int(side)) for side in request.padding)
+    padding = (top, right, bottom, left)
     want_w = _resolve(request.width, rw)
     want_h = _resolve(request.height, rh)
     if request.aspect is not None and request.fit in _ASPECT_FITS:
@@ -202,13 +203,13 @@ def plan(source: Size, request: Request) -> Layout:
         want_h *= request.dpr
     # With w or h, the image and its padding share the box: the image gets the given sides
     # less the padding, and a missing side follows the image's aspect ratio from there.
-    top, right, bottom, left = padding
     if want_w is not None:
         want_w = _room(want_w, left + right, padding)
     if want_h is not None:
         want_h = _room(want_h, top + bottom, padding)
     # The missing side stays unrounded, so the given side is the one that constrains.
     if want_w is None:
+        assert want_h is not None
         want_w = want_h * rw / rh
     elif want_h is None:
         want_h = want_w * rh / rw
@@ -332,9 +333,10 @@ def region(source: Size, rect: RectValue | None) -> Box:
     whole = Box(0, 0, source.width, source.height)
     if rect is None:
         return whole
-    if not all(type(v) is int for v in rect):
-        rect = _pixel_rect(source, rect)
-    x, y, w, h = rect  # type: ignore[misc]
+    pixels: tuple[int, int, int, int] = (
+        rect if all(type(v) is int for v in rect) else _pixel_rect(source, rect)  # type: ignore[assignment]
+    )
+    x, y, w, h = pixels
     left, top = max(0, x), max(0, y)
     right, bottom = min(source.width, x + w), min(source.height, y + h)
     if right - left < 1 or bottom - top < 1:

@@ -193,7 +193,7 @@ def spec_from_query(pairs: Iterable[tuple[str, str]]) -> RenderSpec:
         monochrome=_visible(given.get("monochrome")),  # type: ignore[arg-type]
         compress=compress,
         auto_format="format" in auto,
-        **_frame(given, str(_value(given, "fit"))),
+        **_frame(given, str(_value(given, "fit"))),  # type: ignore[arg-type]
     )
 
 
@@ -229,8 +229,9 @@ def _frame(given: dict[str, object], fit: str) -> dict[str, object]:
     border = given.get("border")
     if border is not None:
         width, colour = border  # type: ignore[misc]
-        if int(width) > 0:  # a transparent border still carries border-radius
-            out["border"] = (int(width), colour)
+        width = int(width)  # type: ignore[has-type]
+        if width > 0:  # a transparent border still carries border-radius
+            out["border"] = (width, colour)
             out["border_radius"] = shapes.radii_of(given.get("border-radius"))  # type: ignore[arg-type]
             out["border_radius_inner"] = shapes.radii_of(given.get("border-radius-inner"))  # type: ignore[arg-type]
     out["pad"] = padding_of(
