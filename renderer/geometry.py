@@ -34,7 +34,7 @@ Rules of this module (imgix semantics, https://docs.imgix.com/apis/rendering/siz
     clamp    fill, but the padding extends the edge pixels.
     fillmax  max, padded to exactly W x H.
   ``facearea`` needs face detection, which the reference renderer does not have: it is not
-  drawn, and renders as clip, the default mode.
+  drawn (``renderer.params`` refuses it with a 400); given here, it is planned as clip.
 - ``min-w``/``min-h``/``max-w``/``max-h`` (https://docs.imgix.com/apis/rendering/size/minimum-width,
   .../minimum-height, .../maximum-width, .../maximum-height) bound the output box and, as
   imgix documents, work with fit=crop only (other fit modes ignore them). They are CSS

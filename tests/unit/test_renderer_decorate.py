@@ -313,3 +313,68 @@ def test_identity_frame_fields_render_the_same_bytes(source: bytes) -> None:
     assert render(source, RenderSpec(width=96, fm="png", pad=(0, 0, 0, 0), border_radius=(0, 0, 0, 0))).body == plain
     # A photo has no frame: trim=auto keeps its size (its pixels come from a full decode, not draft's).
     assert render(source, RenderSpec(width=96, fm="png", trim="auto")).height == 64
+
+
+# ------------------------------------------------------------------------------ from the query string
+
+
+def query(text: str) -> RenderSpec:
+    return params.spec_from_query([tuple(part.split("=", 1)) for part in text.split("&")])  # type: ignore[misc]
+
+
+def from_query(source: bytes, text: str) -> Image.Image:
+    return decoded(render(source, query(text + "&fm=png")).body)
+
+
+def test_every_frame_parameter_through_the_query(source: bytes) -> None:
+    assert from_query(source, "h=100&fit=crop&max-w=60").size == (60, 100)
+    assert from_query(source, "h=50&fit=crop&min-w=150").size == (150, 50)
+    assert from_query(source, "h=50&fit=crop&min-h=80").size == (75, 80)
+    assert from_query(source, "w=50&fit=crop&max-h=20").size == (50, 20)
+    assert from_query(source, "rect=center,middle,0.5,0.5").size == (120, 80)
+    assert from_query(source, "rect=0.5,0,0.25,1.0").size == (60, 160)
+    bordered = from_query(source, "w=96&border=5,00ff00")
+    assert bordered.size == (96, 64) and bordered.getpixel((0, 30))[:3] == GREEN
+    rounded = from_query(source, "w=96&border=2,00ff00&border-radius=20")
+    assert rounded.getpixel((0, 0))[3] == 0 and rounded.getpixel((48, 0))[:3] == GREEN
+    inner = from_query(source, "w=96&border=8,00ff00&border-radius-inner=6")
+    assert inner.getpixel((8, 8))[:3] == GREEN  # the inner corner is rounded into the band
+    padded = from_query(source, "pad=5&pad-top=9")
+    assert padded.size == (250, 174) and padded.getpixel((100, 8))[3] == 0 and padded.getpixel((100, 9))[3] == 255
+    for side, size in (("pad-right", (243, 160)), ("pad-bottom", (240, 163)), ("pad-left", (243, 160))):
+        assert from_query(source, f"{side}=3").size == size
+    assert from_query(source, "w=100&h=100&fit=fill&fill=solid&fill-color=ff0000").getpixel((50, 2)) == (*RED, 255)
+    assert from_query(source, "w=100&h=100&fit=fill&fill=blur").getpixel((50, 2))[3] == 255
+    assert from_query(source, "w=96&mask=ellipse").getpixel((0, 0))[3] == 0
+    corners = from_query(source, "w=96&mask=corners&corner-radius=20&mask-bg=0000ff")
+    assert corners.getpixel((0, 0)) == (*BLUE, 255) and corners.getpixel((48, 0))[:3] != BLUE
+
+
+def test_trim_through_the_query() -> None:
+    inner = photo(80, 40)
+    buffer = io.BytesIO()
+    framed(inner, 10, (12, 34, 56)).save(buffer, "PNG")
+    data = buffer.getvalue()
+    assert from_query(data, "trim=color&trim-color=0c2238").size == (80, 40)
+    assert from_query(data, "trim=color").size == (80, 40)  # the top-left pixel's colour
+    assert from_query(data, "trim=color&trim-color=0c2239&trim-tol=1&w=40").size == (40, 20)
+    assert from_query(data, "trim=auto").size == (80, 40)
+
+
+def test_identity_values_through_the_query_render_the_same_bytes(source: bytes) -> None:
+    plain = render(source, query("w=96&fm=png")).body
+    for extra in ("pad=0", "pad-top=0&pad-left=0", "border=0,ff0000", "border=0,f00&border-radius=9",
+                  "fill-color=fff", "mask-bg=fff", "trim-tol=0", "trim-color=ff0000", "corner-radius=5",
+                  "min-w=5", "max-w=5", "fill=solid", "mask=https%3A%2F%2Fexample.com%2Fm.png"):
+        assert render(source, query("w=96&fm=png&" + extra)).body == plain, extra
+
+
+def test_huge_values_are_bounded_or_refused(source: bytes) -> None:
+    assert from_query(source, "w=96&border=999999,ff0000&border-radius=999999999").size == (96, 64)
+    assert from_query(source, "w=96&mask=corners&corner-radius=999999999,1,2,3").size == (96, 64)
+    assert from_query(source, "w=96&trim=color&trim-tol=99999999").size == (96, 64)
+    with pytest.raises(OutputTooLarge, match="max_output_pixels"):
+        render(source, query("pad=100000"))
+    with pytest.raises(params.BadParam, match="no room") as caught:
+        render(source, query("w=96&pad=48"))
+    assert caught.value.param == "pad" and caught.value.status == 400
