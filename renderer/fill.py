@@ -49,9 +49,8 @@ def place(
         canvas = Image.new("RGBA", canvas_size, schema.rgba(colour))
     else:
         canvas = Image.new("RGBA", canvas_size, (0, 0, 0, 0))
-    layer = Image.new("RGBA", canvas_size, (0, 0, 0, 0))
-    layer.paste(top, offset)
-    return Image.alpha_composite(canvas, layer)
+    canvas.alpha_composite(top, dest=offset)  # in place, over the image's area only
+    return canvas
 
 
 def _blurred_backdrop(image: Image.Image, canvas_size: tuple[int, int]) -> Image.Image:
