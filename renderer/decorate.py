@@ -10,6 +10,8 @@ behind every transparent pixel, the padding included. Rules:
   colour (its alpha, from imgix's ARGB form, blends it over the image). The schema clamps
   the width to 0-100; a width of 0 is no border, and then ``border-radius`` is not applied
   either (imgix: "The border parameter must be set for this operation to be applied").
+  The band follows the image's rectangle, not a ``mask``: after ``mask=ellipse`` the border
+  is a square frame whose corners cover the masked-out area (round it with ``border-radius``).
 - ``border-radius`` (https://docs.imgix.com/apis/rendering/border-and-padding/outer-border-radius):
   one radius or tl,tr,br,bl pixels rounding the outer corners; outside them the image is
   transparent. ``border-radius-inner``

@@ -10,7 +10,8 @@ https://docs.imgix.com/apis/rendering/mask-image/mask-background-color):
   outside it the image becomes transparent.
 - ``mask=corners``: the image with rounded corners, radii from ``corner-radius`` (one value
   or tl,tr,br,bl pixels). Without it, or with a single 0 (imgix keeps its default for 0),
-  every radius is 20 % of the shorter side; in the four-value form 0 is a square corner.
+  every radius is 20 % of the shorter side; in the four-value form 0 is a square corner
+  (but ``0,0,0,0`` reaches the renderer as the single 0: the schema folds four equal radii).
   Each radius is bounded to half the shorter side (``renderer.shapes``).
 - ``mask-bg`` fills the masked-out area. imgix's default is transparent white: transparent
   where the output format has alpha, white where it has not (the pipeline flattens onto
