@@ -77,13 +77,14 @@ def count_frames(image: Image.Image, limit: int) -> int:
 
 
 def choose(image: Image.Image, spec: RenderSpec, animated_output: bool, canvas_pixels: int,
-           max_output_pixels: int, decode_pixels: int) -> list[int]:
-    """The 0-based source frames to draw, in output order (one for a still)."""
+           max_output_pixels: int, decode_pixels: int) -> tuple[list[int], int]:
+    """The 0-based source frames to draw, in output order (one for a still), and the end
+    (exclusive) of the frames they were chosen from."""
     frame, animated = spec.frame, getattr(image, "is_animated", False)
     if frame is None and not animated:
-        return [0]
+        return [0], 1
     if frame is None and not animated_output and not spec.reverse:
-        return [0]  # a still of an animation: its first frame, as before animation existed
+        return [0], 1  # a still of an animation: its first frame, as before animation existed
     first, last = (frame, frame) if isinstance(frame, int) else (frame or (1, None))
     first = first or 1
     furthest = last if last is not None else first
@@ -109,14 +110,14 @@ def choose(image: Image.Image, spec: RenderSpec, animated_output: bool, canvas_p
     if spec.reverse:
         chosen.reverse()
     if len(chosen) == 1 or not animated_output:
-        return chosen[:1]
+        return chosen[:1], end
     if len(chosen) > MAX_FRAMES:
         _refuse(f"the animation would have {len(chosen)} frames; this renderer makes at most {MAX_FRAMES}")
     if len(chosen) * canvas_pixels > max_output_pixels:
         _refuse(f"the animation would be {len(chosen)} frames of {canvas_pixels} pixels "
                 f"({len(chosen) * canvas_pixels / 1e6:.1f} MP); this renderer's max_output_pixels is "
                 f"{max_output_pixels} ({max_output_pixels / 1e6:.1f} MP) for all frames together")
-    return chosen
+    return chosen, end
 
 
 def durations(source: list[int], chosen: list[int], spec: RenderSpec) -> list[int]:

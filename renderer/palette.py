@@ -86,13 +86,13 @@ def extract(image: Image.Image, colors: int) -> Palette:
     """The palette of ``image`` (any mode) with ``colors`` (0-16) colours."""
     colors = max(0, min(MAX_COLORS, colors))
     rgb, mask = _sample(image)
-    pixels = [p for p, a in zip(rgb.getdata(), mask.getdata()) if a >= 128]
+    pixels = [p for p, a in zip(rgb.get_flattened_data(), mask.get_flattened_data()) if a >= 128]
     if not pixels:
         return Palette((), 0.0, ())
     strip = Image.new("RGB", (len(pixels), 1))
     strip.putdata(pixels)
     luminance = sum(0.2126 * r + 0.7152 * g + 0.0722 * b for r, g, b in pixels) / (255 * len(pixels))
-    return Palette(_quantize(strip, colors), luminance, _dominant(_ranked(strip, _CANDIDATES)))
+    return Palette(_quantize(strip, colors), round(luminance, 6), _dominant(_ranked(strip, _CANDIDATES)))
 
 
 def css_identifier(text: str) -> str:
