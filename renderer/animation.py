@@ -3,7 +3,7 @@
 Pure: an opened (not decoded) image and a spec in, frame indices and durations out; the
 pipeline draws each chosen frame like a still. imgix's animation parameters
 (https://docs.imgix.com/apis/rendering/animation/frame-selection, .../animation/reverse,
-.../animation (loop), .../animation/frames-per-second, .../animation/frame-skip). Rules:
+.../animation (loop), .../animation/frames-per-second, .../animation/interval). Rules:
 
 - An animated GIF or WebP source rendered to ``fm=gif`` or ``fm=webp`` (or to its own format,
   without ``fm``) stays animated: every chosen frame is resized and adjusted alike. Any other
@@ -11,9 +11,11 @@ pipeline draws each chosen frame like a still. imgix's animation parameters
 - ``frame=k`` (1-based) renders frame k alone, a still. ``frame=a-b`` chooses frames a..b
   (an open end is the first or the last frame); a one-frame choice is a still. A frame past
   the source's last is a 400 naming ``frame``.
-- ``skip=n`` keeps every n-th chosen frame starting with the first; a kept frame lasts its own
-  time plus that of the frames skipped after it, so the animation keeps its length.
-  ``fps`` gives every frame 1000/fps ms instead. ``reverse`` plays the choice backwards
+- ``interval=n`` keeps every n-th chosen frame starting with the first, each lasting its own
+  time (imgix's use: a shorter preview). ``fps`` gives every frame 1000/fps ms instead.
+  ``skip`` is not drawn: the catalogue says it "skips every Nth frame starting with the
+  first", which reads both as ``interval`` and as its complement, and imgix documents no
+  example; a guess would be a silently different animation. ``reverse`` plays the choice backwards
   (a still is then the last chosen frame). ``loop`` is the repeat count written into the
   output (0, the default, repeats forever).
 - A source frame without a duration lasts ``DEFAULT_DURATION_MS``.
@@ -47,7 +49,10 @@ __all__ = [
 
 ANIMATED_FORMATS = frozenset({"gif", "webp"})
 MAX_FRAMES = 300
-MAX_SOURCE_FRAMES = 1000
+# imgix: "All GIFs processed through imgix must have fewer than 900 frames ... the service
+# will return an error" (https://docs.imgix.com/apis/rendering/animation); here it bounds
+# the frames read, so an earlier part of a longer file can still be chosen with frame=a-b.
+MAX_SOURCE_FRAMES = 900
 DEFAULT_DURATION_MS = 100
 # Frames x source pixels decoded for one render, in multiples of max_source_pixels.
 DECODE_FACTOR = 4
@@ -77,14 +82,13 @@ def count_frames(image: Image.Image, limit: int) -> int:
 
 
 def choose(image: Image.Image, spec: RenderSpec, animated_output: bool, canvas_pixels: int,
-           max_output_pixels: int, decode_pixels: int) -> tuple[list[int], int]:
-    """The 0-based source frames to draw, in output order (one for a still), and the end
-    (exclusive) of the frames they were chosen from."""
+           max_output_pixels: int, decode_pixels: int) -> list[int]:
+    """The 0-based source frames to draw, in output order (one for a still)."""
     frame, animated = spec.frame, getattr(image, "is_animated", False)
     if frame is None and not animated:
-        return [0], 1
+        return [0]
     if frame is None and not animated_output and not spec.reverse:
-        return [0], 1  # a still of an animation: its first frame, as before animation existed
+        return [0]  # a still of an animation: its first frame, as before animation existed
     first, last = (frame, frame) if isinstance(frame, int) else (frame or (1, None))
     first = first or 1
     furthest = last if last is not None else first
@@ -97,8 +101,9 @@ def choose(image: Image.Image, spec: RenderSpec, animated_output: bool, canvas_p
                 f"renderer decodes from it ({decode_pixels / 1e6:.0f} MP of frames in all)")
     count = count_frames(image, readable)
     if count > readable and last is None:
-        _refuse(f"the source has more than {readable} frames, more than this renderer decodes from a "
-                f"{image.width}x{image.height} source; choose some with frame=first-last")
+        why = (f"this renderer reads at most {MAX_SOURCE_FRAMES} frames of a source" if readable == MAX_SOURCE_FRAMES
+               else f"this renderer decodes at most {readable} frames of a {image.width}x{image.height} source")
+        _refuse(f"the source has more than {readable} frames; {why}: choose some with frame=first-last")
     wanted = last if last is not None else count
     end = min(count, wanted)
     if first > count or (last is not None and last > count):
@@ -106,31 +111,25 @@ def choose(image: Image.Image, spec: RenderSpec, animated_output: bool, canvas_p
                 f"1..{count}")
     if first > end:
         _refuse(f"frame={_show(frame)} chooses no frame", f"first <= last, within 1..{count}")
-    chosen = list(range(first - 1, end))[:: spec.skip]
+    chosen = list(range(first - 1, end))[:: spec.interval]
     if spec.reverse:
         chosen.reverse()
     if len(chosen) == 1 or not animated_output:
-        return chosen[:1], end
+        return chosen[:1]
     if len(chosen) > MAX_FRAMES:
         _refuse(f"the animation would have {len(chosen)} frames; this renderer makes at most {MAX_FRAMES}")
     if len(chosen) * canvas_pixels > max_output_pixels:
         _refuse(f"the animation would be {len(chosen)} frames of {canvas_pixels} pixels "
                 f"({len(chosen) * canvas_pixels / 1e6:.1f} MP); this renderer's max_output_pixels is "
                 f"{max_output_pixels} ({max_output_pixels / 1e6:.1f} MP) for all frames together")
-    return chosen, end
+    return chosen
 
 
-def durations(source: list[int], chosen: list[int], spec: RenderSpec) -> list[int]:
-    """Milliseconds each chosen frame lasts; ``source`` holds every source frame's duration
-    from the first chosen one's to the last (``source[i]`` is frame ``min(chosen) + i``)."""
+def durations(source: dict[int, int], chosen: list[int], spec: RenderSpec) -> list[int]:
+    """Milliseconds each chosen frame lasts; ``source`` maps a frame to its own duration."""
     if spec.fps is not None:
         return [max(1, round(1000 / spec.fps))] * len(chosen)
-    base = min(chosen)
-    out = []
-    for index in chosen:
-        run = source[index - base:index - base + spec.skip]
-        out.append(sum(d or DEFAULT_DURATION_MS for d in run))
-    return out
+    return [source.get(index) or DEFAULT_DURATION_MS for index in chosen]
 
 
 def _refuse(message: str, expected: str | None = None) -> None:

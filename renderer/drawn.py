@@ -39,7 +39,7 @@ DRAWN: frozenset[str] = frozenset(
     # output: metadata, palette, encoder settings, download name
     + "palette colors prefix dpi cs chromasub jpg-progressive dl".split()
     # animation
-    + "frame reverse loop fps skip".split()
+    + "frame reverse loop fps interval".split()
 )
 
 

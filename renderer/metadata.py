@@ -11,8 +11,9 @@ Rules:
   per sample), ``HasAlpha``, ``DPIWidth``/``DPIHeight`` (only when the file states a
   density), ``ProfileName`` (the ICC profile's description, when there is one),
   ``Content-Type`` and ``Content-Length`` (a string, as imgix writes it) of the source,
-  ``JFIF.IsProgressive`` for JPEG, ``Frames`` for an animated source (pixring's own key;
-  null past ``animation.MAX_SOURCE_FRAMES``, where counting stops), and ``TIFF``/``Exif``
+  ``JFIF.IsProgressive`` for JPEG, ``Output.Frames`` and ``GIF.DelayTime`` (the first
+  frame's, in seconds) for an animation (imgix's frame-selection and interval pages show
+  these; ``Frames`` is null past ``animation.MAX_SOURCE_FRAMES``, where counting stops), and ``TIFF``/``Exif``
   dictionaries holding a fixed list of camera fields when the file has them.
 - GPS and maker-note fields are never reported (they locate and identify people), and no
   field imgix would compute from pixels (nothing is decoded: the answer costs a header read).
@@ -79,7 +80,9 @@ def describe(image: Image.Image, length: int, orientation: int) -> bytes:
         doc["JFIF"] = {"IsProgressive": bool(info.get("progressive"))}
     frames = _frames(image)
     if frames != 1:
-        doc["Frames"] = frames  # null: more than animation.MAX_SOURCE_FRAMES
+        doc["Output"] = {"Frames": frames}
+        if image.format == "GIF" and isinstance(info.get("duration"), (int, float)):
+            doc["GIF"] = {"DelayTime": _number(info["duration"] / 1000)}
     tiff, exif = _exif(image)
     if tiff:
         doc["TIFF"] = tiff

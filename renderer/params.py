@@ -106,7 +106,7 @@ class RenderSpec:
     reverse: bool = False
     loop: int = 0
     fps: int | None = None
-    skip: int = 1
+    interval: int = 1
     # Response headers only: they do not change the bytes, so they stay out of canonical().
     dl: str | None = field(default=None, compare=False)
     ignored: tuple[str, ...] = field(default=(), compare=False)
@@ -229,7 +229,7 @@ def _output(given: dict[str, object]) -> dict[str, object]:
         # GIF's loop count is 16-bit; a frame lasts at least 1 ms (WebP) or 1 cs (GIF).
         "loop": min(MAX_LOOP, max(0, int(given.get("loop", 0)))),  # type: ignore[call-overload]
         "fps": None if fps is None else min(MAX_FPS, max(1, int(fps))),  # type: ignore[call-overload]
-        "skip": max(1, int(given.get("skip", 1))),  # type: ignore[call-overload]
+        "interval": max(1, int(given.get("interval", 1))),  # type: ignore[call-overload]
         "dl": given.get("dl"),
     }
 

@@ -152,7 +152,7 @@ def _planned_format(spec: RenderSpec, source_format: str) -> str | None:
 
 
 def _frames(image: Image.Image, spec: RenderSpec, fm: str | None, layout: geometry.Layout, max_pixels: int,
-            max_output_pixels: int) -> tuple[list[int], int]:
+            max_output_pixels: int) -> list[int]:
     canvas = layout.canvas.width * layout.canvas.height
     return animation.choose(image, spec, fm in animation.ANIMATED_FORMATS and spec.palette is None, canvas,
                             max_output_pixels, max_pixels * animation.DECODE_FACTOR)
@@ -173,9 +173,9 @@ def render(
         return Rendered(body, OUTPUT_FORMATS["json"][1], "json", source.width, source.height)
     image, layout, turn, upright, request = _prepare(data, spec, max_pixels, max_output_pixels)
     source_format = image.format or ""
-    chosen, stop = _frames(image, spec, _planned_format(spec, source_format), layout, max_pixels, max_output_pixels)
+    chosen = _frames(image, spec, _planned_format(spec, source_format), layout, max_pixels, max_output_pixels)
     if len(chosen) > 1:
-        return _render_animation(image, chosen, stop, spec, layout, turn, upright, request, max_output_bytes)
+        return _render_animation(image, chosen, spec, layout, turn, upright, request, max_output_bytes)
     if chosen[0]:
         _seek(image, chosen[0])
     image, icc, _ = _draw(image, source_format, spec, layout, turn, upright, request)
@@ -253,22 +253,21 @@ def _seek(image: Image.Image, index: int) -> None:
 
 
 def _render_animation(
-    image: Image.Image, chosen: list[int], stop: int, spec: RenderSpec, layout: geometry.Layout, turn: int,
+    image: Image.Image, chosen: list[int], spec: RenderSpec, layout: geometry.Layout, turn: int,
     upright: geometry.Size, request: geometry.Request, max_output_bytes: int | None,
 ) -> Rendered:
     """An animated GIF or WebP: every chosen frame drawn like a still, in source order
-    (frames decode in order), then written in ``chosen``'s order. Frames up to ``stop``
-    (exclusive) are read for the durations ``skip`` adds up."""
+    (frames decode in order), then written in ``chosen``'s order."""
     fm = _planned_format(spec, image.format or "")
     assert fm in animation.ANIMATED_FORMATS
     drawn: dict[int, Image.Image] = {}
-    source_durations: list[int] = []
+    source_durations: dict[int, int] = {}
     wanted = set(chosen)
-    for index in range(min(chosen), min(stop, max(chosen) + spec.skip)):
+    for index in range(min(chosen), max(chosen) + 1):
         _seek(image, index)
-        source_durations.append(int(image.info.get("duration") or 0))
         if index not in wanted:
             continue
+        source_durations[index] = int(image.info.get("duration") or 0)
         # A copy, in a mode _draw keeps: it clears ``info``, which must stay the file's.
         frame = image.convert("RGBA" if image.has_transparency_data else "RGB")
         still, _, layout = _draw(frame, "", spec, layout, turn, upright, request)

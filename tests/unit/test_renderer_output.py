@@ -1,5 +1,5 @@
 """Output parameters (fm=json/png8/png32, palette, dpi, cs, chromasub, jpg-progressive, dl),
-animated sources (frame, reverse, loop, fps, skip) and the parameters the renderer ignores.
+animated sources (frame, reverse, loop, fps, interval) and the parameters the renderer ignores.
 
 Specs are built by hand with ``dataclasses.replace`` where the schema does not parse the
 parameter yet; every result is decoded again with Pillow and measured."""
@@ -97,7 +97,8 @@ def test_json_describes_the_source_as_pillow_reads_it() -> None:
 def test_json_of_an_alpha_png_and_of_an_animation() -> None:
     doc = orjson.loads(render(ALPHA, replace(BASE, fm="json")).body)
     assert doc["HasAlpha"] is True and doc["Content-Type"] == "image/png" and "JFIF" not in doc
-    assert orjson.loads(render(animated_gif(5), replace(BASE, fm="json")).body)["Frames"] == 5
+    animated = orjson.loads(render(animated_gif(5), replace(BASE, fm="json")).body)
+    assert animated["Output"] == {"Frames": 5} and animated["GIF"] == {"DelayTime": 0.04}
     assert plan(ALPHA, replace(BASE, fm="json")).media_type == "application/json"
 
 
@@ -228,17 +229,17 @@ def test_stills_of_an_animation() -> None:
     assert second.convert("RGB").getpixel((2, 2))[0] == pytest.approx(20, abs=4)
 
 
-def test_frame_ranges_reverse_skip_fps_loop() -> None:
+def test_frame_ranges_reverse_interval_fps_loop() -> None:
     source = animated_gif(6)
     ranged = frames_of(render(source, replace(BASE, fm="gif", frame=(2, 4))).body)
     assert [rgb[0] for rgb, _ in ranged] == pytest.approx([20, 40, 60], abs=4)
     backwards = frames_of(render(source, replace(BASE, fm="gif", reverse=True)).body)
     assert [rgb[0] for rgb, _ in backwards] == pytest.approx([100, 80, 60, 40, 20, 0], abs=4)
-    skipped = frames_of(render(source, replace(BASE, fm="gif", skip=2)).body)
-    assert [(round(rgb[0] / 20), d) for rgb, d in skipped] == [(0, 90), (2, 130), (4, 170)]  # length kept
+    every_other = frames_of(render(source, replace(BASE, fm="gif", interval=2)).body)
+    assert [(round(rgb[0] / 20), d) for rgb, d in every_other] == [(0, 40), (2, 60), (4, 80)]
     assert {d for _, d in frames_of(render(source, replace(BASE, fm="gif", fps=20)).body)} == {50}
     assert Image.open(io.BytesIO(render(source, replace(BASE, fm="gif", loop=3)).body)).info["loop"] == 3
-    assert animation.durations([0, 0], [0, 1], BASE) == [animation.DEFAULT_DURATION_MS] * 2
+    assert animation.durations({0: 0, 1: 0}, [0, 1], BASE) == [animation.DEFAULT_DURATION_MS] * 2
 
 
 def test_frames_the_source_lacks_are_refused() -> None:
@@ -263,10 +264,18 @@ def test_a_thousand_frame_gif_is_refused_fast() -> None:
     for attempt in (plan, render):
         with pytest.raises(BadParam) as refused:
             attempt(source, replace(BASE, fm="gif"))
-        assert refused.value.param == "frame" and str(animation.MAX_FRAMES) in refused.value.message
+        assert refused.value.param == "frame" and str(animation.MAX_SOURCE_FRAMES) in refused.value.message
     assert time.perf_counter() - started < 2.0
     assert len(frames_of(render(source, replace(BASE, fm="gif", frame=(1, 10))).body)) == 10
     assert render(source, replace(BASE, fm="png")).fm == "png"  # a still costs one frame
+
+
+def test_an_animation_has_at_most_max_frames() -> None:
+    source = animated_gif(animation.MAX_FRAMES + 1, size=(8, 8))
+    with pytest.raises(BadParam) as refused:
+        plan(source, replace(BASE, fm="gif"))
+    assert refused.value.param == "frame" and f"at most {animation.MAX_FRAMES}" in refused.value.message
+    assert len(frames_of(render(source, replace(BASE, fm="gif", interval=2)).body)) == 151
 
 
 def test_the_animation_pixel_budget_counts_every_frame() -> None:
