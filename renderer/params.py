@@ -17,8 +17,16 @@ names the parameter, and folds values that render identically into one form:
   schema's default background (transparent white) is the same render as no ``bg`` at all.
 - ``fp-x``/``fp-y`` only count with ``crop=focalpoint``.
 
+- Output parameters fold too (``_output``): ``colors``/``prefix`` count only with
+  ``palette``; ``cs=tinysrgb`` is ``srgb``, ``cs=origin`` and the undrawn ``adobergb1998`` are
+  no ``cs``; ``dpi`` is clamped to 65535; ``frame=1-`` is no frame, ``frame=k-k`` is ``frame=k``.
+- ``ignored`` names the given parameters this renderer does not draw (``renderer.drawn``),
+  for the ``X-Render-Ignored`` header; ``dl`` is the download name for ``Content-Disposition``.
+
 ``RenderSpec.canonical()`` is the spec's identity: two requests with equal canonical forms
 render the same bytes from the same source, so it keys the result cache and the ETag.
+``dl`` and ``ignored`` stay out of it: they change headers, not bytes (the balancer's key
+keeps them, which costs at most a duplicate entry there).
 ``auto=format`` is resolved per request (``for_accept``) before the key is taken, so the
 key names the negotiated format.
 """

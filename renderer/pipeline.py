@@ -33,7 +33,17 @@ takes and returns pickles. Rules:
   result has transparent pixels, JPEG otherwise; compress also overrides ``fm=gif`` that way
   (https://docs.imgix.com/apis/rendering/auto#compress,
   https://docs.imgix.com/apis/rendering/format/output-format).
-- Animated sources render their first frame.
+- Animated sources (``renderer.animation``): the frames to draw are chosen from the header
+  (``frame``, ``interval``, ``reverse``; every limit checked before decoding, in ``plan``
+  too); each is drawn by ``_draw``, the whole order of work above, like a still, and an
+  animated GIF/WebP output is written with their durations and ``loop``. Any other output
+  is a still of the first chosen frame (the first frame, without ``frame``).
+- Output parameters, in the order they act: ``fm=json`` answers before anything is decoded
+  (``renderer.metadata``: the source's header). ``palette`` replaces the image once it is
+  drawn (after ``bg``), before any output format applies (``renderer.palette``: imgix takes
+  the palette of the processed image). ``cs`` acts after ``auto=compress``'s conversion
+  (an explicit colour space wins over compress's stripping). ``fm=png8``/``png32``,
+  ``dpi``, ``chromasub`` and ``jpg-progressive`` are encoder settings (``renderer.output``).
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ parameter yet; every result is decoded again with Pillow and measured."""
 from __future__ import annotations
 
 import io
+import re
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import orjson
 import pytest
@@ -21,7 +23,9 @@ from renderer.palette import css_identifier, extract
 from renderer.params import RenderSpec, spec_from_query
 from renderer.pipeline import plan, render
 from renderer.samples import Sample, generate
+from tests.reference import load_catalogue
 
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "renderer.md"
 BASE = RenderSpec()
 PHOTO = generate(Sample("s.jpg", 120, 80, seed=91))
 ALPHA = generate(Sample("a.png", 60, 40, seed=92, alpha=True))
@@ -62,6 +66,18 @@ def test_ignored_names_the_undrawn_parameters_sorted() -> None:
     assert drawn.ignored(drawn.DRAWN) == ()
     for name in ("w", "hue", "mark", "txt-clip", "palette", "dl", "frame", "jpg-progressive"):
         assert name in drawn.DRAWN
+
+
+def test_the_manual_gives_a_reason_for_every_parameter_not_drawn() -> None:
+    catalogue = load_catalogue()["parameters"]
+    section = DOCS.read_text().split("### Parameters it does not draw", 1)[1].split("\n### ", 1)[0]
+    first_cells = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    named = re.findall(r"`([a-z0-9-]+)(\*|-\*)?`", " ".join(first_cells))
+    exact = {name for name, wild in named if not wild}
+    prefixes = [name for name, wild in named if wild]
+    for name in set(catalogue) - drawn.DRAWN:
+        assert name in exact or any(name.startswith(p) for p in prefixes), f"{name} is not in docs/renderer.md"
+    assert not exact & drawn.DRAWN
 
 
 def test_headers_only_fields_stay_out_of_the_render_key() -> None:
