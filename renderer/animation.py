@@ -66,7 +66,7 @@ def count_frames(image: Image.Image, limit: int) -> int:
         return 1
     step = getattr(image, "_seek", None) if image.format == "GIF" else None
     if step is None:  # WebP/AVIF: the container states the count
-        return min(int(image.n_frames), limit + 1)
+        return min(int(image.n_frames), limit + 1)  # type: ignore[attr-defined]
     # A GIF states no count: walk its frame headers, without decoding, as Pillow's own
     # n_frames does, but stop at the limit. The walk leaves the file at frame 0.
     count = 1

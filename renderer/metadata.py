@@ -138,7 +138,7 @@ def _scalar(value: object) -> Any:
     if isinstance(value, (str, bytes)):
         return _text(value)
     try:
-        return _number(float(value))  # int, float, IFDRational
+        return _number(float(value))  # type: ignore[arg-type]  # int, float, IFDRational
     except (TypeError, ValueError, ZeroDivisionError):
         return None
 

@@ -86,7 +86,9 @@ def extract(image: Image.Image, colors: int) -> Palette:
     """The palette of ``image`` (any mode) with ``colors`` (0-16) colours."""
     colors = max(0, min(MAX_COLORS, colors))
     rgb, mask = _sample(image)
-    pixels = [p for p, a in zip(rgb.get_flattened_data(), mask.get_flattened_data()) if a >= 128]
+    pixels: list[Colour] = [
+        p for p, a in zip(rgb.get_flattened_data(), mask.get_flattened_data()) if a >= 128  # type: ignore[misc, operator]
+    ]
     if not pixels:
         return Palette((), 0.0, ())
     strip = Image.new("RGB", (len(pixels), 1))
@@ -122,10 +124,10 @@ def _ranked(strip: Image.Image, count: int) -> list[tuple[int, Colour]]:
         return []
     quantized = strip.quantize(count, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     palette = quantized.getpalette() or []
-    found = quantized.getcolors(256) or []
-    ranked = [(n, tuple(palette[3 * i:3 * i + 3])) for n, i in found]
+    found: list[tuple[int, int]] = quantized.getcolors(256) or []  # type: ignore[assignment]
+    ranked: list[tuple[int, Colour]] = [(n, (palette[3 * i], palette[3 * i + 1], palette[3 * i + 2])) for n, i in found]
     # Ties (equal counts) in colour order, so the answer never depends on dict order.
-    return sorted(ranked, key=lambda item: (-item[0], item[1]))  # type: ignore[return-value]
+    return sorted(ranked, key=lambda item: (-item[0], item[1]))
 
 
 def _quantize(strip: Image.Image, colors: int) -> tuple[Colour, ...]:

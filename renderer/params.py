@@ -202,7 +202,7 @@ def spec_from_query(pairs: Iterable[tuple[str, str]]) -> RenderSpec:
         monochrome=_visible(given.get("monochrome")),  # type: ignore[arg-type]
         compress=compress,
         auto_format="format" in auto,
-        **_output(given),
+        **_output(given),  # type: ignore[arg-type]
         # cs=adobergb1998 is drawn as cs=origin (no Adobe RGB profile ships here): named too.
         ignored=drawn.ignored([*given, *(("cs",) if given.get("cs") == "adobergb1998" else ())]),
     )

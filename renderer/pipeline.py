@@ -287,7 +287,7 @@ def _render_animation(
         # Later frames keep the first frame's crop (entropy would move it from frame to frame).
         spec = replace(spec, crop=tuple(c for c in spec.crop if c != "entropy"))
     frames = [drawn[index] for index in chosen]
-    alpha = any(f.mode in ("RGBA", "LA") and f.getchannel(f.mode[-1]).getextrema()[0] < 255 for f in frames)
+    alpha = any(_has_transparency(f) for f in frames)
     frames = [f.convert("RGBA" if alpha else "RGB") for f in frames]
     options: dict[str, object] = {
         "save_all": True, "append_images": frames[1:], "loop": spec.loop,
