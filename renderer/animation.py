@@ -54,8 +54,11 @@ MAX_FRAMES = 300
 # the frames read, so an earlier part of a longer file can still be chosen with frame=a-b.
 MAX_SOURCE_FRAMES = 900
 DEFAULT_DURATION_MS = 100
-# Frames x source pixels decoded for one render, in multiples of max_source_pixels.
-DECODE_FACTOR = 4
+# Frames x source pixels decoded for one render, in multiples of max_source_pixels. Reading
+# and drawing a frame costs ~25-35 ms per source megapixel here (a 1000x1000 GIF of 200
+# frames, 200 MP, took 7.5 s to GIF and 5.5 s to WebP at w=200); 2 x 50 MP keeps the worst
+# near 4 s, under the 10 s render timeout: 385 frames of 480x270, 208 of 800x600.
+DECODE_FACTOR = 2
 _ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError)
 
 
