@@ -11,10 +11,13 @@ import re
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from PIL import Image, ImageCms, JpegImagePlugin
+
+from pixring import schema
 
 from renderer import animation, drawn
 from renderer.disposition import content_disposition
@@ -313,3 +316,76 @@ def test_schema_values_fold_to_one_spec() -> None:
     assert _output({"colors": 3})["colors"] == 6  # counts only with a palette
     assert _output({"dpi": 10**9})["dpi"] == 65535
     assert spec_from_query([("w", "10")]).ignored == ()
+
+
+# ---------------------------------------------------------------- through the schema, once it parses them
+
+def parsed(query: str) -> RenderSpec:
+    return spec_from_query([tuple(pair.split("=", 1)) for pair in query.split("&") if pair])  # type: ignore[misc]
+
+
+def schema_renders(query: str) -> bool:
+    """True when every name in ``query`` is parsed and every fm value rendered by the schema."""
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if name not in schema.PARAMS:
+            return False
+        if name == "fm" and value not in (schema.PARAMS["fm"].renderable or ()):
+            return False
+    return True
+
+
+GIF = animated_gif(6)
+THROUGH_SCHEMA = [
+    # query, source, check of the rendered result
+    ("fm=png8", PHOTO, lambda r: decode(r.body).mode == "P"),
+    ("fm=png32", PHOTO, lambda r: decode(r.body).mode == "RGBA"),
+    ("fm=json", PHOTO, lambda r: orjson.loads(r.body)["PixelWidth"] == 120),
+    ("palette=json&colors=3", PHOTO, lambda r: len(orjson.loads(r.body)["colors"]) == 3),
+    ("palette=css&prefix=x", PHOTO, lambda r: r.body.startswith(b".x-fg-1 {")),
+    ("fm=jpg&dpi=200", PHOTO, lambda r: decode(r.body).info["dpi"] == (200, 200)),
+    ("fm=jpg&chromasub=444", PHOTO, lambda r: JpegImagePlugin.get_sampling(decode(r.body)) == 0),
+    ("fm=jpg&jpg-progressive=false", PHOTO, lambda r: not decode(r.body).info.get("progressive")),
+    ("fm=jpg&cs=srgb", PHOTO, lambda r: "icc_profile" in decode(r.body).info),
+    ("fm=gif&frame=2", GIF, lambda r: [rgb[0] for rgb, _ in frames_of(r.body)] == pytest.approx([20], abs=4)),
+    ("fm=gif&frame=2-3", GIF, lambda r: len(frames_of(r.body)) == 2),
+    ("fm=gif&interval=3", GIF, lambda r: len(frames_of(r.body)) == 2),
+    ("fm=gif&reverse=true", GIF, lambda r: frames_of(r.body)[0][0][0] == pytest.approx(100, abs=4)),
+    ("fm=gif&loop=2", GIF, lambda r: Image.open(io.BytesIO(r.body)).info["loop"] == 2),
+    ("fm=gif&fps=25", GIF, lambda r: {d for _, d in frames_of(r.body)} == {40}),
+]
+
+
+@pytest.mark.parametrize("query,source,check", THROUGH_SCHEMA, ids=[q for q, _, _ in THROUGH_SCHEMA])
+def test_each_parameter_through_the_schema(query: str, source: bytes, check: Any) -> None:
+    if not schema_renders(query):
+        pytest.skip(f"the schema does not parse or render {query} yet")
+    assert check(render(source, parsed(query)))
+
+
+IDENTITIES = [
+    ("fm=jpg&chromasub=420", "fm=jpg", PHOTO),
+    ("fm=jpg&jpg-progressive=true", "fm=jpg", PHOTO),
+    ("fm=jpg&dpi=0", "fm=jpg", PHOTO),
+    ("fm=jpg&cs=origin", "fm=jpg", PHOTO),
+    ("palette=json&colors=6", "palette=json", PHOTO),
+    ("palette=css&prefix=image", "palette=css", PHOTO),
+    ("fm=gif&frame=1-", "fm=gif", GIF),
+    ("fm=gif&interval=1&reverse=false&loop=0", "fm=gif", GIF),
+]
+
+
+@pytest.mark.parametrize("query,plain,source", IDENTITIES, ids=[q for q, _, _ in IDENTITIES])
+def test_identity_values_render_like_absent(query: str, plain: str, source: bytes) -> None:
+    if not schema_renders(query):
+        pytest.skip(f"the schema does not parse or render {query} yet")
+    assert parsed(query).canonical() == parsed(plain).canonical()
+    assert render(source, parsed(query)).body == render(source, parsed(plain)).body
+
+
+def test_dl_and_ignored_come_from_the_query() -> None:
+    if not schema_renders("dl=x&upscale=true&face-blur=10"):
+        pytest.skip("the schema does not parse dl, upscale and face-blur yet")
+    spec = parsed("w=10&dl=x.jpg&upscale=true&face-blur=10")
+    assert spec.dl == "x.jpg" and spec.ignored == ("face-blur", "upscale")
+    assert spec.canonical() == parsed("w=10").canonical()
