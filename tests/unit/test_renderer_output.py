@@ -6,7 +6,9 @@ parameter yet; every result is decoded again with Pillow and measured."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import random
 import re
 import time
 from dataclasses import replace
@@ -389,3 +391,25 @@ def test_dl_and_ignored_come_from_the_query() -> None:
     spec = parsed("w=10&dl=x.jpg&upscale=true&face-blur=10")
     assert spec.dl == "x.jpg" and spec.ignored == ("face-blur", "upscale")
     assert spec.canonical() == parsed("w=10").canonical()
+
+
+def test_a_frame_past_the_head_of_a_local_file_is_planned_from_the_whole_file(tmp_path: Path) -> None:
+    from renderer import jobs
+    from renderer.origin import LocalOrigin
+
+    # Noisy frames: the file is far longer than the head plan_local reads first.
+    rng = random.Random(5)
+    frames = [Image.frombytes("L", (120, 120), rng.randbytes(120 * 120)).convert("P") for _ in range(40)]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50)
+    assert len(data) > jobs._HEADER_BYTES
+    (tmp_path / "long.gif").write_bytes(data)
+    origin = LocalOrigin(tmp_path, 10**8)
+
+    async def locate() -> Any:
+        return await origin.source("long.gif")
+
+    source = asyncio.run(locate())
+    planned = jobs.plan_local(origin, source, replace(BASE, frame=40, fm="png"), 50_000_000, 16_777_216)
+    assert planned.media_type == "image/png"
+    with pytest.raises(BadParam):
+        jobs.plan_local(origin, source, replace(BASE, frame=41, fm="png"), 50_000_000, 16_777_216)
