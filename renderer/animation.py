@@ -93,7 +93,9 @@ def choose(image: Image.Image, spec: RenderSpec, animated_output: bool, canvas_p
     if frame is None and not animated_output and not spec.reverse:
         return [0]  # a still of an animation: its first frame, as before animation existed
     first, last = (frame, frame) if isinstance(frame, int) else (frame or (1, None))
-    first = first or 1
+    first = 1 if first is None else first
+    if first < 1 or (last is not None and last < 1):
+        _refuse(f"frame={_show(frame)}: frames are numbered from 1", "frame=k or frame=first-last, from 1")
     furthest = last if last is not None else first
     if furthest > MAX_SOURCE_FRAMES:
         _refuse(f"frame {furthest} is past the {MAX_SOURCE_FRAMES} frames this renderer reads from a source")

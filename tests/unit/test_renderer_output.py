@@ -268,8 +268,9 @@ def test_frames_the_source_lacks_are_refused() -> None:
         with pytest.raises(BadParam) as refused:
             render(animated_gif(6), replace(BASE, frame=frame))
         assert refused.value.param == "frame" and "has 6" in refused.value.message
-    with pytest.raises(BadParam):
-        render(PHOTO, replace(BASE, frame=2))
+    for frame in (2, 0, -1, (0, 3), (4, 2)):
+        with pytest.raises(BadParam):
+            render(PHOTO if frame == 2 else animated_gif(6), replace(BASE, frame=frame))
     assert render(PHOTO, replace(BASE, frame=1)).body == render(PHOTO, BASE).body
 
 
