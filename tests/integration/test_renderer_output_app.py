@@ -155,9 +155,13 @@ async def test_dl_header_is_exact_and_injection_proof(client: TestClient) -> Non
     assert response.headers["Content-Disposition"] == (
         "attachment; filename=\"caf_ _x_.jpg\"; filename*=UTF-8''caf%C3%A9%20%22x%22.jpg"
     )
-    hostile = await client.get("/photo.jpg?w=20&dl=a.jpg%0D%0ASet-Cookie:%20x=1")
+    refused = await client.get("/photo.jpg?w=20&dl=a.jpg%0D%0ASet-Cookie:%20x=1")  # CR: the schema says 400
+    assert refused.status == 400 and orjson.loads(await refused.read())["param"] == "dl"
+    hostile = await client.get("/photo.jpg?w=20&dl=a.jpg%0ASet-Cookie:%20x=1%09%22.jpg")  # LF, tab: text
     assert hostile.status == 200
-    assert hostile.headers["Content-Disposition"] == 'attachment; filename="a.jpgSet-Cookie: x=1"'
+    assert hostile.headers["Content-Disposition"] == (
+        "attachment; filename=\"a.jpgSet-Cookie: x=1_.jpg\"; filename*=UTF-8''a.jpgSet-Cookie%3A%20x%3D1%22.jpg"
+    )
     assert "Set-Cookie" not in hostile.headers
     plain = await client.get("/photo.jpg?w=20")
     assert hostile.headers["ETag"] == plain.headers["ETag"]  # the same picture, the same key
