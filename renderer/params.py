@@ -24,28 +24,36 @@ names the parameter, and folds values that render identically into one form:
   ``trim-color``/``trim-tol`` without ``trim=color``. See ``renderer.geometry``,
   ``renderer.trim``, ``renderer.fill``, ``renderer.mask`` and ``renderer.decorate``.
 
+- Output parameters fold too (``_output``): ``colors``/``prefix`` count only with
+  ``palette``; ``cs=tinysrgb`` is ``srgb``, ``cs=origin`` and the undrawn ``adobergb1998`` are
+  no ``cs``; ``dpi`` is clamped to 65535; ``frame=1-`` is no frame, ``frame=k-k`` is ``frame=k``.
+- ``ignored`` names the given parameters this renderer does not draw (``renderer.drawn``),
+  for the ``X-Render-Ignored`` header; ``dl`` is the download name for ``Content-Disposition``.
+
 ``RenderSpec.canonical()`` is the spec's identity: two requests with equal canonical forms
 render the same bytes from the same source, so it keys the result cache and the ETag.
+``dl`` and ``ignored`` stay out of it: they change headers, not bytes (the balancer's key
+keeps them, which costs at most a duplicate entry there).
 ``auto=format`` is resolved per request (``for_accept``) before the key is taken, so the
 key names the negotiated format.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Iterable
 
 from pixring import schema
 
+from renderer import drawn, negotiate, shapes
 from renderer import fill as fill_modes
 from renderer import mask as mask_shapes
-from renderer import negotiate, shapes
 from renderer import trim as trim_modes
 from renderer.decorate import padding_of
 from renderer.errors import BadParam
 from renderer.geometry import RectValue, Request, anchor_for
 
-__all__ = ["COMPRESS_QUALITY", "OUTPUT_FORMATS", "RenderSpec", "spec_from_query"]
+__all__ = ["COMPRESS_QUALITY", "MAX_DPI", "OUTPUT_FORMATS", "PALETTE_TYPES", "RenderSpec", "spec_from_query"]
 
 # fm value -> (Pillow format, media type), for every fm the schema marks renderable
 # (https://docs.imgix.com/apis/rendering/format/output-format).
@@ -56,7 +64,21 @@ OUTPUT_FORMATS: dict[str, tuple[str, str]] = {
     "webp": ("WEBP", "image/webp"),
     "avif": ("AVIF", "image/avif"),
     "gif": ("GIF", "image/gif"),
+    "png8": ("PNG", "image/png"),  # a palette PNG: at most 256 colours (renderer.output)
+    "png32": ("PNG", "image/png"),  # always RGBA
+    "json": ("JSON", "application/json"),  # the source's metadata (renderer.metadata), no image
 }
+# palette value -> media type of the answer that replaces the image (renderer.palette).
+PALETTE_TYPES: dict[str, str] = {"json": "application/json", "css": "text/css"}
+# The output parameters' identity values (imgix's catalogue defaults).
+DEFAULT_COLORS = 6
+DEFAULT_PREFIX = "image"
+DEFAULT_CHROMASUB = 420
+# JPEG's density fields are 16-bit (and PNG's pHYs in pixels per metre fits that too):
+# a larger dpi writes the same file, so it is clamped here and keys alike.
+MAX_DPI = 65535
+MAX_LOOP = 65535
+MAX_FPS = 100
 # imgix: "auto=compress ... setting the quality standard (q) to 45".
 COMPRESS_QUALITY = 45
 
@@ -108,6 +130,22 @@ class RenderSpec:
     border_radius: shapes.Radii = (0, 0, 0, 0)
     border_radius_inner: shapes.Radii = (0, 0, 0, 0)
     pad: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, right, bottom, left
+    # Output (renderer.output, renderer.palette, renderer.animation); defaults are identities.
+    palette: str | None = None
+    colors: int = DEFAULT_COLORS  # only with palette
+    prefix: str = DEFAULT_PREFIX  # only with palette=css
+    dpi: int = 0  # 0: no density written
+    cs: str | None = None  # None: the source's profile as today; "srgb" or "strip"
+    chromasub: int = DEFAULT_CHROMASUB
+    progressive: bool = True  # fm=jpg only; pjpg always is
+    frame: int | tuple[int, int | None] | None = None  # 1-based; None: every frame
+    reverse: bool = False
+    loop: int = 0
+    fps: int | None = None
+    interval: int = 1
+    # Response headers only: they do not change the bytes, so they stay out of canonical().
+    dl: str | None = field(default=None, compare=False)
+    ignored: tuple[str, ...] = field(default=(), compare=False)
 
     def request(self) -> Request:
         """The geometric part, for ``renderer.geometry.plan``."""
@@ -134,13 +172,17 @@ class RenderSpec:
         """
         if not self.auto_format:
             return self
+        if self.fm == "json" or self.palette is not None:  # not an image: nothing to negotiate
+            return replace(self, auto_format=False)
         best = negotiate.best_format(accept, available, lossless=self.lossless)
         return replace(self, fm=best or self.fm, auto_format=False)
 
     def canonical(self) -> str:
         # repr keeps int 400 and float 0.5 (pixels vs fraction) apart, and is stable
         # across processes, unlike hash().
-        return "&".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        # ``dl`` and ``ignored`` (compare=False) name headers, not pixels: two requests
+        # that differ only there share one render and one cache entry.
+        return "&".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.compare)
 
 
 def spec_from_query(pairs: Iterable[tuple[str, str]]) -> RenderSpec:
@@ -194,6 +236,9 @@ def spec_from_query(pairs: Iterable[tuple[str, str]]) -> RenderSpec:
         compress=compress,
         auto_format="format" in auto,
         **_frame(given, str(_value(given, "fit"))),  # type: ignore[arg-type]
+        **_output(given),  # type: ignore[arg-type]
+        # cs=adobergb1998 is drawn as cs=origin (no Adobe RGB profile ships here): named too.
+        ignored=drawn.ignored([*given, *(("cs",) if given.get("cs") == "adobergb1998" else ())]),
     )
 
 
@@ -245,6 +290,40 @@ def _not_default(given: dict[str, object], name: str) -> str | None:
     is imgix's "white or transparent by format" (the render without the colour)."""
     colour = _visible(given.get(name))  # type: ignore[arg-type]
     return None if colour in (None, "ffffff", "ffffffff") else colour
+
+
+def _output(given: dict[str, object]) -> dict[str, object]:
+    """The output and animation fields, folded so that values rendering alike are equal:
+    ``colors``/``prefix`` count only with a palette, ``tinysrgb`` is ``srgb`` (Pillow ships
+    one small sRGB profile, 588 bytes, used for both), ``origin`` and the undrawn
+    ``adobergb1998`` are the source's profile, ``frame=1-`` is every frame, ``frame=k-k``
+    is ``frame=k``."""
+    palette = given.get("palette")
+    cs = given.get("cs")
+    frame = given.get("frame")
+    if isinstance(frame, tuple):
+        first, last = frame
+        if (first or 1) == 1 and last is None:
+            frame = None
+        elif last is not None and (first or 1) == last:
+            frame = last
+    fps = given.get("fps")
+    return {
+        "palette": palette,
+        "colors": int(given.get("colors", DEFAULT_COLORS)) if palette else DEFAULT_COLORS,  # type: ignore[call-overload]
+        "prefix": str(given.get("prefix", DEFAULT_PREFIX)) if palette == "css" else DEFAULT_PREFIX,
+        "dpi": min(MAX_DPI, max(0, int(given.get("dpi", 0)))),  # type: ignore[call-overload]
+        "cs": {"srgb": "srgb", "tinysrgb": "srgb", "strip": "strip"}.get(str(cs)) if cs else None,
+        "chromasub": int(given.get("chromasub", DEFAULT_CHROMASUB)),  # type: ignore[call-overload]
+        "progressive": bool(given.get("jpg-progressive", True)),
+        "frame": frame,
+        "reverse": bool(given.get("reverse", False)),
+        # GIF's loop count is 16-bit; a frame lasts at least 1 ms (WebP) or 1 cs (GIF).
+        "loop": min(MAX_LOOP, max(0, int(given.get("loop", 0)))),  # type: ignore[call-overload]
+        "fps": None if fps is None else min(MAX_FPS, max(1, int(fps))),  # type: ignore[call-overload]
+        "interval": max(1, int(given.get("interval", 1))),  # type: ignore[call-overload]
+        "dl": given.get("dl"),
+    }
 
 
 def _value(given: dict[str, object], name: str) -> object:

@@ -42,7 +42,17 @@ takes and returns pickles. Rules:
   result has transparent pixels, JPEG otherwise; compress also overrides ``fm=gif`` that way
   (https://docs.imgix.com/apis/rendering/auto#compress,
   https://docs.imgix.com/apis/rendering/format/output-format).
-- Animated sources render their first frame.
+- Animated sources (``renderer.animation``): the frames to draw are chosen from the header
+  (``frame``, ``interval``, ``reverse``; every limit checked before decoding, in ``plan``
+  too); each is drawn by ``_draw``, the whole order of work above, like a still, and an
+  animated GIF/WebP output is written with their durations and ``loop``. Any other output
+  is a still of the first chosen frame (the first frame, without ``frame``).
+- Output parameters, in the order they act: ``fm=json`` answers before anything is decoded
+  (``renderer.metadata``: the source's header). ``palette`` replaces the image once it is
+  drawn (after ``bg``), before any output format applies (``renderer.palette``: imgix takes
+  the palette of the processed image). ``cs`` acts after ``auto=compress``'s conversion
+  (an explicit colour space wins over compress's stripping). ``fm=png8``/``png32``,
+  ``dpi``, ``chromasub`` and ``jpg-progressive`` are encoder settings (``renderer.output``).
 """
 
 from __future__ import annotations
@@ -53,13 +63,13 @@ from dataclasses import dataclass, replace
 
 from PIL import Image, ImageCms
 
-from renderer import decorate, geometry, orientation
+from renderer import animation, decorate, geometry, metadata, orientation, output, palette
 from renderer import fill as fill_modes
 from renderer import mask as mask_shapes
 from renderer import trim as trim_modes
 from renderer.adjust import adjust
 from renderer.errors import BadParam, OutputTooLarge, SourceTooLarge, UndecodableSource
-from renderer.params import OUTPUT_FORMATS, RenderSpec
+from renderer.params import OUTPUT_FORMATS, PALETTE_TYPES, RenderSpec
 
 __all__ = [
     "AVAILABLE_FORMATS",
@@ -143,12 +153,32 @@ def plan(
 ) -> Planned:
     """The render ``spec`` would make of ``data``, after every limit checked, without
     decoding: a HEAD's answer, and the check a GET passes before it queues for a worker."""
+    if spec.fm == "json":
+        image = _open(data, max_pixels)
+        return Planned(image.width, image.height, OUTPUT_FORMATS["json"][1])
     image, layout, _, _, _ = _prepare(data, spec, max_pixels, max_output_pixels)
+    fm = _planned_format(spec, image.format or "")
+    _frames(image, spec, fm, layout, max_pixels, max_output_pixels)
+    media_type = OUTPUT_FORMATS[fm][1] if fm else None
+    if spec.palette is not None:
+        media_type = PALETTE_TYPES[spec.palette]
+    output = layout.output  # before any trim, which only the pixels can tell
+    return Planned(output.width, output.height, media_type)
+
+
+def _planned_format(spec: RenderSpec, source_format: str) -> str | None:
+    """The output fm known before decoding; None when only the pixels can tell."""
     fm: str | None = spec.fm if spec.fm is not None and not (spec.compress and spec.fm == "gif") else None
     if fm is None and not spec.compress:
-        fm = INPUT_FORMATS.get(image.format or "", "jpg")
-    output = layout.output  # before any trim, which only the pixels can tell
-    return Planned(output.width, output.height, OUTPUT_FORMATS[fm][1] if fm else None)
+        fm = INPUT_FORMATS.get(source_format, "jpg")
+    return fm
+
+
+def _frames(image: Image.Image, spec: RenderSpec, fm: str | None, layout: geometry.Layout, max_pixels: int,
+            max_output_pixels: int) -> list[int]:
+    canvas = layout.output.width * layout.output.height  # every frame is padded too
+    return animation.choose(image, spec, fm in animation.ANIMATED_FORMATS and spec.palette is None, canvas,
+                            max_output_pixels, max_pixels * animation.DECODE_FACTOR)
 
 
 def render(
@@ -160,9 +190,43 @@ def render(
 ) -> Rendered:
     """Render ``spec`` from the encoded source ``data``; the encoded result may be at most
     ``max_output_bytes`` long (None: no bound), checked as the encoder writes it."""
+    if spec.fm == "json":
+        source = _open(data, max_pixels)
+        body = metadata.describe(source, len(data), _exif_orientation(source))
+        return Rendered(body, OUTPUT_FORMATS["json"][1], "json", source.width, source.height)
     image, layout, turn, upright, request = _prepare(data, spec, max_pixels, max_output_pixels)
     source_format = image.format or ""
+    chosen = _frames(image, spec, _planned_format(spec, source_format), layout, max_pixels, max_output_pixels)
+    if len(chosen) > 1:
+        return _render_animation(image, chosen, spec, layout, turn, upright, request, max_output_pixels,
+                                 max_output_bytes)
+    if chosen[0]:
+        _seek(image, chosen[0])
+    image, icc, _ = _draw(image, source_format, spec, layout, turn, upright, request, max_output_pixels)
+    if spec.palette is not None:
+        body = palette.extract(image, spec.colors).encode(spec.palette, spec.prefix)
+        return Rendered(body, PALETTE_TYPES[spec.palette], spec.palette, image.width, image.height)
 
+    fm = _output_format(spec, source_format, image)
+    if fm in ("jpg", "pjpg") and image.mode in ("RGBA", "LA"):
+        backdrop = Image.new("RGBA", image.size, _WHITE)
+        image = Image.alpha_composite(backdrop, image.convert("RGBA")).convert("RGB")
+    if spec.compress and icc:
+        image, icc = _to_srgb(image, icc), None
+    if spec.cs is not None:
+        image, icc = _colour_space(image, icc, spec.cs)
+    pil_format, media_type = OUTPUT_FORMATS[fm]
+    body = _encode(image, fm, pil_format, spec, icc, max_output_bytes)
+    return Rendered(body, media_type, fm, image.width, image.height)
+
+
+def _draw(
+    image: Image.Image, source_format: str, spec: RenderSpec, layout: geometry.Layout, turn: int,
+    upright: geometry.Size, request: geometry.Request, max_output_pixels: int,
+) -> tuple[Image.Image, bytes | None, geometry.Layout]:
+    """One frame (the source's current one) drawn: decoded, oriented, resized, adjusted,
+    padded, on its background; with the source's ICC profile, if any, and the layout used
+    (``crop=entropy`` resolved)."""
     try:
         if source_format == "JPEG" and spec.trim is None:
             _draft(image, layout, upright, turn, spec.rot)
@@ -214,16 +278,58 @@ def render(
     if spec.bg is not None and image.mode in ("RGBA", "LA"):
         backdrop = Image.new("RGBA", image.size, _rgba(spec.bg))
         image = Image.alpha_composite(backdrop, image.convert("RGBA"))
+    return image, icc, layout
 
-    fm = _output_format(spec, source_format, image)
-    if fm in ("jpg", "pjpg") and image.mode in ("RGBA", "LA"):
-        backdrop = Image.new("RGBA", image.size, _WHITE)
-        image = Image.alpha_composite(backdrop, image.convert("RGBA")).convert("RGB")
-    if spec.compress and icc:
-        image, icc = _to_srgb(image, icc), None
-    pil_format, media_type = OUTPUT_FORMATS[fm]
-    body = _encode(image, fm, pil_format, spec, icc, max_output_bytes)
-    return Rendered(body, media_type, fm, image.width, image.height)
+
+def _seek(image: Image.Image, index: int) -> None:
+    try:
+        image.seek(index)
+    except _DECODE_ERRORS as exc:
+        raise UndecodableSource(f"frame {index + 1} of the source cannot be decoded: {exc}") from None
+
+
+def _render_animation(
+    image: Image.Image, chosen: list[int], spec: RenderSpec, layout: geometry.Layout, turn: int,
+    upright: geometry.Size, request: geometry.Request, max_output_pixels: int, max_output_bytes: int | None,
+) -> Rendered:
+    """An animated GIF or WebP: every chosen frame drawn like a still, in source order
+    (frames decode in order), then written in ``chosen``'s order."""
+    fm = _planned_format(spec, image.format or "")
+    assert fm in animation.ANIMATED_FORMATS
+    drawn: dict[int, Image.Image] = {}
+    source_durations: dict[int, int] = {}
+    wanted = set(chosen)
+    for index in range(min(chosen), max(chosen) + 1):
+        _seek(image, index)
+        if index not in wanted:
+            continue
+        source_durations[index] = int(image.info.get("duration") or 0)
+        # A copy, in a mode _draw keeps: it clears ``info``, which must stay the file's.
+        frame = image.convert("RGBA" if image.has_transparency_data else "RGB")
+        still, _, layout = _draw(frame, "", spec, layout, turn, upright, request, max_output_pixels)
+        if drawn and still.size != next(iter(drawn.values())).size:  # every frame on one canvas
+            still = still.resize(next(iter(drawn.values())).size, Image.Resampling.LANCZOS)
+        drawn[index] = still
+        # Later frames keep the first frame's crop (entropy would move it from frame to frame).
+        spec = replace(spec, crop=tuple(c for c in spec.crop if c != "entropy"))
+    frames = [drawn[index] for index in chosen]
+    alpha = any(_has_transparency(f) for f in frames)
+    frames = [f.convert("RGBA" if alpha else "RGB") for f in frames]
+    options: dict[str, object] = {
+        "save_all": True, "append_images": frames[1:], "loop": spec.loop,
+        "duration": animation.durations(source_durations, chosen, spec),
+    }
+    if fm == "gif":
+        if not alpha:
+            # Pillow's own RGB->P conversion per frame is ten times slower than this.
+            frames = [f.quantize(256, method=Image.Quantize.FASTOCTREE) for f in frames]
+            options["append_images"] = frames[1:]
+        options.update(disposal=2 if alpha else 1, optimize=False)
+    else:
+        options.update(quality=_quality(spec.q), lossless=spec.lossless)
+    out = io.BytesIO() if max_output_bytes is None else _BoundedOutput(max_output_bytes)
+    frames[0].save(out, OUTPUT_FORMATS[fm][0], **options)
+    return Rendered(out.getvalue(), OUTPUT_FORMATS[fm][1], fm, frames[0].width, frames[0].height)
 
 
 def _prepare(
@@ -462,6 +568,18 @@ def _to_srgb(image: Image.Image, icc: bytes) -> Image.Image:
     return converted if converted is not None else image
 
 
+def _colour_space(image: Image.Image, icc: bytes | None, cs: str) -> tuple[Image.Image, bytes | None]:
+    """imgix's ``cs`` (https://docs.imgix.com/apis/rendering/format/color-space): the pixels
+    in sRGB, then ``srgb`` embeds Pillow's sRGB profile and ``strip`` writes none (an
+    untagged image is read as sRGB, so converting first keeps the colours). Grey images
+    keep no profile: the sRGB profile describes RGB pixels."""
+    if icc:
+        image = _to_srgb(image, icc)
+        # profileToProfile tags its result, and the PNG and AVIF savers copy ``info``.
+        image.info.pop("icc_profile", None)
+    return image, _srgb().tobytes() if cs == "srgb" else None
+
+
 _SRGB: list[ImageCms.ImageCmsProfile] = []
 
 
@@ -499,8 +617,14 @@ def _encode(image: Image.Image, fm: str, pil_format: str, spec: RenderSpec, icc:
         image = image.convert("RGB")
     if icc and fm != "gif" and _icc_fits(icc, image.mode):
         options["icc_profile"] = icc
+    if fm == "png8":
+        image = output.to_png8(image)
+    elif fm == "png32":
+        image = output.to_png32(image)
     if fm in ("jpg", "pjpg"):
-        options.update(quality=_quality(spec.q), progressive=fm == "pjpg")
+        options.update(quality=_quality(spec.q), **output.jpeg_options(fm, spec))
+    elif fm in ("png", "png8", "png32"):
+        options.update(output.png_options(spec))
     elif fm == "webp":
         options.update(quality=_quality(spec.q), lossless=spec.lossless)
     elif fm == "avif":
