@@ -31,7 +31,7 @@ DRAWN: frozenset[str] = frozenset(
     # further adjustments and stylize
     + "hue invert high shad vib usm usmrad nr nrs sepia htn px duotone duotone-alpha".split()
     # size bounds, borders, padding, fill, masks, trim
-    + "min-w min-h max-w max-h border border-radius pad pad-top pad-right pad-bottom pad-left".split()
+    + "min-w min-h max-w max-h border border-radius border-radius-inner pad pad-top pad-right pad-bottom pad-left".split()
     + "fill fill-color mask corner-radius mask-bg trim trim-color trim-tol".split()
     # watermarks and text
     + "mark mark-align mark-alpha mark-scale mark-pad mark-w mark-h mark-x mark-y mark-tile mark-fit".split()
