@@ -30,7 +30,7 @@ from typing import Iterable
 
 from pixring import schema
 
-from renderer import negotiate
+from renderer import negotiate, stylize
 from renderer.errors import BadParam
 from renderer.geometry import Request, anchor_for
 
@@ -78,6 +78,21 @@ class RenderSpec:
     sharp: float = 0.0
     blur: int = 0
     monochrome: str | None = None
+    # renderer.stylize; folded by _stylize_fields so that identity values read as the defaults
+    hue: int = 0
+    vib: int = 0
+    shad: float = 0.0
+    high: int = 0
+    invert: bool = False
+    nr: int = stylize.NR_DEFAULT
+    nrs: int = stylize.NRS_DEFAULT
+    usm: int = 0
+    usmrad: float = stylize.USMRAD_DEFAULT
+    sepia: int = 0
+    duotone: tuple[str, str] | None = None
+    duotone_alpha: int = stylize.DUOTONE_ALPHA_DEFAULT
+    px: int = 0
+    htn: int = 0
     compress: bool = False
     auto_format: bool = False
 
@@ -160,6 +175,7 @@ def spec_from_query(pairs: Iterable[tuple[str, str]]) -> RenderSpec:
         monochrome=_visible(given.get("monochrome")),  # type: ignore[arg-type]
         compress=compress,
         auto_format="format" in auto,
+        **_stylize_fields(given),
     )
 
 
@@ -170,6 +186,39 @@ def _value(given: dict[str, object], name: str) -> object:
 
 def _adjustment(given: dict[str, object], name: str) -> int:
     return int(_value(given, name))  # type: ignore[call-overload]
+
+
+def _stylize_fields(given: dict[str, object]) -> dict[str, object]:
+    """The ``renderer.stylize`` fields; a value that cannot change the picture is folded
+    to the default (``usmrad`` without ``usm``, ``duotone-alpha`` without ``duotone``,
+    ``duotone-alpha=0``, ``px=1``), so renders that are alike share a key."""
+    def number(name: str, default: float) -> float:
+        return given[name] if name in given else default  # type: ignore[return-value]
+
+    usm, usmrad = int(number("usm", 0)), float(number("usmrad", stylize.USMRAD_DEFAULT))
+    if usm == 0 or usmrad <= 0:
+        usm, usmrad = 0, stylize.USMRAD_DEFAULT
+    colors = given.get("duotone")
+    alpha = int(number("duotone-alpha", stylize.DUOTONE_ALPHA_DEFAULT))
+    if colors is None or alpha <= 0:
+        colors, alpha = None, stylize.DUOTONE_ALPHA_DEFAULT
+    px = int(number("px", 0))
+    return {
+        "hue": int(number("hue", 0)) % 360,
+        "vib": int(number("vib", 0)),
+        "shad": float(number("shad", 0.0)),
+        "high": int(number("high", 0)),
+        "invert": bool(given.get("invert", False)),
+        "nr": int(number("nr", stylize.NR_DEFAULT)),
+        "nrs": int(number("nrs", stylize.NRS_DEFAULT)),
+        "usm": usm,
+        "usmrad": usmrad,
+        "sepia": int(number("sepia", 0)),
+        "duotone": None if colors is None else tuple(colors),  # type: ignore[call-overload]
+        "duotone_alpha": alpha,
+        "px": 0 if px <= 1 else px,
+        "htn": int(number("htn", 0)),
+    }
 
 
 def _visible(color: str | None) -> str | None:

@@ -20,7 +20,10 @@ takes and returns pickles. Rules:
 - Order of work: orientation (Exif or ``orient``) and ``flip`` (``renderer.orientation``),
   so w/h/rect/crop mean what the viewer sees; ``rect`` and the fit layout
   (``renderer.geometry``) as one resampling; ``rot`` within the frame; the adjustments
-  (``renderer.adjust``); padding; ``bg``; encoding. The output carries no Exif or XMP.
+  (``renderer.adjust``); the colour, detail and stylize parameters (``renderer.stylize``:
+  after the adjustments, so ``px``/``htn`` blocks and dots are drawn on the final tones and
+  stay crisp, and before padding, so the padding is neither tinted, pixellated nor screened
+  and every radius is in output pixels of the picture itself); padding; ``bg``; encoding. The output carries no Exif or XMP.
 - Colour profiles: an ICC profile is kept when it still describes the output's colour
   space. Under ``auto=compress`` metadata is stripped, as imgix does; the pixels are first
   converted to sRGB so stripping the profile does not shift colours.
@@ -48,6 +51,7 @@ from renderer import geometry, orientation
 from renderer.adjust import adjust
 from renderer.errors import BadParam, OutputTooLarge, SourceTooLarge, UndecodableSource
 from renderer.params import OUTPUT_FORMATS, RenderSpec
+from renderer.stylize import stylize
 
 __all__ = [
     "AVAILABLE_FORMATS",
@@ -183,6 +187,11 @@ def render(
     image = adjust(
         image, bri=spec.bri, con=spec.con, exp=spec.exp, gam=spec.gam, sat=spec.sat,
         monochrome=spec.monochrome, sharp=spec.sharp, blur=spec.blur,
+    )
+    image = stylize(
+        image, hue=spec.hue, vib=spec.vib, shad=spec.shad, high=spec.high, invert=spec.invert,
+        nr=spec.nr, nrs=spec.nrs, usm=spec.usm, usmrad=spec.usmrad, sepia=spec.sepia,
+        duotone_colors=spec.duotone, duotone_alpha=spec.duotone_alpha, px=spec.px, htn=spec.htn,
     )
     if layout.padded:
         image = _pad(image, layout, spec.fit)

@@ -74,6 +74,7 @@ from PIL import Image, ImageChops, ImageFilter, ImageOps
 from pixring import schema
 
 __all__ = [
+    "DUOTONE_ALPHA_DEFAULT",
     "NR_DEFAULT",
     "NRS_DEFAULT",
     "USMRAD_DEFAULT",
