@@ -11,10 +11,15 @@ import time
 import pytest
 from PIL import Image, ImageFilter, ImageStat
 
-from renderer.params import RenderSpec
+from pixring import schema
+from renderer.params import RenderSpec, spec_from_query
 from renderer.pipeline import render
 from renderer.samples import Sample, generate
 from renderer.stylize import (
+    DUOTONE_ALPHA_DEFAULT,
+    NR_DEFAULT,
+    NRS_DEFAULT,
+    USMRAD_DEFAULT,
     halftone,
     hue_matrix,
     noise_reduction,
@@ -317,3 +322,77 @@ def test_render_applies_the_spec_and_its_defaults_are_the_identity() -> None:
     # Before padding: the padding stays transparent, not screened into dots.
     padded = Image.open(io.BytesIO(render(data, RenderSpec(fm="png", width=120, height=60, fit="fill", htn=60)).body))
     assert padded.getpixel((0, 30))[3] == 0  # type: ignore[index]
+
+
+# -- through the query (the shared schema) --------------------------------------------------
+
+NAMES = ("hue", "invert", "high", "shad", "vib", "usm", "usmrad", "nr", "nrs",
+         "sepia", "htn", "px", "duotone", "duotone-alpha")
+needs_schema = pytest.mark.skipif(
+    any(schema.canonical_name(name) is None for name in NAMES), reason="the schema does not parse these yet"
+)
+# One query per parameter, each at a value that draws something.
+QUERIES = {
+    "hue": "hue=120", "invert": "invert=true", "high": "high=-80", "shad": "shad=80", "vib": "vib=80",
+    "usm": "usm=60&usmrad=3", "nr": "nr=100", "nrs": "nrs=90", "sepia": "sepia=80", "htn": "htn=30",
+    "px": "px=8", "duotone": "duotone=000080,ffcc00&duotone-alpha=80",
+}
+
+
+def query_spec(query: str) -> RenderSpec:
+    return spec_from_query([tuple(pair.split("=", 1)) for pair in query.split("&") if pair])  # type: ignore[misc]
+
+
+@functools.cache
+def rendered(query: str) -> bytes:
+    data = generate(Sample("q.png", 64, 48, seed=9, alpha=True))
+    return render(data, query_spec(query + "&fm=png")).body
+
+
+@needs_schema
+@pytest.mark.parametrize("name", sorted(QUERIES))
+def test_each_parameter_draws_through_the_query(name: str) -> None:
+    assert rendered(QUERIES[name]) != rendered("")
+    out, plain = Image.open(io.BytesIO(rendered(QUERIES[name]))), Image.open(io.BytesIO(rendered("")))
+    assert out.getchannel("A").tobytes() == plain.getchannel("A").tobytes()
+
+
+@needs_schema
+@pytest.mark.parametrize("name", NAMES)
+def test_the_schema_default_renders_like_absent(name: str) -> None:
+    default = schema.default(name)
+    if default is None:  # duotone has no default: absent is no duotone
+        return
+    text = schema.format_value(name, default)
+    assert query_spec(f"{name}={text}") == query_spec("")
+    assert rendered(f"{name}={text}") == rendered("")
+
+
+@needs_schema
+@pytest.mark.parametrize(
+    "identity",
+    ["hue=0", "hue=360", "vib=0", "shad=0", "high=0", "invert=false", "nr=20&nrs=20", "usm=0&usmrad=40",
+     "usm=50&usmrad=0", "sepia=0", "duotone=red,blue&duotone-alpha=0", "px=0", "px=1", "htn=0"],
+)
+def test_identity_values_render_like_absent(identity: str) -> None:
+    assert query_spec(identity).canonical() == query_spec("").canonical()
+    assert rendered(identity) == rendered("")
+
+
+@needs_schema
+def test_stylize_values_reach_the_spec_typed() -> None:
+    spec = query_spec("hue=90&invert=1&high=-20&shad=12.5&vib=-30&usm=40&usmrad=1.5&nr=50&nrs=-10"
+                      "&sepia=10&htn=5&px=3&duotone=000000,ffffff&duotone-alpha=40")
+    assert (spec.hue, spec.invert, spec.high, spec.shad, spec.vib) == (90, True, -20, 12.5, -30)
+    assert (spec.usm, spec.usmrad, spec.nr, spec.nrs) == (40, 1.5, 50, -10)
+    assert (spec.sepia, spec.htn, spec.px, spec.duotone_alpha) == (10, 5, 3, 40)
+    assert spec.duotone == ("000000", "ffffff")
+    assert query_spec("usmrad=9").usmrad == USMRAD_DEFAULT  # no usm: the radius draws nothing
+    assert query_spec("duotone-alpha=30").duotone_alpha == DUOTONE_ALPHA_DEFAULT
+
+
+@needs_schema
+def test_the_stylize_defaults_are_the_catalogue_s() -> None:
+    assert (schema.default("nr"), schema.default("nrs")) == (NR_DEFAULT, NRS_DEFAULT)
+    assert schema.default("usmrad") == USMRAD_DEFAULT
+    assert schema.default("duotone-alpha") == DUOTONE_ALPHA_DEFAULT
