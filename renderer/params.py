@@ -196,7 +196,7 @@ def _stylize_fields(given: dict[str, object]) -> dict[str, object]:
         return given[name] if name in given else default  # type: ignore[return-value]
 
     usm, usmrad = int(number("usm", 0)), float(number("usmrad", stylize.USMRAD_DEFAULT))
-    if usm == 0 or usmrad <= 0:
+    if usm == 0 or not usmrad > 0:
         usm, usmrad = 0, stylize.USMRAD_DEFAULT
     colors = given.get("duotone")
     alpha = int(number("duotone-alpha", stylize.DUOTONE_ALPHA_DEFAULT))

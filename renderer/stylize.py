@@ -144,7 +144,7 @@ def stylize(
         image = image.point(table * bands + keep_alpha)
     if nr != NR_DEFAULT or nrs != NRS_DEFAULT:
         image = noise_reduction(image, nr, nrs)
-    if usm and usmrad > 0:
+    if usm:
         image = unsharp_mask(image, usm, usmrad)
     if sepia:
         image = _with_alpha(_colour(image), lambda rgb: rgb.convert("RGB", sepia_matrix(sepia)))
@@ -233,7 +233,7 @@ def duotone(image: Image.Image, colors: tuple[str, str], alpha: int = DUOTONE_AL
 def unsharp_mask(image: Image.Image, amount: int, radius: float) -> Image.Image:
     """``x + a*(x - blur(x))``; negative ``amount`` blends towards the blur instead."""
     sigma = min(float(radius), float(max(image.size)))
-    if sigma <= 0 or not amount:
+    if not sigma > 0 or not amount:  # "not >": a NaN radius is no radius
         return image
     blurred = _smoothed(image, sigma)
     gain = _USM_SHARPEN_GAIN * amount / 100 if amount > 0 else max(-100, amount) / 100
