@@ -24,7 +24,10 @@ Rules of this module
 * Profile ``imgix`` (the key IS the upstream target): the query is rebuilt from
   ``pixring.schema``: names lower-cased and alias-resolved, ``<name>64`` decoded, values in
   canonical form, defaults dropped (``schema.without_defaults``), parameters sorted by name;
-  every parameter the schema does not know (tracking junk included) is dropped. A bad value
+  every parameter the schema does not know (tracking junk included) is dropped, and so is
+  ``expires`` (checked with the signature before this, never part of the key). Free text
+  and URLs (``txt``, ``mark``...) are kept as sent, decoded once and escaped again in one
+  canonical way, so ``t=a+b`` and ``txt=a%20b`` share a key. A bad value
   for a known parameter is a 400 naming it, here rather than on the node: the node would
   answer the same 400 after a wasted hop. ``+`` in the query is a space (HTML form encoding),
   as the renderer's aiohttp reads it.
@@ -38,8 +41,9 @@ Rules of this module
   and raw bytes are handled by passes in C over the whole text (regular expressions,
   ``str.translate``, ``map`` over C functions), never a Python step per byte or per escape;
   a query of more than ``MAX_QUERY_PARTS`` (128) ``&``-separated parts is a 400 before any
-  other work, since each part costs a Python step; an escaped value longer than any valid
-  one (1024 characters) is a 400 before it is decoded. ``loadtest/normalize_worst.py``
+  other work, since each part costs a Python step; an escaped value longer than 1024
+  characters (no number or keyword comes near; free text is held to it) is a 400 before it
+  is decoded. ``loadtest/normalize_worst.py``
   measures the worst shapes against a normal URL.
 * A bounded LRU dict of raw target -> Route keeps repeated URLs at a dict look-up. Errors
   are not cached (a client repeating a bad URL gains nothing from it).
@@ -275,15 +279,18 @@ def _form_decode(text: str) -> str:
     return (pieces[0] + "".join(decoded)).encode("latin-1").decode("utf-8", "surrogateescape")
 
 
-# A name longer than this cannot spell a known parameter (the longest, ``monochrome64``,
-# is 12 characters; an escape takes 3): its value is not even decoded.
+# A name longer than this cannot spell a known parameter (the longest,
+# ``bg-remove-transparency-threshold64``, is 34 characters; an escape takes 3): its value
+# is not even decoded.
 _LONGEST_NAME_TEXT = 3 * max(len(spelling) for name in schema.PARAMS
                              for spelling in (name, *schema.PARAMS[name].aliases)) + 6
 
 
-# No valid value of any parameter comes near this, escaped (a rect of four 32-digit
-# numbers is 131 characters; base64 and escapes add a third and three times): a longer
-# escaped value is refused before it is decoded.
+# No number, keyword or colour comes near this, escaped (a rect of four 32-digit numbers
+# is 131 characters; base64 and escapes add a third and three times); free text and URLs
+# (``txt``, ``mark``) are held to it as sent, escapes included, which is at most
+# ``schema.MAX_TEXT`` decoded characters. A longer escaped value is refused before it is
+# decoded.
 _LONGEST_VALUE_TEXT = 1024
 
 
@@ -299,7 +306,7 @@ def _imgix_query(query: str) -> str:
                 if schema.canonical_name(name) is None and schema.canonical_name(name[:-2]) is None:
                     continue  # unknown, so its value would be dropped anyway
                 if len(value) > _LONGEST_VALUE_TEXT:
-                    raise NormalizeError(f"the value of image parameter {name!r} is longer than any valid one "
+                    raise NormalizeError(f"the value of image parameter {name!r} is longer than pixring accepts "
                                          f"({_LONGEST_VALUE_TEXT} characters)", param=schema.canonical_name(name) or name)
                 value = _form_decode(value)
             pairs.append((name, value))

@@ -136,6 +136,10 @@ def spec_from_query(pairs: Iterable[tuple[str, str]]) -> RenderSpec:
         given = schema.parse_query(pairs, renderable_only=True)
     except schema.ParamError as exc:
         raise BadParam(str(exc), exc.name, exc.expected) from None
+    rect = given.get("rect")
+    if rect is not None and not all(isinstance(v, int) for v in rect):  # type: ignore[attr-defined]
+        raise BadParam("rect in fractions or keywords is not rendered by this renderer", "rect",
+                       "four integers x,y,w,h in pixels")
     fm = given.get("fm")
     if fm is not None and fm not in OUTPUT_FORMATS:  # the schema and this table disagree
         raise BadParam(f"fm={fm} is not produced by this renderer", "fm", ", ".join(sorted(OUTPUT_FORMATS)))

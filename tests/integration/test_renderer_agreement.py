@@ -59,8 +59,32 @@ FAMILIES: dict[str, dict[str, list[str]]] = {
     "lossless": {"none": ["", "lossless=0", "lossless=false"], "on": ["lossless=1", "lossless=true", "lossless=TRUE"]},
     "ar": {"none": [""], "16:9": ["ar=16:9", "ar=32:18", "ar=1.6:0.9"]},
     "rect": {"none": [""], "corner": ["rect=0,0,60,40", "rect=left,top,60,40", "rect=0,0,60.0,40"]},
+    # The rest of the catalogue that the renderer draws: defaults, clamps, aliases, base64,
+    # escapes and equal radii spelled several ways.
+    "hue": {"none": ["", "hue=0", "hue=360"], "90": ["hue=90", "hue=450", "hue=-270"]},
+    "invert": {"none": ["", "invert=0", "inv=false"], "on": ["invert=1", "inv=true", "INV=TRUE"]},
+    "sepia": {"none": ["", "sepia=0"], "full": ["sepia=100", "sepia=150", "sepia=100.0"]},
+    "vib": {"none": ["", "vib=0"], "40": ["vib=40", "vib=40.0"]},
+    "usm": {"none": ["", "usm=0", "usmrad=2.5"], "50": ["usm=50", "usm=50&usmrad=2.5", "usm=50.0"]},
+    "nr": {"none": ["", "nr=20", "nr=20&nrs=20"], "60": ["nr=60", "nr=60.0&nrs=20"]},
+    "px": {"none": ["", "px=0"], "4": ["px=4", "px=4.0"]},
+    "duotone": {"none": ["", "duotone-alpha=100"],
+                "navy-gold": ["duotone=000080,ffd700", "duotone=navy,gold", "duotone=000080,FFD700&duotone-alpha=100"]},
+    "border": {"none": [""], "red": ["border=2,f00", "border=2,red", "border=2.0,ff0000"]},
+    "pad": {"none": ["", "pad=0", "pad-left=0"], "4": ["pad=4", "pad=4.0"]},
+    "radius": {"none": [""], "6": ["border-radius=6", "border-radius=6,6,6,6"]},
+    "mask": {"none": [""], "ellipse": ["mask=ellipse", "mask=ELLIPSE", "mask64=" + b64("ellipse")]},
+    "trim": {"none": [""], "auto": ["trim=auto", "trim=AUTO", "trim=auto&trim-tol=0"]},
+    "txt": {"none": ["", "txt="], "hi": ["txt=Hi+there", "txt=Hi%20there", "t=Hi%20there", "txt64=" + b64("Hi there")]},
+    "txt-color": {"none": [""], "red": ["txt-color=f00", "txtclr=red", "tc=FF0000"]},
+    "mark": {"none": [""], "logo": ["mark=/marks/logo.png", "m=%2Fmarks%2Flogo.png", "mark64=" + b64("/marks/logo.png")]},
+    "max-w": {"none": [""], "50": ["max-w=50", "max-width=50", "max-w=50.0"]},
+    "chromasub": {"none": ["", "chromasub=420"], "444": ["chromasub=444"]},
+    "progressive": {"none": ["", "jpg-progressive=1", "jpeg-progressive=true"], "off": ["jpg-progressive=0"]},
+    "ignored": {"none": ["", "face-blur=0"], "faces": ["face-blur=50", "face-blur=50.0"]},
 }
-JUNK = ["utm_source=newsletter", "ixlib=js-3.8.0", "s=0123abcd", "fbclid=xyz", "unknownparam=1", "auto64=" + b64("format")]
+JUNK = ["utm_source=newsletter", "ixlib=js-3.8.0", "s=0123abcd", "fbclid=xyz", "unknownparam=1", "auto64=" + b64("format"),
+        "expires=1700000000"]
 PATHS = ["/photos/photo.jpg", "/photos/phot%6F.jpg", "//photos/photo.jpg", "/photos%2Fphoto.jpg"]
 ALPHA_PATHS = ["/alpha.png", "/alph%61.png"]
 
@@ -98,6 +122,8 @@ async def client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
     (root / "photos").mkdir(parents=True)
     (root / "photos" / "photo.jpg").write_bytes(generate(Sample("photo.jpg", 96, 64, seed=61)))
     (root / "alpha.png").write_bytes(generate(Sample("alpha.png", 96, 64, seed=62, alpha=True)))
+    (root / "marks").mkdir()
+    (root / "marks" / "logo.png").write_bytes(generate(Sample("logo.png", 24, 16, seed=63, alpha=True)))
     settings = RendererSettings(origin=root, pool_kind="thread", render_workers=2, access_log=False)
     return await aiohttp_client(make_app(settings))
 
