@@ -30,7 +30,7 @@ from typing import Iterable
 
 from pixring import schema
 
-from renderer import negotiate, stylize
+from renderer import negotiate
 from renderer.errors import BadParam
 from renderer.geometry import Request, anchor_for
 
@@ -79,20 +79,20 @@ class RenderSpec:
     blur: int = 0
     monochrome: str | None = None
     # renderer.stylize; folded by _stylize_fields so that identity values read as the defaults
-    hue: int = 0
-    vib: int = 0
-    shad: float = 0.0
-    high: int = 0
-    invert: bool = False
-    nr: int = stylize.NR_DEFAULT
-    nrs: int = stylize.NRS_DEFAULT
-    usm: int = 0
-    usmrad: float = stylize.USMRAD_DEFAULT
-    sepia: int = 0
+    hue: int = schema.default("hue")  # type: ignore[assignment]
+    vib: int = schema.default("vib")  # type: ignore[assignment]
+    shad: float = schema.default("shad")  # type: ignore[assignment]
+    high: int = schema.default("high")  # type: ignore[assignment]
+    invert: bool = schema.default("invert")  # type: ignore[assignment]
+    nr: int = schema.default("nr")  # type: ignore[assignment]
+    nrs: int = schema.default("nrs")  # type: ignore[assignment]
+    usm: int = schema.default("usm")  # type: ignore[assignment]
+    usmrad: float = schema.default("usmrad")  # type: ignore[assignment]
+    sepia: int = schema.default("sepia")  # type: ignore[assignment]
     duotone: tuple[str, str] | None = None
-    duotone_alpha: int = stylize.DUOTONE_ALPHA_DEFAULT
-    px: int = 0
-    htn: int = 0
+    duotone_alpha: int = schema.default("duotone-alpha")  # type: ignore[assignment]
+    px: int = schema.default("px")  # type: ignore[assignment]
+    htn: int = schema.default("htn")  # type: ignore[assignment]
     compress: bool = False
     auto_format: bool = False
 
@@ -193,35 +193,33 @@ def _adjustment(given: dict[str, object], name: str) -> int:
 
 
 def _stylize_fields(given: dict[str, object]) -> dict[str, object]:
-    """The ``renderer.stylize`` fields; a value that cannot change the picture is folded
-    to the default (``usmrad`` without ``usm``, ``duotone-alpha`` without ``duotone``,
-    ``duotone-alpha=0``, ``px=1``), so renders that are alike share a key."""
-    def number(name: str, default: float) -> float:
-        return given[name] if name in given else default  # type: ignore[return-value]
-
-    usm, usmrad = int(number("usm", 0)), float(number("usmrad", stylize.USMRAD_DEFAULT))
+    """The ``renderer.stylize`` fields, absent ones at the schema's default; a value that
+    cannot change the picture is folded to the default (``usmrad`` without ``usm``,
+    ``duotone-alpha`` without ``duotone``, ``duotone-alpha=0``, ``px=1``), so renders that
+    are alike share a key."""
+    usm, usmrad = int(_value(given, "usm")), float(_value(given, "usmrad"))  # type: ignore[call-overload, arg-type]
     if usm == 0 or not usmrad > 0:
-        usm, usmrad = 0, stylize.USMRAD_DEFAULT
+        usm, usmrad = 0, float(schema.default("usmrad"))  # type: ignore[arg-type]
     colors = given.get("duotone")
-    alpha = int(number("duotone-alpha", stylize.DUOTONE_ALPHA_DEFAULT))
+    alpha = int(_value(given, "duotone-alpha"))  # type: ignore[call-overload]
     if colors is None or alpha <= 0:
-        colors, alpha = None, stylize.DUOTONE_ALPHA_DEFAULT
-    px = int(number("px", 0))
+        colors, alpha = None, int(schema.default("duotone-alpha"))  # type: ignore[call-overload]
+    px = _adjustment(given, "px")
     return {
-        "hue": int(number("hue", 0)) % 360,
-        "vib": int(number("vib", 0)),
-        "shad": float(number("shad", 0.0)),
-        "high": int(number("high", 0)),
-        "invert": bool(given.get("invert", False)),
-        "nr": int(number("nr", stylize.NR_DEFAULT)),
-        "nrs": int(number("nrs", stylize.NRS_DEFAULT)),
+        "hue": _adjustment(given, "hue") % 360,
+        "vib": _adjustment(given, "vib"),
+        "shad": float(_value(given, "shad")),  # type: ignore[arg-type]
+        "high": _adjustment(given, "high"),
+        "invert": bool(_value(given, "invert")),
+        "nr": _adjustment(given, "nr"),
+        "nrs": _adjustment(given, "nrs"),
         "usm": usm,
         "usmrad": usmrad,
-        "sepia": int(number("sepia", 0)),
+        "sepia": _adjustment(given, "sepia"),
         "duotone": None if colors is None else tuple(colors),  # type: ignore[call-overload]
         "duotone_alpha": alpha,
         "px": 0 if px <= 1 else px,
-        "htn": int(number("htn", 0)),
+        "htn": _adjustment(given, "htn"),
     }
 
 

@@ -328,9 +328,6 @@ def test_render_applies_the_spec_and_its_defaults_are_the_identity() -> None:
 
 NAMES = ("hue", "invert", "high", "shad", "vib", "usm", "usmrad", "nr", "nrs",
          "sepia", "htn", "px", "duotone", "duotone-alpha")
-needs_schema = pytest.mark.skipif(
-    any(schema.canonical_name(name) is None for name in NAMES), reason="the schema does not parse these yet"
-)
 # One query per parameter, each at a value that draws something.
 QUERIES = {
     "hue": "hue=120", "invert": "invert=true", "high": "high=-80", "shad": "shad=80", "vib": "vib=80",
@@ -349,7 +346,6 @@ def rendered(query: str) -> bytes:
     return render(data, query_spec(query + "&fm=png")).body
 
 
-@needs_schema
 @pytest.mark.parametrize("name", sorted(QUERIES))
 def test_each_parameter_draws_through_the_query(name: str) -> None:
     assert rendered(QUERIES[name]) != rendered("")
@@ -357,7 +353,6 @@ def test_each_parameter_draws_through_the_query(name: str) -> None:
     assert out.getchannel("A").tobytes() == plain.getchannel("A").tobytes()
 
 
-@needs_schema
 @pytest.mark.parametrize("name", NAMES)
 def test_the_schema_default_renders_like_absent(name: str) -> None:
     default = schema.default(name)
@@ -368,7 +363,6 @@ def test_the_schema_default_renders_like_absent(name: str) -> None:
     assert rendered(f"{name}={text}") == rendered("")
 
 
-@needs_schema
 @pytest.mark.parametrize(
     "identity",
     ["hue=0", "hue=360", "vib=0", "shad=0", "high=0", "invert=false", "nr=20&nrs=20", "usm=0&usmrad=40",
@@ -379,7 +373,6 @@ def test_identity_values_render_like_absent(identity: str) -> None:
     assert rendered(identity) == rendered("")
 
 
-@needs_schema
 def test_stylize_values_reach_the_spec_typed() -> None:
     spec = query_spec("hue=90&invert=1&high=-20&shad=12.5&vib=-30&usm=40&usmrad=1.5&nr=50&nrs=-10"
                       "&sepia=10&htn=5&px=3&duotone=000000,ffffff&duotone-alpha=40")
@@ -391,7 +384,6 @@ def test_stylize_values_reach_the_spec_typed() -> None:
     assert query_spec("duotone-alpha=30").duotone_alpha == DUOTONE_ALPHA_DEFAULT
 
 
-@needs_schema
 def test_the_stylize_defaults_are_the_catalogue_s() -> None:
     assert (schema.default("nr"), schema.default("nrs")) == (NR_DEFAULT, NRS_DEFAULT)
     assert schema.default("usmrad") == USMRAD_DEFAULT
