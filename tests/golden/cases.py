@@ -61,6 +61,20 @@ CASES: dict[str, tuple[str, str]] = {
     "exif6-upright": ("exif6", "w=64"),
     "exif6-as-stored": ("exif6", "w=64&orient=1"),
     "alpha-rot-blur": ("alpha", "w=96&rot=15&blur=10"),
+    # renderer.stylize; nr/nrs at full resolution (rect), where the grain they act on is
+    "hue": ("photo", "w=96&hue=120"),
+    "vib-down": ("photo", "w=96&vib=-100"),
+    "shad": ("photo", "w=96&shad=100"),
+    "high": ("photo", "w=96&high=-100"),
+    "invert": ("photo", "w=96&invert=true"),
+    "nr": ("photo", "rect=60,40,120,80&nr=100"),
+    "nrs-soft": ("photo", "rect=100,60,120,80&nrs=-100"),
+    "usm": ("photo", "w=96&usm=100&usmrad=6"),
+    "sepia": ("photo", "w=96&sepia=80"),
+    "duotone": ("photo", "w=96&duotone=000080,ffcc00&duotone-alpha=80"),
+    "px": ("photo", "w=96&px=8"),
+    "htn": ("photo", "w=96&htn=30"),
+    "alpha-px-usm": ("alpha", "w=96&px=6&usm=50"),
 }
 
 
