@@ -10,8 +10,11 @@ before padding, so every radius and block size below is in output pixels. Rules:
   .../adjustment/unsharp-mask, .../adjustment/unsharp-mask-radius,
   .../noise-reduction/noise-reduction-bound, .../noise-reduction/noise-reduction-sharpen,
   .../stylize/sepia-tone, .../stylize/halftone, .../stylize/pixellate,
-  https://docs.imgix.com/apis/url/stylize/duotone, .../stylize/duotone-alpha). The formulas
-  are pixring's, chosen so that the identity value (0, ``false``, the catalogue default) is
+  https://docs.imgix.com/apis/url/stylize/duotone, .../stylize/duotone-alpha; the addresses
+  of imgix's parameter catalogue 11.35.0, whose one-line descriptions these follow; the
+  duotone page says the picture is made greyscale, its darker parts take the first colour and
+  its lighter parts the second, and ``duotone-alpha`` blends that with the original). The
+  formulas are pixring's, chosen so that the identity value (0, ``false``, the catalogue default) is
   a no-op and the sign does what the doc says. They are fixed: changing one changes rendered
   bytes, so it needs a ``PIPELINE_VERSION`` bump. Pillow only (numpy is not a dependency):
   colour matrices (``Image.convert``), 256-entry tables (``Image.point``), blends and masks.
