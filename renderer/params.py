@@ -16,6 +16,13 @@ names the parameter, and folds values that render identically into one form:
 - A background or monochrome colour with zero alpha paints nothing and is dropped, so the
   schema's default background (transparent white) is the same render as no ``bg`` at all.
 - ``fp-x``/``fp-y`` only count with ``crop=focalpoint``.
+- Frame parameters that do nothing in their context are dropped, so they do not split the
+  cache: ``min-w``/``min-h``/``max-w``/``max-h`` without fit=crop, ``border-radius*``
+  without a border, ``fill`` outside fit=fill/fillmax and the modes not drawn, the default
+  ``fill-color``/``mask-bg`` (imgix's "white or transparent by format"), ``corner-radius``
+  without ``mask=corners``, ``mask`` other than ellipse/corners (an image URL is not drawn),
+  ``trim-color``/``trim-tol`` without ``trim=color``. See ``renderer.geometry``,
+  ``renderer.trim``, ``renderer.fill``, ``renderer.mask`` and ``renderer.decorate``.
 
 ``RenderSpec.canonical()`` is the spec's identity: two requests with equal canonical forms
 render the same bytes from the same source, so it keys the result cache and the ETag.
@@ -30,9 +37,13 @@ from typing import Iterable
 
 from pixring import schema
 
-from renderer import negotiate
+from renderer import fill as fill_modes
+from renderer import mask as mask_shapes
+from renderer import negotiate, shapes
+from renderer import trim as trim_modes
+from renderer.decorate import padding_of
 from renderer.errors import BadParam
-from renderer.geometry import Request, anchor_for
+from renderer.geometry import RectValue, Request, anchor_for
 
 __all__ = ["COMPRESS_QUALITY", "OUTPUT_FORMATS", "RenderSpec", "spec_from_query"]
 
@@ -62,7 +73,7 @@ class RenderSpec:
     crop: tuple[str, ...] = ()
     fp_x: float = schema.default("fp-x")  # type: ignore[assignment]
     fp_y: float = schema.default("fp-y")  # type: ignore[assignment]
-    rect: tuple[int, int, int, int] | None = None
+    rect: RectValue | None = None
     fm: str | None = None
     q: int = schema.default("q")  # type: ignore[assignment]
     lossless: bool = schema.default("lossless")  # type: ignore[assignment]
@@ -95,6 +106,23 @@ class RenderSpec:
     htn: int = schema.default("htn")  # type: ignore[assignment]
     compress: bool = False
     auto_format: bool = False
+    # Size bounds (fit=crop only) and the frame; every default is the identity.
+    min_w: int | None = None
+    min_h: int | None = None
+    max_w: int | None = None
+    max_h: int | None = None
+    trim: str | None = None  # "color" or "auto"
+    trim_color: str | None = None  # None: the top-left pixel's colour
+    trim_tol: float = 0.0
+    fill: str | None = None  # "solid" (with a fill_color) or "blur", for fit=fill/fillmax
+    fill_color: str | None = None
+    mask: str | None = None  # "ellipse" or "corners"
+    corner_radius: shapes.Radii | None = None  # None: imgix's 20 % default
+    mask_bg: str | None = None  # None: transparent, white without alpha
+    border: tuple[int, str] | None = None
+    border_radius: shapes.Radii = (0, 0, 0, 0)
+    border_radius_inner: shapes.Radii = (0, 0, 0, 0)
+    pad: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, right, bottom, left
 
     def request(self) -> Request:
         """The geometric part, for ``renderer.geometry.plan``."""
@@ -106,6 +134,11 @@ class RenderSpec:
             aspect=self.aspect,
             anchor=anchor_for(self.crop, self.fp_x, self.fp_y),
             rect=self.rect,
+            min_w=self.min_w,
+            min_h=self.min_h,
+            max_w=self.max_w,
+            max_h=self.max_h,
+            padding=self.pad,
         )
 
     def for_accept(self, accept: str | None, available: frozenset[str] | set[str]) -> RenderSpec:
@@ -136,10 +169,6 @@ def spec_from_query(pairs: Iterable[tuple[str, str]]) -> RenderSpec:
         given = schema.parse_query(pairs, renderable_only=True)
     except schema.ParamError as exc:
         raise BadParam(str(exc), exc.name, exc.expected) from None
-    rect = given.get("rect")
-    if rect is not None and not all(isinstance(v, int) for v in rect):  # type: ignore[attr-defined]
-        raise BadParam("rect in fractions or keywords is not rendered by this renderer", "rect",
-                       "four integers x,y,w,h in pixels")
     fm = given.get("fm")
     if fm is not None and fm not in OUTPUT_FORMATS:  # the schema and this table disagree
         raise BadParam(f"fm={fm} is not produced by this renderer", "fm", ", ".join(sorted(OUTPUT_FORMATS)))
@@ -180,7 +209,58 @@ def spec_from_query(pairs: Iterable[tuple[str, str]]) -> RenderSpec:
         compress=compress,
         auto_format="format" in auto,
         **_stylize_fields(given),
+        **_frame(given, str(_value(given, "fit"))),  # type: ignore[arg-type]
     )
+
+
+def _frame(given: dict[str, object], fit: str) -> dict[str, object]:
+    """The size-bound and frame fields of the spec, each folded to its identity where it
+    renders nothing (see the module's rules)."""
+    out: dict[str, object] = {}
+    if fit == "crop":
+        for name in ("min-w", "min-h", "max-w", "max-h"):
+            if given.get(name) is not None:
+                out[name.replace("-", "_")] = int(given[name])  # type: ignore[call-overload]
+    trim = given.get("trim")
+    if trim in trim_modes.DRAWN:
+        out["trim"] = trim
+        if trim == "color":
+            out["trim_color"] = given.get("trim-color")
+            out["trim_tol"] = float(given.get("trim-tol") or 0.0)  # type: ignore[arg-type]
+    fill = given.get("fill")
+    if fit in ("fill", "fillmax") and fill in fill_modes.DRAWN:
+        colour = _not_default(given, "fill-color")
+        if fill == "blur" or colour is not None:
+            out["fill"] = fill
+            out["fill_color"] = colour if fill == "solid" else None
+    mask = given.get("mask")
+    if mask in mask_shapes.SHAPES:
+        out["mask"] = mask
+        out["mask_bg"] = _not_default(given, "mask-bg")
+        if mask == "corners" and given.get("corner-radius") is not None:
+            radius = given["corner-radius"]
+            # A single 0 is imgix's default (20 %), the same render as no corner-radius.
+            if not (isinstance(radius, int) and radius <= 0):
+                out["corner_radius"] = shapes.radii_of(radius)  # type: ignore[arg-type]
+    border = given.get("border")
+    if border is not None:
+        width, colour = border  # type: ignore[misc]
+        width = int(width)  # type: ignore[has-type]
+        if width > 0:  # a transparent border still carries border-radius
+            out["border"] = (width, colour)
+            out["border_radius"] = shapes.radii_of(given.get("border-radius"))  # type: ignore[arg-type]
+            out["border_radius_inner"] = shapes.radii_of(given.get("border-radius-inner"))  # type: ignore[arg-type]
+    out["pad"] = padding_of(
+        *(int(given.get(name) or 0) for name in ("pad", "pad-top", "pad-right", "pad-bottom", "pad-left"))  # type: ignore[call-overload]
+    )
+    return out
+
+
+def _not_default(given: dict[str, object], name: str) -> str | None:
+    """A colour that paints: given, visible, and not opaque white, the schema's default, which
+    is imgix's "white or transparent by format" (the render without the colour)."""
+    colour = _visible(given.get(name))  # type: ignore[arg-type]
+    return None if colour in (None, "ffffff", "ffffffff") else colour
 
 
 def _value(given: dict[str, object], name: str) -> object:

@@ -18,12 +18,22 @@ takes and returns pickles. Rules:
   cheap (https://pillow.readthedocs.io/en/stable/reference/Image.html#PIL.Image.Image.draft);
   Lanczos does the rest, always less than 2x.
 - Order of work: orientation (Exif or ``orient``) and ``flip`` (``renderer.orientation``),
-  so w/h/rect/crop mean what the viewer sees; ``rect`` and the fit layout
-  (``renderer.geometry``) as one resampling; ``rot`` within the frame; the adjustments
-  (``renderer.adjust``); the colour, detail and stylize parameters (``renderer.stylize``:
-  after the adjustments, so ``px``/``htn`` blocks and dots are drawn on the final tones and
-  stay crisp, and before padding, so the padding is neither tinted, pixellated nor screened
-  and every radius is in output pixels of the picture itself); padding; ``bg``; encoding. The output carries no Exif or XMP.
+  so w/h/rect/crop mean what the viewer sees; ``trim`` (``renderer.trim``) on that upright
+  source, since imgix trims the source and w/h/rect apply to what is left (the layout is
+  planned again for the trimmed size and the output budget checked again; a trimmed
+  source is decoded in full, as draft's scale was chosen for the untrimmed one); ``rect``,
+  the fit layout and ``min-w``/``max-w``... (``renderer.geometry``) as one resampling;
+  ``rot`` within the frame; the adjustments (``renderer.adjust``); the colour, detail and
+  stylize parameters (``renderer.stylize``: after the adjustments, so ``px``/``htn`` blocks
+  and dots are drawn on the final tones and stay crisp, and before the padding, so the
+  padding is neither tinted, pixellated nor screened and every radius is in output pixels
+  of the picture itself); the padding of fit=fill/fillmax, filled per ``fill``
+  (``renderer.fill``); ``mask`` (``renderer.mask``), which covers that padding as imgix's
+  does; the border and ``border-radius`` (``renderer.decorate``: the border is inside the
+  image, the rounding cuts it too); ``pad`` around all of it; ``bg`` behind every
+  transparent pixel, padding included; encoding. The frame comes after the adjustments and
+  stylize parameters so a blur or a colour change never touches the border or padding
+  colours. The output carries no Exif or XMP.
 - Colour profiles: an ICC profile is kept when it still describes the output's colour
   space. Under ``auto=compress`` metadata is stripped, as imgix does; the pixels are first
   converted to sRGB so stripping the profile does not shift colours.
@@ -47,7 +57,10 @@ from dataclasses import dataclass, replace
 
 from PIL import Image, ImageCms
 
-from renderer import geometry, orientation
+from renderer import decorate, geometry, orientation
+from renderer import fill as fill_modes
+from renderer import mask as mask_shapes
+from renderer import trim as trim_modes
 from renderer.adjust import adjust
 from renderer.errors import BadParam, OutputTooLarge, SourceTooLarge, UndecodableSource
 from renderer.params import OUTPUT_FORMATS, RenderSpec
@@ -139,7 +152,8 @@ def plan(
     fm: str | None = spec.fm if spec.fm is not None and not (spec.compress and spec.fm == "gif") else None
     if fm is None and not spec.compress:
         fm = INPUT_FORMATS.get(image.format or "", "jpg")
-    return Planned(layout.canvas.width, layout.canvas.height, OUTPUT_FORMATS[fm][1] if fm else None)
+    output = layout.output  # before any trim, which only the pixels can tell
+    return Planned(output.width, output.height, OUTPUT_FORMATS[fm][1] if fm else None)
 
 
 def render(
@@ -155,7 +169,7 @@ def render(
     source_format = image.format or ""
 
     try:
-        if source_format == "JPEG":
+        if source_format == "JPEG" and spec.trim is None:
             _draft(image, layout, upright, turn, spec.rot)
         image.load()
         icc = image.info.get("icc_profile")
@@ -168,6 +182,8 @@ def render(
     # From here on the image is ours: no Exif, XMP or profile rides along into a saver
     # that would otherwise copy it from ``info`` (PNG and AVIF do).
     image.info = {}
+    if spec.trim is not None:
+        image, layout, upright = _trimmed(image, spec, request, layout, upright, max_output_pixels)
 
     # draft() may have decoded at 1/2, 1/4 or 1/8 scale: map the layout's box onto it.
     sx, sy = image.width / upright.width, image.height / upright.height
@@ -194,7 +210,17 @@ def render(
         duotone_colors=spec.duotone, duotone_alpha=spec.duotone_alpha, px=spec.px, htn=spec.htn,
     )
     if layout.padded:
-        image = _pad(image, layout, spec.fit)
+        if spec.fill is not None:
+            canvas = (layout.canvas.width, layout.canvas.height)
+            image = fill_modes.place(image, canvas, layout.offset, spec.fill, spec.fill_color)
+        else:
+            image = _pad(image, layout, spec.fit)
+    if spec.mask is not None:
+        image = mask_shapes.apply_mask(image, spec.mask, spec.corner_radius, spec.mask_bg)
+    if spec.border is not None:
+        width, colour = spec.border
+        image = decorate.draw_border(image, width, colour, spec.border_radius, spec.border_radius_inner)
+    image = decorate.pad(image, layout.padding)
     if spec.bg is not None and image.mode in ("RGBA", "LA"):
         backdrop = Image.new("RGBA", image.size, _rgba(spec.bg))
         image = Image.alpha_composite(backdrop, image.convert("RGBA"))
@@ -219,12 +245,36 @@ def _prepare(
     stored = geometry.Size(image.width, image.height)
     upright = geometry.Size(stored.height, stored.width) if orientation.swaps_axes(turn) else stored
     request = spec.request()
-    try:
-        layout = geometry.plan(upright, request)
-    except ValueError as exc:
-        raise BadParam(str(exc), "rect") from None
+    layout = _layout(upright, request)
     _check_output(layout, max_output_pixels)
     return image, layout, turn, upright, request
+
+
+def _layout(upright: geometry.Size, request: geometry.Request) -> geometry.Layout:
+    try:
+        return geometry.plan(upright, request)
+    except geometry.GeometryError as exc:
+        raise BadParam(str(exc), exc.param) from None
+    except ValueError as exc:
+        raise BadParam(str(exc), "rect") from None
+
+
+def _trimmed(
+    image: Image.Image,
+    spec: RenderSpec,
+    request: geometry.Request,
+    layout: geometry.Layout,
+    upright: geometry.Size,
+    max_output_pixels: int,
+) -> tuple[Image.Image, geometry.Layout, geometry.Size]:
+    """The source without its frame (``trim``), and the layout planned again for it."""
+    trimmed = trim_modes.trim(image, spec.trim or "", spec.trim_color, spec.trim_tol)
+    if trimmed.size == image.size:
+        return image, layout, upright
+    upright = geometry.Size(trimmed.width, trimmed.height)
+    layout = _layout(upright, request)
+    _check_output(layout, max_output_pixels)
+    return trimmed, layout, upright
 
 
 def _output_format(spec: RenderSpec, source_format: str, image: Image.Image) -> str:
@@ -243,14 +293,23 @@ def _has_transparency(image: Image.Image) -> bool:
 
 
 def _check_output(layout: geometry.Layout, max_output_pixels: int) -> None:
-    canvas = layout.canvas
-    pixels = canvas.width * canvas.height
+    # The output with its padding (pad, pad-*): that is what gets allocated and encoded.
+    output = layout.output
+    pixels = output.width * output.height
     if pixels > max_output_pixels:
         raise OutputTooLarge(
-            f"the output would be {canvas.width}x{canvas.height} ({pixels / 1e6:.1f} MP); this renderer's "
+            f"the output would be {output.width}x{output.height} ({pixels / 1e6:.1f} MP); this renderer's "
             f"max_output_pixels is {max_output_pixels} ({max_output_pixels / 1e6:.1f} MP)",
-            None,
-            "smaller w/h/dpr",
+            "pad" if any(layout.padding) else None,
+            "smaller w/h/dpr" + (" or pad" if any(layout.padding) else ""),
+        )
+    if max(output.width, output.height) > geometry.MAX_OUTPUT_SIDE:
+        # Only padding can get here (the geometry caps the image itself).
+        raise OutputTooLarge(
+            f"the output would be {output.width}x{output.height}; with its padding it must be at most "
+            f"{geometry.MAX_OUTPUT_SIDE} px a side",
+            "pad",
+            f"pad and the image within {geometry.MAX_OUTPUT_SIDE} px a side",
         )
 
 
