@@ -111,6 +111,21 @@ class RenderSpec:
     sharp: float = 0.0
     blur: int = 0
     monochrome: str | None = None
+    # renderer.stylize; folded by _stylize_fields so that identity values read as the defaults
+    hue: int = schema.default("hue")  # type: ignore[assignment]
+    vib: int = schema.default("vib")  # type: ignore[assignment]
+    shad: float = schema.default("shad")  # type: ignore[assignment]
+    high: int = schema.default("high")  # type: ignore[assignment]
+    invert: bool = schema.default("invert")  # type: ignore[assignment]
+    nr: int = schema.default("nr")  # type: ignore[assignment]
+    nrs: int = schema.default("nrs")  # type: ignore[assignment]
+    usm: int = schema.default("usm")  # type: ignore[assignment]
+    usmrad: float = schema.default("usmrad")  # type: ignore[assignment]
+    sepia: int = schema.default("sepia")  # type: ignore[assignment]
+    duotone: tuple[str, str] | None = None
+    duotone_alpha: int = schema.default("duotone-alpha")  # type: ignore[assignment]
+    px: int = schema.default("px")  # type: ignore[assignment]
+    htn: int = schema.default("htn")  # type: ignore[assignment]
     compress: bool = False
     auto_format: bool = False
     # Size bounds (fit=crop only) and the frame; every default is the identity.
@@ -235,6 +250,7 @@ def spec_from_query(pairs: Iterable[tuple[str, str]]) -> RenderSpec:
         monochrome=_visible(given.get("monochrome")),  # type: ignore[arg-type]
         compress=compress,
         auto_format="format" in auto,
+        **_stylize_fields(given),
         **_frame(given, str(_value(given, "fit"))),  # type: ignore[arg-type]
         **_output(given),  # type: ignore[arg-type]
         # cs=adobergb1998 is drawn as cs=origin (no Adobe RGB profile ships here): named too.
@@ -333,6 +349,37 @@ def _value(given: dict[str, object], name: str) -> object:
 
 def _adjustment(given: dict[str, object], name: str) -> int:
     return int(_value(given, name))  # type: ignore[call-overload]
+
+
+def _stylize_fields(given: dict[str, object]) -> dict[str, object]:
+    """The ``renderer.stylize`` fields, absent ones at the schema's default; a value that
+    cannot change the picture is folded to the default (``usmrad`` without ``usm``,
+    ``duotone-alpha`` without ``duotone``, ``duotone-alpha=0``, ``px=1``), so renders that
+    are alike share a key."""
+    usm, usmrad = int(_value(given, "usm")), float(_value(given, "usmrad"))  # type: ignore[call-overload, arg-type]
+    if usm == 0 or not usmrad > 0:
+        usm, usmrad = 0, float(schema.default("usmrad"))  # type: ignore[arg-type]
+    colors = given.get("duotone")
+    alpha = int(_value(given, "duotone-alpha"))  # type: ignore[call-overload]
+    if colors is None or alpha <= 0:
+        colors, alpha = None, int(schema.default("duotone-alpha"))  # type: ignore[call-overload]
+    px = _adjustment(given, "px")
+    return {
+        "hue": _adjustment(given, "hue") % 360,
+        "vib": _adjustment(given, "vib"),
+        "shad": float(_value(given, "shad")),  # type: ignore[arg-type]
+        "high": _adjustment(given, "high"),
+        "invert": bool(_value(given, "invert")),
+        "nr": _adjustment(given, "nr"),
+        "nrs": _adjustment(given, "nrs"),
+        "usm": usm,
+        "usmrad": usmrad,
+        "sepia": _adjustment(given, "sepia"),
+        "duotone": None if colors is None else tuple(colors),  # type: ignore[call-overload]
+        "duotone_alpha": alpha,
+        "px": 0 if px <= 1 else px,
+        "htn": _adjustment(given, "htn"),
+    }
 
 
 def _visible(color: str | None) -> str | None:

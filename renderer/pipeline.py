@@ -23,13 +23,17 @@ takes and returns pickles. Rules:
   planned again for the trimmed size and the output budget checked again; a trimmed
   source is decoded in full, as draft's scale was chosen for the untrimmed one); ``rect``,
   the fit layout and ``min-w``/``max-w``... (``renderer.geometry``) as one resampling;
-  ``rot`` within the frame; the adjustments (``renderer.adjust``); the padding of
-  fit=fill/fillmax, filled per ``fill`` (``renderer.fill``); ``mask`` (``renderer.mask``),
-  which covers that padding as imgix's does; the border and ``border-radius``
-  (``renderer.decorate``: the border is inside the image, the rounding cuts it too);
-  ``pad`` around all of it; ``bg`` behind every transparent pixel, padding included;
-  encoding. The frame comes after the adjustments so a blur or a colour change never
-  touches the border or padding colours. The output carries no Exif or XMP.
+  ``rot`` within the frame; the adjustments (``renderer.adjust``); the colour, detail and
+  stylize parameters (``renderer.stylize``: after the adjustments, so ``px``/``htn`` blocks
+  and dots are drawn on the final tones and stay crisp, and before the padding, so the
+  padding is neither tinted, pixellated nor screened and every radius is in output pixels
+  of the picture itself); the padding of fit=fill/fillmax, filled per ``fill``
+  (``renderer.fill``); ``mask`` (``renderer.mask``), which covers that padding as imgix's
+  does; the border and ``border-radius`` (``renderer.decorate``: the border is inside the
+  image, the rounding cuts it too); ``pad`` around all of it; ``bg`` behind every
+  transparent pixel, padding included; encoding. The frame comes after the adjustments and
+  stylize parameters so a blur or a colour change never touches the border or padding
+  colours. The output carries no Exif or XMP.
 - Colour profiles: an ICC profile is kept when it still describes the output's colour
   space. Under ``auto=compress`` metadata is stripped, as imgix does; the pixels are first
   converted to sRGB so stripping the profile does not shift colours.
@@ -70,6 +74,7 @@ from renderer import trim as trim_modes
 from renderer.adjust import adjust
 from renderer.errors import BadParam, OutputTooLarge, SourceTooLarge, UndecodableSource
 from renderer.params import OUTPUT_FORMATS, PALETTE_TYPES, RenderSpec
+from renderer.stylize import stylize
 
 __all__ = [
     "AVAILABLE_FORMATS",
@@ -262,6 +267,11 @@ def _draw(
     image = adjust(
         image, bri=spec.bri, con=spec.con, exp=spec.exp, gam=spec.gam, sat=spec.sat,
         monochrome=spec.monochrome, sharp=spec.sharp, blur=spec.blur,
+    )
+    image = stylize(
+        image, hue=spec.hue, vib=spec.vib, shad=spec.shad, high=spec.high, invert=spec.invert,
+        nr=spec.nr, nrs=spec.nrs, usm=spec.usm, usmrad=spec.usmrad, sepia=spec.sepia,
+        duotone_colors=spec.duotone, duotone_alpha=spec.duotone_alpha, px=spec.px, htn=spec.htn,
     )
     if layout.padded:
         if spec.fill is not None:
