@@ -247,7 +247,7 @@ _TABLE: tuple[Param, ...] = (
     _p("fm", ENUM, _DOCS + "format/output-format", "output format",
        choices=("gif", "jpg", "jp2", "json", "jxr", "pjpg", "mp4", "png", "png8", "png32",
                 "webp", "webm", "blurhash", "avif"),
-       renderable=("jpg", "pjpg", "png", "webp", "avif", "gif"),
+       renderable=("jpg", "pjpg", "png", "png8", "png32", "webp", "avif", "gif", "json"),
        value_aliases={"jpeg": "jpg"}),
     # imgix: "the default is 75 ... with auto=compress the default becomes 45 unless
     # overridden", so an explicit q=75 is only a default without auto=compress.

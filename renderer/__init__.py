@@ -10,6 +10,7 @@ end on one machine. It must never import ``balancer``; parameters come from
     pipeline     bytes in, bytes out: Pillow decode, transform, encode (runs in workers)
     orientation  Exif orientation, orient, flip, rot
     adjust       bri, con, exp, gam, sat, monochrome, sharp, blur
+    stylize      hue, vib, shad, high, invert, nr/nrs, usm/usmrad, sepia, duotone, px, htn
     origin       the origin interface, the local-directory origin and its path fence
     http_origin  the HTTP origin (timeouts, size limit, same-host redirects)
     cache        byte-bounded LRU of finished renders (memory tier)

@@ -8,6 +8,8 @@ Rules of a request, in order:
    problem (``{"error": ..., "param": "w", "expected": ...}`` for a parameter).
 2. ``auto=format`` is resolved against ``Accept`` (``renderer.negotiate``); such responses
    carry ``Vary: Accept`` whatever was chosen, so shared caches keep one copy per format.
+   Parameters given but not drawn are named in ``X-Render-Ignored`` and ``dl`` sets
+   ``Content-Disposition``; neither enters the render key (they change no byte of the body).
 3. The source is located at the origin (404 missing, 413 too large, 502/504 for an HTTP
    origin that fails or is slow). Its identity (name and version) plus the canonical spec
    (negotiated format included) plus ``PIPELINE_VERSION`` is the render key: the strong
@@ -61,6 +63,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from renderer import jobs, pipeline
 from renderer.cache import ResultCache
 from renderer.diskcache import DiskCache
+from renderer.disposition import content_disposition
 from renderer.errors import BadParam, Overloaded, RenderError, SourceNotFound, SourceTooLarge
 from renderer.http_origin import HttpOrigin
 from renderer.logs import log_event
@@ -161,6 +164,7 @@ class Renderer:
             headers["Last-Modified"] = formatdate(modified, usegmt=True)
         if negotiated:
             headers["Vary"] = "Accept"
+        headers.update(_spec_headers(spec))
         if _not_modified(request, key, modified):
             self.metrics.not_modified.inc()
             return web.Response(status=304, headers=headers)
@@ -353,6 +357,18 @@ def make_admin_app(image_app: web.Application) -> web.Application:
     admin.router.add_get("/metrics", renderer.metrics_page)
     admin.router.add_get("/healthz", renderer.healthz)
     return admin
+
+
+def _spec_headers(spec: RenderSpec) -> dict[str, str]:
+    """Headers named by the request alone (not part of the render key, see RenderSpec):
+    the parameters it gave that the renderer does not draw (``renderer.drawn``), and ``dl``'s
+    download name."""
+    headers = {}
+    if spec.ignored:
+        headers["X-Render-Ignored"] = ", ".join(spec.ignored)
+    if spec.dl is not None:
+        headers["Content-Disposition"] = content_disposition(spec.dl)
+    return headers
 
 
 def _not_modified(request: web.Request, key: str, modified: float | None) -> bool:

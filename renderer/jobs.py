@@ -10,7 +10,7 @@ Everything here pickles by reference, and errors cross back as ``RenderError``s.
 from __future__ import annotations
 
 from renderer import pipeline
-from renderer.errors import UndecodableSource
+from renderer.errors import BadParam, UndecodableSource
 from renderer.origin import LocalOrigin, Source
 from renderer.params import RenderSpec
 from renderer.pipeline import Rendered
@@ -37,11 +37,12 @@ def render_local(origin: LocalOrigin, source: Source, spec: RenderSpec, max_pixe
 def plan_local(origin: LocalOrigin, source: Source, spec: RenderSpec, max_pixels: int,
                max_output_pixels: int, mark: bytes | None = None) -> pipeline.Planned:
     """The plan of a directory origin's render from the head of its file; the whole file
-    when the header lies further in (a JPEG with large metadata segments)."""
+    when the header lies further in (a JPEG with large metadata segments), or when a frame
+    the head does not reach was asked for (an animation's frames follow one another)."""
     head = origin.read(source, limit=_HEADER_BYTES)
     try:
         return pipeline.plan(head, spec, max_pixels, max_output_pixels, mark)
-    except UndecodableSource:
-        if len(head) < _HEADER_BYTES:
+    except (UndecodableSource, BadParam) as exc:
+        if len(head) < _HEADER_BYTES or (isinstance(exc, BadParam) and exc.param != "frame"):
             raise
         return pipeline.plan(origin.read(source), spec, max_pixels, max_output_pixels, mark)

@@ -16,27 +16,46 @@ names the parameter, and folds values that render identically into one form:
 - A background or monochrome colour with zero alpha paints nothing and is dropped, so the
   schema's default background (transparent white) is the same render as no ``bg`` at all.
 - ``fp-x``/``fp-y`` only count with ``crop=focalpoint``.
+- Frame parameters that do nothing in their context are dropped, so they do not split the
+  cache: ``min-w``/``min-h``/``max-w``/``max-h`` without fit=crop, ``border-radius*``
+  without a border, ``fill`` outside fit=fill/fillmax and the modes not drawn, the default
+  ``fill-color``/``mask-bg`` (imgix's "white or transparent by format"), ``corner-radius``
+  without ``mask=corners``, ``mask`` other than ellipse/corners (an image URL is not drawn),
+  ``trim-color``/``trim-tol`` without ``trim=color``. See ``renderer.geometry``,
+  ``renderer.trim``, ``renderer.fill``, ``renderer.mask`` and ``renderer.decorate``.
+
+- Output parameters fold too (``_output``): ``colors``/``prefix`` count only with
+  ``palette``; ``cs=tinysrgb`` is ``srgb``, ``cs=origin`` and the undrawn ``adobergb1998`` are
+  no ``cs``; ``dpi`` is clamped to 65535; ``frame=1-`` is no frame, ``frame=k-k`` is ``frame=k``.
+- ``ignored`` names the given parameters this renderer does not draw (``renderer.drawn``),
+  for the ``X-Render-Ignored`` header; ``dl`` is the download name for ``Content-Disposition``.
 
 ``RenderSpec.canonical()`` is the spec's identity: two requests with equal canonical forms
 render the same bytes from the same source, so it keys the result cache and the ETag.
+``dl`` and ``ignored`` stay out of it: they change headers, not bytes (the balancer's key
+keeps them, which costs at most a duplicate entry there).
 ``auto=format`` is resolved per request (``for_accept``) before the key is taken, so the
 key names the negotiated format.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Iterable
 
 from pixring import schema
 
-from renderer import negotiate
+from renderer import drawn, negotiate, shapes
+from renderer import fill as fill_modes
+from renderer import mask as mask_shapes
+from renderer import trim as trim_modes
+from renderer.decorate import padding_of
 from renderer.errors import BadParam
-from renderer.geometry import Request, anchor_for
+from renderer.geometry import RectValue, Request, anchor_for
 from renderer.text import MAX_TXT_CHARS, TextSpec
 from renderer.watermark import MarkSpec, origin_name
 
-__all__ = ["COMPRESS_QUALITY", "OUTPUT_FORMATS", "RenderSpec", "spec_from_query"]
+__all__ = ["COMPRESS_QUALITY", "MAX_DPI", "OUTPUT_FORMATS", "PALETTE_TYPES", "RenderSpec", "spec_from_query"]
 
 # fm value -> (Pillow format, media type), for every fm the schema marks renderable
 # (https://docs.imgix.com/apis/rendering/format/output-format).
@@ -47,7 +66,21 @@ OUTPUT_FORMATS: dict[str, tuple[str, str]] = {
     "webp": ("WEBP", "image/webp"),
     "avif": ("AVIF", "image/avif"),
     "gif": ("GIF", "image/gif"),
+    "png8": ("PNG", "image/png"),  # a palette PNG: at most 256 colours (renderer.output)
+    "png32": ("PNG", "image/png"),  # always RGBA
+    "json": ("JSON", "application/json"),  # the source's metadata (renderer.metadata), no image
 }
+# palette value -> media type of the answer that replaces the image (renderer.palette).
+PALETTE_TYPES: dict[str, str] = {"json": "application/json", "css": "text/css"}
+# The output parameters' identity values (imgix's catalogue defaults).
+DEFAULT_COLORS = 6
+DEFAULT_PREFIX = "image"
+DEFAULT_CHROMASUB = 420
+# JPEG's density fields are 16-bit (and PNG's pHYs in pixels per metre fits that too):
+# a larger dpi writes the same file, so it is clamped here and keys alike.
+MAX_DPI = 65535
+MAX_LOOP = 65535
+MAX_FPS = 100
 # imgix: "auto=compress ... setting the quality standard (q) to 45".
 COMPRESS_QUALITY = 45
 
@@ -64,7 +97,7 @@ class RenderSpec:
     crop: tuple[str, ...] = ()
     fp_x: float = schema.default("fp-x")  # type: ignore[assignment]
     fp_y: float = schema.default("fp-y")  # type: ignore[assignment]
-    rect: tuple[int, int, int, int] | None = None
+    rect: RectValue | None = None
     fm: str | None = None
     q: int = schema.default("q")  # type: ignore[assignment]
     lossless: bool = schema.default("lossless")  # type: ignore[assignment]
@@ -80,8 +113,56 @@ class RenderSpec:
     sharp: float = 0.0
     blur: int = 0
     monochrome: str | None = None
+    # renderer.stylize; folded by _stylize_fields so that identity values read as the defaults
+    hue: int = schema.default("hue")  # type: ignore[assignment]
+    vib: int = schema.default("vib")  # type: ignore[assignment]
+    shad: float = schema.default("shad")  # type: ignore[assignment]
+    high: int = schema.default("high")  # type: ignore[assignment]
+    invert: bool = schema.default("invert")  # type: ignore[assignment]
+    nr: int = schema.default("nr")  # type: ignore[assignment]
+    nrs: int = schema.default("nrs")  # type: ignore[assignment]
+    usm: int = schema.default("usm")  # type: ignore[assignment]
+    usmrad: float = schema.default("usmrad")  # type: ignore[assignment]
+    sepia: int = schema.default("sepia")  # type: ignore[assignment]
+    duotone: tuple[str, str] | None = None
+    duotone_alpha: int = schema.default("duotone-alpha")  # type: ignore[assignment]
+    px: int = schema.default("px")  # type: ignore[assignment]
+    htn: int = schema.default("htn")  # type: ignore[assignment]
     compress: bool = False
     auto_format: bool = False
+    # Size bounds (fit=crop only) and the frame; every default is the identity.
+    min_w: int | None = None
+    min_h: int | None = None
+    max_w: int | None = None
+    max_h: int | None = None
+    trim: str | None = None  # "color" or "auto"
+    trim_color: str | None = None  # None: the top-left pixel's colour
+    trim_tol: float = 0.0
+    fill: str | None = None  # "solid" (with a fill_color) or "blur", for fit=fill/fillmax
+    fill_color: str | None = None
+    mask: str | None = None  # "ellipse" or "corners"
+    corner_radius: shapes.Radii | None = None  # None: imgix's 20 % default
+    mask_bg: str | None = None  # None: transparent, white without alpha
+    border: tuple[int, str] | None = None
+    border_radius: shapes.Radii = (0, 0, 0, 0)
+    border_radius_inner: shapes.Radii = (0, 0, 0, 0)
+    pad: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, right, bottom, left
+    # Output (renderer.output, renderer.palette, renderer.animation); defaults are identities.
+    palette: str | None = None
+    colors: int = DEFAULT_COLORS  # only with palette
+    prefix: str = DEFAULT_PREFIX  # only with palette=css
+    dpi: int = 0  # 0: no density written
+    cs: str | None = None  # None: the source's profile as today; "srgb" or "strip"
+    chromasub: int = DEFAULT_CHROMASUB
+    progressive: bool = True  # fm=jpg only; pjpg always is
+    frame: int | tuple[int, int | None] | None = None  # 1-based; None: every frame
+    reverse: bool = False
+    loop: int = 0
+    fps: int | None = None
+    interval: int = 1
+    # Response headers only: they do not change the bytes, so they stay out of canonical().
+    dl: str | None = field(default=None, compare=False)
+    ignored: tuple[str, ...] = field(default=(), compare=False)
     mark: MarkSpec | None = None  # renderer.watermark; None: no mark (every mark-* ignored)
     text: TextSpec | None = None  # renderer.text; None: no txt (every txt-* ignored)
 
@@ -95,6 +176,11 @@ class RenderSpec:
             aspect=self.aspect,
             anchor=anchor_for(self.crop, self.fp_x, self.fp_y),
             rect=self.rect,
+            min_w=self.min_w,
+            min_h=self.min_h,
+            max_w=self.max_w,
+            max_h=self.max_h,
+            padding=self.pad,
         )
 
     def for_accept(self, accept: str | None, available: frozenset[str] | set[str]) -> RenderSpec:
@@ -105,13 +191,17 @@ class RenderSpec:
         """
         if not self.auto_format:
             return self
+        if self.fm == "json" or self.palette is not None:  # not an image: nothing to negotiate
+            return replace(self, auto_format=False)
         best = negotiate.best_format(accept, available, lossless=self.lossless)
         return replace(self, fm=best or self.fm, auto_format=False)
 
     def canonical(self) -> str:
         # repr keeps int 400 and float 0.5 (pixels vs fraction) apart, and is stable
         # across processes, unlike hash().
-        return "&".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        # ``dl`` and ``ignored`` (compare=False) name headers, not pixels: two requests
+        # that differ only there share one render and one cache entry.
+        return "&".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.compare)
 
 
 def spec_from_query(pairs: Iterable[tuple[str, str]]) -> RenderSpec:
@@ -125,10 +215,6 @@ def spec_from_query(pairs: Iterable[tuple[str, str]]) -> RenderSpec:
         given = schema.parse_query(pairs, renderable_only=True)
     except schema.ParamError as exc:
         raise BadParam(str(exc), exc.name, exc.expected) from None
-    rect = given.get("rect")
-    if rect is not None and not all(isinstance(v, int) for v in rect):  # type: ignore[attr-defined]
-        raise BadParam("rect in fractions or keywords is not rendered by this renderer", "rect",
-                       "four integers x,y,w,h in pixels")
     fm = given.get("fm")
     if fm is not None and fm not in OUTPUT_FORMATS:  # the schema and this table disagree
         raise BadParam(f"fm={fm} is not produced by this renderer", "fm", ", ".join(sorted(OUTPUT_FORMATS)))
@@ -168,9 +254,98 @@ def spec_from_query(pairs: Iterable[tuple[str, str]]) -> RenderSpec:
         monochrome=_visible(given.get("monochrome")),  # type: ignore[arg-type]
         compress=compress,
         auto_format="format" in auto,
+        **_stylize_fields(given),
+        **_frame(given, str(_value(given, "fit"))),  # type: ignore[arg-type]
+        **_output(given),  # type: ignore[arg-type]
+        # cs=adobergb1998 is drawn as cs=origin (no Adobe RGB profile ships here): named too.
+        ignored=drawn.ignored([*given, *(("cs",) if given.get("cs") == "adobergb1998" else ())]),
         mark=_mark(given),
         text=_text(given),
     )
+
+
+def _frame(given: dict[str, object], fit: str) -> dict[str, object]:
+    """The size-bound and frame fields of the spec, each folded to its identity where it
+    renders nothing (see the module's rules)."""
+    out: dict[str, object] = {}
+    if fit == "crop":
+        for name in ("min-w", "min-h", "max-w", "max-h"):
+            if given.get(name) is not None:
+                out[name.replace("-", "_")] = int(given[name])  # type: ignore[call-overload]
+    trim = given.get("trim")
+    if trim in trim_modes.DRAWN:
+        out["trim"] = trim
+        if trim == "color":
+            out["trim_color"] = given.get("trim-color")
+            out["trim_tol"] = float(given.get("trim-tol") or 0.0)  # type: ignore[arg-type]
+    fill = given.get("fill")
+    if fit in ("fill", "fillmax") and fill in fill_modes.DRAWN:
+        colour = _not_default(given, "fill-color")
+        if fill == "blur" or colour is not None:
+            out["fill"] = fill
+            out["fill_color"] = colour if fill == "solid" else None
+    mask = given.get("mask")
+    if mask in mask_shapes.SHAPES:
+        out["mask"] = mask
+        out["mask_bg"] = _not_default(given, "mask-bg")
+        if mask == "corners" and given.get("corner-radius") is not None:
+            radius = given["corner-radius"]
+            # A single 0 is imgix's default (20 %), the same render as no corner-radius.
+            if not (isinstance(radius, int) and radius <= 0):
+                out["corner_radius"] = shapes.radii_of(radius)  # type: ignore[arg-type]
+    border = given.get("border")
+    if border is not None:
+        width, colour = border  # type: ignore[misc]
+        width = int(width)  # type: ignore[has-type]
+        if width > 0:  # a transparent border still carries border-radius
+            out["border"] = (width, colour)
+            out["border_radius"] = shapes.radii_of(given.get("border-radius"))  # type: ignore[arg-type]
+            out["border_radius_inner"] = shapes.radii_of(given.get("border-radius-inner"))  # type: ignore[arg-type]
+    out["pad"] = padding_of(
+        *(int(given.get(name) or 0) for name in ("pad", "pad-top", "pad-right", "pad-bottom", "pad-left"))  # type: ignore[call-overload]
+    )
+    return out
+
+
+def _not_default(given: dict[str, object], name: str) -> str | None:
+    """A colour that paints: given, visible, and not opaque white, the schema's default, which
+    is imgix's "white or transparent by format" (the render without the colour)."""
+    colour = _visible(given.get(name))  # type: ignore[arg-type]
+    return None if colour in (None, "ffffff", "ffffffff") else colour
+
+
+def _output(given: dict[str, object]) -> dict[str, object]:
+    """The output and animation fields, folded so that values rendering alike are equal:
+    ``colors``/``prefix`` count only with a palette, ``tinysrgb`` is ``srgb`` (Pillow ships
+    one small sRGB profile, 588 bytes, used for both), ``origin`` and the undrawn
+    ``adobergb1998`` are the source's profile, ``frame=1-`` is every frame, ``frame=k-k``
+    is ``frame=k``."""
+    palette = given.get("palette")
+    cs = given.get("cs")
+    frame = given.get("frame")
+    if isinstance(frame, tuple):
+        first, last = frame
+        if (first or 1) == 1 and last is None:
+            frame = None
+        elif last is not None and (first or 1) == last:
+            frame = last
+    fps = given.get("fps")
+    return {
+        "palette": palette,
+        "colors": int(given.get("colors", DEFAULT_COLORS)) if palette else DEFAULT_COLORS,  # type: ignore[call-overload]
+        "prefix": str(given.get("prefix", DEFAULT_PREFIX)) if palette == "css" else DEFAULT_PREFIX,
+        "dpi": min(MAX_DPI, max(0, int(given.get("dpi", 0)))),  # type: ignore[call-overload]
+        "cs": {"srgb": "srgb", "tinysrgb": "srgb", "strip": "strip"}.get(str(cs)) if cs else None,
+        "chromasub": int(given.get("chromasub", DEFAULT_CHROMASUB)),  # type: ignore[call-overload]
+        "progressive": bool(given.get("jpg-progressive", True)),
+        "frame": frame,
+        "reverse": bool(given.get("reverse", False)),
+        # GIF's loop count is 16-bit; a frame lasts at least 1 ms (WebP) or 1 cs (GIF).
+        "loop": min(MAX_LOOP, max(0, int(given.get("loop", 0)))),  # type: ignore[call-overload]
+        "fps": None if fps is None else min(MAX_FPS, max(1, int(fps))),  # type: ignore[call-overload]
+        "interval": max(1, int(given.get("interval", 1))),  # type: ignore[call-overload]
+        "dl": given.get("dl"),
+    }
 
 
 def _value(given: dict[str, object], name: str) -> object:
@@ -180,6 +355,37 @@ def _value(given: dict[str, object], name: str) -> object:
 
 def _adjustment(given: dict[str, object], name: str) -> int:
     return int(_value(given, name))  # type: ignore[call-overload]
+
+
+def _stylize_fields(given: dict[str, object]) -> dict[str, object]:
+    """The ``renderer.stylize`` fields, absent ones at the schema's default; a value that
+    cannot change the picture is folded to the default (``usmrad`` without ``usm``,
+    ``duotone-alpha`` without ``duotone``, ``duotone-alpha=0``, ``px=1``), so renders that
+    are alike share a key."""
+    usm, usmrad = int(_value(given, "usm")), float(_value(given, "usmrad"))  # type: ignore[call-overload, arg-type]
+    if usm == 0 or not usmrad > 0:
+        usm, usmrad = 0, float(schema.default("usmrad"))  # type: ignore[arg-type]
+    colors = given.get("duotone")
+    alpha = int(_value(given, "duotone-alpha"))  # type: ignore[call-overload]
+    if colors is None or alpha <= 0:
+        colors, alpha = None, int(schema.default("duotone-alpha"))  # type: ignore[call-overload]
+    px = _adjustment(given, "px")
+    return {
+        "hue": _adjustment(given, "hue") % 360,
+        "vib": _adjustment(given, "vib"),
+        "shad": float(_value(given, "shad")),  # type: ignore[arg-type]
+        "high": _adjustment(given, "high"),
+        "invert": bool(_value(given, "invert")),
+        "nr": _adjustment(given, "nr"),
+        "nrs": _adjustment(given, "nrs"),
+        "usm": usm,
+        "usmrad": usmrad,
+        "sepia": _adjustment(given, "sepia"),
+        "duotone": None if colors is None else tuple(colors),  # type: ignore[call-overload]
+        "duotone_alpha": alpha,
+        "px": 0 if px <= 1 else px,
+        "htn": _adjustment(given, "htn"),
+    }
 
 
 def _visible(color: str | None) -> str | None:

@@ -18,16 +18,30 @@ takes and returns pickles. Rules:
   cheap (https://pillow.readthedocs.io/en/stable/reference/Image.html#PIL.Image.Image.draft);
   Lanczos does the rest, always less than 2x.
 - Order of work: orientation (Exif or ``orient``) and ``flip`` (``renderer.orientation``),
-  so w/h/rect/crop mean what the viewer sees; ``rect`` and the fit layout
-  (``renderer.geometry``) as one resampling; ``rot`` within the frame; the adjustments
-  (``renderer.adjust``); padding; ``bg``; the overlays, watermark (``renderer.watermark``)
-  then text (``renderer.text``); encoding. The overlays come last because imgix draws them
-  on the finished picture: a watermark or a caption is never blurred, rotated or recoloured
-  with it, and is placed against the output's edges (padding included), with text above
-  the watermark as imgix stacks them. The output carries no Exif or XMP.
+  so w/h/rect/crop mean what the viewer sees; ``trim`` (``renderer.trim``) on that upright
+  source, since imgix trims the source and w/h/rect apply to what is left (the layout is
+  planned again for the trimmed size and the output budget checked again; a trimmed
+  source is decoded in full, as draft's scale was chosen for the untrimmed one); ``rect``,
+  the fit layout and ``min-w``/``max-w``... (``renderer.geometry``) as one resampling;
+  ``rot`` within the frame; the adjustments (``renderer.adjust``); the colour, detail and
+  stylize parameters (``renderer.stylize``: after the adjustments, so ``px``/``htn`` blocks
+  and dots are drawn on the final tones and stay crisp, and before the padding, so the
+  padding is neither tinted, pixellated nor screened and every radius is in output pixels
+  of the picture itself); the padding of fit=fill/fillmax, filled per ``fill``
+  (``renderer.fill``); ``mask`` (``renderer.mask``), which covers that padding as imgix's
+  does; the border and ``border-radius`` (``renderer.decorate``: the border is inside the
+  image, the rounding cuts it too); ``pad`` around all of it; ``bg`` behind every
+  transparent pixel, padding included; the overlays, watermark (``renderer.watermark``)
+  then text (``renderer.text``); encoding. The frame comes after the adjustments and
+  stylize parameters so a blur or a colour change never touches the border or padding
+  colours. The overlays come last because imgix draws them on the finished picture: a
+  watermark or a caption is never blurred, rotated, masked or recoloured with it, and is
+  placed against the output's edges (border and padding included), with text above the
+  watermark as imgix stacks them; every frame of an animation gets them. The output carries
+  no Exif or XMP.
 - The watermark's bytes are the caller's (``renderer.app`` fetches them from the origin and
-  keys the render on their identity); they are decoded here with the same decoders, under
-  ``renderer.watermark.MAX_MARK_PIXELS``: a failure is a 400 naming ``mark``.
+  keys the render on their identity); they are decoded here once per render with the same
+  decoders, under ``renderer.watermark.MAX_MARK_PIXELS``: a failure is a 400 naming ``mark``.
 - Colour profiles: an ICC profile is kept when it still describes the output's colour
   space. Under ``auto=compress`` metadata is stripped, as imgix does; the pixels are first
   converted to sRGB so stripping the profile does not shift colours.
@@ -40,7 +54,17 @@ takes and returns pickles. Rules:
   result has transparent pixels, JPEG otherwise; compress also overrides ``fm=gif`` that way
   (https://docs.imgix.com/apis/rendering/auto#compress,
   https://docs.imgix.com/apis/rendering/format/output-format).
-- Animated sources render their first frame.
+- Animated sources (``renderer.animation``): the frames to draw are chosen from the header
+  (``frame``, ``interval``, ``reverse``; every limit checked before decoding, in ``plan``
+  too); each is drawn by ``_draw``, the whole order of work above, like a still, and an
+  animated GIF/WebP output is written with their durations and ``loop``. Any other output
+  is a still of the first chosen frame (the first frame, without ``frame``).
+- Output parameters, in the order they act: ``fm=json`` answers before anything is decoded
+  (``renderer.metadata``: the source's header). ``palette`` replaces the image once it is
+  drawn (after ``bg``), before any output format applies (``renderer.palette``: imgix takes
+  the palette of the processed image). ``cs`` acts after ``auto=compress``'s conversion
+  (an explicit colour space wins over compress's stripping). ``fm=png8``/``png32``,
+  ``dpi``, ``chromasub`` and ``jpg-progressive`` are encoder settings (``renderer.output``).
 """
 
 from __future__ import annotations
@@ -51,10 +75,14 @@ from dataclasses import dataclass, replace
 
 from PIL import Image, ImageCms
 
-from renderer import geometry, orientation
+from renderer import animation, decorate, geometry, metadata, orientation, output, palette
+from renderer import fill as fill_modes
+from renderer import mask as mask_shapes
+from renderer import trim as trim_modes
 from renderer.adjust import adjust
 from renderer.errors import BadParam, OutputTooLarge, SourceTooLarge, UndecodableSource
-from renderer.params import OUTPUT_FORMATS, RenderSpec
+from renderer.params import OUTPUT_FORMATS, PALETTE_TYPES, RenderSpec
+from renderer.stylize import stylize
 from renderer.text import draw_text
 from renderer.watermark import MAX_MARK_PIXELS, draw_watermark
 
@@ -142,13 +170,34 @@ def plan(
     """The render ``spec`` would make of ``data``, after every limit checked, without
     decoding: a HEAD's answer, and the check a GET passes before it queues for a worker.
     ``mark``: the watermark's bytes, when ``spec`` has one (its header is checked too)."""
+    if spec.fm == "json":
+        image = _open(data, max_pixels)
+        return Planned(image.width, image.height, OUTPUT_FORMATS["json"][1])
     image, layout, _, _, _ = _prepare(data, spec, max_pixels, max_output_pixels)
     if spec.mark is not None and mark is not None:
         _open_mark(mark)
+    fm = _planned_format(spec, image.format or "")
+    _frames(image, spec, fm, layout, max_pixels, max_output_pixels)
+    media_type = OUTPUT_FORMATS[fm][1] if fm else None
+    if spec.palette is not None:
+        media_type = PALETTE_TYPES[spec.palette]
+    output = layout.output  # before any trim, which only the pixels can tell
+    return Planned(output.width, output.height, media_type)
+
+
+def _planned_format(spec: RenderSpec, source_format: str) -> str | None:
+    """The output fm known before decoding; None when only the pixels can tell."""
     fm: str | None = spec.fm if spec.fm is not None and not (spec.compress and spec.fm == "gif") else None
     if fm is None and not spec.compress:
-        fm = INPUT_FORMATS.get(image.format or "", "jpg")
-    return Planned(layout.canvas.width, layout.canvas.height, OUTPUT_FORMATS[fm][1] if fm else None)
+        fm = INPUT_FORMATS.get(source_format, "jpg")
+    return fm
+
+
+def _frames(image: Image.Image, spec: RenderSpec, fm: str | None, layout: geometry.Layout, max_pixels: int,
+            max_output_pixels: int) -> list[int]:
+    canvas = layout.output.width * layout.output.height  # every frame is padded too
+    return animation.choose(image, spec, fm in animation.ANIMATED_FORMATS and spec.palette is None, canvas,
+                            max_output_pixels, max_pixels * animation.DECODE_FACTOR)
 
 
 def render(
@@ -162,11 +211,47 @@ def render(
     """Render ``spec`` from the encoded source ``data``; the encoded result may be at most
     ``max_output_bytes`` long (None: no bound), checked as the encoder writes it. ``mark``:
     the encoded watermark, required when ``spec`` has one."""
+    if spec.fm == "json":
+        source = _open(data, max_pixels)
+        body = metadata.describe(source, len(data), _exif_orientation(source))
+        return Rendered(body, OUTPUT_FORMATS["json"][1], "json", source.width, source.height)
     image, layout, turn, upright, request = _prepare(data, spec, max_pixels, max_output_pixels)
+    watermark = _watermark(spec, mark)
     source_format = image.format or ""
+    chosen = _frames(image, spec, _planned_format(spec, source_format), layout, max_pixels, max_output_pixels)
+    if len(chosen) > 1:
+        return _render_animation(image, chosen, spec, layout, turn, upright, request, max_output_pixels,
+                                 max_output_bytes, watermark)
+    if chosen[0]:
+        _seek(image, chosen[0])
+    image, icc, _ = _draw(image, source_format, spec, layout, turn, upright, request, max_output_pixels, watermark)
+    if spec.palette is not None:
+        body = palette.extract(image, spec.colors).encode(spec.palette, spec.prefix)
+        return Rendered(body, PALETTE_TYPES[spec.palette], spec.palette, image.width, image.height)
 
+    fm = _output_format(spec, source_format, image)
+    if fm in ("jpg", "pjpg") and image.mode in ("RGBA", "LA"):
+        backdrop = Image.new("RGBA", image.size, _WHITE)
+        image = Image.alpha_composite(backdrop, image.convert("RGBA")).convert("RGB")
+    if spec.compress and icc:
+        image, icc = _to_srgb(image, icc), None
+    if spec.cs is not None:
+        image, icc = _colour_space(image, icc, spec.cs)
+    pil_format, media_type = OUTPUT_FORMATS[fm]
+    body = _encode(image, fm, pil_format, spec, icc, max_output_bytes)
+    return Rendered(body, media_type, fm, image.width, image.height)
+
+
+def _draw(
+    image: Image.Image, source_format: str, spec: RenderSpec, layout: geometry.Layout, turn: int,
+    upright: geometry.Size, request: geometry.Request, max_output_pixels: int,
+    watermark: Image.Image | None = None,
+) -> tuple[Image.Image, bytes | None, geometry.Layout]:
+    """One frame (the source's current one) drawn: decoded, oriented, resized, adjusted,
+    padded, on its background, with its overlays (``watermark``: the decoded mark); with
+    the source's ICC profile, if any, and the layout used (``crop=entropy`` resolved)."""
     try:
-        if source_format == "JPEG":
+        if source_format == "JPEG" and spec.trim is None:
             _draft(image, layout, upright, turn, spec.rot)
         image.load()
         icc = image.info.get("icc_profile")
@@ -179,6 +264,8 @@ def render(
     # From here on the image is ours: no Exif, XMP or profile rides along into a saver
     # that would otherwise copy it from ``info`` (PNG and AVIF do).
     image.info = {}
+    if spec.trim is not None:
+        image, layout, upright = _trimmed(image, spec, request, layout, upright, max_output_pixels)
 
     # draft() may have decoded at 1/2, 1/4 or 1/8 scale: map the layout's box onto it.
     sx, sy = image.width / upright.width, image.height / upright.height
@@ -199,22 +286,80 @@ def render(
         image, bri=spec.bri, con=spec.con, exp=spec.exp, gam=spec.gam, sat=spec.sat,
         monochrome=spec.monochrome, sharp=spec.sharp, blur=spec.blur,
     )
+    image = stylize(
+        image, hue=spec.hue, vib=spec.vib, shad=spec.shad, high=spec.high, invert=spec.invert,
+        nr=spec.nr, nrs=spec.nrs, usm=spec.usm, usmrad=spec.usmrad, sepia=spec.sepia,
+        duotone_colors=spec.duotone, duotone_alpha=spec.duotone_alpha, px=spec.px, htn=spec.htn,
+    )
     if layout.padded:
-        image = _pad(image, layout, spec.fit)
+        if spec.fill is not None:
+            canvas = (layout.canvas.width, layout.canvas.height)
+            image = fill_modes.place(image, canvas, layout.offset, spec.fill, spec.fill_color)
+        else:
+            image = _pad(image, layout, spec.fit)
+    if spec.mask is not None:
+        image = mask_shapes.apply_mask(image, spec.mask, spec.corner_radius, spec.mask_bg)
+    if spec.border is not None:
+        width, colour = spec.border
+        image = decorate.draw_border(image, width, colour, spec.border_radius, spec.border_radius_inner)
+    image = decorate.pad(image, layout.padding)
     if spec.bg is not None and image.mode in ("RGBA", "LA"):
         backdrop = Image.new("RGBA", image.size, _rgba(spec.bg))
         image = Image.alpha_composite(backdrop, image.convert("RGBA"))
-    image = _overlays(image, spec, mark)
+    image = _overlays(image, spec, watermark)
+    return image, icc, layout
 
-    fm = _output_format(spec, source_format, image)
-    if fm in ("jpg", "pjpg") and image.mode in ("RGBA", "LA"):
-        backdrop = Image.new("RGBA", image.size, _WHITE)
-        image = Image.alpha_composite(backdrop, image.convert("RGBA")).convert("RGB")
-    if spec.compress and icc:
-        image, icc = _to_srgb(image, icc), None
-    pil_format, media_type = OUTPUT_FORMATS[fm]
-    body = _encode(image, fm, pil_format, spec, icc, max_output_bytes)
-    return Rendered(body, media_type, fm, image.width, image.height)
+
+def _seek(image: Image.Image, index: int) -> None:
+    try:
+        image.seek(index)
+    except _DECODE_ERRORS as exc:
+        raise UndecodableSource(f"frame {index + 1} of the source cannot be decoded: {exc}") from None
+
+
+def _render_animation(
+    image: Image.Image, chosen: list[int], spec: RenderSpec, layout: geometry.Layout, turn: int,
+    upright: geometry.Size, request: geometry.Request, max_output_pixels: int, max_output_bytes: int | None,
+    watermark: Image.Image | None = None,
+) -> Rendered:
+    """An animated GIF or WebP: every chosen frame drawn like a still, in source order
+    (frames decode in order), then written in ``chosen``'s order."""
+    fm = _planned_format(spec, image.format or "")
+    assert fm in animation.ANIMATED_FORMATS
+    drawn: dict[int, Image.Image] = {}
+    source_durations: dict[int, int] = {}
+    wanted = set(chosen)
+    for index in range(min(chosen), max(chosen) + 1):
+        _seek(image, index)
+        if index not in wanted:
+            continue
+        source_durations[index] = int(image.info.get("duration") or 0)
+        # A copy, in a mode _draw keeps: it clears ``info``, which must stay the file's.
+        frame = image.convert("RGBA" if image.has_transparency_data else "RGB")
+        still, _, layout = _draw(frame, "", spec, layout, turn, upright, request, max_output_pixels, watermark)
+        if drawn and still.size != next(iter(drawn.values())).size:  # every frame on one canvas
+            still = still.resize(next(iter(drawn.values())).size, Image.Resampling.LANCZOS)
+        drawn[index] = still
+        # Later frames keep the first frame's crop (entropy would move it from frame to frame).
+        spec = replace(spec, crop=tuple(c for c in spec.crop if c != "entropy"))
+    frames = [drawn[index] for index in chosen]
+    alpha = any(_has_transparency(f) for f in frames)
+    frames = [f.convert("RGBA" if alpha else "RGB") for f in frames]
+    options: dict[str, object] = {
+        "save_all": True, "append_images": frames[1:], "loop": spec.loop,
+        "duration": animation.durations(source_durations, chosen, spec),
+    }
+    if fm == "gif":
+        if not alpha:
+            # Pillow's own RGB->P conversion per frame is ten times slower than this.
+            frames = [f.quantize(256, method=Image.Quantize.FASTOCTREE) for f in frames]
+            options["append_images"] = frames[1:]
+        options.update(disposal=2 if alpha else 1, optimize=False)
+    else:
+        options.update(quality=_quality(spec.q), lossless=spec.lossless)
+    out = io.BytesIO() if max_output_bytes is None else _BoundedOutput(max_output_bytes)
+    frames[0].save(out, OUTPUT_FORMATS[fm][0], **options)
+    return Rendered(out.getvalue(), OUTPUT_FORMATS[fm][1], fm, frames[0].width, frames[0].height)
 
 
 def _prepare(
@@ -226,20 +371,24 @@ def _prepare(
     stored = geometry.Size(image.width, image.height)
     upright = geometry.Size(stored.height, stored.width) if orientation.swaps_axes(turn) else stored
     request = spec.request()
-    try:
-        layout = geometry.plan(upright, request)
-    except ValueError as exc:
-        raise BadParam(str(exc), "rect") from None
+    layout = _layout(upright, request)
     _check_output(layout, max_output_pixels)
     return image, layout, turn, upright, request
 
 
-def _overlays(image: Image.Image, spec: RenderSpec, mark: bytes | None) -> Image.Image:
+def _watermark(spec: RenderSpec, mark: bytes | None) -> Image.Image | None:
+    """The decoded watermark of a render with ``mark`` (once, for every frame)."""
+    if spec.mark is None:
+        return None
+    if mark is None:
+        raise ValueError("a render with mark needs the watermark's bytes")  # a caller's bug
+    return _open_mark(mark, decode=True)
+
+
+def _overlays(image: Image.Image, spec: RenderSpec, watermark: Image.Image | None) -> Image.Image:
     """The watermark, then the text, on the finished picture."""
-    if spec.mark is not None:
-        if mark is None:
-            raise ValueError("a render with mark needs the watermark's bytes")  # a caller's bug
-        image = draw_watermark(image, _open_mark(mark, decode=True), spec.mark, spec.dpr)
+    if spec.mark is not None and watermark is not None:
+        image = draw_watermark(image, watermark, spec.mark, spec.dpr)
     if spec.text is not None:
         image = draw_text(image, spec.text, spec.dpr)
     return image
@@ -260,6 +409,33 @@ def _open_mark(data: bytes, decode: bool = False) -> Image.Image:
     return image
 
 
+def _layout(upright: geometry.Size, request: geometry.Request) -> geometry.Layout:
+    try:
+        return geometry.plan(upright, request)
+    except geometry.GeometryError as exc:
+        raise BadParam(str(exc), exc.param) from None
+    except ValueError as exc:
+        raise BadParam(str(exc), "rect") from None
+
+
+def _trimmed(
+    image: Image.Image,
+    spec: RenderSpec,
+    request: geometry.Request,
+    layout: geometry.Layout,
+    upright: geometry.Size,
+    max_output_pixels: int,
+) -> tuple[Image.Image, geometry.Layout, geometry.Size]:
+    """The source without its frame (``trim``), and the layout planned again for it."""
+    trimmed = trim_modes.trim(image, spec.trim or "", spec.trim_color, spec.trim_tol)
+    if trimmed.size == image.size:
+        return image, layout, upright
+    upright = geometry.Size(trimmed.width, trimmed.height)
+    layout = _layout(upright, request)
+    _check_output(layout, max_output_pixels)
+    return trimmed, layout, upright
+
+
 def _output_format(spec: RenderSpec, source_format: str, image: Image.Image) -> str:
     if spec.fm is not None and not (spec.compress and spec.fm == "gif"):
         return spec.fm
@@ -276,14 +452,23 @@ def _has_transparency(image: Image.Image) -> bool:
 
 
 def _check_output(layout: geometry.Layout, max_output_pixels: int) -> None:
-    canvas = layout.canvas
-    pixels = canvas.width * canvas.height
+    # The output with its padding (pad, pad-*): that is what gets allocated and encoded.
+    output = layout.output
+    pixels = output.width * output.height
     if pixels > max_output_pixels:
         raise OutputTooLarge(
-            f"the output would be {canvas.width}x{canvas.height} ({pixels / 1e6:.1f} MP); this renderer's "
+            f"the output would be {output.width}x{output.height} ({pixels / 1e6:.1f} MP); this renderer's "
             f"max_output_pixels is {max_output_pixels} ({max_output_pixels / 1e6:.1f} MP)",
-            None,
-            "smaller w/h/dpr",
+            "pad" if any(layout.padding) else None,
+            "smaller w/h/dpr" + (" or pad" if any(layout.padding) else ""),
+        )
+    if max(output.width, output.height) > geometry.MAX_OUTPUT_SIDE:
+        # Only padding can get here (the geometry caps the image itself).
+        raise OutputTooLarge(
+            f"the output would be {output.width}x{output.height}; with its padding it must be at most "
+            f"{geometry.MAX_OUTPUT_SIDE} px a side",
+            "pad",
+            f"pad and the image within {geometry.MAX_OUTPUT_SIDE} px a side",
         )
 
 
@@ -446,6 +631,18 @@ def _to_srgb(image: Image.Image, icc: bytes) -> Image.Image:
     return converted if converted is not None else image
 
 
+def _colour_space(image: Image.Image, icc: bytes | None, cs: str) -> tuple[Image.Image, bytes | None]:
+    """imgix's ``cs`` (https://docs.imgix.com/apis/rendering/format/color-space): the pixels
+    in sRGB, then ``srgb`` embeds Pillow's sRGB profile and ``strip`` writes none (an
+    untagged image is read as sRGB, so converting first keeps the colours). Grey images
+    keep no profile: the sRGB profile describes RGB pixels."""
+    if icc:
+        image = _to_srgb(image, icc)
+        # profileToProfile tags its result, and the PNG and AVIF savers copy ``info``.
+        image.info.pop("icc_profile", None)
+    return image, _srgb().tobytes() if cs == "srgb" else None
+
+
 _SRGB: list[ImageCms.ImageCmsProfile] = []
 
 
@@ -483,8 +680,14 @@ def _encode(image: Image.Image, fm: str, pil_format: str, spec: RenderSpec, icc:
         image = image.convert("RGB")
     if icc and fm != "gif" and _icc_fits(icc, image.mode):
         options["icc_profile"] = icc
+    if fm == "png8":
+        image = output.to_png8(image)
+    elif fm == "png32":
+        image = output.to_png32(image)
     if fm in ("jpg", "pjpg"):
-        options.update(quality=_quality(spec.q), progressive=fm == "pjpg")
+        options.update(quality=_quality(spec.q), **output.jpeg_options(fm, spec))
+    elif fm in ("png", "png8", "png32"):
+        options.update(output.png_options(spec))
     elif fm == "webp":
         options.update(quality=_quality(spec.q), lossless=spec.lossless)
     elif fm == "avif":

@@ -7,7 +7,10 @@ side, so the repository stays light. Adding a case means running the regeneratio
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+
+from PIL import Image
 
 from renderer.samples import GENERATOR_VERSION, Sample, generate
 
@@ -63,6 +66,34 @@ CASES: dict[str, tuple[str, str]] = {
     "exif6-upright": ("exif6", "w=64"),
     "exif6-as-stored": ("exif6", "w=64&orient=1"),
     "alpha-rot-blur": ("alpha", "w=96&rot=15&blur=10"),
+    # renderer.stylize; nr/nrs at full resolution (rect), where the grain they act on is
+    "hue": ("photo", "w=96&hue=120"),
+    "vib-down": ("photo", "w=96&vib=-100"),
+    "shad": ("photo", "w=96&shad=100"),
+    "high": ("photo", "w=96&high=-100"),
+    "invert": ("photo", "w=96&invert=true"),
+    "nr": ("photo", "rect=60,40,120,80&nr=100"),
+    "nrs-soft": ("photo", "rect=100,60,120,80&nrs=-100"),
+    "usm": ("photo", "w=96&usm=100&usmrad=6"),
+    "sepia": ("photo", "w=96&sepia=80"),
+    "duotone": ("photo", "w=96&duotone=000080,ffcc00&duotone-alpha=80"),
+    "px": ("photo", "w=96&px=8"),
+    "htn": ("photo", "w=96&htn=30"),
+    "alpha-px-usm": ("alpha", "w=96&px=6&usm=50"),
+    "max-w-crop": ("photo", "h=96&fit=crop&max-w=64"),
+    "min-w-crop": ("photo", "h=48&fit=crop&min-w=120"),
+    "rect-keywords": ("photo", "rect=center,middle,0.5,0.5&w=96"),
+    "rect-fractions": ("photo", "rect=0.1,0.2,0.4,0.6&h=96"),
+    "border": ("photo", "w=96&border=4,ff0000"),
+    "border-radius": ("photo", "w=96&border=3,0000ff&border-radius=16,16,0,0"),
+    "pad": ("photo", "w=96&pad=8&pad-left=16&bg=00ff00"),
+    "pad-transparent": ("alpha", "w=80&pad=10"),
+    "mask-ellipse": ("photo", "w=96&h=96&fit=crop&mask=ellipse"),
+    "mask-corners": ("photo", "w=96&mask=corners&corner-radius=24,0,24,0&mask-bg=ff00ff"),
+    "fill-solid": ("photo", "w=112&h=112&fit=fill&fill=solid&fill-color=0000ff"),
+    "fill-blur": ("photo", "w=112&h=112&fit=fill&fill=blur"),
+    "trim-color": ("framed", "trim=color&trim-color=c81e5a&w=96"),
+    "trim-auto": ("framed", "trim=auto&w=120&fit=crop&h=60"),
     # Overlays, each at an output size no other case has (goldens of one size must differ).
     # Text uses the built-in default font (no txt-font), the same on every host.
     "mark": ("photo", "w=120&mark=golden-mark.png&mark-scale=40"),
@@ -78,6 +109,8 @@ def golden_path(name: str) -> Path:
 
 
 def source_bytes(key: str) -> bytes:
+    if key == "framed":
+        return _framed()
     return generate(SOURCES[key])
 
 
@@ -87,3 +120,13 @@ def mark_bytes(name: str) -> bytes:
         if sample.name == name:
             return generate(sample)
     raise KeyError(f"no golden source is named {name!r}")
+
+
+def _framed() -> bytes:
+    """The photo inside a uniform 20-px frame, lossless: what ``trim`` cuts away."""
+    photo = Image.open(io.BytesIO(generate(SOURCES["photo"]))).convert("RGB")
+    framed = Image.new("RGB", (photo.width + 40, photo.height + 40), (200, 30, 90))
+    framed.paste(photo, (20, 20))
+    out = io.BytesIO()
+    framed.save(out, "PNG")
+    return out.getvalue()

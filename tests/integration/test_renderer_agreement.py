@@ -155,13 +155,18 @@ async def test_urls_the_normalizer_merges_render_identical_bytes(client: TestCli
 # renderer indeed draws them differently, so merging them would serve the wrong image).
 DIFFERENT = [
     ("w=40", "w=41"), ("w=40", "w=0.5"), ("w=2", "w=1.0"), ("w=40&h=30", "w=40&h=30&fit=crop"), ("fit=crop&w=40&h=40", "fit=fill&w=40&h=40"),
-    ("fm=png", "fm=webp"), ("fm=jpg", "fm=pjpg"), ("fm=jpg&q=60", "fm=jpg&q=61"), ("auto=compress", "auto=compress&q=75"),
+    # fm=jpg is progressive by default, as imgix's (jpg-progressive=true), so it renders
+    # like fm=pjpg; fm=jpg&jpg-progressive=false is the baseline one.
+    ("fm=png", "fm=webp"), ("fm=jpg&jpg-progressive=false", "fm=pjpg"), ("fm=jpg&q=60", "fm=jpg&q=61"), ("auto=compress", "auto=compress&q=75"),
     ("auto=compress", ""), ("auto=format", ""), ("rot=90", "rot=270"),
     ("flip=h", "flip=v"), ("or=90", "or=270"), ("bri=10", "bri=11"), ("con=10", "exp=10"), ("sat=-50", "sat=50"),
     ("mono=f00", "mono=80ff0000"), ("blur=20", "blur=21"), ("sharp=5", "sharp=5.5"), ("lossless=1&fm=webp", "fm=webp"),
     ("w=40&h=40&fit=crop&crop=left", "w=40&h=40&fit=crop&crop=right"), ("rect=0,0,60,40", "rect=1,0,60,40"),
     ("w=40&h=40&fit=crop&crop=focalpoint&fp-x=0.2", "w=40&h=40&fit=crop&crop=focalpoint&fp-x=0.8"),
     ("w=40&ar=16:9&fit=crop", "w=40&ar=4:3&fit=crop"), ("dpr=2&w=40", "w=40"),
+    ("fm=jpg&chromasub=444", "fm=jpg"), ("fm=jpg&dpi=72", "fm=jpg"), ("fm=png&dpi=72", "fm=png"),
+    ("palette=json", "palette=css"), ("palette=json&colors=3", "palette=json"),
+    ("palette=css&prefix=a", "palette=css"), ("fm=jpg&cs=srgb", "fm=jpg"),
     # Backgrounds only show through transparency: these on the PNG with an alpha channel.
     ("alpha:bg=fff", "alpha:"), ("alpha:bg=fff", "alpha:bg=fffe"), ("alpha:bg=8f00", "alpha:bg=80f0"),
 ]

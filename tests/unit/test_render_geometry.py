@@ -13,10 +13,12 @@ from renderer.geometry import (
     FIT_MODES,
     MAX_OUTPUT_SIDE,
     Box,
+    GeometryError,
     Request,
     Size,
     anchor_for,
     plan,
+    region,
 )
 
 SRC = Size(300, 200)  # imgix's own doc example: a 300x200 original
@@ -169,3 +171,99 @@ def test_a_single_given_side_is_honoured_exactly(sw: int, sh: int, side: int, fi
         assert by_width.canvas.width == side
     if by_height.canvas.width < MAX_OUTPUT_SIDE:
         assert by_height.canvas.height == side
+
+
+# ---------------------------------------------------------------- size bounds, rect forms, padding
+
+# (rule, request, expected output size) on the 300x200 source
+BOUNDS_TABLE = [
+    ("max-w with fit=crop crops the derived width (imgix: h=200&max-w=200 is cropped)",
+     Request(height=100, fit="crop", max_w=50), (50, 100)),
+    ("max-w above the derived width changes nothing", Request(height=100, fit="crop", max_w=1200), (150, 100)),
+    ("min-w expands the derived width, cropping the height", Request(height=100, fit="crop", min_w=300), (300, 100)),
+    ("min-w below the derived width changes nothing", Request(height=100, fit="crop", min_w=50), (150, 100)),
+    ("max-h bounds the height given w", Request(width=150, fit="crop", max_h=40), (150, 40)),
+    ("min-h raises the height given w", Request(width=150, fit="crop", min_h=150), (150, 150)),
+    ("bounds clamp given w and h too", Request(200, 200, "crop", max_w=120, max_h=80), (120, 80)),
+    ("a maximum below its minimum wins", Request(height=100, fit="crop", min_w=300, max_w=90), (90, 100)),
+    ("no w/h: the region's own size is bounded", Request(fit="crop", max_w=100), (100, 200)),
+    ("dpr multiplies the bounds like w and h", Request(height=100, fit="crop", max_w=50, dpr=2), (100, 200)),
+    ("fit=clip ignores the bounds (imgix: fit=crop only)", Request(height=100, fit="clip", max_w=50), (150, 100)),
+    ("fit=fill ignores the bounds", Request(100, 100, "fill", min_w=300), (100, 100)),
+]
+
+
+@pytest.mark.parametrize("rule,request_,output", BOUNDS_TABLE, ids=[row[0] for row in BOUNDS_TABLE])
+def test_min_max_bounds(rule: str, request_: Request, output: tuple[int, int]) -> None:
+    layout = plan(SRC, request_)
+    assert (layout.output.width, layout.output.height) == output, rule
+
+
+def test_a_bounded_crop_is_a_centred_window() -> None:
+    layout = plan(SRC, Request(height=200, fit="crop", max_w=100))
+    assert (layout.box.left, layout.box.right) == (100, 200)
+
+
+# (rule, rect, expected region box) on the 300x200 source
+RECT_TABLE = [
+    ("all ints stay exactly as given", (10, 20, 100, 50), Box(10, 20, 110, 70)),
+    ("w/h fractions of the source", (0, 0, 0.5, 0.25), Box(0, 0, 150, 50)),
+    ("x/y fractions: 0.5 puts the left/top edge at the centre", (0.5, 0.5, 100, 50), Box(150, 100, 250, 150)),
+    ("center/middle: half the free space", ("center", "middle", 100, 100), Box(100, 50, 200, 150)),
+    ("right/bottom: all the free space", ("right", "bottom", 100, 50), Box(200, 150, 300, 200)),
+    ("left/top are 0", ("left", "top", 0.5, 0.5), Box(0, 0, 150, 100)),
+    ("keywords with fractions", ("center", "middle", 0.5, 0.5), Box(75, 50, 225, 150)),
+    ("a fraction overflowing the image is clipped", (0.75, 0.0, 0.5, 1.0), Box(225, 0, 300, 200)),
+]
+
+
+@pytest.mark.parametrize("rule,rect,box", RECT_TABLE, ids=[row[0] for row in RECT_TABLE])
+def test_rect_forms(rule: str, rect, box: Box) -> None:
+    got = region(SRC, rect)
+    assert (got.left, got.top, got.right, got.bottom) == (box.left, box.top, box.right, box.bottom), rule
+
+
+def test_padding_without_w_h_is_added_to_the_image() -> None:
+    layout = plan(SRC, Request(padding=(1, 2, 3, 4)))
+    assert (layout.canvas.width, layout.canvas.height) == (300, 200)
+    assert (layout.output.width, layout.output.height) == (306, 204)
+
+
+def test_padding_with_w_h_fits_within_the_requested_box() -> None:
+    # imgix: "the image (including the padding) will be sized to fit within the requested dimensions".
+    layout = plan(SRC, Request(100, 100, "crop", padding=(10, 10, 10, 10)))
+    assert (layout.scaled.width, layout.scaled.height) == (80, 80)
+    assert (layout.output.width, layout.output.height) == (100, 100)
+    only_w = plan(SRC, Request(width=120, padding=(0, 10, 0, 10)))
+    assert (only_w.output.width, only_w.output.height) == (120, 67)  # 100x67 inside
+
+
+def test_padding_leaving_no_room_is_an_error_naming_pad() -> None:
+    with pytest.raises(GeometryError, match="no room") as caught:
+        plan(SRC, Request(100, 100, "crop", padding=(50, 50, 50, 50)))
+    assert caught.value.param == "pad"
+
+
+def test_the_side_cap_leaves_the_padding_whole() -> None:
+    layout = plan(Size(10000, 100), Request(padding=(0, 100, 0, 92)))
+    assert layout.canvas.width == MAX_OUTPUT_SIDE - 192
+    assert layout.output.width == MAX_OUTPUT_SIDE
+
+
+@given(sw=st.integers(1, 3000), sh=st.integers(1, 3000),
+       width=st.one_of(st.none(), st.integers(1, 3000)), height=st.one_of(st.none(), st.integers(1, 3000)),
+       bounds=st.tuples(*[st.one_of(st.none(), st.integers(1, 8192))] * 4))
+def test_bounds_hold_under_fit_crop(sw: int, sh: int, width, height, bounds) -> None:
+    min_w, min_h, max_w, max_h = bounds
+    layout = plan(Size(sw, sh), Request(width, height, "crop", min_w=min_w, min_h=min_h, max_w=max_w, max_h=max_h))
+    out = layout.output
+    if max_w is not None:
+        assert out.width <= max_w
+    if max_h is not None:
+        assert out.height <= max_h
+    if MAX_OUTPUT_SIDE in (out.width, out.height):
+        return  # scaled down as a whole to imgix's side limit: the minimums give way
+    if min_w is not None and (max_w is None or max_w >= min_w):
+        assert out.width >= min_w
+    if min_h is not None and (max_h is None or max_h >= min_h):
+        assert out.height >= min_h

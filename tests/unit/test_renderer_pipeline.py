@@ -7,6 +7,7 @@ import pickle
 import random
 import struct
 import zlib
+from dataclasses import replace
 
 import pytest
 from PIL import Image, JpegImagePlugin
@@ -131,9 +132,13 @@ def test_quality_and_lossless_change_the_bytes() -> None:
 
 
 def test_progressive_jpeg() -> None:
+    # imgix writes progressive JPEG unless jpg-progressive=false (its catalogue default is
+    # true); fm=pjpg is progressive whatever jpg-progressive says.
     source = generate(Sample("s.jpg", 64, 64, seed=34))
     assert decode(render(source, spec("fm=pjpg")).body).info.get("progressive")
-    assert not decode(render(source, spec("fm=jpg")).body).info.get("progressive")
+    assert decode(render(source, spec("fm=jpg")).body).info.get("progressive")
+    assert not decode(render(source, replace(spec("fm=jpg"), progressive=False)).body).info.get("progressive")
+    assert decode(render(source, replace(spec("fm=pjpg"), progressive=False)).body).info.get("progressive")
 
 
 @pytest.mark.parametrize(
