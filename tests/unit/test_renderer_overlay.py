@@ -449,3 +449,18 @@ def test_any_overlay_query_renders_or_is_a_400(pairs: list[tuple[str, str]], wit
         render(png(white((96, 64))), spec, mark=png(red_mark()) if spec.mark else None)
     except BadParam as error:
         assert error.param in ("mark", "mark-tile", "txt") or error.param in {name for name, _ in pairs}
+
+
+def test_every_frame_of_an_animation_gets_the_overlays() -> None:
+    frames = [Image.new("RGB", (80, 40), colour) for colour in ((255, 255, 255), (0, 0, 0))]
+    source = io.BytesIO()
+    frames[0].save(source, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    spec = RenderSpec(fm="gif", mark=MarkSpec("m.png", pad=0, w=10, h=10, fit="scale"),
+                      text=TextSpec("Hi", size=16, color="00ff00", align=("left", "top"), pad=0))
+    out = Image.open(io.BytesIO(render(source.getvalue(), spec, mark=png(red_mark())).body))
+    assert out.n_frames == 2
+    for index in range(2):
+        out.seek(index)
+        frame = out.convert("RGB")
+        assert frame.getpixel((75, 35)) == (255, 0, 0)
+        assert any(p[1] > 200 and p[0] < 80 for p in frame.crop((0, 0, 30, 20)).get_flattened_data())
