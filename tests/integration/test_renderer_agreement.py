@@ -167,6 +167,15 @@ DIFFERENT = [
     ("fm=jpg&chromasub=444", "fm=jpg"), ("fm=jpg&dpi=72", "fm=jpg"), ("fm=png&dpi=72", "fm=png"),
     ("palette=json", "palette=css"), ("palette=json&colors=3", "palette=json"),
     ("palette=css&prefix=a", "palette=css"), ("fm=jpg&cs=srgb", "fm=jpg"),
+    # The rest of the catalogue that the renderer draws.
+    ("hue=90", "hue=180"), ("invert=1", ""), ("vib=50", "vib=-50"), ("high=-50", "shad=50"),
+    ("usm=50", "usm=50&usmrad=5"), ("nr=60", "nr=80"), ("px=4", "px=5"), ("htn=50", "htn=60"), ("sepia=50", "sepia=60"),
+    ("duotone=000080,ffd700", "duotone=000080,ffd700&duotone-alpha=50"), ("duotone=000080,ffd700", "duotone=ffd700,000080"),
+    ("border=2,f00", "border=3,f00"), ("border=2,f00", "border=2,00f"), ("pad=4", "pad=5"), ("pad=4", "pad=4&pad-left=8"),
+    ("mask=ellipse", "mask=corners"), ("w=80&h=60&fit=crop&max-w=50", "w=80&h=60&fit=crop&max-w=40"),
+    ("rect=0.1,0.1,0.5,0.5", "rect=0.1,0.1,0.5,0.6"), ("rect=center,middle,40,30", "rect=left,top,40,30"),
+    ("fm=png8", "fm=png"), ("fm=jpg", "fm=jpg&jpg-progressive=0"), ("fm=jpg", "fm=jpg&chromasub=444"),
+    ("fm=png&dpi=72", "fm=png&dpi=300"), ("palette=json", "palette=json&colors=3"),
     # Backgrounds only show through transparency: these on the PNG with an alpha channel.
     ("alpha:bg=fff", "alpha:"), ("alpha:bg=fff", "alpha:bg=fffe"), ("alpha:bg=8f00", "alpha:bg=80f0"),
 ]
