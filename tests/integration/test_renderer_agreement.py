@@ -176,6 +176,9 @@ DIFFERENT = [
     ("rect=0.1,0.1,0.5,0.5", "rect=0.1,0.1,0.5,0.6"), ("rect=center,middle,40,30", "rect=left,top,40,30"),
     ("fm=png8", "fm=png"), ("fm=jpg", "fm=jpg&jpg-progressive=0"), ("fm=jpg", "fm=jpg&chromasub=444"),
     ("fm=png&dpi=72", "fm=png&dpi=300"), ("palette=json", "palette=json&colors=3"),
+    ("txt=Hi", "txt=Ho"), ("txt=Hi", "txt=Hi&txt-color=f00"), ("txt=Hi&txt-size=20", "txt=Hi&txt-size=30"),
+    ("txt=Hi", "txt=Hi&txt-align=top,left"), ("mark=/marks/logo.png", ""),
+    ("mark=/marks/logo.png", "mark=/marks/logo.png&mark-alpha=50"), ("mark=/marks/logo.png", "mark=/marks/logo.png&mark-align=top,left"),
     # Backgrounds only show through transparency: these on the PNG with an alpha channel.
     ("alpha:bg=fff", "alpha:"), ("alpha:bg=fff", "alpha:bg=fffe"), ("alpha:bg=8f00", "alpha:bg=80f0"),
 ]
