@@ -230,19 +230,20 @@ def format_results(results: dict) -> str:
         lines.append("ring rebuild, ms (best of 3):")
         for name, value in ring_["rebuild_ms"].items():
             lines.append(f"  {name:<55} {value:>9,.2f}")
-    picker_ = results.get("picker", {})
-    lines.append("picker and hot-key counter, ns per call from a Python loop (best of passes):")
-    if "error" in picker_:
-        lines.append(f"  unavailable: {picker_['error']}")
-    for name, value in picker_.get("ns_per_call", {}).items():
-        lines.append(f"  {name:<55} {value:>9,.0f}")
-    detection_ = results.get("detection", {})
-    lines.append("hot-key detection: a new key's own requests before it is spread (30% of the traffic, median):")
-    if "error" in detection_:
-        lines.append(f"  unavailable: {detection_['error']}")
-    for name, value in detection_.get("own_requests_before_spread", {}).items():
-        lines.append(f"  {name:<55} {value:>9,.0f}")
+    lines += _section("picker and hot-key counter, ns per call from a Python loop (best of passes):",
+                      results.get("picker", {}), "ns_per_call")
+    lines += _section("hot-key detection: a new key's own requests before it is spread (30% of the traffic, median):",
+                      results.get("detection", {}), "own_requests_before_spread")
     return "\n".join(lines)
+
+
+def _section(title: str, result: dict, figures: str) -> list[str]:
+    lines = [title]
+    if "error" in result:
+        lines.append(f"  unavailable: {result['error']}")
+    for name, value in result.get(figures, {}).items():
+        lines.append(f"  {name:<55} {value:>9,.0f}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

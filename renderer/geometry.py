@@ -175,6 +175,18 @@ def anchor_for(crop: tuple[str, ...], fp_x: float = 0.5, fp_y: float = 0.5) -> t
     return (x, y)
 
 
+def align_along(item: int, room: int, pad: int, align: tuple[str, ...], start: str, centre: str) -> int:
+    """Where an item of length ``item`` begins along a side of length ``room``, for imgix's
+    alignment keywords (``mark-align``, ``txt-align``): ``pad`` from the start when ``start``
+    (left or top) is given, centred for ``centre`` (center or middle), else ``pad`` from the
+    end, which is imgix's default (bottom right)."""
+    if start in align:
+        return pad
+    if centre in align:
+        return (room - item) // 2
+    return room - item - pad
+
+
 def plan(source: Size, request: Request) -> Layout:
     """The layout that renders ``request`` from a source of size ``source``."""
     if source.width < 1 or source.height < 1:

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw, ImageFilter
 
 from renderer.fonts import Font, resolve_font
+from renderer.geometry import align_along
 from renderer.watermark import composite_at
 
 __all__ = ["MAX_LINE", "MAX_TXT_CHARS", "MAX_TXT_SIZE", "TextSpec", "clip_text", "draw_text", "text_box"]
@@ -126,18 +127,8 @@ def text_box(size: tuple[int, int], spec: TextSpec, dpr: float = 1.0) -> tuple[s
     ascent, descent = font.getmetrics()  # type: ignore[union-attr]
     box_w = round(font.getlength(text)) + 2 * stroke
     box_h = ascent + descent + 2 * stroke
-    if "left" in spec.align:
-        left = pad
-    elif "center" in spec.align:
-        left = (width - box_w) // 2
-    else:
-        left = width - box_w - pad
-    if "top" in spec.align:
-        top = pad
-    elif "middle" in spec.align:
-        top = (height - box_h) // 2
-    else:
-        top = height - box_h - pad
+    left = align_along(box_w, width, pad, spec.align, "left", "center")
+    top = align_along(box_h, height, pad, spec.align, "top", "middle")
     return text, font, stroke, (left, top, box_w, box_h)
 
 

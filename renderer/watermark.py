@@ -47,6 +47,7 @@ from urllib.parse import quote, urlsplit
 from PIL import Image
 
 from renderer.errors import BadParam, BadPath
+from renderer.geometry import align_along
 from renderer.origin import decode_path
 
 __all__ = ["MAX_MARK_BYTES", "MAX_MARK_PIXELS", "MAX_TILES", "MarkSpec", "composite_at", "draw_watermark", "mark_size", "origin_name",
@@ -192,22 +193,9 @@ def _sized(mark: Image.Image, size: tuple[int, int], spec: MarkSpec) -> Image.Im
 def _place(size: tuple[int, int], base: tuple[int, int], spec: MarkSpec, pad: int, dpr: float) -> tuple[int, int]:
     align = spec.align or (("left", "top") if spec.tile else ("bottom", "right"))
     (mw, mh), (bw, bh) = size, base
-    if spec.x is not None:
-        left = _pixels(spec.x, dpr)
-    elif "left" in align:
-        left = pad
-    elif "center" in align:
-        left = (bw - mw) // 2
-    else:  # right, also when only a vertical keyword was given
-        left = bw - mw - pad
-    if spec.y is not None:
-        top = _pixels(spec.y, dpr)
-    elif "top" in align:
-        top = pad
-    elif "middle" in align:
-        top = (bh - mh) // 2
-    else:
-        top = bh - mh - pad
+    # An explicit position wins; right and bottom also when only the other axis was named.
+    left = _pixels(spec.x, dpr) if spec.x is not None else align_along(mw, bw, pad, align, "left", "center")
+    top = _pixels(spec.y, dpr) if spec.y is not None else align_along(mh, bh, pad, align, "top", "middle")
     return left, top
 
 

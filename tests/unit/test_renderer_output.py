@@ -29,23 +29,12 @@ from renderer.params import RenderSpec, spec_from_query
 from renderer.pipeline import plan, render
 from renderer.samples import Sample, generate
 from tests.reference import load_catalogue
+from tests.unit.test_renderer_pipeline import decode, encode
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "renderer.md"
 BASE = RenderSpec()
 PHOTO = generate(Sample("s.jpg", 120, 80, seed=91))
 ALPHA = generate(Sample("a.png", 60, 40, seed=92, alpha=True))
-
-
-def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
-    out = io.BytesIO()
-    image.save(out, fmt, **options)
-    return out.getvalue()
-
-
-def decode(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
 
 
 def animated_gif(count: int, size: tuple[int, int] = (40, 30), durations: list[int] | None = None) -> bytes:
