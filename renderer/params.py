@@ -23,7 +23,6 @@ names the parameter, and folds values that render identically into one form:
   without ``mask=corners``, ``mask`` other than ellipse/corners (an image URL is not drawn),
   ``trim-color``/``trim-tol`` without ``trim=color``. See ``renderer.geometry``,
   ``renderer.trim``, ``renderer.fill``, ``renderer.mask`` and ``renderer.decorate``.
-
 - Output parameters fold too (``_output``): ``colors``/``prefix`` count only with
   ``palette``; ``cs=tinysrgb`` is ``srgb``, ``cs=origin`` and the undrawn ``adobergb1998`` are
   no ``cs``; ``dpi`` is clamped to 65535; ``frame=1-`` is no frame, ``frame=k-k`` is ``frame=k``.
