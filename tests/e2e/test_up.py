@@ -124,6 +124,30 @@ def test_equivalent_urls_land_on_one_renderer_and_render_the_right_size(cluster)
     assert len(nodes) == 1, nodes
 
 
+def test_the_imgix_api_beyond_size_reaches_the_renderer_and_its_spellings_share_one_render(cluster):
+    """Text, a watermark, stylize and a parameter the renderer does not draw, through the
+    balancer: kept in the key and the forwarded URL (dropping them would merge different
+    pictures), spelled two ways onto one node and one render, the renderer's headers passed
+    back to the client."""
+    plain = f"/{SAMPLE}?w=200&fm=png&sepia=60&txt=Tom%20%26%20Jerry&mark=/graphics/icon-alpha-256.png&face-blur=40"
+    respelled = (f"/{SAMPLE}?FM=png&t=Tom+%26+Jerry&width=200.0&m=%2Fgraphics%2Ficon-alpha-256.png&SEPIA=60"
+                 f"&face-blur=40.0&utm_source=mail&dl=")
+    status, first_headers, first = get(cluster.base + plain)
+    assert status == 200, first[:300]
+    assert first_headers["X-Render-Ignored"] == "face-blur"
+    status, second_headers, second = get(cluster.base + respelled)
+    assert status == 200, second[:300]
+    assert second_headers["X-Pixring-Node"] == first_headers["X-Pixring-Node"]
+    assert second_headers["X-Render-Cache"] == "hit" and second == first
+
+    status, _, without = get(f"{cluster.base}/{SAMPLE}?w=200&fm=png&sepia=60&face-blur=40")
+    assert status == 200 and without != first  # the text and the watermark were drawn
+    status, headers, _ = get(f"{cluster.base}/{SAMPLE}?w=50&dl=cat%20photo.jpg")
+    assert status == 200 and headers["Content-Disposition"].startswith('attachment; filename="cat photo.jpg"')
+    status, _, body = get(f"{cluster.base}/{SAMPLE}?w=50&mark=https://elsewhere.example/m.png")
+    assert status == 400 and b"mark" in body  # the renderer never fetches what a URL names
+
+
 def test_distinct_urls_spread_over_every_renderer(cluster):
     counts: dict[str, int] = {}
     for width in range(20, 320):
