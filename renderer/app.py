@@ -72,8 +72,8 @@ from renderer.origin import LocalOrigin, Origin, Source, decode_path
 from renderer.params import RenderSpec, spec_from_query
 from renderer.pipeline import Rendered
 from renderer.settings import RendererSettings
-from renderer.watermark import MAX_MARK_BYTES
 from renderer.singleflight import SingleFlight
+from renderer.watermark import MAX_MARK_BYTES
 from renderer.workers import RenderPool
 
 __all__ = ["PIPELINE_VERSION", "RENDERER_KEY", "Renderer", "make_admin_app", "make_app", "make_origin", "render_key"]
