@@ -55,6 +55,7 @@ from balancer.headers import (
     VIA,
     Framing,
     connection_tokens,
+    forwarded_node,
     forwarding_fields,
     host_line,
     interim_head,
@@ -365,7 +366,7 @@ class _Attempt(ResponseSink):
 
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
-        "ctx", "transport", "parser", "client_ip", "queue", "closed", "reading_paused",
+        "ctx", "transport", "parser", "client_ip", "client_node", "queue", "closed", "reading_paused",
         "writing_paused", "paused_since", "paused_unsent", "deadline", "deadline_status", "input_ended", "refusal", "continue_owed",
         "unparsed_bytes",
         # the request being parsed: its fields as forwarded (balancer.headers' rules)
@@ -385,6 +386,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.client_ip = b"-"
+        self.client_node = b"unknown"  # the peer as Forwarded's for= names it (RFC 7239)
         self.queue: deque[_Request] = deque()
         self.closed = False
         self.reading_paused = False
@@ -420,6 +422,7 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0]).encode()
+            self.client_node = forwarded_node(self.client_ip)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -783,7 +786,8 @@ class ClientConnection(asyncio.Protocol):
             return
         self.ex_x = x
         self.ex_forwarding = forwarding_fields(
-            req.fields, req.forwarded_for, req.via, self.client_ip, self.ex_request_id, ctx.via, req.host, ctx.https)
+            req.fields, req.forwarded_for, req.via, self.client_ip, self.ex_request_id, ctx.via, req.host, ctx.https,
+            self.client_node)
         self.ex_t_upstream = now
         if may_lead and ctx.coalesce is not None and req.method == b"GET":
             key = routed.key

@@ -18,9 +18,9 @@ Rules of this module:
   share is of the worker's recent requests, a key that cools falls below the threshold
   within a few half-lives and returns to one replica, and entries that reach 0 are dropped.
 * Sampling: one request in ``sample`` on average is counted (a random stride, so no
-  periodic pattern in the traffic lines up with it). The others cost a countdown and one
-  dict lookup of the hot keys. Shares are ratios of sampled counts, which sampling leaves
-  unbiased.
+  periodic pattern in the traffic lines up with it). The others cost a countdown and,
+  while some key is hot, one dict lookup of the hot keys. Shares are ratios of sampled
+  counts, which sampling leaves unbiased.
 * A key is hot when its share is at least ``threshold``. The share is taken
   low on purpose: ``(sure - Z * sqrt(sure)) / total`` with ``sure = count - error``, the
   guaranteed count less ``Z`` standard deviations of its sampling noise (a sampled count
@@ -145,7 +145,10 @@ class HotKeys:
         if self._skip <= 0:
             self._skip = self._stride()
             self._count(key_hash, key)
-        share = self.hot.get(key_hash)
+        hot = self.hot
+        if not hot:  # most of the time on most workers: no lookup (the hash is a boxed int)
+            return 1
+        share = hot.get(key_hash)
         if share is None:
             return 1
         return replica_count(share, n_routable, self._threshold, self._replica_load, self._max_replicas)
@@ -192,15 +195,27 @@ class HotKeys:
         elif len(counted) < self.capacity:
             entry = counted[key_hash] = _Entry(1, 0, key)
         else:
+            # The least counted entry takes the new key over (Space-Saving), its object
+            # reused: no allocation, and ``del`` is a native dict operation, ``pop`` a call.
             victim = self._victim()
-            floor = counted.pop(victim).count
-            entry = counted[key_hash] = _Entry(floor + 1, floor, key)
+            entry = counted[victim]
+            del counted[victim]
+            floor = entry.count
+            entry.count = floor + 1
+            entry.error = floor
+            entry.key = key
+            counted[key_hash] = entry
         sure = entry.count - entry.error
-        share = _judged_share(sure, self.total)
-        if share >= self._threshold:
-            self.hot[key_hash] = share
-        elif key_hash in self.hot:
-            del self.hot[key_hash]
+        total = self.total
+        hot = self.hot
+        # The judged share is below the plain one: only a key whose plain share reaches
+        # the threshold needs the square root (the tail, nearly every count, does not).
+        threshold = self._threshold
+        share = _judged_share(sure, total) if sure >= threshold * total else 0.0
+        if share >= threshold:
+            hot[key_hash] = share
+        elif hot and key_hash in hot:
+            del hot[key_hash]
         self._since_decay += 1
         if self._since_decay >= self._half_life:
             self._decay()

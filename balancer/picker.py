@@ -169,8 +169,11 @@ def _fits(load: int, n_routable: int, inflight: Loads, policy: PickPolicy) -> bo
     ``load < floor or load * n < f * (total + 1)``: no division, no ceil, and the total is
     read only past the floor (most requests stop there). Factor 0 is no bound.
     """
+    # The floor first: most requests stop there, after one read of the (uncompiled) policy.
+    if load < policy.bound_floor:
+        return True
     factor = policy.balance_factor
-    return not factor or load < policy.bound_floor or load * n_routable < factor * (_total(inflight) + 1)
+    return not factor or load * n_routable < factor * (_total(inflight) + 1)
 
 
 def _total(inflight: Loads) -> int:

@@ -85,7 +85,8 @@ class RenderLimiter:
         """Whether a node's answer (its end-to-end fields, laid out in fours) was a render."""
         for i in range(0, len(fields) - 2, 4):
             if fields[i].lower() == self.header:
-                return b"miss" in fields[i + 2].lower()
+                # find, not ``in``: CPython 3.11 raises and clears a TypeError for ``in``
+                return fields[i + 2].lower().find(b"miss") >= 0
         return True
 
     def charge(self, client: bytes, now: float) -> None:

@@ -25,6 +25,7 @@ from balancer.coalesce import CoalescePolicy
 from balancer.compile import describe
 from balancer.front import ClientConnection, FrontContext, FrontLimits, RetrySettings
 from balancer.health import HealthPolicy, HealthTable
+from balancer.hotkeys import HotKeyPolicy, HotKeys
 from balancer.normalize import make_normalizer
 from balancer.picker import PickPolicy
 from balancer.retry import RetryBudget, RetryPolicy
@@ -62,6 +63,7 @@ async def run(requests: int, access_log: str) -> float:
         retry=RetrySettings(try_timeout=15.0, request_timeout=30.0, retry_statuses=frozenset({502, 503, 504}),
                             hedge_delay=0.0),
         coalesce=CoalescePolicy(),  # on, as in production: every GET may lead a flight
+        hot_keys=HotKeys(HotKeyPolicy()),  # on, as in production: every request is counted
     )
     members = [Member(f"b{i}", "127.0.0.1", 9000 + i) for i in range(3)]
     ctx.set_table(RoutingTable.build(Membership.of(members)))
