@@ -24,6 +24,12 @@ The rules:
   jittered backoff, while the budget allows and the deadline has not passed; when the
   budget is spent the request waits for a slot (checked every ``backoff_max_s``) rather
   than fail: the budget bounds retries in flight, a burst of failures costs latency.
+* A try whose connection failed (refused, or not accepted in time) never reached a node:
+  the next member gets the request without a budget slot, as HAProxy's ``redispatch``
+  does. It adds no load anywhere (the request was never served, and the next member is
+  where the key goes once the dead one is ejected), and budgeting it would let a dead
+  node's refusals, cheap and many in the seconds before ejection, take every slot from
+  the shed answers and failures of the live nodes, whose clients would then get 503s.
 * A hedge (a second try while the first is slow) takes a budget slot like a retry; the
   first answer wins, the other try is dropped.
 * The deadline (``request_timeout`` from the start) bounds every wait; each try's
@@ -216,10 +222,15 @@ class Exchange:
                 return RETRY
         return WIN
 
-    def after_failure(self, now: float) -> int:
-        """After a failed try with no twin out: FAIL, RETRY_AFTER_BACKOFF or WAIT_FOR_BUDGET."""
+    def after_failure(self, now: float, reached: bool = True) -> int:
+        """After a failed try with no twin out: FAIL, RETRY_AFTER_BACKOFF or WAIT_FOR_BUDGET.
+        ``reached``: False when the connection to the node failed, so the request never
+        got to it (see the module rules: such a try moves on without the budget)."""
         if not self.retry_possible(now):
             return FAIL
+        if not reached:
+            self.stats.retries += 1
+            return RETRY_AFTER_BACKOFF
         if self.take_retry_budget():
             self.stats.retries += 1
             return RETRY_AFTER_BACKOFF

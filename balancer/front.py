@@ -99,6 +99,8 @@ _MAX_DISCARDED_BODY: Final = 64 * 1024  # a GET/HEAD body pixring never forwards
 # Body bytes queued for one client before reading from its node pauses until they are
 # written (see _pause_until_flushed): one libuv read, so small answers never pause.
 _QUEUED_HIGH_WATER: Final = 256 * 1024
+# Upstream errors of a try that never reached its node (the connection itself failed).
+_UNSENT: Final = frozenset({"connect", "connect_timeout"})
 _request_kind: Final = REQUEST_KINDS.exact.get
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 # The front's clock: CLOCK_MONOTONIC read directly. The loop's own (libuv's uv_now) moves
@@ -962,12 +964,13 @@ class ClientConnection(asyncio.Protocol):
         if x.hedge(_clock()):
             self._launch()
 
-    def _retry_or_fail(self, status: int, message: str) -> None:
+    def _retry_or_fail(self, status: int, message: str, reached: bool = True) -> None:
         """Move on to the next member after a backoff, wait for the retry budget, or
-        answer ``status`` when no try is left (``Exchange.after_failure``)."""
+        answer ``status`` when no try is left (``Exchange.after_failure``; ``reached`` is
+        False when the failed try never got to its node)."""
         x = self.ex_x
         assert x is not None  # a try failed, so the exchange went upstream
-        verdict = x.after_failure(_clock())
+        verdict = x.after_failure(_clock(), reached)
         if verdict == FAIL:
             self._respond_local(status, message, upstream_failed=True)
         elif verdict == RETRY_AFTER_BACKOFF:
@@ -1189,7 +1192,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.ex_live:
             return  # a hedged twin is still trying
-        self._retry_or_fail(504 if timeout else 502, str(error))
+        self._retry_or_fail(504 if timeout else 502, str(error), error.kind not in _UNSENT)
 
     def _end_attempt(self, attempt: _Attempt, now: float | None = None) -> None:
         if attempt.done:

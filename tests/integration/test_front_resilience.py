@@ -163,13 +163,14 @@ async def test_every_member_failing_is_a_fast_502_within_the_attempt_limit(nodes
 
 
 async def test_a_spent_retry_budget_makes_the_retry_wait_for_a_slot_not_fail(nodes):
-    _, b = nodes["b"]
+    (node_a, a), (_, b) = nodes["a"], nodes["b"]
+    node_a.mode = "503"  # failing after the request reached it: a retry is a second execution
     ctx, port = await make_front(
-        [Member("dead", "127.0.0.1", dead_port()), b],
+        [a, b],
         retry_policy=RetryPolicy(budget_ratio=0.0, min_concurrent=1, backoff_base_s=0.001, backoff_max_s=0.01),
         request_timeout=3.0,
     )
-    path = key_owned_by(ctx, "dead", "b")
+    path = key_owned_by(ctx, "a", "b")
     assert ctx.budget.try_retry()  # another request holds the only retry slot
     loop = asyncio.get_running_loop()
     loop.call_later(0.3, ctx.budget.retry_finished)  # ... and releases it a little later
@@ -183,20 +184,36 @@ async def test_a_spent_retry_budget_makes_the_retry_wait_for_a_slot_not_fail(nod
 
 
 async def test_a_retry_budget_that_never_frees_ends_at_the_deadline(nodes):
-    _, b = nodes["b"]
+    (node_a, a), (_, b) = nodes["a"], nodes["b"]
+    node_a.mode = "500"
     ctx, port = await make_front(
-        [Member("dead", "127.0.0.1", dead_port()), b],
+        [a, b],
         retry_policy=RetryPolicy(budget_ratio=0.0, min_concurrent=0, backoff_base_s=0.001, backoff_max_s=0.01),
+        retry_statuses=(500, 502, 503, 504),
         request_timeout=0.5,
     )
     loop = asyncio.get_running_loop()
     started = loop.time()
-    response = await get(port, key_owned_by(ctx, "dead", "b"))
+    response = await get(port, key_owned_by(ctx, "a", "b"))
     elapsed = loop.time() - started
     print(f"answered after {elapsed:.2f}s")
-    assert response.status == 502
+    assert response.status == 500
     assert ctx.stats.retries == 0 and ctx.stats.member("b").attempts == 0  # the budget held: no retry reached b
     assert 0.4 <= elapsed < 3.0
+
+
+async def test_a_refused_connection_moves_on_without_the_retry_budget(nodes):
+    """The dead node never saw the request: its next member gets it even with the budget
+    spent, as in the seconds after a renderer dies, when its refusals would otherwise take
+    every slot and the live nodes' shed answers would reach clients as 503s."""
+    _, b = nodes["b"]
+    ctx, port = await make_front(
+        [Member("dead", "127.0.0.1", dead_port()), b],
+        retry_policy=RetryPolicy(budget_ratio=0.0, min_concurrent=0, backoff_base_s=0.001, backoff_max_s=0.01),
+    )
+    response = await get(port, key_owned_by(ctx, "dead", "b"))
+    assert response.status == 200 and json.loads(response.body)["node"] == "b"
+    assert ctx.stats.retries == 1 and ctx.stats.retries_refused == 0 and ctx.budget.active_retries == 0
 
 
 async def test_the_request_deadline_bounds_slow_members(nodes):

@@ -382,6 +382,33 @@ def test_a_failure_with_the_budget_spent_waits_for_a_slot_then_launches():
     assert x.next_member(0.3) == f.prefs(key)[1]
 
 
+def test_a_try_that_never_reached_its_node_moves_on_without_the_budget():
+    """A refused connection is a redirection, not a second execution: it takes no slot, so
+    a dead node's refusals cannot starve the live nodes' failures and shed answers."""
+    f = fleet(retry_policy=SPENT)
+    key = "/img/9.jpg"
+    x = started(f, key)
+    assert x.next_member(0.0) == f.prefs(key)[0]
+    assert x.after_failure(0.0, reached=False) == RETRY_AFTER_BACKOFF
+    assert f.stats.retries == 1 and f.stats.retries_refused == 0
+    assert x.budget_held == 0 and f.budget.active_retries == 0, "no slot taken, none to give back"
+    assert x.next_member(0.01) == f.prefs(key)[1]
+    # The same try failing after it reached the node (a reset, a timeout) waits for a slot.
+    assert x.after_failure(0.01) == WAIT_FOR_BUDGET
+    assert f.stats.retries_refused == 1
+
+
+def test_tries_that_never_reached_a_node_still_stop_at_the_last_member():
+    f = fleet(retry_policy=SPENT, max_attempts=3)
+    x = started(f)
+    verdicts = []
+    for _ in range(3):
+        assert x.next_member(0.0) is not None
+        verdicts.append(x.after_failure(0.0, reached=False))
+    assert verdicts == [RETRY_AFTER_BACKOFF, RETRY_AFTER_BACKOFF, FAIL], "max_attempts bounds them like any try"
+    assert x.attempts == 3 and f.stats.retries == 2
+
+
 def test_a_budget_that_never_frees_ends_at_the_deadline():
     f = fleet(retry_policy=SPENT, request_timeout=0.5)
     x = started(f)
