@@ -73,6 +73,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"workload variants (default {','.join(VARIANTS)})")
     parser.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run every front N times, seeds SEED..SEED+N-1, and report medians (default 1)")
     parser.add_argument("--pixring-extra", default="", metavar="FLAGS",
                         help="for diagnosis only: flags added to pixring's command line, e.g. "
                              "'--balance-factor 0' (a record is made with production defaults, without it)")
@@ -90,6 +92,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--renderers must be at least 2 (one is killed)")
     if not args.rate > 0:
         parser.error("--rate must be positive")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     return args
 
 # ------------------------------------------------------------------------------ the command
@@ -132,16 +136,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     configs_dir.mkdir(parents=True, exist_ok=True)
     run_dir = out / "logs"
     origin = prepare_origin(args.out / "origin")
-    targets, burst = catalog(args.seed), burst_targets()
-    runs_total = len(args.variants) * len(args.fronts)
+    burst = burst_targets()
+    runs_total = args.repeat * len(args.variants) * len(args.fronts)
     log(f"tier-bench: {runs_total} runs of {phases.duration:g}s at {args.rate:g} req/s, {args.renderers} renderers "
         f"with {args.cache_bytes} caches; burst {phases.burst_start:g}-{phases.burst_end:g}s, "
         f"kill {KILLED} at {phases.kill_at:g}s, restart at {phases.restart_at:g}s; load average "
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.repeat > 1:
+        log(f"tier-bench: {args.repeat} repeats, seeds {args.seed}-{args.seed + args.repeat - 1}, the fronts in turn "
+            f"within each; the figures are medians over the repeats, errors their sum")
     if args.pixring_extra:
         log(f"tier-bench: pixring runs with {' '.join(args.pixring_extra)}: a diagnosis, not its production defaults")
     started = time.monotonic()
-    variants: dict[str, dict[str, dict]] = {}
+    repeats: dict[str, dict[str, list[dict]]] = {}
     details: dict[str, dict[str, dict]] = {}
     events: dict[str, dict[str, dict[str, float]]] = {}
     rows: list[dict[str, object]] = []
@@ -149,44 +156,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     series_chart: dict[str, dict[str, list[dict]]] = {}
     loads: list[float] = []
     index = 0
-    for variant in args.variants:
-        schedule = build_schedule(phases, args.rate, variant, args.seed, targets, burst)
-        for front in args.fronts:
-            index += 1
-            label = f"{index}/{runs_total} {variant} {front}"
-            log(f"[{label}] starting {args.renderers} renderers and {front}; {len(schedule)} requests; "
-                f"{time.monotonic() - started:.0f}s elapsed in all")
-            loads.append(os.getloadavg()[0])
-            run = run_one(front, variant, label, schedule, phases, args, origin, run_dir, configs_dir)
-            loads.append(os.getloadavg()[0])
-            nodes = list(run.nodes)
-            renders = {n: run.counter(n, "renders") for n in nodes}
-            requests = {n: run.counter(n, "hits") + run.counter(n, "misses") for n in nodes}
-            hits = sum(run.counter(n, "hits") for n in nodes)
-            misses = sum(run.counter(n, "misses") for n in nodes)
-            figures = tier_report.front_figures(run.outcomes, phases, renders, hits, misses)
-            variants.setdefault(variant, {})[front] = figures
-            detail = tier_report.front_details(run.outcomes, phases, renders, requests)
-            if run.balancer:
-                detail["balancer"] = run.balancer
-            details.setdefault(variant, {})[front] = detail
-            events.setdefault(variant, {})[front] = {k: round(v, 2) for k, v in run.events.items()}
-            series = tier_report.time_series(run.outcomes, phases)
-            per_node = {n: run.per_second(n, "renders") for n in nodes}
-            for second, row in enumerate(series):
-                rows.append({"variant": variant, "front": front, **row,
-                             **{f"renders_{n}": round(per_node[n][second], 1) for n in nodes}})
-            renders_chart.setdefault(variant, {})[front] = renders
-            series_chart.setdefault(variant, {})[front] = series
-            log(f"[{label}] renders {figures['renders']}  hit ratio {figures['hit_ratio']}  p99 {figures['p99_ms']} ms  "
-                f"burst p99 {figures['burst_p99_ms']} ms  failure p99 {figures['failure_p99_ms']} ms  "
-                f"errors {figures['errors']}")
+    # Repeats outermost, so every front's runs are spread over the same stretch of time.
+    for repeat in range(args.repeat):
+        seed = args.seed + repeat
+        targets = catalog(seed)
+        for variant in args.variants:
+            schedule = build_schedule(phases, args.rate, variant, seed, targets, burst)
+            for front in args.fronts:
+                index += 1
+                label = f"{index}/{runs_total} {variant} {front}" + (f" seed {seed}" if args.repeat > 1 else "")
+                log(f"[{label}] starting {args.renderers} renderers and {front}; {len(schedule)} requests; "
+                    f"{time.monotonic() - started:.0f}s elapsed in all")
+                loads.append(os.getloadavg()[0])
+                logs = run_dir / f"seed{seed}" if args.repeat > 1 else run_dir
+                run = run_one(front, variant, label, schedule, phases, args, origin, logs, configs_dir)
+                loads.append(os.getloadavg()[0])
+                nodes = list(run.nodes)
+                renders = {n: run.counter(n, "renders") for n in nodes}
+                requests = {n: run.counter(n, "hits") + run.counter(n, "misses") for n in nodes}
+                hits = sum(run.counter(n, "hits") for n in nodes)
+                misses = sum(run.counter(n, "misses") for n in nodes)
+                figures = tier_report.front_figures(run.outcomes, phases, renders, hits, misses)
+                detail = tier_report.front_details(run.outcomes, phases, renders, requests)
+                repeats.setdefault(variant, {}).setdefault(front, []).append(
+                    {**figures, "burst_uncached_p99_ms": detail["burst_uncached_p99_ms"], "seed": seed})
+                if repeat == 0:  # the first repeat's details, time series and chart stand for the rest
+                    if run.balancer:
+                        detail["balancer"] = run.balancer
+                    details.setdefault(variant, {})[front] = detail
+                    events.setdefault(variant, {})[front] = {k: round(v, 2) for k, v in run.events.items()}
+                    renders_chart.setdefault(variant, {})[front] = renders
+                    series_chart.setdefault(variant, {})[front] = tier_report.time_series(run.outcomes, phases)
+                per_node = {n: run.per_second(n, "renders") for n in nodes}
+                for second, row in enumerate(tier_report.time_series(run.outcomes, phases)):
+                    rows.append({"variant": variant, "front": front, "seed": seed, **row,
+                                 **{f"renders_{n}": round(per_node[n][second], 1) for n in nodes}})
+                log(f"[{label}] renders {figures['renders']}  hit ratio {figures['hit_ratio']}  "
+                    f"p99 {figures['p99_ms']} ms  burst p99 {figures['burst_p99_ms']} ms  "
+                    f"failure p99 {figures['failure_p99_ms']} ms  errors {figures['errors']}")
+    variants: dict[str, dict[str, dict]] = {
+        variant: {front: tier_report.combine_repeats(runs) for front, runs in fronts.items()}
+        for variant, fronts in repeats.items()}
     imgix: dict[str, dict[str, object]] = {}
-    for variant, fronts in details.items():
+    for variant, fronts in repeats.items():
+        if args.repeat > 1:
+            for front, runs in fronts.items():
+                details[variant][front]["repeats"] = runs
         if "pixring" in fronts:
-            p99 = fronts["pixring"]["burst_uncached_p99_ms"]
-            imgix[variant] = {"pixring_burst_uncached_p99_ms": p99,
-                              "requests": fronts["pixring"]["burst_uncached_requests"], "within": p99 < 700}
+            mine = fronts["pixring"]
+            p99 = sorted(run["burst_uncached_p99_ms"] for run in mine)[(len(mine) - 1) // 2]
+            imgix[variant] = {"pixring_burst_uncached_p99_ms": p99, "within": p99 < 700,
+                              "requests": details[variant]["pixring"]["burst_uncached_requests"]}
     summary: dict[str, Any] = {
         "variants": variants,
         "ratios": {variant: tier_report.ratios(fronts) for variant, fronts in variants.items()},
@@ -195,9 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "events": events,
         "meta": {
             "time": stamp, "commit": _git_commit(), "quick": args.quick, "rate": args.rate, "seed": args.seed,
+            "repeat": args.repeat,
             "renderers": args.renderers, "cache_bytes": args.cache_bytes, "killed": KILLED,
             "pixring_extra": args.pixring_extra,
-            "phases": asdict(phases), "catalogue": len(targets), "host": platform.node(), "cpus": os.cpu_count(),
+            "phases": asdict(phases), "catalogue": len(catalog(args.seed)), "host": platform.node(), "cpus": os.cpu_count(),
             "python": platform.python_version(), "load_average_1m": {"min": min(loads), "max": max(loads)},
             "wall_seconds": round(time.monotonic() - started, 1),
         },
@@ -207,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tier_chart.draw(out / "chart.png", phases, series_chart, renders_chart, events)
     log("")
     log(tier_report.table(summary))
+    for line in tier_report.repeat_lines(details):
+        log(line)
     log("")
     log(f"load average (1 min) during the runs: {min(loads):.2f}-{max(loads):.2f} on {os.cpu_count()} CPUs")
     for name in ("summary.json", "timeseries.csv", "chart.png", "configs"):

@@ -37,12 +37,14 @@ __all__ = [
     "FRONT_FIGURES",
     "Outcome",
     "counter_increase",
+    "combine_repeats",
     "front_figures",
     "front_details",
     "hit_ratio",
     "increase_per_bucket",
     "peak_to_mean",
     "ratios",
+    "repeat_lines",
     "table",
     "time_series",
     "write_csv",
@@ -177,6 +179,35 @@ def front_details(outcomes: Sequence[Outcome], phases: Phases, renders_per_node:
         "renders_per_node": {node: int(round(n)) for node, n in sorted(renders_per_node.items())},
         "requests_per_node": {node: int(round(n)) for node, n in sorted(requests_per_node.items())},
     }
+
+
+def combine_repeats(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """One front's figures over repeated runs: the median of each (the lower middle of an
+    even count, so it is a figure some run had), errors summed, since the target is none in
+    any run. A p99 over a 20-second window is a handful of requests, and which renders meet
+    in one node's queue there is chance: one run of each front cannot rank them."""
+    out: dict[str, float] = {}
+    for figure in FRONT_FIGURES:
+        values = [run[figure] for run in runs if figure in run and not _nan(run[figure])]
+        if figure == "errors":
+            out[figure] = sum(values)
+        elif values:
+            out[figure] = sorted(values)[(len(values) - 1) // 2]
+        else:
+            out[figure] = float("nan")
+    return out
+
+
+def repeat_lines(details: Mapping[str, Mapping[str, Mapping]]) -> list[str]:
+    """Each repeat's figure beside the median, per variant and figure, for the noisy ones."""
+    lines = []
+    for variant, fronts in details.items():
+        for figure in ("burst_p99_ms", "p99_ms", "failure_p99_ms", "renders", "errors"):
+            cells = [f"{front} {'/'.join(_cell(run[figure]) for run in detail['repeats'])}"
+                     for front, detail in fronts.items() if detail.get("repeats")]
+            if cells:
+                lines.append(f"{variant} {figure} by repeat: " + ", ".join(cells))
+    return lines
 
 
 def ratios(fronts: Mapping[str, Mapping[str, float]]) -> dict[str, float | None]:

@@ -187,3 +187,29 @@ def test_the_table_has_a_row_per_front_and_a_ratio_row_per_variant() -> None:
     assert lines[2].startswith("| pages | pixring | 1.5 |") and "| 9.9 |" in lines[2]
     assert lines[3].startswith("| pages | nginx | 300 |")
     assert lines[4].startswith("| pages | pixring / best other | 0.721 | - |")
+
+
+def test_repeats_combine_into_medians_with_errors_summed() -> None:
+    def run(renders: int, burst: float, errors: int, failure: float = float("nan")) -> dict:
+        return {**dict.fromkeys(FRONT_FIGURES, 1.0), "renders": renders, "burst_p99_ms": burst,
+                "errors": errors, "failure_p99_ms": failure, "seed": 7}
+    three = tier_report.combine_repeats([run(300, 500.0, 0), run(280, 220.0, 2), run(310, 250.0, 1, 90.0)])
+    assert list(three) == list(FRONT_FIGURES)  # the seed and anything else stay outside
+    assert three["renders"] == 300 and three["burst_p99_ms"] == 250.0
+    assert three["errors"] == 3  # any error in any run counts against "zero errors"
+    assert three["failure_p99_ms"] == 90.0  # NaNs (no request in the window) are left out
+    # An even count takes the lower middle: a value some run had, not an average of two.
+    assert tier_report.combine_repeats([run(1, 400.0, 0), run(2, 200.0, 0)])["burst_p99_ms"] == 200.0
+    assert tier_report.combine_repeats([run(5, 9.0, 0)])["renders"] == 5
+    assert math.isnan(tier_report.combine_repeats([run(5, float("nan"), 0)])["burst_p99_ms"])
+
+
+def test_repeat_lines_list_each_run_per_front() -> None:
+    details = {"canonical": {
+        "pixring": {"repeats": [{**dict.fromkeys(FRONT_FIGURES, 0), "burst_p99_ms": 294.0},
+                                {**dict.fromkeys(FRONT_FIGURES, 0), "burst_p99_ms": 217.5}]},
+        "nginx": {"repeats": [{**dict.fromkeys(FRONT_FIGURES, 0), "burst_p99_ms": 229.0},
+                              {**dict.fromkeys(FRONT_FIGURES, 0), "burst_p99_ms": 508.0}]}}}
+    lines = tier_report.repeat_lines(details)
+    assert lines[0] == "canonical burst_p99_ms by repeat: pixring 294/218, nginx 229/508"
+    assert len(lines) == 5 and tier_report.repeat_lines({"canonical": {"pixring": {"p50_ms": 1.0}}}) == []
