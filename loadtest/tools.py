@@ -32,7 +32,9 @@ PACKAGES = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk", "taskset": "ut
             # for tests/unit/test_ops_rules.py: `promtool check rules` on ops/prometheus/alerts.yml
             "promtool": "prometheus",
             # for `make test-browser`: the status page in a real headless browser
-            "chromium": "chromium"}
+            "chromium": "chromium",
+            # for loadtest.worker_instructions: a real worker's instructions per request
+            "valgrind": "valgrind", "callgrind_control": "valgrind"}
 # pid files of the services those packages may start (Debian's defaults)
 SERVICE_PID_FILES = {"nginx": Path("/run/nginx.pid"), "haproxy": Path("/run/haproxy.pid"),
                      "prometheus": Path("/run/prometheus/prometheus.pid")}
