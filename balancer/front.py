@@ -99,8 +99,6 @@ _MAX_DISCARDED_BODY: Final = 64 * 1024  # a GET/HEAD body pixring never forwards
 # Body bytes queued for one client before reading from its node pauses until they are
 # written (see _pause_until_flushed): one libuv read, so small answers never pause.
 _QUEUED_HIGH_WATER: Final = 256 * 1024
-# Upstream errors of a try that never reached its node (the connection itself failed).
-_UNSENT: Final = frozenset({"connect", "connect_timeout"})
 _request_kind: Final = REQUEST_KINDS.exact.get
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 # The front's clock: CLOCK_MONOTONIC read directly. The loop's own (libuv's uv_now) moves
@@ -1192,7 +1190,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.ex_live:
             return  # a hedged twin is still trying
-        self._retry_or_fail(504 if timeout else 502, str(error), error.kind not in _UNSENT)
+        self._retry_or_fail(504 if timeout else 502, str(error), error.reached_node)
 
     def _end_attempt(self, attempt: _Attempt, now: float | None = None) -> None:
         if attempt.done:

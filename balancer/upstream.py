@@ -65,6 +65,8 @@ class UpstreamError(Exception):
         super().__init__(detail)
         self.kind = kind  # "connect", "connect_timeout", "timeout", "reset", "protocol"
         self.stale = stale  # a reused connection died before answering: safe to retry once
+        # The connection itself failed, so the node never got the request.
+        self.reached_node = kind not in ("connect", "connect_timeout")
 
 
 class ResponseSink:

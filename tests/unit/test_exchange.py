@@ -36,6 +36,7 @@ from balancer.picker import Inflight, PickPolicy
 from balancer.retry import RetryBudget, RetryPolicy
 from balancer.ring import Ring, build_ring, key_hash
 from balancer.stats import WorkerStats
+from balancer.upstream import UpstreamError
 
 MEMBERS = ("n1", "n2", "n3", "n4", "n5")
 DEFAULT_STATUSES = frozenset({502, 503, 504})
@@ -396,6 +397,11 @@ def test_a_try_that_never_reached_its_node_moves_on_without_the_budget():
     # The same try failing after it reached the node (a reset, a timeout) waits for a slot.
     assert x.after_failure(0.01) == WAIT_FOR_BUDGET
     assert f.stats.retries_refused == 1
+
+
+def test_only_a_failed_connection_counts_as_a_try_that_never_reached_its_node():
+    kinds = ("connect", "connect_timeout", "timeout", "reset", "protocol")
+    assert [UpstreamError(kind, "x").reached_node for kind in kinds] == [False, False, True, True, True]
 
 
 def test_tries_that_never_reached_a_node_still_stop_at_the_last_member():
