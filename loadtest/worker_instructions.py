@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
              # Active probes would be the largest cost that grows with time, not requests, and
              # a request takes ~50x its time under callgrind: rare, they stay out of the windows.
              "--probe-interval", "3600"]
-    pixring = subprocess.Popen(argv_, stdout=subprocess.DEVNULL, stderr=open(run_dir / "pixring.stderr", "wb"),
-                               start_new_session=True)
+    with open(run_dir / "pixring.stderr", "wb") as stderr:
+        pixring = subprocess.Popen(argv_, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     try:
         log("starting pixring (one worker) under callgrind ...")
         _wait_up(port, 300)
