@@ -190,7 +190,8 @@ FIELDS: tuple[Field, ...] = (
     Field("max_attempts", positive(int), 3,
           "tries per request (1 = no retries); retries go to the next members of the key's preference list", "N"),
     Field("retry_budget", fraction, 0.2,
-          "retries in flight may be at most this fraction of requests in flight (Envoy's retry budget)", "RATIO"),
+          "retries in flight may be at most this fraction of requests in flight (Envoy's retry budget); a try "
+          "whose connection failed never reached its node and moves on without it", "RATIO"),
     Field("retry_min_concurrent", non_negative_int, 3,
           "retries always allowed in flight whatever the budget says", "N"),
     Field("shed_retry_within", non_negative_float, 1.0,
