@@ -768,12 +768,15 @@ class ClientConnection(asyncio.Protocol):
         hot = ctx.hot_keys
         replicas = hot.observe(routed.hash, routed.key, len(ctx.health.routable) or ctx.ring_members) \
             if hot is not None else 1
+        may_lead = False
         if ctx.coalesce is not None and method == b"GET":
             leader = ctx.flights.get(routed.key)
-            if leader is not None and leader._takes_follower(req):
+            if leader is None:
+                may_lead = True
+            elif leader._takes_follower(req):
                 self._follow(leader, req)
                 return
-        self._go_upstream(req, routed, now, True, replicas)
+        self._go_upstream(req, routed, now, may_lead, replicas)
 
     def _go_upstream(self, req: _Request, routed: Routed, now: float, may_lead: bool, replicas: int) -> None:
         ctx = self.ctx
@@ -789,11 +792,9 @@ class ClientConnection(asyncio.Protocol):
             req.fields, req.forwarded_for, req.via, self.client_ip, self.ex_request_id, ctx.via, req.host, ctx.https,
             self.client_node)
         self.ex_t_upstream = now
-        if may_lead and ctx.coalesce is not None and req.method == b"GET":
-            key = routed.key
-            if key not in ctx.flights:
-                ctx.flights[key] = self
-                self.ex_registered = True
+        if may_lead:  # a coalescible GET whose key had no flight (nothing ran since the look-up)
+            ctx.flights[routed.key] = self
+            self.ex_registered = True
         self._launch(now)
         if ctx.retry.hedge_delay and self.ex is req:
             self.ex_hedge_timer = ctx.loop.call_later(ctx.retry.hedge_delay, self._hedge)
@@ -948,8 +949,11 @@ class ClientConnection(asyncio.Protocol):
         assert req is not None and routed is not None and x is not None
         attempt.conn = conn
         host_line = routed.host_line
-        head = b"".join((req.method, b" ", routed.upstream_target,
-                         attempt.lines.host_line if host_line is None else host_line, self.ex_forwarding))
+        if host_line is None:
+            host_line = attempt.lines.host_line
+        # A %-literal of %s: compiled, one allocation (a join builds a tuple first, ~400
+        # instructions more).
+        head = b"%s %s%s%s" % (req.method, routed.upstream_target, host_line, self.ex_forwarding)
         conn.send(head, attempt, req.method == b"HEAD", x.first_byte_timeout(now), now)
         if self.writing_paused:
             conn.pause_reading()

@@ -332,6 +332,21 @@ def response_head(status: int, fields: list[bytes], prior_via: bytes, framing: F
     ``content_length`` is the node's value, passed on for LENGTH framing and for HEAD
     (where it tells the size of the body a GET would get).
     """
+    if (content_length is not None and framing is Framing.LENGTH and keep_alive and client_http11
+            and status == 200):
+        # Nearly every answer: one %-literal of %s, compiled to one allocation for the whole
+        # head (the general path's list, extended and joined, cost 2,700 instructions more a
+        # request: loadtest.worker_instructions). The same bytes as the general path, which
+        # a property test holds it to.
+        return b"%s%sVia: %s%s1.1 %s\r\n%sContent-Length: %s\r\n\r\n" % (
+            _OK_HTTP11, b"".join(fields), prior_via, b", " if prior_via else b"", via, extra, content_length)
+    return _general_response_head(status, fields, prior_via, framing, content_length, keep_alive, client_http11,
+                                  extra, via)
+
+
+def _general_response_head(status: int, fields: list[bytes], prior_via: bytes, framing: Framing,
+                           content_length: bytes | None, keep_alive: bool, client_http11: bool, extra: bytes,
+                           via: bytes) -> bytes:
     own_via = b"1.1 " + via
     out = [_STATUS_LINES[client_http11].get(status) or _status_line(status, client_http11)]
     out += fields
@@ -360,6 +375,7 @@ def _status_line(status: int, http11: bool) -> bytes:
 
 
 _STATUS_LINES: Final = {http11: {status: _status_line(status, http11) for status in _REASONS} for http11 in (False, True)}
+_OK_HTTP11: Final = _status_line(200, True)
 
 
 def reason_phrase(status: int) -> bytes:

@@ -232,9 +232,18 @@ class HotKeys:
             entry = counted.get(h)
             if entry is not None and entry.count == self._min:
                 return h
-        low = min(entry.count for entry in counted.values())
+        # One plain loop, min and members together: compiled, a native iteration (min() of
+        # a generator and extend() of another ran every entry through generator objects).
+        low = -1
+        for h, entry in counted.items():
+            count = entry.count
+            if count == low:
+                victims.append(h)
+            elif low < 0 or count < low:
+                low = count
+                victims.clear()
+                victims.append(h)
         self._min = low
-        victims.extend(h for h, entry in counted.items() if entry.count == low)
         return victims.pop()
 
     def _decay(self) -> None:

@@ -6,6 +6,8 @@ pool parse them, is checked against an independent statement of the rules in
 """
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from balancer.headers import (
     DROP,
@@ -24,6 +26,7 @@ from balancer.headers import (
     response_head,
     without_named,
 )
+from balancer.headers import _general_response_head
 
 
 def _fields(head: bytes) -> list[tuple[bytes, bytes]]:
@@ -108,6 +111,31 @@ def test_client_head_passes_end_to_end_fields_and_adds_ours():
     names = [n for n, _ in fields]
     assert b"connection" not in names
     assert names.count(b"content-length") == 1
+
+
+_LINE = st.builds(lambda name, value: b"%s: %s\r\n" % (name, value),
+                  st.sampled_from([b"Content-Type", b"ETag", b"Vary", b"X-Render-Cache", b"Set-Cookie"]),
+                  st.binary(max_size=12).map(lambda raw: raw.replace(b"\r", b"").replace(b"\n", b"")))
+
+
+@settings(max_examples=300, deadline=None)
+@given(status=st.sampled_from([200, 200, 201, 204, 206, 304, 404, 503, 599]), fields=st.lists(_LINE, max_size=5),
+       prior_via=st.sampled_from([b"", b"1.1 cdn", b"1.0 a, 1.1 b"]), framing=st.sampled_from(list(Framing)),
+       content_length=st.sampled_from([None, b"0", b"1234"]), keep_alive=st.booleans(), http11=st.booleans(),
+       extra=st.sampled_from([b"", b"X-Pixring-Node: r1\r\n"]), via=st.sampled_from([b"pixring", b"edge-7"]))
+def test_the_head_of_the_usual_answer_is_the_bytes_of_the_general_rules(
+        status, fields, prior_via, framing, content_length, keep_alive, http11, extra, via):
+    # response_head builds a 200 with a length for a keep-alive HTTP/1.1 client in one
+    # literal: whatever the inputs, it must say what the general rules say.
+    assert response_head(status, fields, prior_via, framing, content_length, keep_alive, http11, extra, via) == \
+        _general_response_head(status, fields, prior_via, framing, content_length, keep_alive, http11, extra, via)
+
+
+def test_the_usual_answer_head_in_full():
+    head = response_head(200, [b"Content-Type: image/webp\r\n"], b"1.1 cdn", Framing.LENGTH, b"42", True, True,
+                         b"X-Pixring-Node: r1\r\n", b"pixring")
+    assert head == (b"HTTP/1.1 200 OK\r\nContent-Type: image/webp\r\nVia: 1.1 cdn, 1.1 pixring\r\n"
+                    b"X-Pixring-Node: r1\r\nContent-Length: 42\r\n\r\n")
 
 
 def test_unknown_length_is_rechunked_for_http11_and_closed_for_http10():
