@@ -6,7 +6,8 @@ runs on a shared machine: too much to see a change of a few percent. ``request_p
 counts instructions, noise-free, but over pixring's own code with the sockets stubbed out.
 This counts them in the real thing: ``pixring balancer --workers 1`` under valgrind's
 callgrind, in front of the benchmark's nginx backends (``loadtest.backends``), driven over
-real sockets by eight keep-alive clients. Kernel time is not counted (callgrind sees user
+real sockets by keep-alive clients (eight by default; ``--connections 1`` puts one request in
+each event-loop turn, so costs paid per turn rather than per request show in full). Kernel time is not counted (callgrind sees user
 space only); everything pixring runs in its worker is: parsing, normalization (cached),
 picking, hot keys, coalescing, forwarding, the access log, metrics.
 
@@ -61,13 +62,13 @@ async def _client(port: int, targets: list[str]) -> None:
         writer.close()
 
 
-def send(port: int, count: int, offset: int = 0) -> None:
-    """``count`` requests over ``CONNECTIONS`` keep-alive connections, one at a time each."""
-    per = max(1, count // CONNECTIONS)
-    targets = [f"/img/{(offset + i) % URLS}.jpg?w=400&h=300" for i in range(per * CONNECTIONS)]
+def send(port: int, count: int, connections: int = CONNECTIONS) -> None:
+    """``count`` requests over ``connections`` keep-alive connections, one at a time each."""
+    per = max(1, count // connections)
+    targets = [f"/img/{i % URLS}.jpg?w=400&h=300" for i in range(per * connections)]
 
     async def main() -> None:
-        await asyncio.gather(*(_client(port, targets[k::CONNECTIONS]) for k in range(CONNECTIONS)))
+        await asyncio.gather(*(_client(port, targets[k::connections]) for k in range(connections)))
 
     asyncio.run(main())
 
@@ -88,11 +89,11 @@ def _control(*args: str) -> None:
     subprocess.run(["callgrind_control", *args], check=True, capture_output=True)
 
 
-def _window(port: int, worker: int, count: int, out_prefix: str, label: str) -> int:
+def _window(port: int, worker: int, count: int, connections: int, out_prefix: str, label: str) -> int:
     """Instructions the worker ran while ``count`` requests went through it."""
     _control("-z", str(worker))
     started = time.monotonic()
-    send(port, count)
+    send(port, count, connections)
     _control("-d", label, str(worker))
     dumps = sorted(Path(out_prefix).parent.glob(f"{Path(out_prefix).name}.{worker}.out.*"),
                    key=lambda p: p.stat().st_mtime)
@@ -106,10 +107,16 @@ def _window(port: int, worker: int, count: int, out_prefix: str, label: str) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.worker_instructions", description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests in the first window (default 2000)")
+    parser.add_argument("--connections", type=int, default=CONNECTIONS,
+                        help=f"keep-alive clients sending one request at a time each (default {CONNECTIONS})")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the run folder (the callgrind dumps, for callgrind_annotate) and print its path")
     parser.add_argument("--no-install", action="store_true", help="fail instead of installing nginx and valgrind")
     args = parser.parse_args(argv)
-    if args.requests < CONNECTIONS:
-        parser.error(f"--requests must be at least {CONNECTIONS}")
+    if args.connections < 1:
+        parser.error("--connections must be at least 1")
+    if args.requests < args.connections:
+        parser.error("--requests must be at least --connections")
     try:
         require(["nginx", "valgrind", "callgrind_control"], install=not args.no_install, log=log)
     except ToolsError as exc:
@@ -137,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             raise StartError(f"expected one worker process under the supervisor, found {workers}")
         log(f"warming up: {2 * URLS} requests over {URLS} URLs ...")
         send(port, 2 * URLS)
-        first = _window(port, workers[0], args.requests, out_prefix, "first")
-        second = _window(port, workers[0], 2 * args.requests, out_prefix, "second")
+        first = _window(port, workers[0], args.requests, args.connections, out_prefix, "first")
+        second = _window(port, workers[0], 2 * args.requests, args.connections, out_prefix, "second")
     except (StartError, subprocess.CalledProcessError, RuntimeError) as exc:
         log(f"worker_instructions: {exc}")
         return 1
@@ -152,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
                 pass
         pixring.wait(30)
         backends.stop()
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if args.keep:
+            log(f"callgrind dumps kept in {run_dir}")
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
     per_request = (second - first) / args.requests
     log(f"worker instructions per request: {per_request:,.0f} "
         f"(({second:,} - {first:,}) / {args.requests:,}; user space only, kernel not counted)")
