@@ -87,7 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--proxy-cpu", type=int, default=0, help="CPU for the proxy under test (default 0)")
     parser.add_argument("--load-cpu", type=int, default=1, help="CPU for wrk and the backends (default 1)")
     parser.add_argument("--max-other", type=float, default=DEFAULT_LIMIT_PCT,
-                        help="%% of a core other processes may use during a run before it counts as disturbed "
+                        help="%% of a core other processes may use during a run, or the hypervisor may steal, "
+                             "before it counts as disturbed "
                              f"(default {DEFAULT_LIMIT_PCT:g})")
     parser.add_argument("--max-wait", type=float, default=20.0,
                         help="longest wait for a quiet machine before a run, seconds (default 20)")

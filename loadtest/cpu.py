@@ -173,6 +173,25 @@ def rss_kib(pid: int) -> int | None:
         return None
 
 
+def parse_steal_ticks(text: str) -> int:
+    """The ``steal`` field of /proc/stat's all-CPU line: clock ticks the hypervisor ran
+    someone else while this machine's CPUs wanted to run (proc(5), the 8th value)."""
+    for line in text.splitlines():
+        if line.startswith("cpu "):
+            values = line.split()[1:]
+            return int(values[7]) if len(values) > 7 else 0
+    raise ValueError("no all-CPU line in /proc/stat")
+
+
+def steal_ticks() -> int:
+    """Steal ticks so far, summed over the CPUs (0 where the kernel does not count them)."""
+    try:
+        with open("/proc/stat") as f:
+            return parse_steal_ticks(f.read())
+    except (OSError, ValueError):
+        return 0
+
+
 def cpu_idle_us() -> dict[int, int]:
     """Cumulative idle residency per CPU, microseconds (empty when cpuidle is absent)."""
     idle = {}

@@ -44,7 +44,7 @@ def progress_line(index: int, total: int, record: RunRecord, *, retrying: bool) 
         flags += " DISTURBED" + (", retrying" if retrying else ", kept (no retries left)")
     return (f"[{index}/{total}] {record.config} c={record.connections} round {record.round}: "
             f"{record.rps:,.0f} req/s p50 {record.p50_ms:.2f} ms p99 {record.p99_ms:.2f} ms{cpu_text}"
-            f" | {busy} other {record.other_pct:.1f}% waited {record.waited_s:.0f}s{flags}")
+            f" | {busy} other {record.other_pct:.1f}% steal {record.steal_pct:.1f}% waited {record.waited_s:.0f}s{flags}")
 
 
 def pair_line(index: int, total: int, ours: RunRecord, reference: RunRecord) -> str:

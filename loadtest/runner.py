@@ -8,6 +8,10 @@ Rules of this module
 * A run measures, around one wrk process: the CPU of the server's process tree, of the
   backends, of wrk, of everyone else (``loadtest.quiet``), per-CPU busy time, the RSS of
   pixring's workers every second, and the access log written (proof that it is on).
+* A run is disturbed when other processes used more than ``--max-other`` percent of a core,
+  or when the hypervisor stole as much (``steal`` in /proc/stat: this machine's CPUs wanted
+  to run and another machine ran). Steal shows in no process's time, yet it slowed a
+  pixring worker's requests here from ~60 to ~120 µs of CPU each for minutes at a time.
 * A disturbed run is retried up to ``--attempts`` times, while the time budget allows: waits
   and retries only spend the part of the budget the remaining runs do not need.
 """
@@ -32,7 +36,16 @@ from loadtest.backends import (
     start_pixring,
     start_skeleton,
 )
-from loadtest.cpu import CLOCK_TICKS, ProcStat, cpu_idle_us, descendants, rss_kib, snapshot, tree_delta
+from loadtest.cpu import (
+    CLOCK_TICKS,
+    ProcStat,
+    cpu_idle_us,
+    descendants,
+    rss_kib,
+    snapshot,
+    steal_ticks,
+    tree_delta,
+)
 from loadtest.quiet import foreign_pct, wait_for_quiet
 from loadtest.summary import RunRecord
 from loadtest.targets import image_targets, write_targets
@@ -160,6 +173,7 @@ class Runner:
         before = snapshot()
         workers = server.workers(before) if server is not None and config.startswith("pixring") else []
         peaks = [rss_kib(pid) or 0 for pid in workers]
+        steal0 = steal_ticks()
         idle0, usage0, started = cpu_idle_us(), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
         proc = wrk.start(argv)
         hard_stop = started + seconds + 30
@@ -176,9 +190,10 @@ class Runner:
                     proc.kill()
         out, err = proc.communicate()
         ended, idle1, usage1 = time.monotonic(), cpu_idle_us(), resource.getrusage(resource.RUSAGE_CHILDREN)
-        after = snapshot()
+        after, steal1 = snapshot(), steal_ticks()
         result = wrk.parse_result(out, err)
         wall = ended - started
+        steal = 100.0 * (steal1 - steal0) / CLOCK_TICKS / wall
         if server is not None:
             user, system = tree_delta(before, after, server.pid)
             proxy_user, proxy_system = user / CLOCK_TICKS, system / CLOCK_TICKS
@@ -196,7 +211,8 @@ class Runner:
             p50_ms=result.p50_us / 1000, p90_ms=result.p90_us / 1000, p99_ms=result.p99_us / 1000,
             max_ms=result.max_us / 1000, failed=result.failed,
             proxy_user_s=proxy_user, proxy_system_s=proxy_system,
-            other_pct=round(other, 2), disturbed=other > args.max_other, waited_s=round(waited_s, 1),
+            other_pct=round(other, 2), steal_pct=round(steal, 2),
+            disturbed=other > args.max_other or steal > args.max_other, waited_s=round(waited_s, 1),
             cpu_busy_pct={k: round(v, 1) for k, v in busy.items()},
             backend_cpu_pct=round(100.0 * backend_ticks / CLOCK_TICKS / wall, 1),
             load_cpu_pct=round(100.0 * load_cpu_s / wall, 1),

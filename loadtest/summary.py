@@ -67,6 +67,7 @@ class RunRecord:
     load_cpu_pct: float | None = None
     worker_rss_kib_peak: tuple[int, ...] = ()
     log_bytes_per_request: float | None = None  # access log written per request (proof it is on)
+    steal_pct: float = 0.0  # CPU the hypervisor gave to other machines during the run, % of one core
 
     @property
     def proxy_cpu_s(self) -> float | None:

@@ -12,8 +12,10 @@ from loadtest.cpu import (
     descendants,
     parse_stat,
     parse_status_kib,
+    parse_steal_ticks,
     read_stat,
     rss_kib,
+    steal_ticks,
     tree_delta,
     tree_ticks,
 )
@@ -76,3 +78,18 @@ def test_readers_see_this_process():
     assert stat is not None and stat.ppid == os.getppid()
     assert (rss_kib(os.getpid()) or 0) > 1000
     assert read_stat(2**22 + 12345) is None  # above pid_max: never a live process
+
+
+def test_steal_is_the_eighth_value_of_the_all_cpu_line():
+    text = ("cpu  4082675 21407 625805 3544028 14151 0 154989 56783 0 0\n"
+            "cpu0 1747141 10011 286794 2089558 3313 0 83583 28434 0 0\n")
+    assert parse_steal_ticks(text) == 56783
+    # A kernel older than steal accounting prints fewer values: nothing was stolen that it saw.
+    assert parse_steal_ticks("cpu  1 2 3 4 5 6 7\n") == 0
+    with pytest.raises(ValueError):
+        parse_steal_ticks("cpu0 1 2 3 4 5 6 7 8\n")
+
+
+def test_steal_of_this_machine_is_a_count_that_only_grows():
+    first = steal_ticks()
+    assert 0 <= first <= steal_ticks()
