@@ -181,12 +181,16 @@ class Server:
             return ""
 
 
-def _spawn(name: str, argv: list[str], run_dir: Path, cpu: int | None, stdout: Path | None = None) -> subprocess.Popen:
+def _spawn(name: str, argv: list[str], run_dir: Path, cpu: int | None, stdout: Path | None = None,
+           checkout: Path | None = None) -> subprocess.Popen:
+    """``checkout``: run the code of that pixring checkout (its folder first on the path)."""
     pinned = (["taskset", "-c", str(cpu)] if cpu is not None else []) + argv
     err = open(run_dir / f"{name}.stderr", "ab")
     out = open(stdout, "ab") if stdout is not None else subprocess.DEVNULL
+    env = None if checkout is None else {**os.environ, "PYTHONPATH": str(checkout)}
     try:
-        return subprocess.Popen(pinned, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(pinned, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
+                                cwd=checkout, env=env)
     finally:
         err.close()
         if stdout is not None:
@@ -268,11 +272,13 @@ def pixring_command() -> list[str]:
 
 
 def start_pixring(name: str, run_dir: Path, backend_ports: Sequence[int], cpu: int | None, *, workers: int,
-                  profile: str = "imgix", tls: tuple[Path, Path] | None = None) -> Server:
+                  profile: str = "imgix", tls: tuple[Path, Path] | None = None,
+                  checkout: Path | None = None) -> Server:
+    """``checkout``: another pixring checkout to run instead of this one (``loadtest.compare``)."""
     port, admin_port, access_log = free_port(), free_port(), run_dir / f"{name}-access.log"
     argv = pixring_argv(pixring_command(), port=port, admin_port=admin_port, backend_ports=backend_ports,
                         workers=workers, access_log=access_log, profile=profile, tls=tls)
-    proc = _spawn(name, argv, run_dir, cpu)
+    proc = _spawn(name, argv, run_dir, cpu, checkout=checkout)
     server = Server(name, port, proc, run_dir, access_log=access_log, admin_port=admin_port, tls=tls is not None)
     _wait_ready(server, admin_port, "/readyz", None)
     _wait_ready(server, port, PROBE_TARGET, BODY_BYTES, tls=server.tls)
