@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from loadtest import tier_chart, tier_report
+from loadtest.cpu import CLOCK_TICKS, steal_ticks
 from loadtest.tier_report import FRONTS
 from loadtest.tier_run import KILLED, log, run_one
 from loadtest.tier_workload import BURST_SOURCE, VARIANTS, Phases, build_schedule, burst_targets, catalog
@@ -169,7 +170,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{time.monotonic() - started:.0f}s elapsed in all")
                 loads.append(os.getloadavg()[0])
                 logs = run_dir / f"seed{seed}" if args.repeat > 1 else run_dir
+                steal_before, run_started = steal_ticks(), time.monotonic()
                 run = run_one(front, variant, label, schedule, phases, args, origin, logs, configs_dir)
+                # Renders are CPU work: a run in minutes when the hypervisor gave this
+                # machine's CPUs to others renders slower, whatever the front did.
+                steal = round(100.0 * (steal_ticks() - steal_before) / CLOCK_TICKS / (time.monotonic() - run_started), 1)
                 loads.append(os.getloadavg()[0])
                 nodes = list(run.nodes)
                 renders = {n: run.counter(n, "renders") for n in nodes}
@@ -179,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 figures = tier_report.front_figures(run.outcomes, phases, renders, hits, misses)
                 detail = tier_report.front_details(run.outcomes, phases, renders, requests)
                 repeats.setdefault(variant, {}).setdefault(front, []).append(
-                    {**figures, "burst_uncached_p99_ms": detail["burst_uncached_p99_ms"], "seed": seed})
+                    {**figures, "burst_uncached_p99_ms": detail["burst_uncached_p99_ms"], "seed": seed,
+                     "steal_pct": steal})
                 if repeat == 0:  # the first repeat's details, time series and chart stand for the rest
                     if run.balancer:
                         detail["balancer"] = run.balancer
@@ -193,7 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  **{f"renders_{n}": round(per_node[n][second], 1) for n in nodes}})
                 log(f"[{label}] renders {figures['renders']}  hit ratio {figures['hit_ratio']}  "
                     f"p99 {figures['p99_ms']} ms  burst p99 {figures['burst_p99_ms']} ms  "
-                    f"failure p99 {figures['failure_p99_ms']} ms  errors {figures['errors']}")
+                    f"failure p99 {figures['failure_p99_ms']} ms  errors {figures['errors']}  "
+                    f"hypervisor steal {steal}% of a core")
     variants: dict[str, dict[str, dict]] = {
         variant: {front: tier_report.combine_repeats(runs) for front, runs in fronts.items()}
         for variant, fronts in repeats.items()}

@@ -213,3 +213,8 @@ def test_repeat_lines_list_each_run_per_front() -> None:
     lines = tier_report.repeat_lines(details)
     assert lines[0] == "canonical burst_p99_ms by repeat: pixring 294/218, nginx 229/508"
     assert len(lines) == 5 and tier_report.repeat_lines({"canonical": {"pixring": {"p50_ms": 1.0}}}) == []
+    # Runs that recorded the hypervisor's steal show it too, beside their latencies.
+    for front, stolen in (("pixring", (0.4, 31.0)), ("nginx", (0.2, 0.3))):
+        for run, pct in zip(details["canonical"][front]["repeats"], stolen):
+            run["steal_pct"] = pct
+    assert tier_report.repeat_lines(details)[-1] == "canonical steal_pct by repeat: pixring 0.4/31, nginx 0.2/0.3"
