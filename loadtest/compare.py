@@ -22,6 +22,7 @@ production defaults (hot keys and coalescing on).
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import statistics
 import subprocess
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in reversed(servers):
             server.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
     return 0
 
 
