@@ -34,7 +34,7 @@ from pathlib import Path
 
 from loadtest import wrk
 from loadtest.backends import Server, StartError, start_backends, start_pixring
-from loadtest.cpu import CLOCK_TICKS, snapshot, steal_ticks, tree_delta
+from loadtest.cpu import CLOCK_TICKS, snapshot, steal_pct, steal_ticks, tree_delta
 from loadtest.quiet import DEFAULT_LIMIT_PCT
 from loadtest.targets import DEFAULT_COUNT, image_targets, write_targets
 from loadtest.tools import ToolsError, require
@@ -59,7 +59,7 @@ def measure(server: Server, connections: int, seconds: int, targets: Path, cpu: 
     before, steal_before, started = snapshot(), steal_ticks(), time.monotonic()
     out, err = wrk.start(argv).communicate(timeout=seconds + 30)
     user, system = tree_delta(before, snapshot(), server.pid)
-    steal = 100.0 * (steal_ticks() - steal_before) / CLOCK_TICKS / (time.monotonic() - started)
+    steal = steal_pct(steal_before, steal_ticks(), time.monotonic() - started)
     result = wrk.parse_result(out, err)
     if result.failed:
         raise StartError(f"{server.name}: {result.failed} failed requests at c={connections}")

@@ -192,6 +192,11 @@ def steal_ticks() -> int:
         return 0
 
 
+def steal_pct(ticks_before: int, ticks_after: int, seconds: float) -> float:
+    """Steal over a window, in percent of one core (two CPUs fully stolen make 200)."""
+    return 100.0 * (ticks_after - ticks_before) / CLOCK_TICKS / seconds if seconds > 0 else 0.0
+
+
 def cpu_idle_us() -> dict[int, int]:
     """Cumulative idle residency per CPU, microseconds (empty when cpuidle is absent)."""
     idle = {}

@@ -43,6 +43,7 @@ from loadtest.cpu import (
     descendants,
     rss_kib,
     snapshot,
+    steal_pct,
     steal_ticks,
     tree_delta,
 )
@@ -193,7 +194,7 @@ class Runner:
         after, steal1 = snapshot(), steal_ticks()
         result = wrk.parse_result(out, err)
         wall = ended - started
-        steal = 100.0 * (steal1 - steal0) / CLOCK_TICKS / wall
+        steal = steal_pct(steal0, steal1, wall)
         if server is not None:
             user, system = tree_delta(before, after, server.pid)
             proxy_user, proxy_system = user / CLOCK_TICKS, system / CLOCK_TICKS

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from loadtest import tier_chart, tier_report
-from loadtest.cpu import CLOCK_TICKS, steal_ticks
+from loadtest.cpu import steal_pct, steal_ticks
 from loadtest.tier_report import FRONTS
 from loadtest.tier_run import KILLED, log, run_one
 from loadtest.tier_workload import BURST_SOURCE, VARIANTS, Phases, build_schedule, burst_targets, catalog
@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run = run_one(front, variant, label, schedule, phases, args, origin, logs, configs_dir)
                 # Renders are CPU work: a run in minutes when the hypervisor gave this
                 # machine's CPUs to others renders slower, whatever the front did.
-                steal = round(100.0 * (steal_ticks() - steal_before) / CLOCK_TICKS / (time.monotonic() - run_started), 1)
+                steal = round(steal_pct(steal_before, steal_ticks(), time.monotonic() - run_started), 1)
                 loads.append(os.getloadavg()[0])
                 nodes = list(run.nodes)
                 renders = {n: run.counter(n, "renders") for n in nodes}

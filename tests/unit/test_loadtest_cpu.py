@@ -13,6 +13,7 @@ from loadtest.cpu import (
     parse_stat,
     parse_status_kib,
     parse_steal_ticks,
+    steal_pct,
     read_stat,
     rss_kib,
     steal_ticks,
@@ -88,6 +89,15 @@ def test_steal_is_the_eighth_value_of_the_all_cpu_line():
     assert parse_steal_ticks("cpu  1 2 3 4 5 6 7\n") == 0
     with pytest.raises(ValueError):
         parse_steal_ticks("cpu0 1 2 3 4 5 6 7 8\n")
+
+
+def test_steal_over_a_window_is_in_percent_of_one_core():
+    from loadtest.cpu import CLOCK_TICKS
+
+    # Two CPUs stolen for a whole 4 s window: 8 s of ticks, 200% of one core.
+    assert steal_pct(1000, 1000 + 8 * CLOCK_TICKS, 4.0) == pytest.approx(200.0)
+    assert steal_pct(1000, 1000 + CLOCK_TICKS // 10, 2.0) == pytest.approx(5.0)
+    assert steal_pct(5, 5, 0.0) == 0.0  # an empty window steals nothing, rather than dividing by zero
 
 
 def test_steal_of_this_machine_is_a_count_that_only_grows():
