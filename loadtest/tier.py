@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 detail = tier_report.front_details(run.outcomes, phases, renders, requests)
                 repeats.setdefault(variant, {}).setdefault(front, []).append(
                     {**figures, "burst_uncached_p99_ms": detail["burst_uncached_p99_ms"], "seed": seed,
-                     "steal_pct": steal})
+                     "steal_pct": steal, "front_cpu_s": run.front_cpu_s})
                 if repeat == 0:  # the first repeat's details, time series and chart stand for the rest
                     if run.balancer:
                         detail["balancer"] = run.balancer
@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"[{label}] renders {figures['renders']}  hit ratio {figures['hit_ratio']}  "
                     f"p99 {figures['p99_ms']} ms  burst p99 {figures['burst_p99_ms']} ms  "
                     f"failure p99 {figures['failure_p99_ms']} ms  errors {figures['errors']}  "
-                    f"hypervisor steal {steal}% of a core")
+                    f"hypervisor steal {steal}% of a core  front CPU {run.front_cpu_s} s")
     variants: dict[str, dict[str, dict]] = {
         variant: {front: tier_report.combine_repeats(runs) for front, runs in fronts.items()}
         for variant, fronts in repeats.items()}

@@ -202,7 +202,7 @@ def repeat_lines(details: Mapping[str, Mapping[str, Mapping]]) -> list[str]:
     """Each repeat's figure beside the median, per variant and figure, for the noisy ones."""
     lines = []
     for variant, fronts in details.items():
-        for figure in ("burst_p99_ms", "p99_ms", "failure_p99_ms", "renders", "errors", "steal_pct"):
+        for figure in ("burst_p99_ms", "p99_ms", "failure_p99_ms", "renders", "errors", "steal_pct", "front_cpu_s"):
             cells = [f"{front} {'/'.join(_cell(run[figure]) for run in detail['repeats'])}"
                      for front, detail in fronts.items()
                      if detail.get("repeats") and all(figure in run for run in detail["repeats"])]

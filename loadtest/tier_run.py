@@ -37,6 +37,7 @@ from yarl import URL
 
 from loadtest import tier_configs, tier_report
 from loadtest.backends import free_port, pixring_command
+from loadtest.cpu import CLOCK_TICKS, snapshot, tree_delta
 from loadtest.fleet import Metrics, Node, Proc, http, wait_until
 from loadtest.tier_report import Outcome
 from loadtest.tier_workload import Phases, Request
@@ -145,6 +146,7 @@ class Run:
         self.scrapes: dict[str, list[tuple[float, dict[str, float] | None]]] = {name: [] for name in nodes}
         self.events: dict[str, float] = {}
         self.balancer: dict[str, float] = {}
+        self.front_cpu_s = 0.0  # the front's process tree, user and system, over the run
         self.sent = 0
         self.start = 0.0
 
@@ -271,7 +273,10 @@ def run_one(front: str, variant: str, label: str, schedule: Sequence[Request], p
         proc, base, admin_url = _start_front(front, nodes, log_dir, configs_dir, variant, args.pixring_extra)
         procs.append(proc)
         run = Run(label, base, nodes, schedule, phases)
+        before = snapshot()
         asyncio.run(run.go())
+        # The front shares the CPUs with the renderers: what it used is CPU they did not get.
+        run.front_cpu_s = round(sum(tree_delta(before, snapshot(), proc.pid)) / CLOCK_TICKS, 2)
         if admin_url is not None:
             run.balancer = pixring_counters(admin_url)
         return run
