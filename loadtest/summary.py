@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 __all__ = [
     "PairedRatio",
@@ -223,12 +223,14 @@ def median_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[
     return ordered[k - 1], ordered[n - k]
 
 
-def paired_ratio(pairs: Sequence[tuple[RunRecord, RunRecord]]) -> PairedRatio:
+def paired_ratio(pairs: Sequence[tuple[RunRecord, RunRecord]],
+                 figure: Callable[[RunRecord], float | None] = lambda r: r.requests_per_cpu_s) -> PairedRatio:
     """(ours, reference) runs measured back to back; pairs with a disturbed run are left out.
 
-    Each pair gives one ratio of requests per CPU-second, taken over a few seconds in which
-    the machine's speed changed little; their median is the estimate (robust to the odd
-    pair a neighbour disturbed unseen) and ``median_interval`` says how sure it is.
+    Each pair gives one ratio of ``figure`` (requests per CPU-second unless told), taken
+    over a few seconds in which the machine's speed changed little; their median is the
+    estimate (robust to the odd pair a neighbour disturbed unseen) and ``median_interval``
+    says how sure it is.
     """
     if not pairs:
         raise ValueError("no pairs")
@@ -239,10 +241,11 @@ def paired_ratio(pairs: Sequence[tuple[RunRecord, RunRecord]]) -> PairedRatio:
     if len(configs) != 1:
         raise ValueError(f"pairs mix configurations {sorted(configs)}")
     (ours_config, reference_config), = configs
-    ratios = [ours.requests_per_cpu_s / reference.requests_per_cpu_s
-              for ours, reference in pairs
-              if not ours.disturbed and not reference.disturbed
-              and ours.requests_per_cpu_s and reference.requests_per_cpu_s]
+    ratios = []
+    for ours, reference in pairs:
+        mine, theirs = figure(ours), figure(reference)
+        if not ours.disturbed and not reference.disturbed and mine and theirs:
+            ratios.append(mine / theirs)
     interval = median_interval(ratios)
     return PairedRatio(ours=ours_config, reference=reference_config, connections=connections.pop(),
                        pairs=len(ratios), dropped=len(pairs) - len(ratios),

@@ -1,30 +1,18 @@
-"""The arithmetic of ``python -m loadtest.compare``: each pair's ratio is this checkout's
-rate over the base's in the same pair, and the spread printed is the middle half."""
+"""What ``python -m loadtest.compare`` prints of a paired ratio (its arithmetic is
+``loadtest.summary.paired_ratio``'s, tested with the summary)."""
 
-import pytest
-
-from loadtest.compare import paired_ratios, quartiles
-
-
-def test_each_ratio_is_this_checkout_over_the_base_of_the_same_pair():
-    base = [10_000.0, 20_000.0, 12_000.0]
-    ours = [9_000.0, 22_000.0, 12_000.0]
-    assert paired_ratios(base, ours) == pytest.approx([0.9, 1.1, 1.0])
+from loadtest.compare import ratio_line
+from loadtest.summary import PairedRatio
 
 
-def test_a_slow_machine_minute_moves_both_sides_of_a_pair_and_not_the_ratio():
-    # The same builds, the machine half as fast for the second pair: the rates scatter by
-    # 2x, the ratios not at all (what pairing buys over separate runs).
-    ratios = paired_ratios([14_000.0, 7_000.0], [13_300.0, 6_650.0])
-    assert ratios == pytest.approx([0.95, 0.95])
+def test_a_ratio_says_its_median_interval_and_what_was_left_out():
+    line = ratio_line("req/s", PairedRatio("pixring", "pixring-base", 8, 19, 1, 1.01, 0.962, 1.049))
+    assert line == ("c=8 req/s, this / base: median of 19 paired ratios 1.010 "
+                    "(95% interval 0.962-1.049; 1 disturbed pairs left out)")
 
 
-def test_quartiles_are_the_middle_half_and_the_median():
-    q1, median, q3 = quartiles([0.90, 0.92, 0.95, 0.97, 1.00, 1.20, 0.50, 0.96])
-    assert median == pytest.approx(0.955)
-    assert 0.90 < q1 < median < q3 < 1.00
-
-
-def test_quartiles_of_fewer_than_four_pairs_are_the_range():
-    assert quartiles([0.9, 1.1]) == (0.9, 1.0, 1.1)
-    assert quartiles([0.97]) == (0.97, 0.97, 0.97)
+def test_too_few_pairs_and_no_clean_pair_are_said_as_such():
+    few = ratio_line("req/s", PairedRatio("pixring", "pixring-base", 64, 3, 0, 0.98, None, None))
+    assert "too few pairs for an interval" in few and "0.980" in few
+    none = ratio_line("req/s", PairedRatio("pixring", "pixring-base", 64, 0, 20, None, None, None))
+    assert none == "c=64 req/s: every pair was disturbed, no figure"

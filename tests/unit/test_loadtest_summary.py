@@ -110,6 +110,19 @@ def test_median_interval_covers_the_median_about_95_percent_of_the_time():
     assert 0.93 <= covered / trials <= 0.985
 
 
+def test_paired_ratio_of_another_figure_cancels_the_drift_in_it_too():
+    # loadtest.compare pairs two builds on requests per second: the machine halves its
+    # speed between pairs, the build under test is 0.95x the base inside every pair.
+    speeds = [16_000, 8_000, 14_000, 9_000, 15_000, 12_000]
+    pairs = [(run("pixring", i, 0.95 * speed), run("pixring-base", i, speed)) for i, speed in enumerate(speeds)]
+    pairs.append((run("pixring", 99, 4_000, disturbed=True), run("pixring-base", 99, 16_000)))
+    result = paired_ratio(pairs, lambda r: r.rps)
+    assert (result.pairs, result.dropped) == (6, 1)
+    assert result.median == pytest.approx(0.95)
+    # By default the same pairs are compared on requests per CPU-second (equal here).
+    assert paired_ratio(pairs).median == pytest.approx(1.0)
+
+
 def test_paired_ratio_is_the_median_pair_ratio_and_leaves_disturbed_pairs_out():
     # The machine's speed (requests per CPU-second) wanders from pair to pair, 40k to 20k;
     # inside a pair two workers do 0.9x of one. A disturbed pair (0.5x) is left out.
