@@ -153,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     details: dict[str, dict[str, dict]] = {}
     events: dict[str, dict[str, dict[str, float]]] = {}
     rows: list[dict[str, object]] = []
+    request_rows: list[dict[str, object]] = []
     renders_chart: dict[str, dict[str, dict[str, float]]] = {}
     series_chart: dict[str, dict[str, list[dict]]] = {}
     loads: list[float] = []
@@ -193,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     events.setdefault(variant, {})[front] = {k: round(v, 2) for k, v in run.events.items()}
                     renders_chart.setdefault(variant, {})[front] = renders
                     series_chart.setdefault(variant, {})[front] = tier_report.time_series(run.outcomes, phases)
+                request_rows += ({"variant": variant, "front": front, "seed": seed, **row}
+                                 for row in tier_report.request_rows(run.outcomes, phases))
                 per_node = {n: run.per_second(n, "renders") for n in nodes}
                 for second, row in enumerate(tier_report.time_series(run.outcomes, phases)):
                     rows.append({"variant": variant, "front": front, "seed": seed, **row,
@@ -232,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
     tier_report.write_csv(out / "timeseries.csv", rows)
+    tier_report.write_csv(out / "requests.csv", request_rows)
     tier_chart.draw(out / "chart.png", phases, series_chart, renders_chart, events)
     log("")
     log(tier_report.table(summary))
@@ -239,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(line)
     log("")
     log(f"load average (1 min) during the runs: {min(loads):.2f}-{max(loads):.2f} on {os.cpu_count()} CPUs")
-    for name in ("summary.json", "timeseries.csv", "chart.png", "configs"):
+    for name in ("summary.json", "timeseries.csv", "requests.csv", "chart.png", "configs"):
         log(f"wrote {out / name}")
     return 0
 

@@ -45,6 +45,7 @@ __all__ = [
     "peak_to_mean",
     "ratios",
     "repeat_lines",
+    "request_rows",
     "table",
     "time_series",
     "write_csv",
@@ -67,6 +68,7 @@ class Outcome:
     cache: str | None  # the renderer's X-Render-Cache: hit, hit-disk, miss
     body_bytes: int
     burst: bool = False
+    key: str = ""  # the canonical URL the request meant (the same image for every front)
 
     @property
     def error(self) -> bool:
@@ -254,6 +256,14 @@ def time_series(outcomes: Sequence[Outcome], phases: Phases, bucket: float = 1.0
             "max_ms": round(max(latencies) * 1000, 1) if latencies else float("nan"),
         })
     return rows
+
+
+def request_rows(outcomes: Sequence[Outcome], phases: Phases) -> list[dict[str, object]]:
+    """Every request in send order, as the client saw it: where a figure's tail comes from
+    (which image, which phase, a render or not) is read here."""
+    return [{"at": round(o.at, 3), "phase": phases.phase(o.at), "latency_ms": round(o.latency * 1000, 1),
+             "status": o.status, "cache": o.cache or "", "bytes": o.body_bytes, "burst": int(o.burst), "key": o.key}
+            for o in sorted(outcomes, key=lambda o: o.at)]
 
 
 def write_csv(path: Path, rows: Iterable[Mapping[str, object]]) -> None:
