@@ -188,6 +188,7 @@ class AdminState:
                 "hedges": stats["hedges"],
                 "hot_spread": stats["hot_spread"],
                 "bounded_overflow": stats["bounded_overflow"],
+                "steered": stats["steered"],
                 "coalesced": stats["coalesced"],
             },
             "health_events": {f"{member}:{kind}": n for (member, kind), n in sorted(stats["health_events"].items())},

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # first).
 HOT_PATH = (
     "balancer.health", "pixring.membership", "balancer.routing", "balancer.headers", "balancer.accesslog",
-    "balancer.picker", "balancer.hotkeys", "balancer.stats", "balancer.retry", "balancer.exchange", "balancer.outbox",
+    "balancer.picker", "balancer.hotkeys", "balancer.placement", "balancer.stats", "balancer.retry", "balancer.exchange", "balancer.outbox",
     "balancer.upstream", "balancer.front",
 )
 # The packages compiled modules live in: every package HOT_PATH names. They are copied

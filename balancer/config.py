@@ -74,6 +74,13 @@ def _share(value: Any) -> float:
     return number
 
 
+def _power_of_two(value: Any) -> int:
+    number = positive(int)(value)
+    if number & (number - 1):
+        raise ValueError(f"{value!r} must be a power of two (the table is indexed by the key hash's low bits)")
+    return number
+
+
 def _half_life(value: Any) -> int:
     number = positive(int)(value)
     if number < 16:
@@ -237,6 +244,13 @@ FIELDS: tuple[Field, ...] = (
     Field("hot_key_half_life", _half_life, 2048,
           "counted requests after which every hot-key count is halved: how fast a key that cools returns to "
           "its owner alone (about 16,000 requests per worker at the default sample)", "N"),
+    Field("steer_renders", boolean, True,
+          "render steering: a request whose key the balancer has not seen (it will render) goes to the less busy "
+          "of its key's first two members when its owner is rendering, and the key's later requests follow it; "
+          "on only while the nodes' render_limit_header confirms that unseen keys render (balancer/placement.py)",
+          "BOOL"),
+    Field("placement_slots", _power_of_two, 1 << 20,
+          "keys the render-steering table remembers, shared by the workers (8 bytes each; a power of two)", "N"),
     Field("probe_path", str, "/healthz",
           "path of the active health probe (GET); any HTTP server will do, the path need not exist; "
           "empty = no active probes", "PATH"),
@@ -331,6 +345,8 @@ class BalancerConfig:
     hot_key_max_replicas: int
     hot_key_sample: int
     hot_key_half_life: int
+    steer_renders: bool
+    placement_slots: int
     probe_path: str
     probe_expect: str
     probe_interval: float

@@ -181,6 +181,19 @@ class Exchange:
         self.budget.request_started()
         return None
 
+    def put_first(self, member: str, now: float) -> bool:
+        """Try ``member`` first, the others after it in their order, when it is one of the
+        request's candidates (render steering, ``balancer.placement``); False when it is not
+        (it may not take traffic now) and nothing changed. Before the first try only."""
+        if not self.cands_full:
+            self._complete_candidates(now)
+        cands = self.cands
+        if member not in cands:
+            return False
+        if cands[0] != member:
+            self.cands = (member, *[m for m in cands if m != member])
+        return True
+
     def next_member(self, now: float) -> str | None:
         """The member of the next try, or None when the deadline has passed."""
         if self.deadline - now <= 0:

@@ -81,6 +81,7 @@ from balancer.exchange import (
 )
 from balancer.health import HealthPolicy, HealthTable, Outcome
 from balancer.hotkeys import HotKeys
+from balancer.placement import Placement, answer_rendered
 from balancer.normalize import NormalizeError, Route
 from balancer.outbox import Outbox
 from balancer.picker import PickPolicy
@@ -156,6 +157,8 @@ class FrontContext:
         rand: Callable[[], float] = random.random,
         route_cache_size: int = 16384,
         hot_keys: HotKeys | None = None,
+        placement: Placement | None = None,
+        render_header: str = "X-Render-Cache",
         coalesce: CoalescePolicy | None = None,
         gate: Gate | None = None,
         normalizers: dict[str, Callable[[bytes], Route]] | None = None,
@@ -181,6 +184,8 @@ class FrontContext:
         self.on_health_events = on_health_events
         self.rand = rand
         self.hot_keys = hot_keys
+        self.placement = placement  # render steering (balancer.placement); None when off
+        self.render_header = render_header.lower().encode("latin-1")
         self.coalesce = coalesce
         # Key (a source's namespace included) -> the connection whose request for it is
         # upstream with no answer yet: identical requests may wait for it (balancer.coalesce).
@@ -337,7 +342,7 @@ class _Attempt(ResponseSink):
     winner's bytes reach the client.
     """
 
-    __slots__ = ("client", "member", "lines", "conn", "started", "done", "fresh_retry")
+    __slots__ = ("client", "member", "lines", "conn", "started", "done", "fresh_retry", "renders")
 
     def __init__(self, client: "ClientConnection", member: Member, lines: _MemberLines, started: float) -> None:
         self.client = client
@@ -347,6 +352,7 @@ class _Attempt(ResponseSink):
         self.started = started
         self.done = False
         self.fresh_retry = False  # already retried once on a fresh connection after a stale one
+        self.renders = False  # counted in the member's renders in flight (balancer.placement)
 
     def on_response_head(self, conn: UpstreamConnection) -> None:
         self.client._attempt_head(self, conn)
@@ -378,7 +384,7 @@ class ClientConnection(asyncio.Protocol):
         "ex_hedge_timer", "ex_framing", "ex_keep_alive",
         "ex_status", "ex_bytes", "ex_t0", "ex_t_upstream", "ex_request_id", "ex_sent_head", "ex_head",
         "ex_forwarding", "ex_flight", "ex_registered", "ex_detached", "ex_leader",
-        "queued_bytes", "queue_paused", "ex_charge",
+        "queued_bytes", "queue_paused", "ex_charge", "ex_renders",
     )
 
     def __init__(self, ctx: FrontContext) -> None:
@@ -415,6 +421,7 @@ class ClientConnection(asyncio.Protocol):
         self.queued_bytes = 0  # body bytes queued for this client since reading last paused
         self.queue_paused = False  # reading from the node paused until the outbox flushes
         self.ex_charge: bytes | None = None  # the client a render is counted against (a render limit is set)
+        self.ex_renders = False  # its key is new to the placement table: it is expected to render
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -716,6 +723,7 @@ class ClientConnection(asyncio.Protocol):
         self.ex_t_upstream = 0.0
         self.ex_lines = None
         self.ex_routed = None
+        self.ex_renders = False
         self.ex_winner = None
         self.ex_x = None
         self.ex_flight = None
@@ -788,6 +796,9 @@ class ClientConnection(asyncio.Protocol):
             self._respond_local(503, refusal, extra=[(b"Retry-After", b"1")])
             return
         self.ex_x = x
+        placement = ctx.placement
+        if placement is not None:
+            self._place(placement, x, routed, replicas, now)
         self.ex_forwarding = forwarding_fields(
             req.fields, req.forwarded_for, req.via, self.client_ip, self.ex_request_id, ctx.via, req.host, ctx.https,
             self.client_node)
@@ -907,6 +918,32 @@ class ClientConnection(asyncio.Protocol):
         ctx.stats.coalesced += 1
         self._finish_exchange(status)
 
+    def _place(self, placement: Placement, x: Exchange, routed: Routed, replicas: int, now: float) -> None:
+        """Render steering (``balancer.placement``): a key the table sent elsewhere goes
+        there; a key new to it is expected to render, and may go to its second member."""
+        h = routed.hash
+        rank = placement.rank(h)
+        if rank == 0:
+            return  # the ring's member, as for every key never steered
+        if replicas > 1:  # a hot key is spread; it is only marked as seen
+            if rank < 0:
+                placement.place(h, 0)
+            return
+        prefs = routed.prefs
+        if prefs is None or len(prefs) < 2:
+            want = min(max(self.ctx.pick_policy.max_attempts, 2), self.ctx.ring_members)
+            prefs = routed.prefs = x.ring.preference(h, want)
+        if rank > 0:
+            if rank < len(prefs):
+                x.put_first(prefs[rank], now)
+            return
+        self.ex_renders = True
+        steered = (len(prefs) >= 2 and x.cands[0] == routed.owner and placement.steers(prefs[0], prefs[1])
+                   and x.put_first(prefs[1], now))
+        placement.place(h, 1 if steered else 0)
+        if steered:
+            self.ctx.stats.steered += 1
+
     def _launch(self, now: float | None = None) -> None:
         """Start a try on the next member of the candidate list."""
         ctx = self.ctx
@@ -923,6 +960,9 @@ class ClientConnection(asyncio.Protocol):
         self.ex_lines = attempt.lines
         self.ex_live.append(attempt)
         ctx.stats.inflight.start(member.id)
+        if self.ex_renders and ctx.placement is not None:
+            ctx.placement.render_started(member.id)
+            attempt.renders = True
         attempt.lines.stats.attempts += 1
         conn = ctx.pool.take_idle(member)
         if conn is not None:
@@ -1085,6 +1125,8 @@ class ClientConnection(asyncio.Protocol):
         self.ex_sent_head = True
         if self.ex_charge is not None and self.ctx.gate is not None:
             self.ctx.gate.answered(self.ex_charge, status, conn.fields, time.time())
+        if self.ex_renders and self.ctx.placement is not None:
+            self.ctx.placement.checked(answer_rendered(conn.fields, self.ctx.render_header))
         extra = b"X-Request-Id: " + self.ex_request_id + b"\r\n" + attempt.lines.node_line
         head = response_head(status, conn.fields, conn.prior_via, framing, content_length, self.ex_keep_alive,
                              req.http11, extra, self.ctx.via)
@@ -1201,6 +1243,8 @@ class ClientConnection(asyncio.Protocol):
             return
         attempt.done = True
         self.ctx.stats.inflight.finish(attempt.member.id)
+        if attempt.renders and self.ctx.placement is not None:
+            self.ctx.placement.render_finished(attempt.member.id)
         if now is None:
             now = _clock()
         attempt.lines.stats.latency.observe(now - attempt.started)

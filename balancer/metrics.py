@@ -50,6 +50,7 @@ METRIC_HELP: dict[str, tuple[str, str]] = {
     "pixring_hot_keys": ("gauge", "Keys hot on at least one worker now (their share of the worker's recent requests is at least hot_key_share)."),
     "pixring_hot_spread_total": ("counter", "Requests for a hot key, sent to one of its replicas (the first members of its list) rather than its owner alone."),
     "pixring_bounded_overflow_total": ("counter", "Requests bounded load sent past their key's first member because it was over its bound."),
+    "pixring_steered_total": ("counter", "Requests for a key new to the balancer (expected to render) sent to its second member because its owner was rendering."),
     "pixring_coalesced_total": ("counter", "Requests answered with an identical request's answer, without a request of their own to a node."),
     "pixring_coalesce_leaders_total": ("counter", "Answers from a node that also answered identical requests waiting for them."),
     "pixring_coalesce_alone_total": ("counter", "Requests that waited for an identical one whose answer could not be shared (an error, private, too large) and then went to a node on their own."),

@@ -91,7 +91,7 @@ class MemberStats:
 
 
 # A worker's plain counters, summed over workers as they are.
-COUNTERS: Final = ("connections_shed", "retries", "retries_refused", "hedges", "hot_spread", "bounded_overflow", "coalesced",
+COUNTERS: Final = ("connections_shed", "retries", "retries_refused", "hedges", "hot_spread", "bounded_overflow", "steered", "coalesced",
                    "coalesce_leaders", "coalesce_alone")
 
 
@@ -111,6 +111,7 @@ class WorkerStats:
         self.hedges = 0
         self.hot_spread = 0  # requests for a hot key, spread over its replicas
         self.bounded_overflow = 0  # requests bounded load moved off their key's first member
+        self.steered = 0  # expected renders sent to their key's second member (balancer.placement)
         self.coalesced = 0  # requests answered with another's answer
         self.coalesce_leaders = 0  # upstream answers that served waiting requests too
         self.coalesce_alone = 0  # waiting requests sent upstream on their own (answer not shareable)
@@ -146,6 +147,7 @@ class WorkerStats:
             "hedges": self.hedges,
             "hot_spread": self.hot_spread,
             "bounded_overflow": self.bounded_overflow,
+            "steered": self.steered,
             "coalesced": self.coalesced,
             "coalesce_leaders": self.coalesce_leaders,
             "coalesce_alone": self.coalesce_alone,

@@ -22,6 +22,7 @@ for their warm-up; an abandoned reload is no failure, and is not logged as one.
 from __future__ import annotations
 
 import asyncio
+import mmap
 import os
 import shutil
 import signal
@@ -38,6 +39,7 @@ from aiohttp import web
 from balancer import compile as hot_path
 from balancer.admin import AdminState, make_admin_app, worker_report
 from balancer.config import BalancerConfig
+from balancer.placement import PLACEMENT_FD_ENV, clear_row, shared_region
 from balancer.tls import TlsError, server_context
 from balancer.worker import (
     CONFIG_ENV,
@@ -91,6 +93,8 @@ class Supervisor:
         # Worker index -> its listening socket, created here and inherited by the worker;
         # a reload's new worker is handed its predecessor's, so no socket closes under load.
         self._listeners: dict[int, socket.socket] = {}
+        # Table slots -> the render-steering memory shared by the workers (its fd, our mapping).
+        self._placements: dict[int, tuple[int, mmap.mmap]] = {}
         self.listen_port = config.listen.port
         self.admin_state = AdminState(
             config,
@@ -157,12 +161,26 @@ class Supervisor:
         env["PIXRING_WORKER_INDEX"] = str(index)
         env["PIXRING_STATE_DIR"] = str(self.state_dir)
         env[LISTENER_FD_ENV] = str(listener.fileno())
+        fds = [listener.fileno()]
+        env.pop(PLACEMENT_FD_ENV, None)
+        if self.config.steer_renders:
+            fd = self._placement_fd(self.config.placement_slots)
+            env[PLACEMENT_FD_ENV] = str(fd)
+            fds.append(fd)
         proc = await asyncio.create_subprocess_exec(
             *self.worker_command, env=env, preexec_fn=_start_as_worker,
-            pass_fds=(listener.fileno(),)
+            pass_fds=tuple(fds)
         )
         self.procs[index] = proc
         return proc
+
+    def _placement_fd(self, slots: int) -> int:
+        """The workers' shared render-steering memory (``balancer.placement``): one per
+        table size, so a reload that keeps the size keeps what the table learnt."""
+        region = self._placements.get(slots)
+        if region is None:
+            region = self._placements[slots] = shared_region(slots)
+        return region[0]
 
     async def _wait_listening(self, index: int, proc: asyncio.subprocess.Process) -> None:
         """Until the worker's state says it listens (it has its membership, or at start
@@ -196,6 +214,8 @@ class Supervisor:
                 return
             self.log(f"pixring: worker {index} (pid {proc.pid}) exited with code {code}; restarting")
             self.admin_state.worker_exited(index, proc.pid)
+            for slots, (_, region) in self._placements.items():
+                clear_row(region, slots, index)  # its renders in flight ended with it
             # Nobody accepts from its socket until the restart: close it, so that new
             # connections go to the other workers instead of waiting in its queue.
             self._release_listener(index)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import mmap
 import os
 import signal
 import socket
@@ -44,6 +45,7 @@ from balancer.headers import response_kinds
 from balancer.health import HealthEvent, HealthTable
 from balancer.hotkeys import HotKeys
 from balancer.normalize import make_normalizer
+from balancer.placement import Placement, region_bytes
 from balancer.probe_expect import parse_expect
 from balancer.prober import Prober
 from balancer.retry import RetryBudget
@@ -117,12 +119,16 @@ class Worker:
         state_dir: Path,
         listener: socket.socket | None = None,
         listen_without_membership: bool = True,
+        placement_region: mmap.mmap | None = None,
     ) -> None:
         self.config = config
         self.source = source
         self.index = index
         self.state_dir = state_dir
         self.listener = listener
+        # The balancer's shared render-steering memory (balancer.placement), mapped by the
+        # supervisor's command; a worker on its own (tests) gets a private one.
+        self.placement_region = placement_region
         self.started = time.time()
         self.stats = WorkerStats()
         self.ctx: FrontContext | None = None
@@ -137,6 +143,15 @@ class Worker:
         self._first_table = asyncio.Event()
         # Large rings are built in a child process that dies with this worker.
         self.ring_builder = RingBuilder(self._swap_table, initializer=die_with_parent)
+
+    def _placement(self) -> Placement | None:
+        config = self.config
+        if not config.steer_renders:
+            return None
+        region = self.placement_region
+        if region is None:
+            region = self.placement_region = mmap.mmap(-1, region_bytes(config.placement_slots))
+        return Placement(region, config.placement_slots, self.index)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -189,6 +204,8 @@ class Worker:
             pick_policy=config.pick_policy(),
             # One counter per worker: workers share nothing (docs/routing.md#hot-keys).
             hot_keys=HotKeys(config.hot_key_policy()) if config.hot_keys else None,
+            placement=self._placement(),
+            render_header=config.render_limit_header,
             retry_policy=retry_policy,
             retry=RetrySettings(
                 try_timeout=config.try_timeout,
@@ -437,6 +454,7 @@ class Worker:
             "stats": self.stats.snapshot(),
             "pool_idle": ctx.pool.idle_count(),
             "hot_keys": ctx.hot_keys.snapshot() if ctx.hot_keys is not None else [],
+            "steering": ctx.placement.snapshot() if ctx.placement is not None else None,
             "panic": self.health.panic if self.health else False,
             "health": self.health.snapshot(time.monotonic()) if self.health else {},
             "ring": {

@@ -108,7 +108,7 @@ def _start_front(front: str, nodes: dict[str, Node], run_dir: Path, configs_dir:
 
 # What pixring's own counters say it did (docs/metrics.md): read once, after a run.
 PIXRING_COUNTERS = ("pixring_hot_spread_total", "pixring_coalesced_total", "pixring_retries_total",
-                    "pixring_retries_refused_total", "pixring_upstream_shed_total")
+                    "pixring_retries_refused_total", "pixring_upstream_shed_total", "pixring_steered_total")
 
 
 def pixring_counters(admin_url: str) -> dict[str, float]:
@@ -196,9 +196,9 @@ class Run:
             async with session.get(URL(self.base + request.url, encoded=True)) as response:
                 body = await response.read()
                 outcome = Outcome(request.at, time.monotonic() - due, response.status,
-                                  response.headers.get("X-Render-Cache"), len(body), request.burst)
+                                  response.headers.get("X-Render-Cache"), len(body), request.burst, request.key)
         except Exception:  # noqa: BLE001 - a cut request (reset, refused, short body, timeout) is a measurement
-            outcome = Outcome(request.at, time.monotonic() - due, 0, None, 0, request.burst)
+            outcome = Outcome(request.at, time.monotonic() - due, 0, None, 0, request.burst, request.key)
         self.outcomes.append(outcome)
 
     async def _scrape_loop(self, scraper: aiohttp.ClientSession) -> None:

@@ -7,6 +7,7 @@ opens the membership source that config names (``pixring.cli.sources``) and runs
 
 from __future__ import annotations
 
+import mmap
 import os
 import socket
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import orjson
 
 from balancer.config import load_config
+from balancer.placement import PLACEMENT_FD_ENV, region_bytes
 from balancer.worker import CONFIG_ENV, LISTENER_FD_ENV, WARMUP_ENV, Worker
 from pixring.cli.sources import source_for
 from pixring.process import die_with_parent
@@ -31,6 +33,8 @@ def main() -> int:
     die_with_parent()
     flags = orjson.loads(os.environ[CONFIG_ENV])
     config = load_config(environ={}, flags=flags)
+    shared = os.environ.get(PLACEMENT_FD_ENV)
+    region = mmap.mmap(int(shared), region_bytes(config.placement_slots)) if shared and config.steer_renders else None
     worker = Worker(
         config,
         source_for(config),
@@ -38,6 +42,7 @@ def main() -> int:
         state_dir=Path(os.environ["PIXRING_STATE_DIR"]),
         listener=socket.socket(fileno=int(os.environ[LISTENER_FD_ENV])),
         listen_without_membership=os.environ.get(WARMUP_ENV) != "strict",
+        placement_region=region,
     )
     try:
         return uvloop.run(worker.run())
