@@ -209,6 +209,8 @@ class AdminState:
                         "followers": w["stats"].get("coalesced", 0),
                         "uncoalesced": w["stats"].get("coalesce_alone", 0),
                     },
+                    # Render steering's check: null when steering is off in the config.
+                    "steering": w.get("steering"),
                 }
                 for w in workers
             ],

@@ -12,6 +12,12 @@ fault is switched on through its control endpoint:
     PUT /_fault {"mode": "shed"}                  503 + Retry-After (shedding load: overloaded, not failing)
     PUT /_fault {"mode": "500"}                   500 (broken)
     PUT /_fault {"mode": "hang"}                  never answers (holds the connection)
+    PUT /_fault {"mode": "cache", "delay": 0.05}  a caching render node: a URL's first GET
+                                                  renders (waits ``delay``, or the URL's
+                                                  ``render`` parameter in seconds, one render
+                                                  at a time as one render worker), later
+                                                  ones are hits; RFC 9211's Cache-Status says
+                                                  which (``fwd=miss`` for a render)
     GET /_fault                                   the current fault and per-status counters
 
 ``"healthz": "ok"`` in a PUT keeps ``/healthz`` answering 200 whatever the mode, so a test
@@ -37,7 +43,7 @@ from aiohttp import web
 
 __all__ = ["Fault", "FaultError", "MODES", "parse_fault", "make_app", "main"]
 
-MODES = ("ok", "slow", "503", "shed", "500", "hang")
+MODES = ("ok", "slow", "503", "shed", "500", "hang", "cache")
 HEALTHZ_MODES = ("follow", "ok")
 CONTROL_PATH = "/_fault"
 
@@ -80,6 +86,11 @@ class FaultNode:
         self.base_delay = base_delay
         self.fault = Fault(delay=base_delay)
         self.answers: Counter[str] = Counter()  # status (or "hung") -> count, image paths only
+        # Mode cache: what it has rendered, and its one render worker.
+        self.cached: set[str] = set()
+        self.renders: Counter[str] = Counter()  # path and query -> renders
+        self.rendering = 0  # renders running or waiting for the render worker
+        self.render_worker = asyncio.Lock()
 
     async def _failure(self, fault: Fault) -> web.Response | None:
         """The answer a failing mode gives, or None when the node is healthy."""
@@ -102,14 +113,38 @@ class FaultNode:
         if failed is not None:
             self.answers[str(failed.status)] += 1
             return failed
-        if fault.delay:
+        headers = {"Cache-Control": "public, max-age=60"}
+        if fault.mode == "cache":
+            headers["Cache-Status"] = await self._cached(request, fault)
+        elif fault.delay:
             await asyncio.sleep(fault.delay)
         self.answers["200"] += 1
         # The Host and X-Forwarded-* fields as received: what a multi-tenant backend routes by.
         return web.json_response({"node": self.name, "path": request.path_qs, "host": request.headers.get("Host"),
                                   "forwarded_host": request.headers.get("X-Forwarded-Host"),
                                   "forwarded_proto": request.headers.get("X-Forwarded-Proto")},
-                                 headers={"Cache-Control": "public, max-age=60"})
+                                 headers=headers)
+
+    async def _cached(self, request: web.Request, fault: Fault) -> str:
+        """Mode cache: render the URL unless it is cached; its Cache-Status (RFC 9211)."""
+        key = request.path_qs
+        if key in self.cached:
+            return "fault-node; hit"
+        self.rendering += 1
+        try:
+            async with self.render_worker:
+                if key in self.cached:  # rendered while this request waited for the worker
+                    return "fault-node; hit"
+                try:
+                    seconds = float(request.query.get("render", fault.delay))
+                except ValueError:
+                    seconds = fault.delay
+                await asyncio.sleep(max(0.0, min(seconds, 30.0)))
+                self.cached.add(key)
+                self.renders[key] += 1
+                return "fault-node; fwd=miss; stored"
+        finally:
+            self.rendering -= 1
 
     async def healthz(self, request: web.Request) -> web.Response:
         fault = self.fault
@@ -121,7 +156,8 @@ class FaultNode:
 
     async def get_fault(self, request: web.Request) -> web.Response:
         return web.json_response({"node": self.name, "mode": self.fault.mode, "delay": self.fault.delay,
-                                  "healthz": self.fault.healthz, "answers": dict(self.answers)})
+                                  "healthz": self.fault.healthz, "answers": dict(self.answers),
+                                  "rendering": self.rendering, "renders": dict(self.renders)})
 
     async def put_fault(self, request: web.Request) -> web.Response:
         try:

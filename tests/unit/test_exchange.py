@@ -199,6 +199,29 @@ def test_bounded_load_overflowing_the_owner_is_marked_and_the_owner_stays_a_retr
     assert x.next_member(0.0) == x.cands[0]
 
 
+def test_put_first_moves_the_second_member_ahead_and_keeps_the_owner_as_the_retry():
+    f = fleet()
+    key = "/img/7.jpg"
+    owner, second, third = f.prefs(key, 3)
+    x = started(f, key)
+    assert x.put_first(second, 0.0)
+    assert x.cands == (second, owner, third) and x.cands_full
+    assert x.next_member(0.0) == second
+    assert x.after_failure(0.1) == RETRY_AFTER_BACKOFF
+    assert x.next_member(0.1) == owner
+
+
+def test_put_first_of_a_member_that_may_not_take_traffic_changes_nothing():
+    f = fleet(fall=1)
+    key = "/img/8.jpg"
+    owner, second = f.prefs(key, 2)
+    take_down(f, second)
+    x = started(f, key)
+    before = x.cands
+    assert not x.put_first(second, 0.0)
+    assert x.cands == before and x.cands[0] == owner
+
+
 def test_a_fleet_with_no_routable_member_is_refused_at_once():
     f = fleet(fall=1)
     for member in MEMBERS:
