@@ -54,6 +54,7 @@ from balancer.headers import (
     VALID_HOST,
     VIA,
     Framing,
+    answer_rendered,
     connection_tokens,
     forwarded_node,
     forwarding_fields,
@@ -81,7 +82,7 @@ from balancer.exchange import (
 )
 from balancer.health import HealthPolicy, HealthTable, Outcome
 from balancer.hotkeys import HotKeys
-from balancer.placement import Placement, answer_rendered
+from balancer.placement import Placement
 from balancer.normalize import NormalizeError, Route
 from balancer.outbox import Outbox
 from balancer.picker import PickPolicy

@@ -28,6 +28,7 @@ from typing import Final
 
 __all__ = [
     "CONNECTION",
+    "answer_rendered",
     "CONTENT_LENGTH",
     "DROP",
     "EXPECT",
@@ -402,3 +403,15 @@ def local_head(status: int, body_length: int, client_http11: bool, keep_alive: b
         out.append(b"Connection: keep-alive\r\n")
     out.append(b"\r\n")
     return b"".join(out)
+
+
+def answer_rendered(fields: list[bytes], header: bytes) -> int:
+    """What a node's answer says of its cache: 1 it rendered, 0 it did not, -1 it did not
+    say. ``fields`` are its end-to-end fields in this module's layout (name, ``": "``,
+    value, CRLF), ``header`` the cache-status header's name lowercased: the reference
+    renderer's ``X-Render-Cache: miss``, or RFC 9211's ``Cache-Status: ...; fwd=miss``."""
+    for i in range(0, len(fields) - 2, 4):
+        if fields[i].lower() == header:
+            # find, not ``in``: CPython 3.11 raises and clears a TypeError for ``in``
+            return 1 if fields[i + 2].lower().find(b"miss") >= 0 else 0
+    return -1

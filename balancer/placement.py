@@ -34,8 +34,9 @@ Rules of this module
   were hits; it steers only while at most ``MAX_WRONG`` of the last ~``CHECK_WINDOW`` were,
   and not before ``CHECK_MIN`` were answered. After a restart the table is empty and every
   key looks new: the nodes answer hits, and steering waits until the table has learnt the
-  fleet, so a restart costs no renders. A backend that sends no such header is never
-  steered: without it pixring cannot tell what renders.
+  fleet: a restart moves nothing until at most a quarter of the keys new to the table are
+  cached somewhere, and then only those whose owner is rendering. A backend that sends no
+  such header is never steered: without it pixring cannot tell what renders.
 * Shared by a balancer's workers: the supervisor creates the memory (``memfd_create``) and
   every worker maps it, so a key one worker steered is followed by the others and a key
   one worker saw is not new to another. Every write is one aligned 8-byte (table) or
@@ -50,7 +51,8 @@ Rules of this module
 
 Documents relied on: memfd_create(2) and mmap(2) (a ``MAP_SHARED`` mapping of one file is
 one memory for every process mapping it); Python's ``os.memfd_create`` and ``mmap``;
-RFC 9211 (the Cache-Status header); HAProxy's ``hash-balance-factor``
+RFC 9211 (the Cache-Status header, read by ``balancer.headers.answer_rendered``);
+HAProxy's ``hash-balance-factor``
 (https://docs.haproxy.org/2.6/configuration.html#4.2-hash-balance-factor).
 """
 
@@ -64,7 +66,7 @@ import xxhash
 
 __all__ = [
     "CHECK_MIN", "CHECK_WINDOW", "COLUMNS", "MAX_WRONG", "PLACEMENT_FD_ENV", "ROWS", "Placement",
-    "answer_rendered", "clear_row", "region_bytes", "shared_region",
+    "clear_row", "region_bytes", "shared_region",
 ]
 
 PLACEMENT_FD_ENV: Final = "PIXRING_PLACEMENT_FD"
@@ -94,17 +96,6 @@ def clear_row(region: mmap.mmap | bytearray, slots: int, row: int) -> None:
     requests in flight (the worker does it as it starts, the supervisor when one exits)."""
     start = 8 * slots + 4 * (row % ROWS) * COLUMNS
     region[start:start + 4 * COLUMNS] = bytes(4 * COLUMNS)
-
-
-def answer_rendered(fields: list[bytes], header: bytes) -> int:
-    """What a node's answer says of its cache: 1 it rendered, 0 it did not, -1 it did not
-    say. ``fields`` are its end-to-end fields laid out in fours (name, name lowercased...,
-    value: ``balancer.upstream``'s layout), ``header`` the cache-status header lowercased."""
-    for i in range(0, len(fields) - 2, 4):
-        if fields[i].lower() == header:
-            # find, not ``in``: CPython 3.11 raises and clears a TypeError for ``in``
-            return 1 if fields[i + 2].lower().find(b"miss") >= 0 else 0
-    return -1
 
 
 class Placement:
@@ -174,8 +165,9 @@ class Placement:
         return busy > 0 and self.renders(second) < busy
 
     def checked(self, rendered: int) -> None:
-        """An answer to a request for an unknown key: ``rendered`` as ``answer_rendered``
-        says. Steering is on while the prediction holds (the module's rules)."""
+        """An answer to a request for an unknown key: ``rendered`` as
+        ``balancer.headers.answer_rendered`` says. Steering is on while the prediction
+        holds (the module's rules)."""
         if rendered < 0:
             return
         self.unknown_answers += 1

@@ -27,6 +27,8 @@ import math
 from collections import OrderedDict
 from typing import Sequence
 
+from balancer.headers import answer_rendered
+
 __all__ = ["RenderLimiter", "client_address", "parse_networks"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -82,12 +84,9 @@ class RenderLimiter:
         return max(1, math.ceil(entry[0] + self.window - now))
 
     def rendered(self, fields: list[bytes]) -> bool:
-        """Whether a node's answer (its end-to-end fields, laid out in fours) was a render."""
-        for i in range(0, len(fields) - 2, 4):
-            if fields[i].lower() == self.header:
-                # find, not ``in``: CPython 3.11 raises and clears a TypeError for ``in``
-                return fields[i + 2].lower().find(b"miss") >= 0
-        return True
+        """Whether a node's answer (its end-to-end fields, laid out in fours) was a render;
+        one that does not say counts as one."""
+        return answer_rendered(fields, self.header) != 0
 
     def charge(self, client: bytes, now: float) -> None:
         """Count one render against ``client``."""

@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
+from balancer.headers import answer_rendered
 from balancer.placement import (
     CHECK_MIN,
     CHECK_WINDOW,
     COLUMNS,
     ROWS,
     Placement,
-    answer_rendered,
     clear_row,
     region_bytes,
     shared_region,
@@ -29,10 +29,10 @@ def region() -> mmap.mmap:
 
 
 def fields(*pairs: tuple[bytes, bytes]) -> list[bytes]:
-    """End-to-end fields in the upstream parser's layout: name, lowercased name, value, (spare)."""
+    """End-to-end fields in balancer.headers' layout: name, ": ", value, CRLF."""
     out: list[bytes] = []
     for name, value in pairs:
-        out += [name, name.lower(), value, b""]
+        out += [name, b": ", value, b"\r\n"]
     return out
 
 
