@@ -28,7 +28,6 @@ from typing import Final
 
 __all__ = [
     "CONNECTION",
-    "answer_rendered",
     "CONTENT_LENGTH",
     "DROP",
     "EXPECT",
@@ -47,6 +46,7 @@ __all__ = [
     "TRANSFER_ENCODING",
     "VALID_HOST",
     "VIA",
+    "answer_rendered",
     "connection_tokens",
     "forwarded_node",
     "forwarding_fields",

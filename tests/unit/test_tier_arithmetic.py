@@ -133,6 +133,18 @@ def _outcome(at: float, ms: float, status: int = 200, cache: str | None = "hit")
     return Outcome(at, ms / 1000, status, cache, 100)
 
 
+def test_request_rows_are_in_send_order_with_their_phase_and_image() -> None:
+    late = Outcome(25.0, 0.3004, 200, "miss", 2048, True, "/new.jpg?w=640")
+    early = Outcome(10.0, 0.0051, 0, None, 0, False, "/a.jpg?w=100")
+    rows = tier_report.request_rows([late, early], PHASES)
+    assert rows == [
+        {"at": 10.0, "phase": "steady", "latency_ms": 5.1, "status": 0, "cache": "", "bytes": 0, "burst": 0,
+         "key": "/a.jpg?w=100"},
+        {"at": 25.0, "phase": "burst", "latency_ms": 300.4, "status": 200, "cache": "miss", "bytes": 2048,
+         "burst": 1, "key": "/new.jpg?w=640"},
+    ]
+
+
 def test_front_figures_on_fixed_outcomes() -> None:
     outcomes = [_outcome(1.0, 5000)]  # in the warm-up: counted as an error only, if one
     outcomes += [_outcome(10.0 + i / 100, float(i + 1)) for i in range(100)]  # steady 1..100 ms
